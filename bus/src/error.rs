@@ -1,0 +1,174 @@
+//! Errors that cross the bus: a closed set of codes plus a human message.
+//!
+//! On the wire a call error is Go zbus's `CallError{Message}` with one extra key, `Code`,
+//! which Go's msgpack decoder skips. Protocol errors (unknown object or method, bad
+//! arguments, a panicking handler) travel in the response's top-level `Error` string, as Go
+//! does, with their code in an extra top-level `Code` key.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What kind of failure a [`RemoteError`] is. Closed set; new codes are a wire change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The addressed resource does not exist.
+    NotFound,
+    /// The request was malformed or violates a precondition; nothing was changed.
+    InvalidArgument,
+    /// The request conflicts with current state (in use, name taken, already mapped).
+    Conflict,
+    /// The operation or option is not supported here.
+    Unsupported,
+    /// A dependency (Redis, a peer module, the kernel facility) is not reachable now.
+    Unavailable,
+    /// The call's deadline passed before a reply arrived.
+    Timeout,
+    /// A bug or an unexpected failure on the serving side.
+    Internal,
+    /// No object with that id is registered on the module (bus-level).
+    UnknownObject,
+    /// The object has no method of that name (bus-level).
+    UnknownMethod,
+    /// A payload could not be encoded or decoded (bus-level).
+    Decode,
+}
+
+impl ErrorCode {
+    /// The code's wire and display name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::InvalidArgument => "InvalidArgument",
+            ErrorCode::Conflict => "Conflict",
+            ErrorCode::Unsupported => "Unsupported",
+            ErrorCode::Unavailable => "Unavailable",
+            ErrorCode::Timeout => "Timeout",
+            ErrorCode::Internal => "Internal",
+            ErrorCode::UnknownObject => "UnknownObject",
+            ErrorCode::UnknownMethod => "UnknownMethod",
+            ErrorCode::Decode => "Decode",
+        }
+    }
+
+    /// Parses a wire name; unknown names give `None` (callers fall back to `Internal`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "NotFound" => ErrorCode::NotFound,
+            "InvalidArgument" => ErrorCode::InvalidArgument,
+            "Conflict" => ErrorCode::Conflict,
+            "Unsupported" => ErrorCode::Unsupported,
+            "Unavailable" => ErrorCode::Unavailable,
+            "Timeout" => ErrorCode::Timeout,
+            "Internal" => ErrorCode::Internal,
+            "UnknownObject" => ErrorCode::UnknownObject,
+            "UnknownMethod" => ErrorCode::UnknownMethod,
+            "Decode" => ErrorCode::Decode,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The one error type of every bus interface method, local or remote.
+///
+/// Interface traits return `Result<T, RemoteError>` whether they are served in-process by an
+/// actor handle or called over Redis through a generated stub, so callers handle one type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RemoteError {
+    /// What kind of failure this is.
+    pub code: ErrorCode,
+    /// Human-readable detail; this is Go's `CallError.Message`.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// An error with the given code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// An error whose message is `err` followed by each of its `source()`s, joined by ": ".
+    pub fn with_chain(code: ErrorCode, err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.ends_with(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
+        Self { code, message }
+    }
+}
+
+macro_rules! ctor {
+    ($($(#[$doc:meta])* $name:ident => $code:ident),* $(,)?) => {
+        impl RemoteError {
+            $($(#[$doc])* pub fn $name(message: impl Into<String>) -> Self {
+                Self::new(ErrorCode::$code, message)
+            })*
+        }
+    };
+}
+
+ctor! {
+    /// `NotFound`.
+    not_found => NotFound,
+    /// `InvalidArgument`.
+    invalid_argument => InvalidArgument,
+    /// `Conflict`.
+    conflict => Conflict,
+    /// `Unsupported`.
+    unsupported => Unsupported,
+    /// `Unavailable`.
+    unavailable => Unavailable,
+    /// `Timeout`.
+    timeout => Timeout,
+    /// `Internal`.
+    internal => Internal,
+    /// `Decode`.
+    decode => Decode,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_through_their_names() {
+        for code in [
+            ErrorCode::NotFound,
+            ErrorCode::InvalidArgument,
+            ErrorCode::Conflict,
+            ErrorCode::Unsupported,
+            ErrorCode::Unavailable,
+            ErrorCode::Timeout,
+            ErrorCode::Internal,
+            ErrorCode::UnknownObject,
+            ErrorCode::UnknownMethod,
+            ErrorCode::Decode,
+        ] {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("Nope"), None);
+    }
+
+    #[test]
+    fn with_chain_joins_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        let r = RemoteError::with_chain(ErrorCode::Internal, &e);
+        assert_eq!(r.message, "outer: inner");
+        assert_eq!(r.to_string(), "Internal: outer: inner");
+    }
+}
