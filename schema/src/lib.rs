@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod common;
 pub mod mount;
+pub mod system;
 
 pub use common::{Holder, Selector};
 pub use imagebus_bus::{ErrorCode, RemoteError};

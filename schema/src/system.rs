@@ -1,0 +1,74 @@
+//! `imagebus.system@1`: the daemon's own object: version, liveness and what it serves.
+//!
+//! Served by every `imagebusd` process on module `imagebus`. Several processes of a
+//! one-module-per-process deployment compete on the same queue (as Go zbus workers do), so
+//! `Modules` describes the process that answered.
+
+use imagebus_bus::RemoteError;
+use serde::{Deserialize, Serialize};
+
+/// Module name on the bus.
+pub const MODULE: &str = "imagebus";
+
+/// What `Version` returns. Reply type: tolerant of unknown fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// `imagebusd`'s crate version, e.g. `0.1.0`.
+    pub daemon: String,
+    /// Wire protocol family, `zbus`.
+    pub protocol: String,
+    /// Wire protocol version, `1` (Go zbus v1 framing).
+    pub protocol_version: String,
+    /// Process id of the daemon that answered.
+    pub pid: u32,
+    /// Seconds since that daemon started.
+    pub uptime_secs: u64,
+}
+
+/// One module served by the answering daemon process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    /// Bus module name, e.g. `mount`.
+    pub module: String,
+    /// Object ids it serves (`name@version`), besides the reserved `zbus@1.0`.
+    pub objects: Vec<String>,
+    /// Server workers of the module.
+    pub workers: u32,
+    /// `running`, `restarting` (its actor failed and is waiting for a restart) or `stopped`.
+    pub state: String,
+    /// How many times the supervisor restarted the module's actor.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// The daemon's built-in object. Served as `imagebus.system@1`.
+#[imagebus_bus::object(module = "imagebus", name = "system", version = "1")]
+pub trait SystemModule: Send + Sync {
+    /// The answering daemon's version and wire protocol. Never fails.
+    async fn version(&self) -> Result<VersionInfo, RemoteError>;
+
+    /// Returns `text` unchanged; a liveness probe through the whole bus path.
+    /// Errors: `InvalidArgument` when `text` is longer than 64 KiB.
+    async fn ping(&self, text: String) -> Result<String, RemoteError>;
+
+    /// The modules this daemon process serves, `imagebus` itself included.
+    async fn modules(&self) -> Result<Vec<ModuleInfo>, RemoteError>;
+}
+
+/// Longest text `Ping` echoes back.
+pub const MAX_PING_LEN: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_info_tolerates_missing_restarts() {
+        let m: ModuleInfo = serde_json::from_str(
+            r#"{"module":"mount","objects":["mount@1"],"workers":4,"state":"running","x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.restarts, 0);
+        assert_eq!(m.objects, vec!["mount@1".to_string()]);
+    }
+}
