@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this): setup (packages), rustfmt,
+# clippy -D warnings, the binaries the CLI/daemon tests run, `cargo test --workspace`
+# (integration tests use a real redis-server, the kernel, runc and Ceph; run as root),
+# and the docs. Every stage runs even when an earlier one fails; the exit status is
+# non-zero if any failed, and the last line sums up the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+scripts/setup.sh --packages-only
+
+failed_stages=()
+stage() {
+    local name="$1"; shift
+    echo "==> $name: $*"
+    if ! "$@"; then
+        echo "==> $name FAILED"
+        failed_stages+=("$name")
+    fi
+}
+
+stage fmt cargo fmt --all -- --check
+stage clippy cargo clippy --workspace --all-targets -- -D warnings
+stage build cargo build --workspace --bins
+stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+log="$(mktemp -t imagebus-test.XXXXXX)"
+trap 'rm -f "$log"' EXIT
+echo "==> test: cargo test --workspace"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+test_status="${PIPESTATUS[0]}"
+set -e
+if [ "$test_status" -ne 0 ]; then
+    failed_stages+=("test")
+fi
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+if [ "${#failed_stages[@]}" -gt 0 ]; then
+    echo "failed stages: ${failed_stages[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "${#failed_stages[@]}" -eq 0 ]
