@@ -1,1 +1,34 @@
-//! Placeholder; filled in by its issue.
+//! imagebus-sys: the syscall and external-tool seams of imagebus.
+//!
+//! Every syscall, ioctl, sysfs write and external command that an actor needs goes through
+//! one of the small traits here (one per concern), so actor logic is testable with the
+//! recording doubles of the `fake` feature. `unsafe` lives only in this crate, each block
+//! with a `// SAFETY:` comment.
+//!
+//! - [`loopdev`]: loop devices (`LoopDevices`).
+//! - [`rbd`]: kernel RBD through `/sys/bus/rbd` (`RbdBus`).
+//! - [`blockdev`]: `stat` of device and image paths (`Files`).
+//! - [`cmd`]: external commands (`Runner`).
+//! - [`fuse`]: FUSE mounts (`FuseMounts`).
+//! - [`proc`]: process liveness, signals, reaping (`Processes`).
+//! - [`state`]: the versioned atomic state store (`StateFile`).
+//! - [`mount`], [`mountinfo`], [`fsdetect`], [`paths`]: mount(2) (`Mounter`), the mount table
+//!   (`MountTable`), superblock probing (`FsProbe`) and managed directories (`PathOps`).
+#![warn(missing_docs)]
+
+pub mod blockdev;
+pub mod cmd;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod fsdetect;
+pub mod fuse;
+pub mod loopdev;
+pub mod mount;
+pub mod mountinfo;
+pub mod paths;
+pub mod proc;
+pub mod rbd;
+pub mod state;
+
+pub use error::{SysError, SysResult};

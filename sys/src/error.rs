@@ -1,0 +1,112 @@
+//! The one error type of the syscall layer: what was attempted, on what, and the OS error.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A failed syscall, ioctl, sysfs access or external command.
+///
+/// Variants carry the operation and the path or program involved, so a caller can wrap
+/// them in its own domain error without losing context. [`SysError::errno`] gives the raw
+/// OS error where there is one, for callers that branch on `ENOENT`, `EBUSY` and the like.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    /// A syscall on a path failed.
+    #[error("{op} {path:?}")]
+    Io {
+        /// What was attempted (`open`, `LOOP_CONFIGURE`, `write sysfs`, ...).
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A syscall without a path failed.
+    #[error("{op}")]
+    Os {
+        /// What was attempted.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An external command could not be started.
+    #[error("starting {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An external command ran and failed.
+    #[error("{program} exited with {code:?}: {stderr}")]
+    Command {
+        /// The program.
+        program: String,
+        /// Exit code, `None` when killed by a signal.
+        code: Option<i32>,
+        /// The tail of its stderr (callers must not pass secrets on command lines).
+        stderr: String,
+    },
+    /// An external command did not finish in time (it was killed).
+    #[error("{program} did not finish within {secs} s")]
+    Timeout {
+        /// The program.
+        program: String,
+        /// The deadline in seconds.
+        secs: u64,
+    },
+    /// The kernel or a tool returned data we could not parse.
+    #[error("unexpected data from {what}: {detail}")]
+    Parse {
+        /// Where the data came from.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The facility does not exist on this machine (no `/sys/bus/rbd`, no `/dev/loop-control`).
+    #[error("{0} is not available on this machine")]
+    Unavailable(String),
+    /// Input that the syscall layer refuses (e.g. a malformed base64 key).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+impl SysError {
+    /// An [`SysError::Io`] from the last OS error.
+    pub fn last_os(op: &'static str, path: impl Into<PathBuf>) -> Self {
+        SysError::Io {
+            op,
+            path: path.into(),
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    /// An [`SysError::Io`] from an `io::Error`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        SysError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The raw OS error number, if this error has one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            SysError::Io { source, .. }
+            | SysError::Os { source, .. }
+            | SysError::Spawn { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is an `ENOENT`.
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(libc::ENOENT)
+    }
+}
+
+/// Result alias of this crate.
+pub type SysResult<T> = Result<T, SysError>;

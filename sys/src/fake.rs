@@ -1,0 +1,308 @@
+//! Hand-written recording doubles of every trait in this crate, for unit tests of the
+//! actors (feature `fake`). Each fake is `Clone` and shares its state between clones, so a
+//! test keeps one clone to inspect while the actor owns another.
+
+use crate::blockdev::{FileKind, FileStat, Files};
+use crate::cmd::{CommandCall, CommandOutput, Runner};
+use crate::error::{SysError, SysResult};
+use crate::fuse::{FuseMount, FuseMounts};
+use crate::loopdev::{LoopAttach, LoopDevice, LoopDevices};
+use crate::proc::{Processes, Reaped, Signal};
+use crate::rbd::{RbdBus, RbdDevice, RbdMap};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Files with declared kinds; anything undeclared does not exist.
+#[derive(Debug, Clone, Default)]
+pub struct FakeFiles {
+    files: Arc<Mutex<BTreeMap<PathBuf, FileStat>>>,
+}
+
+impl FakeFiles {
+    /// Declares `path` as a file of `kind` with inode `ino`.
+    pub fn add(&self, path: impl Into<PathBuf>, kind: FileKind, ino: u64) {
+        let stat = FileStat {
+            kind,
+            dev: 1,
+            ino,
+            rdev: 0,
+            size: 4096,
+        };
+        lock(&self.files).insert(path.into(), stat);
+    }
+    /// Removes a declared file.
+    pub fn remove(&self, path: &Path) {
+        lock(&self.files).remove(path);
+    }
+}
+
+impl Files for FakeFiles {
+    fn stat(&self, path: &Path) -> SysResult<Option<FileStat>> {
+        Ok(lock(&self.files).get(path).copied())
+    }
+}
+
+/// Loop devices in memory; records every call.
+#[derive(Debug, Clone, Default)]
+pub struct FakeLoopDevices {
+    state: Arc<Mutex<FakeLoopState>>,
+}
+
+#[derive(Debug, Default)]
+struct FakeLoopState {
+    bound: BTreeMap<u32, LoopDevice>,
+    attaches: Vec<LoopAttach>,
+    detaches: Vec<u32>,
+    fail_next: Option<i32>,
+}
+
+impl FakeLoopDevices {
+    /// Every attach request so far.
+    pub fn attaches(&self) -> Vec<LoopAttach> {
+        lock(&self.state).attaches.clone()
+    }
+    /// Every detached device number so far.
+    pub fn detaches(&self) -> Vec<u32> {
+        lock(&self.state).detaches.clone()
+    }
+    /// Currently bound devices.
+    pub fn bound(&self) -> Vec<LoopDevice> {
+        lock(&self.state).bound.values().cloned().collect()
+    }
+    /// Binds a device behind the actor's back (an orphan), or replaces one.
+    pub fn insert(&self, dev: LoopDevice) {
+        lock(&self.state).bound.insert(dev.number, dev);
+    }
+    /// Unbinds a device behind the actor's back (it vanished).
+    pub fn vanish(&self, number: u32) {
+        lock(&self.state).bound.remove(&number);
+    }
+    /// Makes the next attach fail with `errno`.
+    pub fn fail_next_attach(&self, errno: i32) {
+        lock(&self.state).fail_next = Some(errno);
+    }
+}
+
+impl LoopDevices for FakeLoopDevices {
+    fn attach(&self, req: &LoopAttach) -> SysResult<LoopDevice> {
+        let mut s = lock(&self.state);
+        s.attaches.push(req.clone());
+        if let Some(errno) = s.fail_next.take() {
+            return Err(SysError::io(
+                "LOOP_CONFIGURE",
+                "/dev/loop-fake",
+                std::io::Error::from_raw_os_error(errno),
+            ));
+        }
+        let number = (0..).find(|n| !s.bound.contains_key(n)).unwrap_or(0);
+        let dev = LoopDevice {
+            number,
+            device: PathBuf::from(format!("/dev/loop{number}")),
+            backing_file: req.file.clone(),
+            inode: 100 + u64::from(number),
+            dev: 1,
+            read_only: req.read_only,
+            autoclear: req.autoclear,
+        };
+        s.bound.insert(number, dev.clone());
+        Ok(dev)
+    }
+    fn detach(&self, number: u32) -> SysResult<()> {
+        let mut s = lock(&self.state);
+        s.detaches.push(number);
+        s.bound.remove(&number);
+        Ok(())
+    }
+    fn status(&self, number: u32) -> SysResult<Option<LoopDevice>> {
+        Ok(lock(&self.state).bound.get(&number).cloned())
+    }
+    fn list(&self) -> SysResult<Vec<LoopDevice>> {
+        Ok(self.bound())
+    }
+}
+
+/// krbd in memory.
+#[derive(Debug, Clone, Default)]
+pub struct FakeRbdBus {
+    state: Arc<Mutex<FakeRbdState>>,
+}
+
+#[derive(Debug, Default)]
+struct FakeRbdState {
+    available: bool,
+    devices: BTreeMap<u32, RbdDevice>,
+    maps: Vec<RbdMap>,
+    secrets: Vec<String>,
+    unmaps: Vec<(u32, bool)>,
+}
+
+impl FakeRbdBus {
+    /// A bus that claims `/sys/bus/rbd` exists.
+    pub fn available() -> Self {
+        let f = Self::default();
+        lock(&f.state).available = true;
+        f
+    }
+    /// Every map request so far.
+    pub fn maps(&self) -> Vec<RbdMap> {
+        lock(&self.state).maps.clone()
+    }
+    /// Every secret handed to `map` (to check it reached the kernel and nothing else).
+    pub fn secrets(&self) -> Vec<String> {
+        lock(&self.state).secrets.clone()
+    }
+    /// Every unmap so far.
+    pub fn unmaps(&self) -> Vec<(u32, bool)> {
+        lock(&self.state).unmaps.clone()
+    }
+    /// Mapped devices.
+    pub fn devices(&self) -> Vec<RbdDevice> {
+        lock(&self.state).devices.values().cloned().collect()
+    }
+}
+
+impl RbdBus for FakeRbdBus {
+    fn available(&self) -> bool {
+        lock(&self.state).available
+    }
+    fn map(&self, req: &RbdMap, secret: &str) -> SysResult<RbdDevice> {
+        let mut s = lock(&self.state);
+        s.maps.push(req.clone());
+        s.secrets.push(secret.to_string());
+        let id = (0..).find(|n| !s.devices.contains_key(n)).unwrap_or(0);
+        let dev = RbdDevice {
+            id,
+            pool: req.pool.clone(),
+            namespace: req.namespace.clone().unwrap_or_default(),
+            image: req.image.clone(),
+            snapshot: req.snapshot.clone().unwrap_or_else(|| "-".into()),
+            device: PathBuf::from(format!("/dev/rbd{id}")),
+        };
+        s.devices.insert(id, dev.clone());
+        Ok(dev)
+    }
+    fn unmap(&self, id: u32, force: bool) -> SysResult<()> {
+        let mut s = lock(&self.state);
+        s.unmaps.push((id, force));
+        s.devices.remove(&id);
+        Ok(())
+    }
+    fn list(&self) -> SysResult<Vec<RbdDevice>> {
+        Ok(self.devices())
+    }
+}
+
+/// A runner that records calls and answers every `run` with a scripted output.
+#[derive(Debug, Clone, Default)]
+pub struct FakeRunner {
+    state: Arc<Mutex<(Vec<CommandCall>, CommandOutput, u32)>>,
+}
+
+impl FakeRunner {
+    /// Every call so far (run and spawn).
+    pub fn calls(&self) -> Vec<CommandCall> {
+        lock(&self.state).0.clone()
+    }
+    /// What `run` returns from now on.
+    pub fn respond(&self, out: CommandOutput) {
+        lock(&self.state).1 = out;
+    }
+}
+
+impl Runner for FakeRunner {
+    fn run(&self, call: &CommandCall, _timeout: Duration) -> SysResult<CommandOutput> {
+        let mut s = lock(&self.state);
+        s.0.push(call.clone());
+        Ok(s.1.clone())
+    }
+    fn spawn(&self, call: &CommandCall) -> SysResult<u32> {
+        let mut s = lock(&self.state);
+        s.0.push(call.clone());
+        s.2 += 1;
+        Ok(100_000 + s.2)
+    }
+}
+
+/// Processes in memory: a pid is alive while it is in the table.
+#[derive(Debug, Clone, Default)]
+pub struct FakeProcesses {
+    state: Arc<Mutex<ProcTable>>,
+}
+
+type ProcTable = (BTreeMap<u32, Vec<String>>, Vec<(u32, Signal)>);
+
+impl FakeProcesses {
+    /// Declares a live process.
+    pub fn add(&self, pid: u32, cmdline: &[&str]) {
+        lock(&self.state)
+            .0
+            .insert(pid, cmdline.iter().map(|s| s.to_string()).collect());
+    }
+    /// Every signal sent.
+    pub fn signals(&self) -> Vec<(u32, Signal)> {
+        lock(&self.state).1.clone()
+    }
+}
+
+impl Processes for FakeProcesses {
+    fn alive(&self, pid: u32) -> bool {
+        lock(&self.state).0.contains_key(&pid)
+    }
+    fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
+        lock(&self.state).0.get(&pid).cloned()
+    }
+    fn signal(&self, pid: u32, sig: Signal) -> SysResult<()> {
+        let mut s = lock(&self.state);
+        s.1.push((pid, sig));
+        s.0.remove(&pid);
+        Ok(())
+    }
+    fn reap(&self, pid: u32) -> Reaped {
+        if self.alive(pid) {
+            Reaped::Running
+        } else {
+            Reaped::NotChild
+        }
+    }
+    fn find(&self, program: &str) -> Vec<(u32, Vec<String>)> {
+        lock(&self.state)
+            .0
+            .iter()
+            .filter(|(_, c)| c.first().is_some_and(|a| a.ends_with(program)))
+            .map(|(p, c)| (*p, c.clone()))
+            .collect()
+    }
+}
+
+/// FUSE mounts in memory.
+#[derive(Debug, Clone, Default)]
+pub struct FakeFuseMounts {
+    mounts: Arc<Mutex<Vec<FuseMount>>>,
+}
+
+impl FakeFuseMounts {
+    /// Adds a mount.
+    pub fn add(&self, mountpoint: impl Into<PathBuf>) {
+        lock(&self.mounts).push(FuseMount {
+            mountpoint: mountpoint.into(),
+            fs_type: "fuse.rbd-fuse".into(),
+            source: "rbd-fuse".into(),
+        });
+    }
+}
+
+impl FuseMounts for FakeFuseMounts {
+    fn list(&self) -> SysResult<Vec<FuseMount>> {
+        Ok(lock(&self.mounts).clone())
+    }
+    fn unmount(&self, mountpoint: &Path, _lazy: bool) -> SysResult<()> {
+        lock(&self.mounts).retain(|m| m.mountpoint != mountpoint);
+        Ok(())
+    }
+}
