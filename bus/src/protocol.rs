@@ -1,1 +1,386 @@
-//! TODO(bus helper): protocol
+//! The wire structures of zbus v1: `Request`, `Response` and the `zbus@1.0` `Status`.
+//!
+//! Every struct is a msgpack MAP keyed by the exact Go field names (vmihailenco/msgpack v4
+//! `Marshal`). Our extension keys (`Deadline`, `Code`) are omitted when they are `None`, so
+//! Go-produced bytes round-trip unchanged; Go's decoder skips them when present. Decoding
+//! also accepts structs encoded as arrays, `nil` for `Inputs`, and `Data` as `nil`, an empty
+//! bin, a bin or a str. See `docs/protocol.md`.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The reserved object every module serves with its [`Status`] (Go zbus `zbus@1.0`).
+pub const STATUS_OBJECT: &str = "zbus@1.0";
+
+/// Seconds a reply list lives in Redis (Go `redisResponseTTL`).
+pub const RESPONSE_TTL_SECS: u64 = 300;
+
+/// An object's identity: `name@version`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectId {
+    /// Object name, e.g. `attach`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Version, e.g. `1`; may be empty.
+    #[serde(rename = "Version")]
+    pub version: String,
+}
+
+impl ObjectId {
+    /// An id from its parts.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+        }
+    }
+
+    /// Parses `name@version`, splitting on the first `@` (Go `ObjectIDFromString`); a string
+    /// without `@` is a name with an empty version.
+    pub fn parse(s: &str) -> Self {
+        match s.split_once('@') {
+            Some((name, version)) => Self::new(name, version),
+            None => Self::new(s, ""),
+        }
+    }
+
+    /// The Redis list this object is served on: `<module>.<name@version>`.
+    pub fn queue(&self, module: &str) -> String {
+        format!("{module}.{self}")
+    }
+
+    /// The pub/sub channel of one of its events: `<module>.<name@version>.<event>`.
+    pub fn channel(&self, module: &str, event: &str) -> String {
+        format!("{module}.{self}.{event}")
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.version.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}@{}", self.name, self.version)
+        }
+    }
+}
+
+impl std::str::FromStr for ObjectId {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(s))
+    }
+}
+
+/// A call. Go: `Request{ID, Inputs, Object, ReplyTo, Method}` plus our optional `Deadline`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Unique id (UUIDv4 string).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Each argument msgpack-encoded on its own, one bin per argument.
+    #[serde(rename = "Inputs", deserialize_with = "nil_as_empty", default)]
+    pub inputs: Vec<ByteBuf>,
+    /// The addressed object.
+    #[serde(rename = "Object")]
+    pub object: ObjectId,
+    /// The list the response is pushed to.
+    #[serde(rename = "ReplyTo")]
+    pub reply_to: String,
+    /// Wire method name.
+    #[serde(rename = "Method")]
+    pub method: String,
+    /// Extension: unix time in milliseconds after which the caller no longer waits. Absent
+    /// in Go requests; servers skip a request whose deadline has passed.
+    #[serde(rename = "Deadline", default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+}
+
+impl Request {
+    /// `true` when the request carries a deadline that lies before `now`.
+    pub fn expired_at(&self, now: SystemTime) -> bool {
+        self.deadline.is_some_and(|d| d < unix_ms(now))
+    }
+}
+
+/// Milliseconds since the unix epoch (0 for times before it).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A method's call error. Go: `CallError{Message}` plus our optional `Code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    /// Human-readable message.
+    #[serde(rename = "Message", default)]
+    pub message: String,
+    /// Extension: the [`crate::ErrorCode`] name.
+    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// A method's result. Go: `Output{Data, Error}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    /// msgpack bytes of the return value(s). We always send a bin (`c4 01 c0` for none);
+    /// decoding accepts nil, an empty bin, a bin or a str.
+    #[serde(rename = "Data", deserialize_with = "lenient_bytes", default)]
+    pub data: ByteBuf,
+    /// The method's error, if it returned one.
+    #[serde(rename = "Error", default)]
+    pub error: Option<CallError>,
+}
+
+/// A reply. Go: `Response{ID, Output, Error}` plus our optional `Code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// The method's result.
+    #[serde(rename = "Output")]
+    pub output: Output,
+    /// Protocol error: unknown object or method, bad arguments, a panic.
+    #[serde(rename = "Error", default)]
+    pub error: Option<String>,
+    /// Extension: the [`crate::ErrorCode`] name of the protocol error.
+    #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// Reply of the reserved `zbus@1.0` object. Go: `Status{Objects, Workers}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Registered objects (without `zbus@1.0`).
+    #[serde(rename = "Objects", deserialize_with = "nil_as_empty", default)]
+    pub objects: Vec<ObjectId>,
+    /// One entry per worker.
+    #[serde(rename = "Workers", deserialize_with = "nil_as_empty", default)]
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One worker in a [`Status`]. Go: `WorkerStatus{State, StartTime, Action}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// `free` or `busy`.
+    #[serde(rename = "State")]
+    pub state: String,
+    /// When the current call started (Go zero time when free).
+    #[serde(rename = "StartTime")]
+    pub start_time: Timestamp,
+    /// `[name@version].Method()` while busy, empty when free.
+    #[serde(rename = "Action")]
+    pub action: String,
+}
+
+/// A point in time encoded as the msgpack timestamp extension (type -1), which is how Go's
+/// msgpack v4 encodes `time.Time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp {
+    /// Seconds since the unix epoch (negative before it).
+    pub seconds: i64,
+    /// Nanoseconds within the second, < 1e9.
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// Go's zero `time.Time` (0001-01-01 00:00:00 UTC).
+    pub const GO_ZERO: Timestamp = Timestamp {
+        seconds: -62_135_596_800,
+        nanos: 0,
+    };
+
+    /// From a system time.
+    pub fn from_system(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Self {
+                seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: d.subsec_nanos(),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut seconds = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                let mut nanos = d.subsec_nanos();
+                if nanos > 0 {
+                    seconds -= 1;
+                    nanos = 1_000_000_000 - nanos;
+                }
+                Self { seconds, nanos }
+            }
+        }
+    }
+
+    /// As a system time, when it is after the unix epoch.
+    pub fn to_system(self) -> Option<SystemTime> {
+        let secs = u64::try_from(self.seconds).ok()?;
+        UNIX_EPOCH.checked_add(Duration::new(secs, self.nanos))
+    }
+
+    /// The extension payload (4, 8 or 12 bytes, as Go v4 and the msgpack spec write it).
+    pub fn ext_payload(self) -> Vec<u8> {
+        if self.seconds >= 0 && (self.seconds >> 34) == 0 {
+            let data = (u64::from(self.nanos) << 34) | self.seconds.unsigned_abs();
+            if data & 0xffff_ffff_0000_0000 == 0 {
+                return u32::try_from(data)
+                    .unwrap_or(u32::MAX)
+                    .to_be_bytes()
+                    .to_vec();
+            }
+            return data.to_be_bytes().to_vec();
+        }
+        let mut b = self.nanos.to_be_bytes().to_vec();
+        b.extend_from_slice(&self.seconds.to_be_bytes());
+        b
+    }
+
+    /// Parses an extension payload.
+    pub fn from_ext_payload(b: &[u8]) -> Option<Self> {
+        match b.len() {
+            4 => Some(Self {
+                seconds: i64::from(u32::from_be_bytes(b.try_into().ok()?)),
+                nanos: 0,
+            }),
+            8 => {
+                let data = u64::from_be_bytes(b.try_into().ok()?);
+                let nanos = u32::try_from(data >> 34).ok()?;
+                let seconds = i64::try_from(data & 0x3_ffff_ffff).ok()?;
+                Some(Self { seconds, nanos })
+            }
+            12 => {
+                let nanos = u32::from_be_bytes(b[..4].try_into().ok()?);
+                let seconds = i64::from_be_bytes(b[4..].try_into().ok()?);
+                Some(Self { seconds, nanos })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Ext type of the msgpack timestamp extension.
+pub const TIMESTAMP_EXT: i8 = -1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "_ExtStruct")]
+struct ExtStruct((i8, ByteBuf));
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ExtStruct((TIMESTAMP_EXT, ByteBuf::from(self.ext_payload()))).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ExtStruct((kind, payload)) = ExtStruct::deserialize(d)?;
+        if kind != TIMESTAMP_EXT {
+            return Err(de::Error::custom(format!(
+                "ext type {kind} is not a timestamp"
+            )));
+        }
+        Timestamp::from_ext_payload(&payload)
+            .ok_or_else(|| de::Error::custom("bad timestamp extension length"))
+    }
+}
+
+/// `nil` decodes as an empty list (Go encodes a nil slice as `c0`).
+fn nil_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `Data`: nil, bin, str, or (leniently) an array of byte values.
+fn lenient_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<ByteBuf, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = ByteBuf;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("bin, str or nil")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<ByteBuf, E> {
+            Ok(ByteBuf::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<ByteBuf, E> {
+            Ok(ByteBuf::new())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<ByteBuf, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+            Ok(ByteBuf::from(v))
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+            Ok(ByteBuf::from(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteBuf, E> {
+            Ok(ByteBuf::from(v.as_bytes()))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(ByteBuf::from(out))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_id_parses_on_first_at() {
+        let id = ObjectId::parse("calculator@1.0@x");
+        assert_eq!(id, ObjectId::new("calculator", "1.0@x"));
+        assert_eq!(ObjectId::parse("zbus@1.0").to_string(), "zbus@1.0");
+        assert_eq!(ObjectId::parse("plain").to_string(), "plain");
+        assert_eq!(ObjectId::new("a", "1").queue("m"), "m.a@1");
+        assert_eq!(ObjectId::new("a", "1").channel("m", "Ev"), "m.a@1.Ev");
+    }
+
+    #[test]
+    fn timestamps_round_trip_all_payload_sizes() {
+        for t in [
+            Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            },
+            Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_456_789,
+            },
+            Timestamp::GO_ZERO,
+        ] {
+            assert_eq!(Timestamp::from_ext_payload(&t.ext_payload()), Some(t));
+        }
+        assert_eq!(
+            Timestamp {
+                seconds: 5,
+                nanos: 0
+            }
+            .ext_payload()
+            .len(),
+            4
+        );
+        assert_eq!(
+            Timestamp {
+                seconds: 5,
+                nanos: 1
+            }
+            .ext_payload()
+            .len(),
+            8
+        );
+        assert_eq!(Timestamp::GO_ZERO.ext_payload().len(), 12);
+        let now = SystemTime::now();
+        assert_eq!(Timestamp::from_system(now).to_system(), Some(now));
+    }
+}
