@@ -35,7 +35,6 @@ pub mod __private {
     pub use serde;
     pub use serde_bytes::ByteBuf;
     pub use tracing;
-    pub use tracing;
 
     pub use crate::codec::{decode_arg, decode_data, encode_arg, encode_reply, encode_value};
 }
