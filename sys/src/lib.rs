@@ -14,9 +14,13 @@
 //! - [`state`]: the versioned atomic state store (`StateFile`).
 //! - [`mount`], [`mountinfo`], [`fsdetect`], [`paths`]: mount(2) (`Mounter`), the mount table
 //!   (`MountTable`), superblock probing (`FsProbe`) and managed directories (`PathOps`).
+//! - [`runtime`], [`runc`], [`oci`], [`monitor`], [`ns`], [`cgroup`], [`signal`]: the OCI
+//!   runtime (`Runtime`), bundle generation, the per-container monitor (`MonitorLauncher`),
+//!   named network namespaces (`NetNamespaces`), cgroup cleanup (`Cgroups`) and signals.
 #![warn(missing_docs)]
 
 pub mod blockdev;
+pub mod cgroup;
 pub mod cmd;
 pub mod error;
 #[cfg(feature = "fake")]
@@ -24,11 +28,17 @@ pub mod fake;
 pub mod fsdetect;
 pub mod fuse;
 pub mod loopdev;
+pub mod monitor;
 pub mod mount;
 pub mod mountinfo;
+pub mod ns;
+pub mod oci;
 pub mod paths;
 pub mod proc;
 pub mod rbd;
+pub mod runc;
+pub mod runtime;
+pub mod signal;
 pub mod state;
 
 pub use error::{SysError, SysResult};

@@ -1,0 +1,176 @@
+//! Container cgroups on v1, v2 and hybrid hosts: where the hierarchies are mounted, and the
+//! recursive depth-first removal that runc's `delete` does not do (systemd payloads create
+//! child cgroups, and crun leaves `init.scope` behind).
+
+use crate::runtime::RuntimeError;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Cgroup operations for container cleanup.
+pub trait Cgroups: Send + Sync + 'static {
+    /// Mount points of every cgroup hierarchy (v1 controllers, named v1, and cgroup2).
+    fn hierarchies(&self) -> Vec<PathBuf>;
+
+    /// Removes the absolute cgroup path `rel` (e.g. `/imagebus/c-7`) and everything below it
+    /// in every hierarchy, deepest first. Missing directories are fine. Returns what was
+    /// removed.
+    fn remove(&self, rel: &str) -> Result<Vec<PathBuf>, RuntimeError>;
+}
+
+/// [`Cgroups`] from `/proc/self/mountinfo`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxCgroups;
+
+/// Cgroup mount points in a `/proc/self/mountinfo` text (fields after ` - ` give the type).
+pub fn parse_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fstype = post.split_whitespace().next().unwrap_or("");
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        if let Some(mp) = pre.split_whitespace().nth(4) {
+            out.push(PathBuf::from(unescape(mp)));
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let digits = std::str::from_utf8(&b[i + 1..i + 4]).ok();
+            if let Some(v) = digits.and_then(|d| u8::from_str_radix(d, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks that `rel` is an absolute cgroup path without `..` and not the root.
+pub fn validate_cgroup_path(rel: &str) -> Result<PathBuf, RuntimeError> {
+    let p = Path::new(rel);
+    let ok = p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && p.components().count() >= 2;
+    if ok {
+        Ok(p.strip_prefix("/").unwrap_or(p).to_path_buf())
+    } else {
+        Err(RuntimeError::Invalid(format!(
+            "cgroup path {rel:?} must be absolute, not /, no .."
+        )))
+    }
+}
+
+fn remove_tree(dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), RuntimeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RuntimeError::io("read cgroup", dir, e)),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&entry.path(), removed)?;
+        }
+    }
+    // A cgroup whose last task is still exiting is busy for a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {
+                removed.push(dir.to_path_buf());
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(RuntimeError::io("rmdir cgroup", dir, e)),
+        }
+    }
+}
+
+impl Cgroups for LinuxCgroups {
+    fn hierarchies(&self) -> Vec<PathBuf> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| parse_hierarchies(&m))
+            .unwrap_or_default()
+    }
+
+    fn remove(&self, rel: &str) -> Result<Vec<PathBuf>, RuntimeError> {
+        let rel = validate_cgroup_path(rel)?;
+        let mut removed = Vec::new();
+        let mut first_err = None;
+        for h in self.hierarchies() {
+            if let Err(e) = remove_tree(&h.join(&rel), &mut removed) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_v1_and_v2_hierarchies() {
+        let mi = "\
+30 25 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+32 30 0:28 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+33 30 0:29 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+40 25 0:40 / /mnt/with\\040space rw - cgroup cgroup rw,pids
+";
+        assert_eq!(
+            parse_hierarchies(mi),
+            [
+                PathBuf::from("/sys/fs/cgroup/memory"),
+                PathBuf::from("/sys/fs/cgroup/unified"),
+                PathBuf::from("/sys/fs/cgroup/systemd"),
+                PathBuf::from("/mnt/with space"),
+            ]
+        );
+    }
+
+    #[test]
+    fn cgroup_paths_are_checked() {
+        assert_eq!(
+            validate_cgroup_path("/imagebus/c1").unwrap(),
+            PathBuf::from("imagebus/c1")
+        );
+        assert!(validate_cgroup_path("imagebus/c1").is_err());
+        assert!(validate_cgroup_path("/").is_err());
+        assert!(validate_cgroup_path("/imagebus/../x").is_err());
+    }
+
+    #[test]
+    fn removes_nested_directories_deepest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("a");
+        std::fs::create_dir_all(top.join("b/c")).unwrap();
+        std::fs::create_dir_all(top.join("d")).unwrap();
+        let mut removed = Vec::new();
+        remove_tree(&top, &mut removed).unwrap();
+        assert!(!top.exists());
+        assert_eq!(removed.last(), Some(&top));
+        assert_eq!(removed.len(), 4);
+    }
+}

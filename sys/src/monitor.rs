@@ -1,0 +1,416 @@
+//! The per-container monitor (conmon-like): a small detached process that runs the
+//! runtime's `create`/`run` with the container's stdout and stderr on an `O_APPEND` log
+//! file, becomes the init's reaper (`PR_SET_CHILD_SUBREAPER`), and writes the exit status to
+//! a file when the init dies. It lives in its own session, so the container keeps running,
+//! logging and having its exit code recorded while the daemon restarts or is killed.
+//!
+//! Protocol: the actor writes a [`MonitorConfig`] JSON file and runs
+//! `<monitor binary> <config path>` through [`MonitorLauncher::launch`]. The monitor forks
+//! (the first process exits at once and is reaped by the launcher), the grandchild calls
+//! `setsid`, runs the runtime and prints one JSON [`MonitorReport`] line on the stdout pipe
+//! (then points stdout at `/dev/null`). When the init exits it writes an [`ExitRecord`] to
+//! `exit_file` (temp file + rename) and exits; watchers see that through a pidfd on the
+//! monitor.
+
+use crate::runtime::RuntimeError;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the monitor does; written by the actor as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    /// Runtime container id.
+    pub id: String,
+    /// The runtime's create or run argv ([`crate::runtime::Runtime::create_argv`]).
+    pub argv: Vec<String>,
+    /// The container's stdout/stderr log (appended).
+    pub log_file: PathBuf,
+    /// Where the runtime writes the init pid.
+    pub pid_file: PathBuf,
+    /// The runtime's own JSON log (its error messages).
+    pub runtime_log: PathBuf,
+    /// Where the exit status is written.
+    pub exit_file: PathBuf,
+    /// The monitor's own diagnostics.
+    pub monitor_log: PathBuf,
+}
+
+/// The monitor's one-line answer on its stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorReport {
+    /// The monitor's pid (the process that stays).
+    pub monitor_pid: u32,
+    /// The container init's pid, when the runtime succeeded.
+    #[serde(default)]
+    pub init_pid: Option<u32>,
+    /// The runtime's error message, when it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// How the init ended; the monitor writes it to [`MonitorConfig::exit_file`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Init pid.
+    pub pid: u32,
+    /// Exit code, or `None` when killed by a signal or when the status was not observable.
+    pub exit_code: Option<i32>,
+    /// Terminating signal.
+    pub signal: Option<i32>,
+    /// Milliseconds since the Unix epoch.
+    pub exited_at_ms: u64,
+}
+
+impl ExitRecord {
+    /// Exit code as shells report it: the code, or 128 + signal.
+    pub fn shell_code(&self) -> Option<i32> {
+        self.exit_code.or(self.signal.map(|s| 128 + s))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Reads an exit file; `Ok(None)` if there is none yet.
+pub fn read_exit_file(path: &Path) -> Result<Option<ExitRecord>, RuntimeError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| RuntimeError::Parse {
+                what: path.display().to_string(),
+                detail: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RuntimeError::io("read", path, e)),
+    }
+}
+
+/// Start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`); with the
+/// pid it identifies a process across pid reuse. `None` if it is gone.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Fields after comm start at field 3 (state); starttime is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Starts monitors.
+pub trait MonitorLauncher: Send + Sync + 'static {
+    /// Runs the monitor on `config` and waits (up to `timeout`) for its report.
+    fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError>;
+}
+
+/// Launches a monitor binary: `program args... <config>`.
+#[derive(Debug, Clone)]
+pub struct LinuxMonitorLauncher {
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+impl LinuxMonitorLauncher {
+    /// `program` followed by `args` and the config path.
+    pub fn new(program: impl Into<PathBuf>, args: Vec<String>) -> Self {
+        Self {
+            program: program.into(),
+            args,
+        }
+    }
+}
+
+impl MonitorLauncher for LinuxMonitorLauncher {
+    fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError> {
+        let program = self.program.display().to_string();
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| RuntimeError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let out = child.stdout.take();
+        // The first process exits right after forking; reap it.
+        let _ = child.wait();
+        let Some(out) = out else {
+            return Err(RuntimeError::Invalid("monitor stdout missing".into()));
+        };
+        let deadline = Instant::now() + timeout;
+        let mut pfd = libc::pollfd {
+            fd: out.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RuntimeError::Timeout {
+                    id: program,
+                    timeout,
+                });
+            }
+            let ms = libc::c_int::try_from(left.as_millis())
+                .unwrap_or(libc::c_int::MAX)
+                .max(1);
+            // SAFETY: one valid pollfd on a pipe we own, bounded timeout.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n > 0 {
+                break;
+            }
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(RuntimeError::io("poll", config, e));
+                }
+            }
+        }
+        let mut line = String::new();
+        BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(|e| RuntimeError::io("read monitor report", config, e))?;
+        if line.trim().is_empty() {
+            return Err(RuntimeError::Invalid(format!(
+                "monitor {program} exited without a report (see the monitor log beside {config:?})"
+            )));
+        }
+        serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Parse {
+            what: "monitor report".into(),
+            detail: format!("{e}: {line:?}"),
+        })
+    }
+}
+
+fn log(mut f: &File, msg: &str) {
+    let _ = writeln!(f, "{} {msg}", now_ms());
+}
+
+fn report(r: &MonitorReport) {
+    if let Ok(mut s) = serde_json::to_string(r) {
+        s.push('\n');
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+fn redirect(fd: libc::c_int, to: &File) {
+    // SAFETY: dup2 of an open fd onto a standard descriptor of this single-threaded process.
+    unsafe {
+        libc::dup2(to.as_raw_fd(), fd);
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+fn write_exit(path: &Path, rec: &ExitRecord) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(rec).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The monitor process's body (called by the monitor binary's `main` while it is still
+/// single-threaded). Returns the process exit code.
+pub fn run_monitor(config_path: &Path) -> i32 {
+    let cfg: MonitorConfig = match std::fs::read(config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            report(&MonitorReport {
+                monitor_pid: std::process::id(),
+                init_pid: None,
+                error: Some(format!("monitor config {config_path:?}: {e}")),
+            });
+            return 2;
+        }
+    };
+    // SAFETY: the monitor is single-threaded here (no runtime, no threads started), so the
+    // child may keep running Rust code after fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            report(&MonitorReport {
+                monitor_pid: std::process::id(),
+                init_pid: None,
+                error: Some(format!("fork: {e}")),
+            });
+            return 1;
+        }
+    }
+    let _ = nix::unistd::setsid();
+    let me = std::process::id();
+    let fail = |msg: String| {
+        report(&MonitorReport {
+            monitor_pid: me,
+            init_pid: None,
+            error: Some(msg),
+        });
+        1
+    };
+    let mlog = match open_append(&cfg.monitor_log) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("open {:?}: {e}", cfg.monitor_log)),
+    };
+    redirect(libc::STDERR_FILENO, &mlog);
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return fail(format!("PR_SET_CHILD_SUBREAPER: {e}"));
+    }
+    let clog = match open_append(&cfg.log_file) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("open {:?}: {e}", cfg.log_file)),
+    };
+    let (Some(prog), Some(args)) = (cfg.argv.first(), cfg.argv.get(1..)) else {
+        return fail("empty runtime argv".into());
+    };
+    let (out, err) = match (clog.try_clone(), clog.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return fail("dup log fd".into()),
+    };
+    log(
+        &mlog,
+        &format!("monitor {me}: running {}", cfg.argv.join(" ")),
+    );
+    let status = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            let text = std::fs::read_to_string(&cfg.runtime_log).unwrap_or_default();
+            let msg = crate::runc::error_message(&text);
+            log(&mlog, &format!("runtime failed ({s}): {msg}"));
+            return fail(if msg.is_empty() {
+                format!("runtime exited with {s}")
+            } else {
+                msg
+            });
+        }
+        Err(e) => return fail(format!("starting {prog}: {e}")),
+    }
+    let pid = match std::fs::read_to_string(&cfg.pid_file).map(|s| s.trim().parse::<u32>()) {
+        Ok(Ok(p)) => p,
+        _ => return fail(format!("no init pid in {:?}", cfg.pid_file)),
+    };
+    report(&MonitorReport {
+        monitor_pid: me,
+        init_pid: Some(pid),
+        error: None,
+    });
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        redirect(libc::STDOUT_FILENO, &null);
+        redirect(libc::STDIN_FILENO, &null);
+    }
+    drop(clog);
+    let rec = wait_for_init(pid, &mlog);
+    log(&mlog, &format!("init {pid} exited: {rec:?}"));
+    if let Err(e) = write_exit(&cfg.exit_file, &rec) {
+        log(&mlog, &format!("writing {:?}: {e}", cfg.exit_file));
+        return 1;
+    }
+    0
+}
+
+/// Reaps children until `pid` exits (we are its subreaper once the runtime has exited).
+fn wait_for_init(pid: u32, mlog: &File) -> ExitRecord {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let target = i32::try_from(pid).unwrap_or(i32::MAX);
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == target => {
+                return ExitRecord {
+                    pid,
+                    exit_code: Some(code),
+                    signal: None,
+                    exited_at_ms: now_ms(),
+                };
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == target => {
+                return ExitRecord {
+                    pid,
+                    exit_code: None,
+                    signal: Some(sig as i32),
+                    exited_at_ms: now_ms(),
+                };
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                // Not our child (the runtime did not hand it over): watch it without status.
+                log(
+                    mlog,
+                    &format!("waitpid: {e}; watching init {pid} through a pidfd"),
+                );
+                if let Ok(fd) = crate::signal::Pidfd::open(pid) {
+                    let mut pfd = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, infinite timeout; returns when the process exits.
+                    while unsafe { libc::poll(&mut pfd, 1, -1) } <= 0 {}
+                }
+                return ExitRecord {
+                    pid,
+                    exit_code: None,
+                    signal: None,
+                    exited_at_ms: now_ms(),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_identifies_this_process() {
+        let me = std::process::id();
+        let t = process_start_time(me).unwrap();
+        assert_eq!(process_start_time(me), Some(t));
+        assert_eq!(process_start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn exit_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("exit.json");
+        assert_eq!(read_exit_file(&p).unwrap(), None);
+        let rec = ExitRecord {
+            pid: 7,
+            exit_code: None,
+            signal: Some(9),
+            exited_at_ms: 1,
+        };
+        write_exit(&p, &rec).unwrap();
+        assert_eq!(read_exit_file(&p).unwrap(), Some(rec.clone()));
+        assert_eq!(rec.shell_code(), Some(137));
+    }
+}
