@@ -17,7 +17,7 @@ use syn::{parse_macro_input, Ident, ItemTrait, LitStr, Visibility};
 
 /// Turns an interface trait into a bus server dispatcher and a typed client stub.
 ///
-/// ```ignore
+/// ```text
 /// use imagebus_bus::{EventStream, RemoteError};
 ///
 /// #[imagebus_bus::object(module = "calc", name = "calculator", version = "1")]

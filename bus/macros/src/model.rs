@@ -386,3 +386,48 @@ fn check_duplicates(iface: &Interface, errors: &mut Errors) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    #[test]
+    fn wire_names_are_pascal_case_unless_overridden() {
+        let mut item: ItemTrait = parse_quote! {
+            trait T {
+                async fn get(&self) -> Result<u8, RemoteError>;
+                async fn list_all_things(&self, a: u8) -> Result<(), RemoteError>;
+                #[bus(name = "FarmID")]
+                async fn farm_id(&self) -> Result<u32, imagebus_bus::RemoteError>;
+                #[doc = "kept"]
+                #[bus(stream)]
+                fn state_changes(&self) -> EventStream<u8>;
+            }
+        };
+        let iface = read(&mut item).unwrap_or_else(|e| panic!("{e}"));
+        let wires: Vec<_> = iface.methods.iter().map(|m| m.wire.as_str()).collect();
+        assert_eq!(wires, ["Get", "ListAllThings", "FarmID"]);
+        assert_eq!(iface.streams[0].wire, "StateChanges");
+        assert_eq!(iface.methods[1].args.len(), 1);
+        // #[bus] is stripped, other attributes stay.
+        let TraitItem::Fn(f) = &item.items[3] else {
+            panic!("not a fn")
+        };
+        assert_eq!(f.attrs.len(), 1);
+        assert!(f.attrs[0].path().is_ident("doc"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut item: ItemTrait = parse_quote! {
+            trait T {
+                fn a(&self) -> Result<u8, RemoteError>;
+                async fn b(self) -> Result<u8, RemoteError>;
+                async fn c(&self) -> u8;
+            }
+        };
+        let err = read(&mut item).err().map(|e| e.into_iter().count());
+        assert_eq!(err, Some(3));
+    }
+}
