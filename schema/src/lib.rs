@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod common;
+pub mod container;
 pub mod mount;
 pub mod system;
 
