@@ -1,0 +1,153 @@
+//! The mount module's domain error and its one mapping to wire codes.
+
+use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_schema::{Holder, Selector};
+use imagebus_sys::mount::MountFailure;
+use imagebus_sys::state::StateError;
+use imagebus_sys::SysError;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the mount module.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// No mount with that id or name.
+    #[error("mount {0} not found")]
+    NotFound(Selector),
+    /// Another mount already has this name.
+    #[error("mount name {0:?} is already taken")]
+    NameTaken(String),
+    /// Other holders still reference the mount (use `force`).
+    #[error("mount {id} is still held by {holders:?}")]
+    InUse {
+        /// The mount.
+        id: u64,
+        /// Its holders besides `user`.
+        holders: Vec<Holder>,
+    },
+    /// The spec is malformed or violates a rule; nothing was changed.
+    #[error("invalid mount spec: {0}")]
+    Invalid(String),
+    /// A filesystem type we do not mount.
+    #[error("unsupported filesystem type {0:?} (supported: squashfs, erofs, ext4, xfs)")]
+    UnknownFsType(String),
+    /// No supported filesystem was found on the device.
+    #[error("no supported filesystem (squashfs, erofs, ext4, xfs) found on {0:?}")]
+    UndetectedFs(PathBuf),
+    /// A bind path does not exist.
+    #[error("bind source {0:?} does not exist")]
+    MissingPath(PathBuf),
+    /// A bind path leaves its base mount (`..` or a symlink pointing outside).
+    #[error("bind path {path:?} escapes its base mount {base:?}")]
+    Escapes {
+        /// The base mount's mountpoint.
+        base: PathBuf,
+        /// The offending relative path.
+        path: PathBuf,
+    },
+    /// The persistent overlay directory is used by another overlay.
+    #[error("overlay directory {0:?} is already in use by another overlay")]
+    PersistDirBusy(PathBuf),
+    /// The attach module refused or failed; its code is kept.
+    #[error("attach module: {0}")]
+    Attach(RemoteError),
+    /// The kernel refused a mount.
+    #[error("mounting {target:?}")]
+    Kernel {
+        /// The mountpoint.
+        target: PathBuf,
+        /// The syscall error.
+        #[source]
+        source: SysError,
+    },
+    /// A directory or unmount operation failed.
+    #[error("{op}")]
+    Sys {
+        /// What was attempted.
+        op: String,
+        /// The syscall error.
+        #[source]
+        source: SysError,
+    },
+    /// The state file could not be read or written.
+    #[error("mount state")]
+    State(#[from] StateError),
+    /// The actor is not running.
+    #[error("the mount actor is not running")]
+    Stopped,
+    /// A bug: a blocking task panicked or an invariant broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MountError {
+    /// A [`MountError::Sys`] for `op`.
+    pub(crate) fn sys(op: impl Into<String>, source: SysError) -> Self {
+        MountError::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+fn kernel_code(source: &SysError) -> ErrorCode {
+    match MountFailure::of(source) {
+        MountFailure::Invalid | MountFailure::ReadOnly | MountFailure::NotFound => {
+            ErrorCode::InvalidArgument
+        }
+        MountFailure::NoSuchFsType => ErrorCode::Unsupported,
+        MountFailure::Busy => ErrorCode::Conflict,
+        MountFailure::Other => ErrorCode::Internal,
+    }
+}
+
+impl From<MountError> for RemoteError {
+    fn from(err: MountError) -> Self {
+        let code = match &err {
+            MountError::NotFound(_) => ErrorCode::NotFound,
+            MountError::NameTaken(_) | MountError::InUse { .. } | MountError::PersistDirBusy(_) => {
+                ErrorCode::Conflict
+            }
+            MountError::Invalid(_)
+            | MountError::UnknownFsType(_)
+            | MountError::UndetectedFs(_)
+            | MountError::MissingPath(_)
+            | MountError::Escapes { .. } => ErrorCode::InvalidArgument,
+            MountError::Attach(remote) => remote.code,
+            MountError::Kernel { source, .. } => kernel_code(source),
+            MountError::Stopped => ErrorCode::Unavailable,
+            MountError::Sys { .. } | MountError::State(_) | MountError::Internal(_) => {
+                ErrorCode::Internal
+            }
+        };
+        RemoteError::with_chain(code, &err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let r: RemoteError = MountError::NotFound(Selector::Id(3)).into();
+        assert_eq!(r.code, ErrorCode::NotFound);
+        let r: RemoteError = MountError::InUse {
+            id: 1,
+            holders: vec![Holder::Mount(2)],
+        }
+        .into();
+        assert_eq!(r.code, ErrorCode::Conflict);
+        let r: RemoteError = MountError::Attach(RemoteError::unavailable("down")).into();
+        assert_eq!(r.code, ErrorCode::Unavailable);
+        let einval = SysError::io("mount", "/m", std::io::Error::from_raw_os_error(22));
+        let r: RemoteError = MountError::Kernel {
+            target: "/m".into(),
+            source: einval,
+        }
+        .into();
+        assert_eq!(r.code, ErrorCode::InvalidArgument);
+        assert!(r.message.contains("Invalid argument"), "{}", r.message);
+        let r: RemoteError = MountError::UnknownFsType("vfat".into()).into();
+        assert_eq!(r.code, ErrorCode::InvalidArgument);
+    }
+}

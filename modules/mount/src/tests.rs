@@ -1,0 +1,688 @@
+//! Unit tests of the mount actor against trait doubles: a fake attach module, the
+//! recording `FakeMounter` (which also serves the mount table) and a fake superblock
+//! probe; directories are real, in a temp dir.
+
+use crate::{spawn, MountConfig, MountHandle, MountSys, ReconcileReport};
+use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_schema::attach::{
+    AttachInfo, AttachModule, AttachRef, AttachSource, AttachSpec, LoopSource,
+};
+use imagebus_schema::mount::{
+    BindMount, ImageMount, MountInfo, MountModule, MountRef, MountSource, MountSpec, OverlayMount,
+};
+use imagebus_schema::{Holder, Selector};
+use imagebus_sys::fsdetect::fake::FakeFsProbe;
+use imagebus_sys::fsdetect::FsType;
+use imagebus_sys::mount::fake::FakeMounter;
+use imagebus_sys::mount::{MountCall, MountFlag};
+use imagebus_sys::paths::LinuxPaths;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default)]
+struct AttachState {
+    next: u64,
+    atts: BTreeMap<u64, AttachInfo>,
+}
+
+/// An attach module in memory: loop specs whose path contains "missing" fail with
+/// `InvalidArgument`; devices are `/dev/fake<id>`.
+#[derive(Debug, Default, Clone)]
+struct FakeAttach(Arc<Mutex<AttachState>>);
+
+impl FakeAttach {
+    fn ids(&self) -> Vec<u64> {
+        self.0.lock().unwrap().atts.keys().copied().collect()
+    }
+    fn holders(&self, id: u64) -> Vec<Holder> {
+        self.0.lock().unwrap().atts[&id].holders.clone()
+    }
+    fn insert_held_by(&self, holder: Holder) -> u64 {
+        let mut s = self.0.lock().unwrap();
+        s.next += 1;
+        let id = s.next;
+        s.atts.insert(id, info(id, "/leftover.img", vec![holder]));
+        id
+    }
+}
+
+fn info(id: u64, path: &str, holders: Vec<Holder>) -> AttachInfo {
+    AttachInfo {
+        id,
+        name: None,
+        source: AttachSource::Loop(LoopSource {
+            path: path.into(),
+            read_only: true,
+        }),
+        device: PathBuf::from(format!("/dev/fake{id}")),
+        driver: "loop".into(),
+        read_only: true,
+        holders,
+        created_at: 0,
+    }
+}
+
+#[imagebus_bus::async_trait]
+impl AttachModule for FakeAttach {
+    async fn attach(
+        &self,
+        spec: AttachSpec,
+        holder: Option<Holder>,
+    ) -> Result<AttachInfo, RemoteError> {
+        let AttachSource::Loop(l) = &spec.source else {
+            return Err(RemoteError::unsupported("fake: loop only"));
+        };
+        if l.path.to_string_lossy().contains("missing") {
+            return Err(RemoteError::invalid_argument(format!(
+                "{:?} does not exist",
+                l.path
+            )));
+        }
+        let mut s = self.0.lock().unwrap();
+        s.next += 1;
+        let id = s.next;
+        let i = info(
+            id,
+            &l.path.to_string_lossy(),
+            vec![holder.unwrap_or(Holder::User)],
+        );
+        s.atts.insert(id, i.clone());
+        Ok(i)
+    }
+    async fn detach(&self, _: Selector, _: bool) -> Result<(), RemoteError> {
+        Err(RemoteError::unsupported("fake"))
+    }
+    async fn get(&self, target: Selector) -> Result<AttachInfo, RemoteError> {
+        let Selector::Id(id) = target else {
+            return Err(RemoteError::not_found("fake"));
+        };
+        self.0
+            .lock()
+            .unwrap()
+            .atts
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| RemoteError::not_found("x"))
+    }
+    async fn list(&self) -> Result<Vec<AttachInfo>, RemoteError> {
+        Ok(self.0.lock().unwrap().atts.values().cloned().collect())
+    }
+    async fn acquire(&self, target: Selector, holder: Holder) -> Result<AttachInfo, RemoteError> {
+        let Selector::Id(id) = target else {
+            return Err(RemoteError::not_found("fake"));
+        };
+        let mut s = self.0.lock().unwrap();
+        let a = s
+            .atts
+            .get_mut(&id)
+            .ok_or_else(|| RemoteError::not_found("attachment"))?;
+        if !a.holders.contains(&holder) {
+            a.holders.push(holder);
+        }
+        Ok(a.clone())
+    }
+    async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
+        let mut s = self.0.lock().unwrap();
+        if let Some(a) = s.atts.get_mut(&id) {
+            a.holders.retain(|h| *h != holder);
+            if a.holders.is_empty() {
+                s.atts.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    cfg: MountConfig,
+    mounter: FakeMounter,
+    probe: FakeFsProbe,
+    attach: FakeAttach,
+    stop: CancellationToken,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = MountConfig {
+            state_dir: dir.path().join("state"),
+            run_dir: dir.path().join("run"),
+        };
+        let probe = FakeFsProbe::default();
+        for i in 1..50 {
+            probe.set(format!("/dev/fake{i}"), FsType::Squashfs);
+        }
+        Self {
+            dir,
+            cfg,
+            mounter: FakeMounter::default(),
+            probe,
+            attach: FakeAttach::default(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn sys(&self) -> MountSys {
+        MountSys {
+            mounter: Arc::new(self.mounter.clone()),
+            table: Arc::new(self.mounter.clone()),
+            paths: Arc::new(LinuxPaths),
+            probe: Arc::new(self.probe.clone()),
+        }
+    }
+
+    async fn start(&mut self) -> (MountHandle, ReconcileReport) {
+        self.stop.cancel();
+        self.stop = CancellationToken::new();
+        let s = spawn(
+            self.cfg.clone(),
+            self.sys(),
+            Arc::new(self.attach.clone()),
+            self.stop.clone(),
+        )
+        .await
+        .unwrap();
+        (s.handle, s.report)
+    }
+
+    fn mp(&self, id: u64) -> PathBuf {
+        self.cfg.mountpoint(id)
+    }
+
+    fn run_entries(&self, sub: &str) -> Vec<String> {
+        match std::fs::read_dir(self.cfg.run_dir.join(sub)) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    fn assert_nothing_left(&self) {
+        assert!(
+            self.mounter.mounted().is_empty(),
+            "mounted: {:?}",
+            self.mounter.mounted()
+        );
+        assert!(
+            self.attach.ids().is_empty(),
+            "attachments: {:?}",
+            self.attach.ids()
+        );
+        assert!(
+            self.run_entries("mounts").is_empty(),
+            "{:?}",
+            self.run_entries("mounts")
+        );
+        assert!(
+            self.run_entries("overlays").is_empty(),
+            "{:?}",
+            self.run_entries("overlays")
+        );
+    }
+}
+
+fn image(path: &str) -> MountSpec {
+    MountSpec {
+        name: None,
+        source: MountSource::Image(ImageMount {
+            attach: AttachRef::Inline(Box::new(AttachSpec {
+                name: None,
+                source: AttachSource::Loop(LoopSource {
+                    path: path.into(),
+                    read_only: true,
+                }),
+            })),
+            fs_type: None,
+            options: vec![],
+            read_only: true,
+        }),
+    }
+}
+
+fn named(name: &str, mut spec: MountSpec) -> MountSpec {
+    spec.name = Some(name.into());
+    spec
+}
+
+fn overlay(lowers: Vec<MountRef>) -> MountSpec {
+    MountSpec {
+        name: None,
+        source: MountSource::Overlay(OverlayMount {
+            lowers,
+            persist_dir: None,
+        }),
+    }
+}
+
+fn inline(spec: MountSpec) -> MountRef {
+    MountRef::Inline(Box::new(spec))
+}
+
+fn bind(path: &str, base: Option<MountRef>, read_only: bool) -> MountSpec {
+    MountSpec {
+        name: None,
+        source: MountSource::Bind(BindMount {
+            path: path.into(),
+            base: base.map(Box::new),
+            read_only,
+            recursive: false,
+        }),
+    }
+}
+
+async fn nested(h: &MountHandle) -> MountInfo {
+    h.mount(
+        overlay(vec![inline(image("/a.sqsh")), inline(image("/b.sqsh"))]),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn nested_overlay_is_built_in_one_call_and_cascades_on_unmount() {
+    let mut rig = Rig::new();
+    let (h, report) = rig.start().await;
+    assert!(report.is_clean(), "{report:?}");
+    let top = nested(&h).await;
+    assert_eq!(
+        (top.id, top.kind.as_str(), top.children.clone()),
+        (1, "overlay", vec![2, 3])
+    );
+    assert_eq!(top.holders, vec![Holder::User]);
+    let calls = rig.mounter.mount_calls();
+    let run = &rig.cfg.run_dir;
+    assert_eq!(
+        calls,
+        vec![
+            MountCall::fs("/dev/fake1", rig.mp(2), "squashfs").flag(MountFlag::ReadOnly),
+            MountCall::fs("/dev/fake2", rig.mp(3), "squashfs").flag(MountFlag::ReadOnly),
+            MountCall::fs("overlay", rig.mp(1), "overlay").data(format!(
+                "lowerdir={0}/mounts/2:{0}/mounts/3,upperdir={0}/overlays/1/upper,workdir={0}/overlays/1/work",
+                run.display()
+            )),
+        ]
+    );
+    for lower in [2, 3] {
+        let info = h.get(Selector::Id(lower)).await.unwrap();
+        assert_eq!(info.holders, vec![Holder::Mount(1)]);
+        assert_eq!(info.fs_type, "squashfs");
+        assert!(info.read_only);
+        assert_eq!(
+            rig.attach.holders(info.attachment.unwrap()),
+            vec![Holder::Mount(lower)]
+        );
+    }
+    assert!(rig.cfg.overlay_dir(1).join("upper").is_dir());
+    // A lower owned by the overlay cannot be unmounted on its own.
+    let err = h.unmount(Selector::Id(2), false).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    h.unmount(Selector::Id(1), false).await.unwrap();
+    rig.assert_nothing_left();
+    assert!(h.list().await.unwrap().is_empty());
+    // Ids are never reused.
+    let again = h.mount(image("/c.sqsh"), None).await.unwrap();
+    assert_eq!(again.id, 4);
+    h.unmount(Selector::Id(4), false).await.unwrap();
+    rig.assert_nothing_left();
+}
+
+#[tokio::test]
+async fn a_failing_step_undoes_everything_created_in_the_call() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    // Second lower's attachment fails.
+    let err = h
+        .mount(
+            overlay(vec![
+                inline(image("/a.sqsh")),
+                inline(image("/missing.sqsh")),
+            ]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    rig.assert_nothing_left();
+    assert!(h.list().await.unwrap().is_empty());
+    // The overlay mount itself fails: both image mounts and attachments are undone.
+    rig.mounter.fail_fs_type("overlay", 22);
+    let err = h.unmount(Selector::Id(1), false).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = h
+        .mount(
+            overlay(vec![inline(image("/a.sqsh")), inline(image("/b.sqsh"))]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    rig.assert_nothing_left();
+    assert!(h.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_specs_are_typed_errors_that_change_nothing() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let base = h
+        .mount(named("base", image("/a.sqsh")), None)
+        .await
+        .unwrap();
+    let calls_before = rig.mounter.calls().len();
+    let cases: Vec<(MountSpec, ErrorCode)> = vec![
+        (overlay(vec![]), ErrorCode::InvalidArgument),
+        (named("base", image("/b.sqsh")), ErrorCode::Conflict),
+        (
+            overlay(vec![MountRef::Existing(Selector::Id(77))]),
+            ErrorCode::NotFound,
+        ),
+        (
+            overlay(vec![MountRef::Existing(Selector::Name("nope".into()))]),
+            ErrorCode::NotFound,
+        ),
+        (bind("/srv/../etc", None, false), ErrorCode::InvalidArgument),
+        (
+            bind(
+                "../etc",
+                Some(MountRef::Existing(Selector::Id(base.id))),
+                false,
+            ),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            {
+                let mut s = image("/b.sqsh");
+                if let MountSource::Image(i) = &mut s.source {
+                    i.fs_type = Some("ntfs".into());
+                }
+                s
+            },
+            ErrorCode::InvalidArgument,
+        ),
+    ];
+    for (spec, code) in cases {
+        let err = h.mount(spec.clone(), None).await.unwrap_err();
+        assert_eq!(err.code, code, "{spec:?}: {err}");
+    }
+    assert_eq!(
+        rig.mounter.calls().len(),
+        calls_before,
+        "validation reached the kernel"
+    );
+    // A device with no known filesystem: the attachment is released again.
+    let undetected = {
+        let mut s = image("/b.sqsh");
+        if let MountSource::Image(i) = &mut s.source {
+            i.attach = AttachRef::Inline(Box::new(AttachSpec {
+                name: None,
+                source: AttachSource::Loop(LoopSource {
+                    path: "/raw.img".into(),
+                    read_only: true,
+                }),
+            }));
+        }
+        s
+    };
+    rig.probe = FakeFsProbe::default();
+    let (h, _) = rig.start().await;
+    let err = h.mount(undetected, None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    assert!(err.message.contains("no supported filesystem"), "{err}");
+    assert_eq!(
+        rig.attach.ids(),
+        vec![1],
+        "only the base's attachment remains"
+    );
+    assert_eq!(h.list().await.unwrap().len(), 1);
+    assert_eq!(rig.run_entries("mounts"), vec![base.id.to_string()]);
+}
+
+#[tokio::test]
+async fn references_count_and_force_overrides() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let base = h
+        .mount(named("base", image("/a.sqsh")), None)
+        .await
+        .unwrap();
+    let top = h
+        .mount(
+            overlay(vec![MountRef::Existing(Selector::Name("base".into()))]),
+            None,
+        )
+        .await
+        .unwrap();
+    let b = h.get(Selector::Name("base".into())).await.unwrap();
+    assert_eq!(b.holders, vec![Holder::User, Holder::Mount(top.id)]);
+    let err = h.unmount(Selector::Id(base.id), false).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    // Dropping the overlay leaves the referenced base (still held by the user).
+    h.unmount(Selector::Id(top.id), false).await.unwrap();
+    assert_eq!(
+        h.get(Selector::Id(base.id)).await.unwrap().holders,
+        vec![Holder::User]
+    );
+    // acquire/release are idempotent; unknown releases succeed.
+    h.acquire(Selector::Id(base.id), Holder::Container(9))
+        .await
+        .unwrap();
+    let i = h
+        .acquire(Selector::Id(base.id), Holder::Container(9))
+        .await
+        .unwrap();
+    assert_eq!(i.holders, vec![Holder::User, Holder::Container(9)]);
+    h.release(base.id, Holder::User).await.unwrap();
+    h.release(base.id, Holder::User).await.unwrap();
+    h.release(999, Holder::User).await.unwrap();
+    assert_eq!(
+        h.get(Selector::Id(base.id)).await.unwrap().holders,
+        vec![Holder::Container(9)]
+    );
+    let err = h.unmount(Selector::Id(base.id), false).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    h.unmount(Selector::Id(base.id), true).await.unwrap();
+    rig.assert_nothing_left();
+    // Last holder released: collected.
+    let m = h
+        .mount(image("/a.sqsh"), Some(Holder::Container(3)))
+        .await
+        .unwrap();
+    h.release(m.id, Holder::Container(3)).await.unwrap();
+    rig.assert_nothing_left();
+}
+
+#[tokio::test]
+async fn binds_stay_inside_their_base() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let base = h.mount(image("/a.sqsh"), None).await.unwrap();
+    // The fake mounts nothing: populate the base's mountpoint directly.
+    std::fs::create_dir_all(base.mountpoint.join("usr/share")).unwrap();
+    std::os::unix::fs::symlink("usr/share", base.mountpoint.join("share")).unwrap();
+    std::os::unix::fs::symlink("/etc", base.mountpoint.join("esc")).unwrap();
+    std::os::unix::fs::symlink("../../..", base.mountpoint.join("up")).unwrap();
+    let on_base = || Some(MountRef::Existing(Selector::Id(base.id)));
+    let before = rig.mounter.calls().len();
+    for (path, code, text) in [
+        ("esc", ErrorCode::InvalidArgument, "escapes"),
+        ("up/etc", ErrorCode::InvalidArgument, "escapes"),
+        ("nothere", ErrorCode::InvalidArgument, "does not exist"),
+    ] {
+        let err = h
+            .mount(bind(path, on_base(), false), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, code, "{path}: {err}");
+        assert!(err.message.contains(text), "{path}: {err}");
+    }
+    assert_eq!(rig.mounter.calls().len(), before);
+    assert_eq!(
+        h.get(Selector::Id(base.id)).await.unwrap().holders,
+        vec![Holder::User]
+    );
+    let b = h.mount(bind("share", on_base(), true), None).await.unwrap();
+    let real = std::fs::canonicalize(base.mountpoint.join("usr/share")).unwrap();
+    assert_eq!(
+        rig.mounter.mount_calls()[1..],
+        [
+            MountCall::bind(&real, &b.mountpoint, false),
+            MountCall::remount_bind_read_only(&b.mountpoint)
+        ]
+    );
+    assert!(b.read_only);
+    assert_eq!(b.children, vec![base.id]);
+    // Host binds.
+    let host = rig.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    let hb = h
+        .mount(bind(host.to_str().unwrap(), None, false), None)
+        .await
+        .unwrap();
+    let err = h
+        .mount(bind("/definitely/not/here", None, false), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    h.unmount(Selector::Id(hb.id), false).await.unwrap();
+    h.unmount(Selector::Id(b.id), false).await.unwrap();
+    // (What we wrote into the unmounted-in-reality base directory goes first.)
+    for entry in std::fs::read_dir(&base.mountpoint).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_symlink() {
+            std::fs::remove_file(p).unwrap()
+        } else {
+            std::fs::remove_dir_all(p).unwrap()
+        }
+    }
+    h.unmount(Selector::Id(base.id), false).await.unwrap();
+    rig.assert_nothing_left();
+}
+
+#[tokio::test]
+async fn persist_dir_is_kept_and_ephemeral_dirs_are_not() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let keep = rig.dir.path().join("keep");
+    let spec = MountSpec {
+        name: None,
+        source: MountSource::Overlay(OverlayMount {
+            lowers: vec![inline(image("/a.sqsh"))],
+            persist_dir: Some(keep.clone()),
+        }),
+    };
+    let o = h.mount(spec.clone(), None).await.unwrap();
+    std::fs::write(keep.join("upper/written"), "x").unwrap();
+    let err = h.mount(spec.clone(), None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    h.unmount(Selector::Id(o.id), false).await.unwrap();
+    assert!(keep.join("upper/written").exists());
+    rig.assert_nothing_left();
+    let o = h.mount(spec, None).await.unwrap();
+    assert!(rig
+        .mounter
+        .mount_calls()
+        .last()
+        .unwrap()
+        .data
+        .as_ref()
+        .unwrap()
+        .contains("keep/upper"));
+    h.unmount(Selector::Id(o.id), false).await.unwrap();
+}
+
+#[tokio::test]
+async fn restart_keeps_state_and_reconciles_leftovers() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let top = nested(&h).await;
+    let state = std::fs::metadata(rig.cfg.state_file()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&state.permissions()) & 0o777,
+        0o600
+    );
+    // Restart cleanly: everything is still known, nothing is mounted twice.
+    let mounts_before = rig.mounter.mounted();
+    let (h, report) = rig.start().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(h.list().await.unwrap().len(), 3);
+    assert_eq!(rig.mounter.mounted(), mounts_before);
+    // Crash leftovers: an orphan mount + dir (id 9, unknown), an attachment held by an
+    // unknown mount (8), a stacked duplicate on a known mountpoint, a vanished lower.
+    let orphan = rig.mp(9);
+    std::fs::create_dir_all(&orphan).unwrap();
+    rig.mounter.add_foreign(&orphan, "squashfs");
+    std::fs::create_dir_all(rig.cfg.overlay_dir(9).join("upper")).unwrap();
+    let leaked = rig.attach.insert_held_by(Holder::Mount(8));
+    rig.mounter.add_foreign(top.mountpoint.clone(), "overlay");
+    rig.mounter.remove_foreign(&rig.mp(3));
+    let (h, report) = rig.start().await;
+    assert_eq!(report.vanished, vec![3]);
+    assert_eq!(report.duplicates, vec![top.mountpoint.clone()]);
+    assert_eq!(report.orphan_mounts, vec![orphan.clone()]);
+    assert_eq!(
+        report.orphan_dirs,
+        vec![orphan.clone(), rig.cfg.overlay_dir(9)]
+    );
+    assert_eq!(report.released_attachments, vec![(leaked, 8)]);
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(
+        rig.attach.ids().len() == 1,
+        "lower 3's attachment went with it"
+    );
+    assert_eq!(
+        h.list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // Ids seen in leftovers are not reused.
+    let next = h.mount(image("/c.sqsh"), None).await.unwrap();
+    assert_eq!(next.id, 10);
+    h.unmount(Selector::Id(next.id), false).await.unwrap();
+    h.unmount(Selector::Id(top.id), false).await.unwrap();
+    rig.assert_nothing_left();
+    let (_, report) = rig.start().await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test]
+async fn stale_holders_are_dropped_at_start() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let m = h
+        .mount(image("/a.sqsh"), Some(Holder::Mount(42)))
+        .await
+        .unwrap();
+    drop(h);
+    let (h, report) = rig.start().await;
+    assert_eq!(report.stale_holders, vec![(m.id, Holder::Mount(42))]);
+    assert!(h.list().await.unwrap().is_empty());
+    rig.assert_nothing_left();
+    assert!(Path::new(&rig.cfg.state_file()).exists());
+}
+
+#[tokio::test]
+async fn stopped_actor_is_unavailable() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    rig.stop.cancel();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match h.list().await {
+                Err(e) => break e,
+                Ok(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+    .expect("the actor did not stop within 5 s");
+    assert_eq!(err.code, ErrorCode::Unavailable);
+}

@@ -1,0 +1,252 @@
+//! Checks a whole (possibly nested) mount spec before anything is created, so that bad
+//! input fails without side effects. Checks that need the kernel (does the file exist,
+//! what filesystem is on the device, does a path escape its base) happen later and are
+//! undone on failure.
+
+use crate::config::has_overlay_unsafe_chars;
+use crate::error::MountError;
+use crate::record::Db;
+use imagebus_schema::attach::AttachRef;
+use imagebus_schema::common::validate_name;
+use imagebus_schema::mount::{MountRef, MountSource, MountSpec};
+use imagebus_sys::fsdetect::FsType;
+use imagebus_sys::mount::MountFlag;
+use imagebus_sys::paths::{is_plain_absolute, is_plain_relative};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// overlayfs refuses more lower layers than this (`OVL_MAX_STACK`).
+pub const MAX_LOWERS: usize = 500;
+
+/// How deeply inline specs may nest.
+pub const MAX_DEPTH: usize = 16;
+
+/// Image mount options passed to the filesystem as data (besides the flag options of
+/// `MountFlag::from_option`).
+const DATA_OPTIONS: &[&str] = &[
+    "norecovery",
+    "noload",
+    "nouuid",
+    "discard",
+    "nodiscard",
+    "errors=remount-ro",
+    "errors=continue",
+    "acl",
+    "noacl",
+    "user_xattr",
+    "nouser_xattr",
+];
+
+/// Whether an image mount option is on the safe list.
+pub fn option_allowed(option: &str) -> bool {
+    MountFlag::from_option(option).is_some() || DATA_OPTIONS.contains(&option)
+}
+
+#[derive(Default)]
+struct Walk {
+    names: HashSet<String>,
+    persist_dirs: HashSet<PathBuf>,
+    inline_mounts: usize,
+}
+
+/// Validates `spec` against the current state. Returns how many mounts the call creates.
+pub fn check(spec: &MountSpec, db: &Db) -> Result<usize, MountError> {
+    let mut walk = Walk::default();
+    spec_ok(spec, db, &mut walk, 0)?;
+    Ok(walk.inline_mounts)
+}
+
+fn spec_ok(spec: &MountSpec, db: &Db, walk: &mut Walk, depth: usize) -> Result<(), MountError> {
+    if depth > MAX_DEPTH {
+        return Err(MountError::Invalid(format!(
+            "specs nest deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    walk.inline_mounts += 1;
+    if let Some(name) = &spec.name {
+        validate_name(name).map_err(MountError::Invalid)?;
+        if db.name_taken(name) || !walk.names.insert(name.clone()) {
+            return Err(MountError::NameTaken(name.clone()));
+        }
+    }
+    match &spec.source {
+        MountSource::Image(img) => {
+            if let Some(fs) = &img.fs_type {
+                FsType::parse(fs).ok_or_else(|| MountError::UnknownFsType(fs.clone()))?;
+            }
+            if let Some(bad) = img.options.iter().find(|o| !option_allowed(o)) {
+                return Err(MountError::Invalid(format!(
+                    "mount option {bad:?} is not allowed"
+                )));
+            }
+            if let AttachRef::Inline(att) = &img.attach {
+                if let Some(name) = &att.name {
+                    validate_name(name).map_err(MountError::Invalid)?;
+                }
+            }
+        }
+        MountSource::Overlay(ov) => {
+            if ov.lowers.is_empty() {
+                return Err(MountError::Invalid(
+                    "an overlay needs at least one lower".into(),
+                ));
+            }
+            if ov.lowers.len() > MAX_LOWERS {
+                return Err(MountError::Invalid(format!(
+                    "an overlay takes at most {MAX_LOWERS} lowers, got {}",
+                    ov.lowers.len()
+                )));
+            }
+            if let Some(dir) = &ov.persist_dir {
+                if !is_plain_absolute(dir) || has_overlay_unsafe_chars(dir) {
+                    return Err(MountError::Invalid(format!(
+                        "persist_dir {dir:?} must be absolute, without '..', ',', ':' or '\\'"
+                    )));
+                }
+                let in_use = db.mounts.values().any(|r| {
+                    r.overlay
+                        .as_ref()
+                        .is_some_and(|o| o.ephemeral_root.is_none() && o.upper.starts_with(dir))
+                });
+                if in_use || !walk.persist_dirs.insert(dir.clone()) {
+                    return Err(MountError::PersistDirBusy(dir.clone()));
+                }
+            }
+            for lower in &ov.lowers {
+                ref_ok(lower, db, walk, depth)?;
+            }
+        }
+        MountSource::Bind(bind) => match &bind.base {
+            None if !is_plain_absolute(&bind.path) => {
+                return Err(MountError::Invalid(format!(
+                    "bind path {:?} must be absolute without '..' (or give a base mount)",
+                    bind.path
+                )));
+            }
+            None => {}
+            Some(base) => {
+                if !is_plain_relative(&bind.path) {
+                    return Err(MountError::Invalid(format!(
+                        "bind path {:?} must be relative to its base, without '..'",
+                        bind.path
+                    )));
+                }
+                ref_ok(base, db, walk, depth)?;
+            }
+        },
+    }
+    Ok(())
+}
+
+fn ref_ok(r: &MountRef, db: &Db, walk: &mut Walk, depth: usize) -> Result<(), MountError> {
+    match r {
+        MountRef::Existing(sel) => {
+            db.find(sel)
+                .ok_or_else(|| MountError::NotFound(sel.clone()))?;
+            Ok(())
+        }
+        MountRef::Inline(spec) => spec_ok(spec, db, walk, depth + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagebus_schema::attach::{AttachSource, AttachSpec, LoopSource};
+    use imagebus_schema::mount::{BindMount, ImageMount, OverlayMount};
+    use imagebus_schema::Selector;
+
+    fn image(name: Option<&str>) -> MountSpec {
+        MountSpec {
+            name: name.map(str::to_string),
+            source: MountSource::Image(ImageMount {
+                attach: AttachRef::Inline(Box::new(AttachSpec {
+                    name: None,
+                    source: AttachSource::Loop(LoopSource {
+                        path: "/a.sqsh".into(),
+                        read_only: true,
+                    }),
+                })),
+                fs_type: None,
+                options: vec![],
+                read_only: true,
+            }),
+        }
+    }
+
+    fn overlay(lowers: Vec<MountRef>) -> MountSpec {
+        MountSpec {
+            name: None,
+            source: MountSource::Overlay(OverlayMount {
+                lowers,
+                persist_dir: None,
+            }),
+        }
+    }
+
+    fn inline(s: MountSpec) -> MountRef {
+        MountRef::Inline(Box::new(s))
+    }
+
+    #[test]
+    fn nested_specs_are_counted() {
+        let spec = overlay(vec![inline(image(Some("a"))), inline(image(Some("b")))]);
+        assert_eq!(check(&spec, &Db::default()).unwrap(), 3);
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let db = Db::default();
+        assert!(matches!(
+            check(&overlay(vec![]), &db),
+            Err(MountError::Invalid(_))
+        ));
+        let dup = overlay(vec![inline(image(Some("a"))), inline(image(Some("a")))]);
+        assert!(matches!(check(&dup, &db), Err(MountError::NameTaken(_))));
+        let unknown = overlay(vec![MountRef::Existing(Selector::Id(4))]);
+        assert!(matches!(check(&unknown, &db), Err(MountError::NotFound(_))));
+        let mut fs = image(None);
+        if let MountSource::Image(i) = &mut fs.source {
+            i.fs_type = Some("vfat".into());
+        }
+        assert!(matches!(check(&fs, &db), Err(MountError::UnknownFsType(_))));
+        let mut opt = image(None);
+        if let MountSource::Image(i) = &mut opt.source {
+            i.options = vec!["noatime".into(), "suid".into()];
+        }
+        assert!(matches!(check(&opt, &db), Err(MountError::Invalid(_))));
+        let bind = |path: &str, base: Option<MountRef>| MountSpec {
+            name: None,
+            source: MountSource::Bind(BindMount {
+                path: path.into(),
+                base: base.map(Box::new),
+                read_only: false,
+                recursive: false,
+            }),
+        };
+        assert!(check(&bind("/srv", None), &db).is_ok());
+        assert!(check(&bind("srv", None), &db).is_err());
+        assert!(check(&bind("/srv/../etc", None), &db).is_err());
+        assert!(check(&bind("a/../../x", Some(inline(image(None)))), &db).is_err());
+        assert!(check(&bind("/x", Some(inline(image(None)))), &db).is_err());
+        assert_eq!(
+            check(&bind("etc", Some(inline(image(None)))), &db).unwrap(),
+            2
+        );
+        let persist = |dir: &str| MountSpec {
+            name: None,
+            source: MountSource::Overlay(OverlayMount {
+                lowers: vec![inline(image(None))],
+                persist_dir: Some(dir.into()),
+            }),
+        };
+        assert!(check(&persist("/var/keep"), &db).is_ok());
+        assert!(check(&persist("/var/a:b"), &db).is_err());
+        assert!(check(&persist("keep"), &db).is_err());
+        let mut deep = image(None);
+        for _ in 0..=MAX_DEPTH {
+            deep = overlay(vec![inline(deep)]);
+        }
+        assert!(matches!(check(&deep, &db), Err(MountError::Invalid(_))));
+    }
+}
