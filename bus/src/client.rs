@@ -1,5 +1,433 @@
-//! TODO(bus helper): client (being written)
-#![allow(missing_docs, missing_debug_implementations)]
-pub struct Client;
-pub struct ClientBuilder;
-pub struct Subscription<T>(std::marker::PhantomData<T>);
+//! Calling objects: requests with deadlines, module status, event subscriptions.
+//!
+//! Every call pipelines `RPUSH <module>.<object> <request>` and `BLPOP <id> <remaining>` in
+//! one round trip on a connection of its own, taken from a pool of idle connections that
+//! grows on demand (a blocked connection serves nothing else, so a blocking wait never
+//! shares one). `ReplyTo` equals `ID`, so both Go servers (which reply to `ReplyTo`) and
+//! rbus servers (which reply to `ID`) answer us.
+//!
+//! Every call has a deadline (default 30 s, see [`Client::with_timeout`]); it travels in the
+//! request's `Deadline` key so that our servers skip calls whose caller gave up. When Redis
+//! is down calls fail at once with `Unavailable`; the pool reconnects by itself, with
+//! backoff, and later calls succeed.
+
+mod subscription;
+
+pub use subscription::Subscription;
+
+use crate::broker::Broker;
+use crate::codec::{self, NIL};
+use crate::conn::{self, Backoff, Outage};
+use crate::error::{ErrorCode, RemoteError};
+use crate::protocol::{unix_ms, ObjectId, Request, Response, Status, STATUS_OBJECT};
+use redis::aio::MultiplexedConnection;
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Default deadline of a call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest fail-fast window after a failed connect.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    max_idle: usize,
+}
+
+impl ClientBuilder {
+    /// A builder for the broker at `url` (see [`crate::broker`]).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(2),
+            max_idle: 64,
+        }
+    }
+
+    /// Deadline of each call (default 30 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Bound on one connection attempt (default 2 s; a call's deadline bounds it too).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Idle connections kept for reuse (default 64).
+    pub fn max_idle(mut self, n: usize) -> Self {
+        self.max_idle = n;
+        self
+    }
+
+    /// Parses the URL and opens a first connection. Errors: `InvalidArgument` for a bad
+    /// URL, `Unavailable` when Redis does not answer.
+    pub async fn build(self) -> Result<Client, RemoteError> {
+        let broker =
+            Broker::parse(&self.url).map_err(|e| RemoteError::invalid_argument(e.to_string()))?;
+        let redis = redis::Client::open(broker.connection_info().clone())
+            .map_err(|e| RemoteError::invalid_argument(format!("broker {broker}: {e}")))?;
+        let inner = Arc::new(Inner {
+            broker,
+            redis,
+            connect_timeout: self.connect_timeout,
+            max_idle: self.max_idle,
+            pool: Mutex::new(Pool::default()),
+            outage: Outage::default(),
+        });
+        let deadline = Instant::now() + self.connect_timeout;
+        let conn = inner.checkout(deadline).await?;
+        inner.checkin(conn);
+        Ok(Client {
+            inner,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A connection to the bus. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("broker", &self.inner.broker)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+struct Inner {
+    broker: Broker,
+    redis: redis::Client,
+    connect_timeout: Duration,
+    max_idle: usize,
+    pool: Mutex<Pool>,
+    outage: Outage,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<(MultiplexedConnection, u64)>,
+    /// Bumped when a connection dies; older idle connections are then discarded.
+    generation: u64,
+    /// After a failed connect, calls fail fast until then (capped exponential backoff).
+    retry_at: Option<Instant>,
+    backoff: Option<Backoff>,
+}
+
+/// A checked-out connection; dropping it (e.g. when the caller's future is dropped while
+/// waiting) closes it, which also ends its BLPOP inside Redis.
+struct Conn {
+    conn: MultiplexedConnection,
+    generation: u64,
+}
+
+impl Inner {
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn checkout(&self, deadline: Instant) -> Result<Conn, RemoteError> {
+        let generation = {
+            let mut pool = self.pool();
+            if let Some((conn, generation)) = pool.idle.pop() {
+                return Ok(Conn { conn, generation });
+            }
+            if pool.retry_at.is_some_and(|t| Instant::now() < t) {
+                return Err(RemoteError::unavailable(format!(
+                    "redis at {} is unavailable; reconnecting",
+                    self.broker
+                )));
+            }
+            pool.generation
+        };
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.connect_timeout);
+        match conn::connect(&self.redis, budget.max(Duration::from_millis(1))).await {
+            Ok(conn) => {
+                self.outage.recovered("client");
+                let mut pool = self.pool();
+                pool.retry_at = None;
+                pool.backoff = None;
+                Ok(Conn { conn, generation })
+            }
+            Err(e) => {
+                self.outage.failed("client", &e);
+                let mut pool = self.pool();
+                let step = pool
+                    .backoff
+                    .get_or_insert_with(|| Backoff::new(MAX_BACKOFF))
+                    .step();
+                pool.retry_at = Some(Instant::now() + step);
+                drop(pool);
+                if e.is_timeout() {
+                    Err(RemoteError::timeout(format!(
+                        "connecting to {}: {e}",
+                        self.broker
+                    )))
+                } else {
+                    Err(RemoteError::unavailable(format!(
+                        "redis at {}: {e}",
+                        self.broker
+                    )))
+                }
+            }
+        }
+    }
+
+    fn checkin(&self, c: Conn) {
+        let mut pool = self.pool();
+        if c.generation == pool.generation && pool.idle.len() < self.max_idle {
+            pool.idle.push((c.conn, c.generation));
+        }
+    }
+
+    /// Drops every idle connection opened before a connection failure.
+    fn invalidate(&self) {
+        let mut pool = self.pool();
+        pool.generation += 1;
+        pool.idle.clear();
+    }
+}
+
+impl Client {
+    /// Connects with the defaults (30 s call timeout); see [`ClientBuilder`].
+    pub async fn connect(url: impl Into<String>) -> Result<Self, RemoteError> {
+        ClientBuilder::new(url).build().await
+    }
+
+    /// A builder, for non-default timeouts.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    /// This client with another per-call deadline (shares the connections).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// The per-call deadline.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Calls `method` and decodes its result into `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        module: &str,
+        object: &ObjectId,
+        method: &str,
+        inputs: Vec<ByteBuf>,
+    ) -> Result<T, RemoteError> {
+        let data = self.call_raw(module, object, method, inputs).await?;
+        codec::decode_data(&data)
+    }
+
+    /// Calls `method` and returns the msgpack bytes of its result (`c0` when there is none).
+    ///
+    /// Errors: the method's own error (with its code); `UnknownObject`, `UnknownMethod`,
+    /// `Decode`, `Internal` for protocol errors; `Timeout` when no reply came before the
+    /// deadline; `Unavailable` when Redis cannot be reached or the connection broke.
+    pub async fn call_raw(
+        &self,
+        module: &str,
+        object: &ObjectId,
+        method: &str,
+        inputs: Vec<ByteBuf>,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let id = uuid::Uuid::new_v4().to_string();
+        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let request = Request {
+            id: id.clone(),
+            inputs,
+            object: object.clone(),
+            reply_to: id.clone(),
+            method: method.to_string(),
+            deadline: Some(unix_ms(SystemTime::now()).saturating_add(timeout_ms)),
+        };
+        let payload = codec::encode(&request)?;
+        let queue = object.queue(module);
+        let bytes = self
+            .round_trip(&queue, &id, &payload, deadline)
+            .await
+            .map_err(|e| {
+                tracing::debug!(request_id = %id, %queue, %method, error = %e, "call failed");
+                e
+            })?;
+        let response: Response = codec::decode(&bytes)
+            .map_err(|e| RemoteError::decode(format!("reply to {queue} {method}: {e}")))?;
+        if response.id != id {
+            tracing::warn!(request_id = %id, reply_id = %response.id, "reply carries another id");
+        }
+        into_result(response)
+    }
+
+    async fn round_trip(
+        &self,
+        queue: &str,
+        id: &str,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut c = self.inner.checkout(deadline).await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // BLPOP 0 would wait forever: never send it.
+        let wait = remaining.max(Duration::from_millis(1)).as_secs_f64();
+        let mut pipe = redis::pipe();
+        pipe.cmd("RPUSH").arg(queue).arg(payload).ignore();
+        pipe.cmd("BLPOP").arg(id).arg(format!("{wait:.3}"));
+        // Redis ends the BLPOP itself at the deadline; the local timer only catches a Redis
+        // that stopped answering.
+        let guard = remaining + Duration::from_secs(1);
+        let timed_out =
+            || RemoteError::timeout(format!("no reply from {queue} within {:?}", self.timeout));
+        match tokio::time::timeout(guard, pipe.query_async::<redis::Value>(&mut c.conn)).await {
+            Err(_) => Err(timed_out()),
+            Ok(Err(e)) => {
+                if conn::is_fatal(&e) {
+                    self.inner.invalidate();
+                    self.inner.outage.failed("client", &e);
+                } else {
+                    self.inner.checkin(c);
+                }
+                Err(RemoteError::unavailable(format!(
+                    "redis at {}: {e}",
+                    self.inner.broker
+                )))
+            }
+            Ok(Ok(v)) => {
+                self.inner.checkin(c);
+                conn::popped(conn::last(v)).ok_or_else(timed_out)
+            }
+        }
+    }
+
+    /// The module's `zbus@1.0` status: its objects and what each worker is doing.
+    pub async fn status(&self, module: &str) -> Result<Status, RemoteError> {
+        self.call(module, &ObjectId::parse(STATUS_OBJECT), "", Vec::new())
+            .await
+    }
+
+    /// Subscribes to event `event` of `object` on `module`. The stream resubscribes by
+    /// itself after a Redis restart (events published meanwhile are lost); dropping it
+    /// unsubscribes at once. Undecodable events are logged and skipped.
+    pub fn subscribe<T: DeserializeOwned>(
+        &self,
+        module: &str,
+        object: &ObjectId,
+        event: &str,
+    ) -> Subscription<T> {
+        Subscription::start(self.inner.redis.clone(), object.channel(module, event))
+    }
+}
+
+/// Maps a response to the call's result.
+fn into_result(response: Response) -> Result<Vec<u8>, RemoteError> {
+    if let Some(text) = response.error {
+        let code = response
+            .code
+            .as_deref()
+            .and_then(ErrorCode::parse)
+            .unwrap_or_else(|| code_from_go_text(&text));
+        return Err(RemoteError::new(code, text));
+    }
+    if let Some(e) = response.output.error {
+        let code = e
+            .code
+            .as_deref()
+            .and_then(ErrorCode::parse)
+            .unwrap_or(ErrorCode::Internal);
+        return Err(RemoteError::new(code, e.message));
+    }
+    let data = response.output.data.into_vec();
+    Ok(if data.is_empty() { vec![NIL] } else { data })
+}
+
+/// Codes for protocol errors from servers that send no `Code` (Go zbus, rbus).
+fn code_from_go_text(text: &str) -> ErrorCode {
+    if text.starts_with("unknown object") {
+        ErrorCode::UnknownObject
+    } else if text.starts_with("not a function") || text.starts_with("unknown method") {
+        ErrorCode::UnknownMethod
+    } else if text.starts_with("invalid number of arguments") {
+        ErrorCode::Decode
+    } else {
+        ErrorCode::Internal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{CallError, Output};
+
+    fn resp(error: Option<&str>, code: Option<&str>, call: Option<CallError>) -> Response {
+        Response {
+            id: "x".into(),
+            output: Output {
+                data: ByteBuf::new(),
+                error: call,
+            },
+            error: error.map(Into::into),
+            code: code.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn protocol_errors_map_to_codes() {
+        let code = |r| into_result(r).unwrap_err().code;
+        assert_eq!(
+            code(resp(Some("unknown object"), None, None)),
+            ErrorCode::UnknownObject
+        );
+        assert_eq!(
+            code(resp(Some("not a function"), None, None)),
+            ErrorCode::UnknownMethod
+        );
+        assert_eq!(
+            code(resp(Some("unknown method 'Nope'"), None, None)),
+            ErrorCode::UnknownMethod
+        );
+        assert_eq!(code(resp(Some("boom"), None, None)), ErrorCode::Internal);
+        assert_eq!(
+            code(resp(Some("x"), Some("Decode"), None)),
+            ErrorCode::Decode
+        );
+        let ce = CallError {
+            message: "gone".into(),
+            code: Some("NotFound".into()),
+        };
+        let err = into_result(resp(None, None, Some(ce))).unwrap_err();
+        assert_eq!(err, RemoteError::not_found("gone"));
+        let ce = CallError {
+            message: "division by zero".into(),
+            code: None,
+        };
+        assert_eq!(
+            into_result(resp(None, None, Some(ce))).unwrap_err().code,
+            ErrorCode::Internal
+        );
+        assert_eq!(into_result(resp(None, None, None)).unwrap(), vec![NIL]);
+    }
+}

@@ -1,4 +1,260 @@
-//! TODO(bus helper): server (being written)
-#![allow(missing_docs, missing_debug_implementations)]
-pub struct Server;
-pub struct ServerBuilder;
+//! Serving objects on a module: N workers pulling the module's object queues, the reserved
+//! `zbus@1.0` status object, and event streams.
+//!
+//! ```no_run
+//! # async fn demo(obj: impl imagebus_bus::Object) -> Result<(), Box<dyn std::error::Error>> {
+//! use imagebus_bus::Server;
+//! let mut server = Server::builder("unix:///var/run/redis.sock", "attach").workers(4).build().await?;
+//! server.register(obj)?;
+//! server.run(tokio_util::sync::CancellationToken::new()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each worker owns one Redis connection and loops: `BLPOP` over every object queue (the key
+//! order rotates on every pop, so one busy queue cannot starve the others), run the call,
+//! then push the reply *in the same pipeline* as its next `BLPOP` (`RPUSH` + `EXPIRE` +
+//! `BLPOP`, one round trip). A worker pops only when it is free, so concurrency is bounded
+//! by the worker count and queued work stays in Redis (backpressure).
+
+mod worker;
+
+use crate::broker::{Broker, BrokerError};
+use crate::conn::{self, Outage};
+use crate::object::Object;
+use crate::protocol::{ObjectId, STATUS_OBJECT};
+use futures::StreamExt;
+use redis::aio::MultiplexedConnection;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use worker::{Role, WorkerSlot};
+
+/// Why a server could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The broker URL is unusable.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// Redis did not answer when the server was built.
+    #[error("connecting to redis at {broker}")]
+    Connect {
+        /// The broker, credentials redacted.
+        broker: String,
+        /// What redis-rs reported.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// An object with this id is already registered.
+    #[error("object {0} is already registered")]
+    Duplicate(ObjectId),
+    /// `zbus@1.0` is served by the server itself.
+    #[error("object id {0} is reserved for the module status")]
+    Reserved(ObjectId),
+}
+
+/// Builds a [`Server`]; see [`Server::builder`].
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    url: String,
+    module: String,
+    workers: usize,
+    shutdown_grace: Duration,
+    connect_timeout: Duration,
+}
+
+impl ServerBuilder {
+    /// Number of workers, i.e. calls served concurrently (default 4, at least 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// How long [`Server::run`] waits for in-flight calls after cancellation (default 10 s).
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.shutdown_grace = d;
+        self
+    }
+
+    /// Bound on each connection attempt (default 2 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Parses the broker URL and checks that Redis answers.
+    pub async fn build(self) -> Result<Server, ServerError> {
+        let broker = Broker::parse(&self.url)?;
+        let client = redis::Client::open(broker.connection_info().clone()).map_err(|source| {
+            ServerError::Connect {
+                broker: broker.to_string(),
+                source,
+            }
+        })?;
+        let conn = conn::connect(&client, self.connect_timeout)
+            .await
+            .map_err(|source| ServerError::Connect {
+                broker: broker.to_string(),
+                source,
+            })?;
+        Ok(Server {
+            module: self.module,
+            broker,
+            client,
+            control: Some(conn),
+            workers: self.workers,
+            shutdown_grace: self.shutdown_grace,
+            connect_timeout: self.connect_timeout,
+            objects: HashMap::new(),
+        })
+    }
+}
+
+/// Serves registered [`Object`]s of one module.
+pub struct Server {
+    module: String,
+    broker: Broker,
+    client: redis::Client,
+    control: Option<MultiplexedConnection>,
+    workers: usize,
+    shutdown_grace: Duration,
+    connect_timeout: Duration,
+    objects: HashMap<ObjectId, Arc<dyn Object>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("module", &self.module)
+            .field("broker", &self.broker)
+            .field("workers", &self.workers)
+            .field("objects", &self.objects.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Server {
+    /// A builder for a server of `module` on the broker at `url`.
+    pub fn builder(url: impl Into<String>, module: impl Into<String>) -> ServerBuilder {
+        ServerBuilder {
+            url: url.into(),
+            module: module.into(),
+            workers: 4,
+            shutdown_grace: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The module name.
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    /// Adds an object. Errors: the id is taken, or it is the reserved `zbus@1.0`.
+    pub fn register(&mut self, object: impl Object) -> Result<(), ServerError> {
+        self.register_arc(Arc::new(object))
+    }
+
+    /// Adds a shared object (see [`Server::register`]).
+    pub fn register_arc(&mut self, object: Arc<dyn Object>) -> Result<(), ServerError> {
+        let id = object.id();
+        if id.to_string() == STATUS_OBJECT {
+            return Err(ServerError::Reserved(id));
+        }
+        if self.objects.contains_key(&id) {
+            return Err(ServerError::Duplicate(id));
+        }
+        self.objects.insert(id, object);
+        Ok(())
+    }
+
+    /// Serves until `stop` is cancelled, then stops pulling, lets in-flight calls finish
+    /// (up to the shutdown grace) and returns. Redis outages are survived: workers
+    /// reconnect with backoff.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), ServerError> {
+        let mut ids: Vec<ObjectId> = self.objects.keys().cloned().collect();
+        ids.sort();
+        let queues = ids.iter().map(|id| id.queue(&self.module)).collect();
+        let shared = Arc::new(worker::Shared {
+            objects: self.objects.clone(),
+            ids,
+            queues,
+            status_queue: ObjectId::parse(STATUS_OBJECT).queue(&self.module),
+            client: self.client.clone(),
+            connect_timeout: self.connect_timeout,
+            slots: (0..self.workers).map(|_| WorkerSlot::default()).collect(),
+            control: tokio::sync::Mutex::new(self.control),
+            outage: Outage::default(),
+        });
+        tracing::info!(
+            module = %self.module,
+            broker = %self.broker,
+            workers = self.workers,
+            objects = ?shared.ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "serving"
+        );
+
+        let mut pullers = JoinSet::new();
+        for i in 0..self.workers {
+            pullers.spawn(worker::run(shared.clone(), Role::Worker(i), stop.clone()));
+        }
+        pullers.spawn(worker::run(shared.clone(), Role::Status, stop.clone()));
+
+        let mut streams = JoinSet::new();
+        for (id, object) in &self.objects {
+            for source in object.streams() {
+                let channel = id.channel(&self.module, source.name);
+                streams.spawn(publish(shared.clone(), channel, source.values));
+            }
+        }
+
+        stop.cancelled().await;
+        tracing::info!(module = %self.module, "stopping: finishing in-flight calls");
+        streams.abort_all();
+        let drained = tokio::time::timeout(self.shutdown_grace, async {
+            while let Some(res) = pullers.join_next().await {
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "worker ended abnormally");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(module = %self.module, "in-flight calls did not finish in time; aborting them");
+            pullers.abort_all();
+        }
+        while streams.join_next().await.is_some() {}
+        tracing::info!(module = %self.module, "stopped");
+        Ok(())
+    }
+}
+
+/// Publishes every value of one event source; values produced while Redis is down are lost
+/// (pub/sub is fire-and-forget).
+async fn publish(
+    shared: Arc<worker::Shared>,
+    channel: String,
+    mut values: futures::stream::BoxStream<'static, Vec<u8>>,
+) {
+    while let Some(value) = values.next().await {
+        let Some(mut conn) = shared.control().await else {
+            continue;
+        };
+        let res: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(value)
+            .query_async(&mut conn)
+            .await;
+        match res {
+            Ok(_) => shared.outage.recovered("publisher"),
+            Err(e) => {
+                shared.outage.failed("publisher", &e);
+                if conn::is_fatal(&e) {
+                    shared.reset_control().await;
+                }
+            }
+        }
+    }
+    tracing::debug!(%channel, "event source ended");
+}

@@ -1,0 +1,388 @@
+//! One puller: a dedicated Redis connection, a BLPOP loop, and the handling of each request.
+
+use crate::codec::{self, NIL};
+use crate::conn::{self, Backoff, Outage};
+use crate::error::ErrorCode;
+use crate::object::{DispatchError, Object, Reply};
+use crate::protocol::{
+    CallError, ObjectId, Output, Request, Response, Status, Timestamp, WorkerStatus,
+    RESPONSE_TTL_SECS,
+};
+use futures::FutureExt;
+use redis::aio::MultiplexedConnection;
+use serde_bytes::ByteBuf;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Seconds a BLPOP waits before the loop comes round again.
+const PULL_TIMEOUT_SECS: u64 = 5;
+/// How often a stopping worker re-sends `CLIENT UNBLOCK` for its own BLPOP.
+const UNBLOCK_EVERY: Duration = Duration::from_millis(50);
+
+/// State shared by all pullers of one server.
+pub(super) struct Shared {
+    pub(super) objects: HashMap<ObjectId, Arc<dyn Object>>,
+    pub(super) ids: Vec<ObjectId>,
+    pub(super) queues: Vec<String>,
+    pub(super) status_queue: String,
+    pub(super) client: redis::Client,
+    pub(super) connect_timeout: Duration,
+    pub(super) slots: Vec<WorkerSlot>,
+    /// For PUBLISH and CLIENT UNBLOCK (never for a blocking command).
+    pub(super) control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    pub(super) outage: Outage,
+}
+
+impl Shared {
+    /// The shared non-blocking connection, connecting when needed.
+    pub(super) async fn control(&self) -> Option<MultiplexedConnection> {
+        let mut guard = self.control.lock().await;
+        if guard.is_none() {
+            match conn::connect(&self.client, self.connect_timeout).await {
+                Ok(c) => *guard = Some(c),
+                Err(e) => self.outage.failed("server", &e),
+            }
+        }
+        guard.clone()
+    }
+
+    pub(super) async fn reset_control(&self) {
+        *self.control.lock().await = None;
+    }
+
+    async fn unblock(&self, client_id: i64) {
+        let Some(mut conn) = self.control().await else {
+            return;
+        };
+        let res: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(client_id)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = res {
+            if conn::is_fatal(&e) {
+                self.reset_control().await;
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let workers = self
+            .slots
+            .iter()
+            .map(|s| {
+                let state = s.state.lock().unwrap_or_else(|p| p.into_inner());
+                match &*state {
+                    Some((start, action)) => WorkerStatus {
+                        state: "busy".into(),
+                        start_time: Timestamp::from_system(*start),
+                        action: action.clone(),
+                    },
+                    None => WorkerStatus {
+                        state: "free".into(),
+                        start_time: Timestamp::GO_ZERO,
+                        action: String::new(),
+                    },
+                }
+            })
+            .collect();
+        Status {
+            objects: self.ids.clone(),
+            workers,
+        }
+    }
+}
+
+/// What a worker is doing, for the status object: `None` when free.
+#[derive(Debug, Default)]
+pub(super) struct WorkerSlot {
+    state: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl WorkerSlot {
+    fn set(&self, v: Option<(SystemTime, String)>) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+}
+
+/// Which queues a puller serves.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Role {
+    /// Object queues; the index of its status slot.
+    Worker(usize),
+    /// The reserved `zbus@1.0` queue, on its own so status answers while workers are busy.
+    Status,
+}
+
+/// A reply waiting to be pushed with the next BLPOP.
+struct Pending {
+    reply_to: String,
+    bytes: Vec<u8>,
+}
+
+/// The puller loop. Returns once `stop` is cancelled and its last reply is sent.
+pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken) {
+    let name = match role {
+        Role::Worker(i) => format!("worker {i}"),
+        Role::Status => "status".to_string(),
+    };
+    let mut keys: Vec<String> = match role {
+        Role::Worker(i) => {
+            let mut k = shared.queues.clone();
+            if !k.is_empty() {
+                let n = i % k.len();
+                k.rotate_left(n);
+            }
+            k
+        }
+        Role::Status => vec![shared.status_queue.clone()],
+    };
+    if keys.is_empty() {
+        // Nothing registered: this worker has nothing to pull.
+        stop.cancelled().await;
+        return;
+    }
+    let mut backoff = Backoff::new(Duration::from_secs(2));
+    let mut conn: Option<(MultiplexedConnection, i64)> = None;
+    let mut pending: Option<Pending> = None;
+    loop {
+        let stopping = stop.is_cancelled();
+        if stopping && pending.is_none() {
+            return;
+        }
+        let Some((c, client_id)) = conn.as_mut() else {
+            match open(&shared).await {
+                Ok(c) => {
+                    shared.outage.recovered(&name);
+                    backoff.reset();
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    shared.outage.failed(&name, &e);
+                    if let Some(p) = pending.take() {
+                        tracing::warn!(reply_to = %p.reply_to, "reply lost: redis unavailable");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.step()) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        if let Some(p) = &pending {
+            pipe.cmd("RPUSH").arg(&p.reply_to).arg(&p.bytes).ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&p.reply_to)
+                .arg(RESPONSE_TTL_SECS)
+                .ignore();
+        }
+        if stopping {
+            pipe.cmd("PING");
+        } else {
+            pipe.cmd("BLPOP").arg(&keys).arg(PULL_TIMEOUT_SECS);
+            keys.rotate_left(1);
+        }
+        let result = {
+            let fut = pipe.query_async::<redis::Value>(c);
+            tokio::pin!(fut);
+            let mut unblocking = false;
+            loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    _ = stop.cancelled(), if !unblocking && !stopping => unblocking = true,
+                    _ = tokio::time::sleep(UNBLOCK_EVERY), if unblocking => {
+                        shared.unblock(*client_id).await;
+                    }
+                }
+            }
+        };
+        let sent = pending.take();
+        match result {
+            Ok(v) => {
+                if stopping {
+                    return;
+                }
+                if let Some(payload) = conn::popped(conn::last(v)) {
+                    pending = handle(&shared, role, &payload).await;
+                }
+            }
+            Err(e) => {
+                if let Some(p) = sent {
+                    tracing::warn!(reply_to = %p.reply_to, error = %e, "reply may be lost");
+                }
+                if conn::is_fatal(&e) {
+                    shared.outage.failed(&name, &e);
+                    conn = None;
+                } else {
+                    tracing::error!(error = %e, "{name}: redis refused a command");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.step()) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A dedicated connection and its Redis client id (for `CLIENT UNBLOCK` at shutdown).
+async fn open(shared: &Shared) -> redis::RedisResult<(MultiplexedConnection, i64)> {
+    let mut c = conn::connect(&shared.client, shared.connect_timeout).await?;
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
+    Ok((c, id))
+}
+
+/// Handles one popped payload; returns the reply to push, if any.
+async fn handle(shared: &Shared, role: Role, payload: &[u8]) -> Option<Pending> {
+    let req: Request = match codec::decode(payload) {
+        Ok(r) => r,
+        Err(e) => return malformed(payload, &e.to_string()),
+    };
+    let reply_to = if req.reply_to.is_empty() {
+        req.id.clone()
+    } else {
+        req.reply_to.clone()
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %req.id,
+        object = %req.object,
+        method = %req.method,
+    );
+    let response = async {
+        if req.expired_at(SystemTime::now()) {
+            tracing::warn!("deadline passed before the call started; not executing it");
+            return protocol_error(
+                &req.id,
+                ErrorCode::Timeout,
+                "deadline passed before execution",
+            );
+        }
+        match role {
+            Role::Status => status_reply(shared, &req.id),
+            Role::Worker(slot) => call(shared, slot, req.clone()).await,
+        }
+    }
+    .instrument(span)
+    .await;
+    match codec::encode(&response) {
+        Ok(bytes) => Some(Pending { reply_to, bytes }),
+        Err(e) => {
+            tracing::error!(request_id = %response.id, error = %e, "cannot encode the reply");
+            None
+        }
+    }
+}
+
+async fn call(shared: &Shared, slot: usize, req: Request) -> Response {
+    let Some(object) = shared.objects.get(&req.object) else {
+        tracing::debug!("unknown object");
+        let text = format!("unknown object '{}'", req.object);
+        return protocol_error(&req.id, ErrorCode::UnknownObject, &text);
+    };
+    let slot = &shared.slots[slot];
+    slot.set(Some((
+        SystemTime::now(),
+        format!("[{}].{}()", req.object, req.method),
+    )));
+    let outcome = AssertUnwindSafe(object.dispatch(&req.method, req.inputs))
+        .catch_unwind()
+        .await;
+    slot.set(None);
+    let result = match outcome {
+        Ok(r) => r,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            tracing::error!(%message, "handler panicked");
+            Err(DispatchError::Panic {
+                object: req.object.to_string(),
+                method: req.method.clone(),
+                message,
+            })
+        }
+    };
+    match result {
+        Ok(Reply::Value(data)) => response(&req.id, data, None),
+        Ok(Reply::Error(e)) => {
+            tracing::debug!(code = %e.code, error = %e.message, "call error");
+            let err = CallError {
+                message: e.message,
+                code: Some(e.code.as_str().into()),
+            };
+            response(&req.id, vec![NIL], Some(err))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "protocol error");
+            protocol_error(&req.id, e.code(), &e.to_string())
+        }
+    }
+}
+
+fn status_reply(shared: &Shared, id: &str) -> Response {
+    match codec::encode(&shared.status()) {
+        Ok(data) => response(id, data, None),
+        Err(e) => protocol_error(id, ErrorCode::Internal, &e.to_string()),
+    }
+}
+
+fn response(id: &str, data: Vec<u8>, error: Option<CallError>) -> Response {
+    let data = if data.is_empty() { vec![NIL] } else { data };
+    Response {
+        id: id.to_string(),
+        output: Output {
+            data: ByteBuf::from(data),
+            error,
+        },
+        error: None,
+        code: None,
+    }
+}
+
+fn protocol_error(id: &str, code: ErrorCode, text: &str) -> Response {
+    Response {
+        id: id.to_string(),
+        output: Output {
+            data: ByteBuf::from(vec![NIL]),
+            error: None,
+        },
+        error: Some(text.to_string()),
+        code: Some(code.as_str().into()),
+    }
+}
+
+/// A payload that is not a `Request`: answer with a `Decode` protocol error when its `ID`
+/// (or `ReplyTo`) can be read, otherwise only log it.
+fn malformed(payload: &[u8], why: &str) -> Option<Pending> {
+    let value = rmp_serde::from_slice::<rmpv::Value>(payload).ok();
+    let field = |name: &str| -> Option<String> {
+        value.as_ref()?.as_map()?.iter().find_map(|(k, v)| {
+            (k.as_str() == Some(name))
+                .then(|| v.as_str().map(String::from))
+                .flatten()
+        })
+    };
+    let id = field("ID");
+    let reply_to = field("ReplyTo")
+        .filter(|r| !r.is_empty())
+        .or_else(|| id.clone());
+    tracing::warn!(request_id = ?id, len = payload.len(), error = %why, "malformed request");
+    let reply_to = reply_to?;
+    let resp = protocol_error(
+        id.as_deref().unwrap_or(""),
+        ErrorCode::Decode,
+        &format!("malformed request: {why}"),
+    );
+    codec::encode(&resp)
+        .ok()
+        .map(|bytes| Pending { reply_to, bytes })
+}
