@@ -102,6 +102,16 @@ impl SysError {
         }
     }
 
+    /// Whether this is `EACCES`, `EPERM` or `EROFS`.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self.errno(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
+    }
+
+    /// Whether this is `EBUSY`.
+    pub fn is_busy(&self) -> bool {
+        self.errno() == Some(libc::EBUSY)
+    }
+
     /// Whether this is an `ENOENT`.
     pub fn is_not_found(&self) -> bool {
         self.errno() == Some(libc::ENOENT)

@@ -109,6 +109,7 @@ impl LoopDevices for FakeLoopDevices {
             dev: 1,
             read_only: req.read_only,
             autoclear: req.autoclear,
+            tag: req.tag.clone(),
         };
         s.bound.insert(number, dev.clone());
         Ok(dev)
@@ -183,6 +184,7 @@ impl RbdBus for FakeRbdBus {
             image: req.image.clone(),
             snapshot: req.snapshot.clone().unwrap_or_else(|| "-".into()),
             device: PathBuf::from(format!("/dev/rbd{id}")),
+            key: Some(req.key_name.clone()),
         };
         s.devices.insert(id, dev.clone());
         Ok(dev)

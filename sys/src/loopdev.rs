@@ -17,6 +17,9 @@ pub struct LoopAttach {
     pub read_only: bool,
     /// Set `LO_FLAGS_AUTOCLEAR`: the kernel frees the device on its last close.
     pub autoclear: bool,
+    /// Stored in the kernel's `lo_file_name` (at most 63 bytes; `losetup` shows the sysfs
+    /// backing file instead), so the owner can recognise its devices after a crash.
+    pub tag: String,
 }
 
 /// A bound loop device.
@@ -36,6 +39,8 @@ pub struct LoopDevice {
     pub read_only: bool,
     /// Whether autoclear is set.
     pub autoclear: bool,
+    /// The `lo_file_name` given at attach time (see [`LoopAttach::tag`]).
+    pub tag: String,
 }
 
 /// Loop device control.
@@ -152,7 +157,7 @@ impl LinuxLoopDevices {
         }
         let mut info = zeroed_info();
         info.lo_flags = flags;
-        let name = req.file.as_os_str().as_encoded_bytes();
+        let name = req.tag.as_bytes();
         let len = name.len().min(LO_NAME_SIZE - 1);
         info.lo_file_name[..len].copy_from_slice(&name[..len]);
         let fd = u32::try_from(backing.as_raw_fd())
@@ -272,6 +277,7 @@ impl LoopDevices for LinuxLoopDevices {
             dev: info.lo_device,
             read_only,
             autoclear,
+            tag: c_string(&info.lo_file_name),
         }))
     }
 
@@ -294,6 +300,11 @@ impl LoopDevices for LinuxLoopDevices {
         out.sort_by_key(|d| d.number);
         Ok(out)
     }
+}
+
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 /// The (st_dev, st_ino) of a file, as recorded with a loop binding.

@@ -48,6 +48,8 @@ pub struct RbdDevice {
     pub snapshot: String,
     /// `/dev/rbd<id>`.
     pub device: PathBuf,
+    /// The keyring key named by `key=` in the device's `config_info`, if any.
+    pub key: Option<String>,
 }
 
 /// krbd control.
@@ -157,6 +159,15 @@ fn drop_key(serial: i64) {
     unsafe { libc::syscall(libc::SYS_keyctl, libc::KEYCTL_INVALIDATE, serial) };
 }
 
+/// The `key=` option of a krbd `config_info` line (`<mons> <options> <pool> ...`).
+fn key_option(config_info: &str) -> Option<String> {
+    let options = config_info.split(' ').nth(1)?;
+    options
+        .split(',')
+        .find_map(|o| o.strip_prefix("key="))
+        .map(str::to_string)
+}
+
 fn read_attr(dir: &Path, name: &str) -> Option<String> {
     fs::read_to_string(dir.join(name))
         .ok()
@@ -244,6 +255,7 @@ impl RbdBus for LinuxRbdBus {
                 image,
                 snapshot: read_attr(&d, "current_snap").unwrap_or_else(|| "-".into()),
                 device: PathBuf::from(format!("/dev/rbd{id}")),
+                key: read_attr(&d, "config_info").and_then(|c| key_option(&c)),
             });
         }
         out.sort_by_key(|d| d.id);

@@ -1,0 +1,39 @@
+//! The three attachment kinds. Each driver validates its source before touching anything,
+//! creates the kernel object, and undoes its own partial work when a later step fails.
+
+pub mod local;
+pub mod loopdev;
+pub mod rbd;
+pub mod rbd_fuse;
+
+use crate::error::AttachError;
+use crate::store::Backing;
+use std::path::{Component, Path, PathBuf};
+
+/// What a driver created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    /// The block device node.
+    pub device: PathBuf,
+    /// `krbd`, `rbd-fuse`, `loop` or `local`.
+    pub driver: &'static str,
+    /// Whether the device is read-only.
+    pub read_only: bool,
+    /// What to record for teardown and reconciliation.
+    pub backing: Backing,
+}
+
+/// Checks that a caller-given path is absolute and has no `..` components.
+pub fn check_path(what: &str, path: &Path) -> Result<(), AttachError> {
+    if !path.is_absolute() {
+        return Err(AttachError::Invalid(format!(
+            "{what} {path:?} must be an absolute path"
+        )));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(AttachError::Invalid(format!(
+            "{what} {path:?} must not contain '..'"
+        )));
+    }
+    Ok(())
+}

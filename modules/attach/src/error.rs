@@ -1,0 +1,122 @@
+//! The attach module's domain error and its one mapping to wire codes.
+
+use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_schema::Selector;
+use imagebus_sys::state::StateError;
+use imagebus_sys::SysError;
+
+/// Everything that can go wrong in the attach module. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No attachment has that id or name.
+    #[error("attachment {0} not found")]
+    NotFound(Selector),
+    /// The request is malformed or names something unusable; nothing was changed.
+    #[error("invalid attach request: {0}")]
+    Invalid(String),
+    /// The name is taken by another attachment.
+    #[error("name {name:?} is already used by attachment {id}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Who has it.
+        id: u64,
+    },
+    /// The same RBD image/snapshot is mapped already and sharing was not asked for.
+    #[error(
+        "{image} is already mapped by attachment {id}; ask for shared read-only use to share it"
+    )]
+    AlreadyMapped {
+        /// `pool/[ns/]image[@snap]`.
+        image: String,
+        /// The attachment that maps it.
+        id: u64,
+    },
+    /// Other holders still reference the attachment.
+    #[error("attachment {id} is still held by {holders}; use force to detach anyway")]
+    InUse {
+        /// The attachment.
+        id: u64,
+        /// The remaining holders, comma-separated.
+        holders: String,
+    },
+    /// The RBD image (or pool, or snapshot) does not exist.
+    #[error("RBD image {0} does not exist")]
+    ImageNotFound(String),
+    /// The monitors rejected the user's key, or the user lacks the needed caps.
+    #[error("Ceph refused access: {0}")]
+    AccessDenied(String),
+    /// The monitors or a needed kernel facility could not be reached.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// This machine cannot do what was asked (e.g. a snapshot through rbd-fuse).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A syscall or tool failed.
+    #[error("{what}")]
+    Sys {
+        /// What we were doing.
+        what: String,
+        /// The failure.
+        #[source]
+        source: SysError,
+    },
+    /// The state file could not be read or written.
+    #[error("attach state")]
+    State(#[from] StateError),
+    /// The actor is gone (shut down or crashed).
+    #[error("the attach actor is not running")]
+    Stopped,
+}
+
+impl AttachError {
+    /// Wraps a [`SysError`] with what we were doing.
+    pub fn sys(what: impl Into<String>, source: SysError) -> Self {
+        AttachError::Sys {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// The wire code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AttachError::NotFound(_) | AttachError::ImageNotFound(_) => ErrorCode::NotFound,
+            AttachError::Invalid(_) | AttachError::AccessDenied(_) => ErrorCode::InvalidArgument,
+            AttachError::NameTaken { .. }
+            | AttachError::AlreadyMapped { .. }
+            | AttachError::InUse { .. } => ErrorCode::Conflict,
+            AttachError::Unavailable(_) | AttachError::Stopped => ErrorCode::Unavailable,
+            AttachError::Unsupported(_) => ErrorCode::Unsupported,
+            AttachError::Sys { .. } | AttachError::State(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<AttachError> for RemoteError {
+    fn from(err: AttachError) -> Self {
+        RemoteError::with_chain(err.code(), &err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let e: RemoteError = AttachError::InUse {
+            id: 3,
+            holders: "mount:1".into(),
+        }
+        .into();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("mount:1"), "{}", e.message);
+        let e: RemoteError = AttachError::NotFound(Selector::Id(9)).into();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        let e: RemoteError =
+            AttachError::sys("binding /dev/loop0", SysError::Invalid("x".into())).into();
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert_eq!(e.message, "binding /dev/loop0: invalid input: x");
+    }
+}
