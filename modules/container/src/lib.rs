@@ -1,1 +1,34 @@
-//! Placeholder; filled in by its issue.
+//! imagebus-container: the container actor, serving `container.container@1` (and zos's
+//! `container.container@0.0.1`).
+//!
+//! Containers are long-lived inits in their own namespaces, run by an OCI runtime (runc)
+//! on a bundle generated from the spec, on a root filesystem from the mount module (inline
+//! definitions of any depth cascade away with the container). Each run has a small
+//! monitor process (conmon-like, `imagebus-monitor`) that owns the init's stdio log and
+//! exit status, so containers survive restarts of the actor and the daemon; at start-up
+//! the actor reconciles its records with the monitors, exit files and the runtime.
+//! See `docs/container.md`.
+//!
+//! Mounts come only through `Arc<dyn MountModule>`; every syscall and tool through the
+//! `imagebus-sys` seams in [`ContainerSys`].
+
+mod actor;
+mod config;
+mod engine;
+mod error;
+mod logs;
+mod prepare;
+mod record;
+mod watch;
+
+pub use actor::{spawn, ContainerHandle, Spawned, DEFAULT_EXEC_TIMEOUT_MS};
+pub use config::{default_monitor, ContainerConfig, ContainerSys, MONITOR_BINARY};
+pub use error::ContainerError;
+pub use prepare::CONTAINER_ENV;
+
+/// The monitor process's `main` body: `imagebus-monitor <config>` (or a hidden subcommand
+/// of another binary, called before any thread or async runtime is started). Returns the
+/// exit code.
+pub fn monitor_main(config: &std::path::Path) -> i32 {
+    imagebus_sys::monitor::run_monitor(config)
+}

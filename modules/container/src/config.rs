@@ -1,0 +1,162 @@
+//! Where the container module keeps things, and the seams it uses.
+
+use crate::error::ContainerError;
+use imagebus_sys::cgroup::{Cgroups, LinuxCgroups};
+use imagebus_sys::monitor::{LinuxMonitorLauncher, MonitorLauncher};
+use imagebus_sys::ns::{LinuxNetNamespaces, NetNamespaces};
+use imagebus_sys::runc::Runc;
+use imagebus_sys::runtime::Runtime;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Name of the monitor binary installed next to `imagebusd`.
+pub const MONITOR_BINARY: &str = "imagebus-monitor";
+
+/// Configuration of the container module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// Persistent per-container state (`<id>/record.json`, bundle, exit file), e.g.
+    /// `/var/lib/imagebus/container`.
+    pub state_dir: PathBuf,
+    /// Runtime state (`runc/`, the runtime's `--root`), e.g. `/run/imagebus/container`.
+    pub run_dir: PathBuf,
+    /// Container logs (`<runtime id>.log`), e.g. `/var/log/imagebus/containers`.
+    pub log_dir: PathBuf,
+    /// The OCI runtime binary (`runc`).
+    pub runtime: PathBuf,
+    /// The monitor command: program and leading arguments (the config path is appended).
+    /// Default: `imagebus-monitor` next to the running executable.
+    pub monitor: Vec<String>,
+    /// Prefix of runtime ids (`<instance>-<id>`) and the cgroup directory
+    /// (`/<instance>/<runtime id>`). Two daemons on one host need different instances.
+    pub instance: String,
+}
+
+impl ContainerConfig {
+    /// The usual layout under the three given directories, runtime `runc`, instance
+    /// `imagebus`.
+    pub fn new(
+        state_dir: impl Into<PathBuf>,
+        run_dir: impl Into<PathBuf>,
+        log_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            run_dir: run_dir.into(),
+            log_dir: log_dir.into(),
+            runtime: PathBuf::from("runc"),
+            monitor: vec![default_monitor().display().to_string()],
+            instance: "imagebus".into(),
+        }
+    }
+
+    /// Checks paths and the instance name.
+    pub fn validate(&self) -> Result<(), ContainerError> {
+        for (what, dir) in [
+            ("state_dir", &self.state_dir),
+            ("run_dir", &self.run_dir),
+            ("log_dir", &self.log_dir),
+        ] {
+            if !dir.is_absolute() || dir.components().any(|c| c == Component::ParentDir) {
+                return Err(ContainerError::Invalid(format!(
+                    "{what} {dir:?} must be an absolute path without '..'"
+                )));
+            }
+        }
+        if self.monitor.is_empty() {
+            return Err(ContainerError::Invalid(
+                "the monitor command is empty".into(),
+            ));
+        }
+        let ok = !self.instance.is_empty()
+            && self.instance.len() <= 32
+            && self
+                .instance
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(ContainerError::Invalid(format!(
+                "instance {:?} must be 1-32 characters of A-Z a-z 0-9 - _",
+                self.instance
+            )));
+        }
+        Ok(())
+    }
+
+    /// The runtime's `--root`.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.run_dir.join("runc")
+    }
+
+    /// Runtime id of container `id`.
+    pub fn runtime_id(&self, id: u64) -> String {
+        format!("{}-{id}", self.instance)
+    }
+
+    /// Absolute cgroup path of container `id`.
+    pub fn cgroup_path(&self, id: u64) -> String {
+        format!("/{}/{}", self.instance, self.runtime_id(id))
+    }
+
+    /// State directory of container `id`.
+    pub fn container_dir(&self, id: u64) -> PathBuf {
+        self.state_dir.join(id.to_string())
+    }
+
+    /// Log file of container `id`.
+    pub fn log_file(&self, id: u64) -> PathBuf {
+        self.log_dir.join(format!("{}.log", self.runtime_id(id)))
+    }
+}
+
+/// `imagebus-monitor` next to the running executable (or on `PATH`).
+pub fn default_monitor() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(MONITOR_BINARY)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(MONITOR_BINARY))
+}
+
+/// The syscall and tool seams of the container module.
+#[derive(Clone)]
+pub struct ContainerSys {
+    /// The OCI runtime.
+    pub runtime: Arc<dyn Runtime>,
+    /// Starts per-container monitors.
+    pub monitors: Arc<dyn MonitorLauncher>,
+    /// Named network namespaces.
+    pub netns: Arc<dyn NetNamespaces>,
+    /// Cgroup cleanup.
+    pub cgroups: Arc<dyn Cgroups>,
+}
+
+impl std::fmt::Debug for ContainerSys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerSys")
+            .field("runtime", &self.runtime.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContainerSys {
+    /// The real machine: runc under `cfg.runtime_root()`, the configured monitor,
+    /// `/var/run/netns`, cgroups from the mount table.
+    pub fn linux(cfg: &ContainerConfig) -> Self {
+        let (program, args) = match cfg.monitor.split_first() {
+            Some((p, a)) => (PathBuf::from(p), a.to_vec()),
+            None => (default_monitor(), Vec::new()),
+        };
+        Self {
+            runtime: Arc::new(Runc::new(&cfg.runtime, cfg.runtime_root())),
+            monitors: Arc::new(LinuxMonitorLauncher::new(program, args)),
+            netns: Arc::new(LinuxNetNamespaces::default()),
+            cgroups: Arc::new(LinuxCgroups),
+        }
+    }
+}
+
+/// Whether `p` is absolute and free of `..`.
+pub(crate) fn is_plain_absolute(p: &Path) -> bool {
+    p.is_absolute() && p.components().all(|c| c != Component::ParentDir)
+}

@@ -1,0 +1,333 @@
+//! Checking a [`ContainerSpec`] before anything is created, and turning it into the
+//! runtime's [`BundleConfig`] once the root filesystem is mounted.
+
+use crate::error::ContainerError;
+use imagebus_schema::common::validate_name;
+use imagebus_schema::container::{ContainerSpec, Network, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS};
+use imagebus_sys::ns::NetNamespaces;
+use imagebus_sys::oci::{self, BindConfig, BundleConfig, NetworkMode, CPU_PERIOD_US};
+use imagebus_sys::runtime::RuntimeError;
+use imagebus_sys::signal;
+use std::path::{Path, PathBuf};
+
+/// The `container=` value systemd sees.
+pub const CONTAINER_ENV: &str = "container=imagebus";
+
+/// A checked spec: everything but the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Init argv.
+    pub args: Vec<String>,
+    /// Environment with `PATH` (and `container=` in systemd mode).
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Hostname, if given.
+    pub hostname: Option<String>,
+    /// uid, gid.
+    pub user: (u32, u32),
+    /// Network.
+    pub network: NetworkMode,
+    /// Binds.
+    pub binds: Vec<BindConfig>,
+    /// CFS quota.
+    pub cpu_quota_us: Option<i64>,
+    /// Memory limit.
+    pub memory_limit: Option<i64>,
+    /// Final capabilities.
+    pub capabilities: Vec<String>,
+    /// Stop signal number.
+    pub stop_signal: i32,
+    /// Stop grace period.
+    pub stop_timeout_ms: u64,
+}
+
+impl Prepared {
+    /// The `PATH` value the init is looked up in.
+    pub fn path_env(&self) -> &str {
+        self.env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ContainerError {
+    ContainerError::Invalid(msg.into())
+}
+
+fn plain_absolute(p: &Path) -> bool {
+    crate::config::is_plain_absolute(p)
+}
+
+/// Checks `spec` (no side effects). `bounding` is the daemon's capability bounding set.
+pub fn prepare(
+    spec: &ContainerSpec,
+    netns: &dyn NetNamespaces,
+    bounding: u64,
+) -> Result<Prepared, ContainerError> {
+    if let Some(name) = &spec.name {
+        validate_name(name).map_err(invalid)?;
+    }
+    if let Some(group) = &spec.group {
+        validate_name(group).map_err(|m| invalid(format!("group: {m}")))?;
+    }
+    let args = spec.command.argv().map_err(invalid)?;
+    match args.first() {
+        None => return Err(invalid("the command is missing (empty)")),
+        Some(a) if a.is_empty() => return Err(invalid("the command's argv[0] is empty")),
+        Some(_) => {}
+    }
+    let mut env = Vec::with_capacity(spec.env.len() + 2);
+    for e in &spec.env {
+        match e.split_once('=') {
+            Some((k, _)) if !k.is_empty() && !k.contains('\0') && !e.contains('\0') => {
+                env.push(e.clone())
+            }
+            _ => return Err(invalid(format!("environment entry {e:?} is not KEY=VALUE"))),
+        }
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if spec.systemd && !env.iter().any(|e| e.starts_with("container=")) {
+        env.push(CONTAINER_ENV.to_string());
+    }
+    let cwd = spec.working_dir.clone().unwrap_or_else(|| "/".into());
+    if !plain_absolute(Path::new(&cwd)) {
+        return Err(invalid(format!(
+            "working directory {cwd:?} must be absolute without '..'"
+        )));
+    }
+    if let Some(h) = &spec.hostname {
+        let ok = !h.is_empty()
+            && h.len() <= 64
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !ok {
+            return Err(invalid(format!(
+                "hostname {h:?} must be 1-64 characters of A-Z a-z 0-9 - ."
+            )));
+        }
+    }
+    let network = match &spec.network {
+        Network::Host => NetworkMode::Host,
+        Network::Private => NetworkMode::Private,
+        Network::Namespace(name) => {
+            NetworkMode::Join(netns.resolve(name).map_err(|e| match e {
+                RuntimeError::NotFound(m) => ContainerError::Missing(m),
+                other => invalid(other.to_string()),
+            })?)
+        }
+    };
+    let mut binds = Vec::with_capacity(spec.binds.len());
+    for b in &spec.binds {
+        if !plain_absolute(&b.source) {
+            return Err(invalid(format!(
+                "bind source {:?} must be absolute without '..'",
+                b.source
+            )));
+        }
+        if !plain_absolute(&b.target) || b.target == Path::new("/") {
+            return Err(invalid(format!(
+                "bind target {:?} must be absolute, not /, without '..'",
+                b.target
+            )));
+        }
+        if !b.source.exists() {
+            return Err(ContainerError::Missing(format!(
+                "bind source {:?} does not exist",
+                b.source
+            )));
+        }
+        binds.push(BindConfig {
+            source: b.source.clone(),
+            target: b.target.clone(),
+            read_only: b.read_only,
+        });
+    }
+    let cpu_quota_us = match spec.resources.cpu_millis {
+        None => None,
+        Some(m) if m < 10 => return Err(invalid(format!("cpu_millis {m} is below 10"))),
+        Some(m) => Some(i64::from(m) * CPU_PERIOD_US as i64 / 1000),
+    };
+    let memory_limit = match spec.resources.memory_bytes {
+        None => None,
+        Some(b) if b < 4 << 20 => return Err(invalid(format!("memory_bytes {b} is below 4 MiB"))),
+        Some(b) => Some(i64::try_from(b).map_err(|_| invalid("memory_bytes is too large"))?),
+    };
+    let mut add = spec.capabilities.add.clone();
+    if spec.systemd {
+        add.push("CAP_SYS_ADMIN".into());
+    }
+    let capabilities = oci::resolve_capabilities(
+        &oci::DEFAULT_CAPABILITIES,
+        &add,
+        &spec.capabilities.drop,
+        bounding,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let stop_signal = match &spec.stop_signal {
+        Some(s) => signal::parse_signal(s).map_err(|m| invalid(format!("stop signal: {m}")))?,
+        None if spec.systemd => signal::sigrtmin_plus_3(),
+        None => signal::SIGTERM,
+    };
+    let stop_timeout_ms = spec.stop_timeout_ms.unwrap_or(DEFAULT_STOP_TIMEOUT_MS);
+    Ok(Prepared {
+        args,
+        env,
+        cwd,
+        hostname: spec.hostname.clone(),
+        user: spec.user.map(|u| (u.uid, u.gid)).unwrap_or((0, 0)),
+        network,
+        binds,
+        cpu_quota_us,
+        memory_limit,
+        capabilities,
+        stop_signal,
+        stop_timeout_ms,
+    })
+}
+
+/// The bundle of container `id` on `rootfs`.
+pub fn bundle_config(
+    p: &Prepared,
+    spec: &ContainerSpec,
+    id: u64,
+    rootfs: PathBuf,
+    cgroups_path: String,
+) -> BundleConfig {
+    let hostname = p
+        .hostname
+        .clone()
+        .or_else(|| spec.name.clone().filter(|n| n.len() <= 64))
+        .unwrap_or_else(|| format!("c{id}"));
+    BundleConfig {
+        rootfs,
+        args: p.args.clone(),
+        env: p.env.clone(),
+        cwd: p.cwd.clone(),
+        hostname,
+        uid: p.user.0,
+        gid: p.user.1,
+        systemd: spec.systemd,
+        network: p.network.clone(),
+        binds: p.binds.clone(),
+        cpu_quota_us: p.cpu_quota_us,
+        memory_limit: p.memory_limit,
+        capabilities: p.capabilities.clone(),
+        cgroups_path,
+        annotations: vec![("org.imagebus.container.id".into(), id.to_string())],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagebus_schema::container::{BindSpec, CommandLine, Resources};
+    use imagebus_schema::mount::MountRef;
+    use imagebus_schema::Selector;
+
+    struct NoNs;
+    impl NetNamespaces for NoNs {
+        fn resolve(&self, name: &str) -> Result<PathBuf, RuntimeError> {
+            if name == "blue" {
+                Ok("/var/run/netns/blue".into())
+            } else {
+                Err(RuntimeError::NotFound(format!(
+                    "network namespace {name:?}"
+                )))
+            }
+        }
+    }
+
+    fn spec(cmd: &str) -> ContainerSpec {
+        serde_json::from_value(serde_json::json!({
+            "mount": {"existing": {"id": 1}}, "command": cmd,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let p = prepare(&spec("sleep 10"), &NoNs, u64::MAX).unwrap();
+        assert_eq!(p.args, ["sleep", "10"]);
+        assert_eq!(p.env, [format!("PATH={DEFAULT_PATH}")]);
+        assert_eq!(p.stop_signal, 15);
+        assert_eq!(p.capabilities.len(), 14);
+        assert_eq!(p.network, NetworkMode::Host);
+    }
+
+    #[test]
+    fn systemd_mode() {
+        let mut s = spec("/sbin/init");
+        s.systemd = true;
+        let p = prepare(&s, &NoNs, u64::MAX).unwrap();
+        assert_eq!(p.stop_signal, 37);
+        assert!(p.env.contains(&CONTAINER_ENV.to_string()));
+        assert!(p.capabilities.contains(&"CAP_SYS_ADMIN".to_string()));
+    }
+
+    #[test]
+    fn bad_inputs_are_typed() {
+        let bad = |s: ContainerSpec| prepare(&s, &NoNs, u64::MAX).unwrap_err();
+        assert!(matches!(bad(spec("")), ContainerError::Invalid(m) if m.contains("missing")));
+        assert!(matches!(bad(spec("'x")), ContainerError::Invalid(_)));
+        let mut s = spec("x");
+        s.network = Network::Namespace("nope".into());
+        assert!(matches!(bad(s), ContainerError::Missing(_)));
+        let mut s = spec("x");
+        s.network = Network::Namespace("../etc".into());
+        assert!(matches!(
+            prepare(&s, &NoNs, u64::MAX),
+            Err(ContainerError::Missing(_) | ContainerError::Invalid(_))
+        ));
+        let mut s = spec("x");
+        s.env = vec!["NOEQUALS".into()];
+        assert!(matches!(bad(s), ContainerError::Invalid(_)));
+        let mut s = spec("x");
+        s.binds = vec![BindSpec {
+            source: "/definitely/missing".into(),
+            target: "/x".into(),
+            read_only: false,
+        }];
+        assert!(matches!(bad(s), ContainerError::Missing(_)));
+        let mut s = spec("x");
+        s.resources = Resources {
+            cpu_millis: Some(1),
+            memory_bytes: None,
+        };
+        assert!(matches!(bad(s), ContainerError::Invalid(_)));
+        let mut s = spec("x");
+        s.stop_signal = Some("SIGBOGUS".into());
+        assert!(matches!(bad(s), ContainerError::Invalid(_)));
+        let mut s = spec("x");
+        s.name = Some("bad/name".into());
+        assert!(matches!(bad(s), ContainerError::Invalid(_)));
+        let mut s = spec("x");
+        s.capabilities.add = vec!["CAP_NOPE".into()];
+        assert!(matches!(bad(s), ContainerError::Invalid(_)));
+        let s = ContainerSpec {
+            command: CommandLine::Argv(vec![]),
+            ..spec("x")
+        };
+        assert!(matches!(bad(s), ContainerError::Invalid(_)));
+        let _ = MountRef::Existing(Selector::Id(1));
+    }
+
+    #[test]
+    fn limits_and_network() {
+        let mut s = spec("x");
+        s.resources = Resources {
+            cpu_millis: Some(500),
+            memory_bytes: Some(64 << 20),
+        };
+        s.network = Network::Namespace("blue".into());
+        let p = prepare(&s, &NoNs, u64::MAX).unwrap();
+        assert_eq!(p.cpu_quota_us, Some(50_000));
+        assert_eq!(p.memory_limit, Some(64 << 20));
+        assert_eq!(p.network, NetworkMode::Join("/var/run/netns/blue".into()));
+        let b = bundle_config(&p, &s, 4, "/r".into(), "/imagebus/ib-4".into());
+        assert_eq!(b.hostname, "c4");
+    }
+}
