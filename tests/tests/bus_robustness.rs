@@ -1,0 +1,297 @@
+//! Deadlines, malformed payloads, Redis restarts and graceful shutdown, against a real
+//! private redis-server.
+
+mod bus_common;
+
+use bus_common::*;
+use imagebus_bus::broker::Broker;
+use imagebus_bus::codec::{decode, encode, encode_arg};
+use imagebus_bus::protocol::Response;
+use imagebus_bus::{Client, ErrorCode};
+use imagebus_tests::redis::RedisFixture;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn raw(redis: &RedisFixture) -> redis::aio::MultiplexedConnection {
+    let info = Broker::parse(&redis.url())
+        .unwrap()
+        .connection_info()
+        .clone();
+    redis::Client::open(info)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_without_server_times_out_at_its_deadline() {
+    let redis = RedisFixture::start();
+    let client = Client::connect(redis.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let err = client
+        .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_whose_deadline_passed_is_not_executed() {
+    let redis = RedisFixture::start();
+    let client = Client::connect(redis.url()).await.unwrap();
+    // Nobody serves yet: the call gives up and leaves its request in the queue.
+    let err = client
+        .with_timeout(Duration::from_millis(100))
+        .call::<u64>(MODULE, &calc_id(), "Count", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    let mut conn = raw(&redis).await;
+    let queued: i64 = redis::cmd("LLEN")
+        .arg("test.calc@1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+
+    let calc = Calc::default();
+    let counted = calc.counted.clone();
+    let _s = serve(&redis.url(), 1, vec![Arc::new(calc)]).await;
+    let n: u64 = client
+        .call(MODULE, &calc_id(), "Count", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the stale Count was skipped, only ours ran");
+    assert_eq!(counted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_payloads_get_a_protocol_error_and_do_not_stall_the_server() {
+    let redis = RedisFixture::start();
+    let _s = serve(&redis.url(), 1, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(redis.url()).await.unwrap();
+    let mut conn = raw(&redis).await;
+
+    // Not msgpack at all: logged and dropped.
+    let _: () = redis::cmd("RPUSH")
+        .arg("test.calc@1")
+        .arg(&b"\xc1garbage"[..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A map with a readable ID and ReplyTo but a broken Inputs: answered with Decode.
+    #[derive(serde::Serialize)]
+    struct Broken {
+        #[serde(rename = "ID")]
+        id: &'static str,
+        #[serde(rename = "ReplyTo")]
+        reply_to: &'static str,
+        #[serde(rename = "Inputs")]
+        inputs: u32,
+    }
+    let broken = encode(&Broken {
+        id: "bad-1",
+        reply_to: "bad-1-reply",
+        inputs: 5,
+    })
+    .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("test.calc@1")
+        .arg(broken)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_, bytes): (String, Vec<u8>) = redis::cmd("BLPOP")
+        .arg("bad-1-reply")
+        .arg(5)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let resp: Response = decode(&bytes).unwrap();
+    assert_eq!(resp.id, "bad-1");
+    assert_eq!(resp.code.as_deref(), Some("Decode"));
+    assert!(resp.error.unwrap().starts_with("malformed request"));
+    assert_eq!(
+        resp.output.data.as_ref(),
+        [0xc0],
+        "Data is a bin holding nil"
+    );
+
+    let started = Instant::now();
+    let sum: f64 = client
+        .call(MODULE, &calc_id(), "Add", args2(1.0, 1.0))
+        .await
+        .unwrap();
+    assert_eq!(sum, 2.0);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "no stall: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_traffic_then_calls_succeed_again() {
+    let mut redis = RedisFixture::start();
+    let _s = serve(&redis.url(), 4, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(redis.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ok = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, stop, ok) = (client.clone(), stop.clone(), ok.clone());
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                while !stop.is_cancelled() {
+                    let r = client
+                        .call::<u64>(
+                            MODULE,
+                            &calc_id(),
+                            "Sleep",
+                            vec![encode_arg(&20u64).unwrap()],
+                        )
+                        .await;
+                    match r {
+                        Ok(20) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(other) => panic!("wrong result {other}"),
+                        Err(e) => {
+                            errors.push(e.code);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let traffic = eventually(Duration::from_secs(5), || {
+        let ok = ok.clone();
+        async move { (ok.load(Ordering::SeqCst) >= 20).then_some(()) }
+    })
+    .await;
+    assert!(traffic.is_some(), "traffic before the restart");
+
+    redis.restart();
+    let before = ok.load(Ordering::SeqCst);
+    let recovered = eventually(Duration::from_secs(10), || {
+        let ok = ok.clone();
+        async move { (ok.load(Ordering::SeqCst) >= before + 20).then_some(()) }
+    })
+    .await;
+    stop.cancel();
+    let mut codes = Vec::new();
+    for c in callers {
+        codes.extend(c.await.unwrap());
+    }
+    assert!(
+        recovered.is_some(),
+        "calls succeed again after the restart (errors: {codes:?})"
+    );
+    assert!(!codes.is_empty(), "in-flight callers saw the outage");
+    assert!(
+        codes
+            .iter()
+            .all(|c| matches!(c, ErrorCode::Unavailable | ErrorCode::Timeout)),
+        "clear transport errors only: {codes:?}"
+    );
+    // A fresh call and the status object work on the same, never restarted server.
+    let sum: f64 = client
+        .call(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap();
+    assert_eq!(sum, 3.0);
+    assert_eq!(client.status(MODULE).await.unwrap().workers.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_while_redis_is_down() {
+    let mut redis = RedisFixture::start();
+    let client = Client::connect(redis.url()).await.unwrap();
+    redis.stop();
+    let started = Instant::now();
+    let err = client
+        .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.start_again();
+    let _s = serve(&redis.url(), 1, vec![Arc::new(Calc::default())]).await;
+    let sum = eventually(Duration::from_secs(5), || {
+        let client = client.clone();
+        async move {
+            client
+                .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(sum, Some(3.0), "the client reconnected by itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_calls_then_stops_pulling() {
+    let redis = RedisFixture::start();
+    let serving = serve(&redis.url(), 2, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(redis.url()).await.unwrap();
+    let slow = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .call::<u64>(
+                    MODULE,
+                    &calc_id(),
+                    "Sleep",
+                    vec![encode_arg(&400u64).unwrap()],
+                )
+                .await
+        })
+    };
+    let busy = eventually(Duration::from_secs(2), || async {
+        let st = client.status(MODULE).await.ok()?;
+        st.workers.iter().any(|w| w.state == "busy").then_some(())
+    })
+    .await;
+    assert!(busy.is_some());
+    let started = Instant::now();
+    serving.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "run returned in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        400,
+        "the in-flight call was answered"
+    );
+    let err = client
+        .with_timeout(Duration::from_millis(200))
+        .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code,
+        ErrorCode::Timeout,
+        "a stopped server pulls nothing"
+    );
+}
