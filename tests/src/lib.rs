@@ -1,2 +1,3 @@
 //! Placeholder; filled in by its issue.
 pub mod redis;
+pub mod rootfs;
