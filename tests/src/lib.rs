@@ -1,3 +1,5 @@
 //! Placeholder; filled in by its issue.
+pub mod ceph;
+pub mod image;
 pub mod redis;
 pub mod rootfs;
