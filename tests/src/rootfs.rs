@@ -1,63 +1,38 @@
-//! Test images: a busybox-static root filesystem packed into a squashfs with
-//! `mksquashfs`, plus kernel-state probes (mounts and loop devices) and a cleanup guard
-//! for everything a test leaves under its directory.
+//! Per-test busybox squashfs layers (on top of [`crate::image`]), kernel-state probes
+//! (mounts and loop devices below a directory) and a cleanup guard for everything a
+//! kernel test leaves under its directory.
 //!
-//! Needs `busybox-static` (for `/bin/busybox`) and `squashfs-tools`; a missing tool is a
-//! failure naming the package, never a skip.
+//! Needs `busybox-static` and `squashfs-tools`; a missing tool is a failure naming the
+//! package, never a skip.
 
+use crate::image::{busybox_rootfs, mksquashfs};
 use imagebus_sys::mountinfo::{MountEntry, MountTable, ProcMountTable};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Where busybox-static installs its binary on Debian.
-pub const BUSYBOX: &str = "/bin/busybox";
-
-/// Panics with an install hint unless the tools for building images exist.
-pub fn require_image_tools() {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: install busybox-static (apt-get install busybox-static)"
-    );
-    let ok = Command::new("mksquashfs").arg("-version").output().is_ok();
-    assert!(ok, "mksquashfs is missing: install squashfs-tools (apt-get install squashfs-tools)");
-}
-
-/// Builds a busybox rootfs in `work/<name>.d` with `extra` files (`path`, contents) and
-/// `links` (`path`, symlink target), and packs it into `work/<name>.sqsh`.
+/// Builds a busybox rootfs (see [`crate::image::busybox_rootfs`]) in `work/<name>.d`
+/// with `extra` files (`path`, contents) and `links` (`path`, symlink target), and packs
+/// it into `work/<name>.sqsh`: distinct layers for overlay tests.
 pub fn busybox_squashfs(
     work: &Path,
     name: &str,
     extra: &[(&str, &str)],
     links: &[(&str, &str)],
 ) -> PathBuf {
-    require_image_tools();
     let root = work.join(format!("{name}.d"));
-    for dir in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
-        fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "echo", "sleep"] {
-        symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    busybox_rootfs(&root);
     for (path, contents) in extra {
         let p = root.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::create_dir_all(p.parent().expect("a relative path has a parent")).unwrap();
         fs::write(p, contents).unwrap();
     }
     for (path, target) in links {
         symlink(target, root.join(path)).unwrap();
     }
     let image = work.join(format!("{name}.sqsh"));
-    let out = Command::new("mksquashfs")
-        .arg(&root)
-        .arg(&image)
-        .args(["-noappend", "-quiet", "-no-progress", "-all-root"])
-        .output()
-        .expect("running mksquashfs (install squashfs-tools)");
-    assert!(out.status.success(), "mksquashfs failed: {}", String::from_utf8_lossy(&out.stderr));
+    mksquashfs(&root, &image);
     image
 }
 
@@ -75,7 +50,9 @@ pub fn mounts_under(dir: &Path) -> Vec<MountEntry> {
 /// `/sys/block/loop*/loop/backing_file`.
 pub fn loops_under(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     let mut found = Vec::new();
-    let Ok(rd) = fs::read_dir("/sys/block") else { return found };
+    let Ok(rd) = fs::read_dir("/sys/block") else {
+        return found;
+    };
     for entry in rd.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with("loop") {
@@ -107,11 +84,22 @@ impl KernelScratch {
     pub fn new(prefix: &str) -> Self {
         // Effective uid is the third field of the Uid: line.
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-        assert!(root, "kernel tests need root (loop devices, mount(2)): run them as root");
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
+        let root = status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+        assert!(
+            root,
+            "kernel tests need root (loop devices, mount(2)): run them as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .unwrap();
         let path = dir.path().to_path_buf();
-        Self { dir: Some(dir), path }
+        Self {
+            dir: Some(dir),
+            path,
+        }
     }
 
     /// The directory.
@@ -121,11 +109,17 @@ impl KernelScratch {
 
     /// Unmounts and detaches everything below the directory; returns what it had to clean.
     pub fn sweep(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
-        let mounts: Vec<PathBuf> = mounts_under(&self.path).into_iter().map(|e| e.mount_point).collect();
+        let mounts: Vec<PathBuf> = mounts_under(&self.path)
+            .into_iter()
+            .map(|e| e.mount_point)
+            .collect();
         for mp in mounts.iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(mp).status();
         }
-        let loops: Vec<PathBuf> = loops_under(&self.path).into_iter().map(|(d, _)| d).collect();
+        let loops: Vec<PathBuf> = loops_under(&self.path)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         for dev in &loops {
             let _ = Command::new("losetup").arg("-d").arg(dev).status();
         }

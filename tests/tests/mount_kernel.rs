@@ -4,8 +4,8 @@
 
 mod mount_common;
 
-use imagebus_schema::mount::{MountModule, MountRef};
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::mount::{MountModule, MountRef};
 use imagebus_schema::{Holder, Selector};
 use imagebus_tests::rootfs::{busybox_squashfs, loops_under, mounts_under, KernelScratch};
 use mount_common::*;
@@ -32,7 +32,7 @@ fn two_images(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 async fn nested_overlay_on_two_loops_in_one_call_then_cascade() {
     let scratch = KernelScratch::new("ib-mount-nested-");
     let (a, b) = two_images(scratch.path());
-    let stack = Stack::start(scratch.path()).await;
+    let stack = Stack::start(scratch.path()).await.unwrap();
     assert!(stack.report.is_clean(), "{:?}", stack.report);
     let m = stack.mount.clone();
 
@@ -47,10 +47,24 @@ async fn nested_overlay_on_two_loops_in_one_call_then_cascade() {
     // Kernel: two loop devices on our files, matching the attachments.
     let loops = loops_under(scratch.path());
     assert_eq!(loops.len(), 2, "{loops:?}");
-    let att_a = stack.attach.get(Selector::Id(lower_a.attachment.unwrap())).await.unwrap();
-    let att_b = stack.attach.get(Selector::Id(lower_b.attachment.unwrap())).await.unwrap();
-    assert!(loops.contains(&(att_a.device.clone(), a.clone())), "{loops:?} {att_a:?}");
-    assert!(loops.contains(&(att_b.device.clone(), b.clone())), "{loops:?} {att_b:?}");
+    let att_a = stack
+        .attach
+        .get(Selector::Id(lower_a.attachment.unwrap()))
+        .await
+        .unwrap();
+    let att_b = stack
+        .attach
+        .get(Selector::Id(lower_b.attachment.unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        loops.contains(&(att_a.device.clone(), a.clone())),
+        "{loops:?} {att_a:?}"
+    );
+    assert!(
+        loops.contains(&(att_b.device.clone(), b.clone())),
+        "{loops:?} {att_b:?}"
+    );
     assert_eq!(att_a.holders, vec![Holder::Mount(lower_a.id)]);
 
     // Kernel: three mounts, squashfs ro on the loop devices, overlay with lowers in order.
@@ -58,9 +72,15 @@ async fn nested_overlay_on_two_loops_in_one_call_then_cascade() {
     assert_eq!(mounts.len(), 3, "{mounts:?}");
     let entry = |mp: &Path| mounts.iter().find(|e| e.mount_point == mp).unwrap().clone();
     let ea = entry(&lower_a.mountpoint);
-    assert_eq!((ea.fs_type.as_str(), ea.source.as_str()), ("squashfs", att_a.device.to_str().unwrap()));
+    assert_eq!(
+        (ea.fs_type.as_str(), ea.source.as_str()),
+        ("squashfs", att_a.device.to_str().unwrap())
+    );
     assert!(ea.is_read_only());
-    assert_eq!(entry(&lower_b.mountpoint).source, att_b.device.to_str().unwrap());
+    assert_eq!(
+        entry(&lower_b.mountpoint).source,
+        att_b.device.to_str().unwrap()
+    );
     let eo = entry(&top.mountpoint);
     assert_eq!(eo.fs_type, "overlay");
     let want = format!(
@@ -68,12 +88,25 @@ async fn nested_overlay_on_two_loops_in_one_call_then_cascade() {
         lower_a.mountpoint.display(),
         lower_b.mountpoint.display()
     );
-    assert!(eo.super_options.contains(&want), "{} lacks {want}", eo.super_options);
+    assert!(
+        eo.super_options.contains(&want),
+        "{} lacks {want}",
+        eo.super_options
+    );
 
     // Read through the overlay: the first lower wins, both contribute.
-    assert_eq!(fs::read_to_string(top.mountpoint.join("etc/layer")).unwrap(), "a\n");
-    assert_eq!(fs::read_to_string(top.mountpoint.join("only-a")).unwrap(), "from a\n");
-    assert_eq!(fs::read_to_string(top.mountpoint.join("only-b")).unwrap(), "from b\n");
+    assert_eq!(
+        fs::read_to_string(top.mountpoint.join("etc/layer")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        fs::read_to_string(top.mountpoint.join("only-a")).unwrap(),
+        "from a\n"
+    );
+    assert_eq!(
+        fs::read_to_string(top.mountpoint.join("only-b")).unwrap(),
+        "from b\n"
+    );
     assert!(top.mountpoint.join("bin/busybox").is_file());
 
     // Write to the overlay: lands in the upper directory, not in the lowers.
@@ -81,11 +114,20 @@ async fn nested_overlay_on_two_loops_in_one_call_then_cascade() {
     fs::write(top.mountpoint.join("new-file"), "new\n").unwrap();
     let upper = stack.cfg.overlay_dir(top.id).join("upper");
     assert_eq!(fs::read_to_string(upper.join("new-file")).unwrap(), "new\n");
-    assert_eq!(fs::read_to_string(upper.join("etc/layer")).unwrap(), "written\n");
-    assert_eq!(fs::read_to_string(lower_a.mountpoint.join("etc/layer")).unwrap(), "a\n");
+    assert_eq!(
+        fs::read_to_string(upper.join("etc/layer")).unwrap(),
+        "written\n"
+    );
+    assert_eq!(
+        fs::read_to_string(lower_a.mountpoint.join("etc/layer")).unwrap(),
+        "a\n"
+    );
 
     // A lower is owned by the overlay: no unmounting it alone.
-    let err = m.unmount(Selector::Id(lower_a.id), false).await.unwrap_err();
+    let err = m
+        .unmount(Selector::Id(lower_a.id), false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code, imagebus_bus::ErrorCode::Conflict);
     assert_eq!(mounts_under(scratch.path()).len(), 3);
 
@@ -94,31 +136,43 @@ async fn nested_overlay_on_two_loops_in_one_call_then_cascade() {
     assert!(m.list().await.unwrap().is_empty());
     assert!(stack.attach.list().await.unwrap().is_empty());
     assert_no_leaks(&scratch, &stack.cfg);
-    stack.stop();
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referenced_image_survives_its_overlay_and_binds_read_inside() {
     let scratch = KernelScratch::new("ib-mount-ref-");
     let (a, _) = two_images(scratch.path());
-    let stack = Stack::start(scratch.path()).await;
+    let stack = Stack::start(scratch.path()).await.unwrap();
     let m = stack.mount.clone();
 
     let mut base_spec = image_on_loop(&a);
     base_spec.name = Some(format!("base-{}", std::process::id()));
     let base = m.mount(base_spec, None).await.unwrap();
     let over = m
-        .mount(overlay(vec![MountRef::Existing(Selector::Id(base.id))]), None)
+        .mount(
+            overlay(vec![MountRef::Existing(Selector::Id(base.id))]),
+            None,
+        )
         .await
         .unwrap();
     let etc = m
-        .mount(bind("etc", Some(MountRef::Existing(Selector::Id(base.id)))), None)
+        .mount(
+            bind("etc", Some(MountRef::Existing(Selector::Id(base.id)))),
+            None,
+        )
         .await
         .unwrap();
-    assert_eq!(fs::read_to_string(etc.mountpoint.join("layer")).unwrap(), "a\n");
+    assert_eq!(
+        fs::read_to_string(etc.mountpoint.join("layer")).unwrap(),
+        "a\n"
+    );
     assert_eq!(mounts_under(scratch.path()).len(), 3);
     let holders = m.get(Selector::Id(base.id)).await.unwrap().holders;
-    assert_eq!(holders, vec![Holder::User, Holder::Mount(over.id), Holder::Mount(etc.id)]);
+    assert_eq!(
+        holders,
+        vec![Holder::User, Holder::Mount(over.id), Holder::Mount(etc.id)]
+    );
 
     m.unmount(Selector::Id(over.id), false).await.unwrap();
     m.unmount(Selector::Id(etc.id), false).await.unwrap();
@@ -129,5 +183,5 @@ async fn referenced_image_survives_its_overlay_and_binds_read_inside() {
     assert_eq!(loops_under(scratch.path()).len(), 1);
     m.unmount(Selector::Id(base.id), false).await.unwrap();
     assert_no_leaks(&scratch, &stack.cfg);
-    stack.stop();
+    stack.stop().await;
 }
