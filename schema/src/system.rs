@@ -4,7 +4,7 @@
 //! one-module-per-process deployment compete on the same queue (as Go zbus workers do), so
 //! `Modules` describes the process that answered.
 
-use imagebus_bus::RemoteError;
+use imagebus_bus::{EventStream, RemoteError};
 use serde::{Deserialize, Serialize};
 
 /// Module name on the bus.
@@ -41,6 +41,17 @@ pub struct ModuleInfo {
     pub restarts: u32,
 }
 
+/// Published periodically by every daemon process on `imagebus.system@1.Heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Process id of the publishing daemon.
+    pub pid: u32,
+    /// Counts from 1 for each daemon process.
+    pub seq: u64,
+    /// Seconds since that daemon started.
+    pub uptime_secs: u64,
+}
+
 /// The daemon's built-in object. Served as `imagebus.system@1`.
 #[imagebus_bus::object(module = "imagebus", name = "system", version = "1")]
 pub trait SystemModule: Send + Sync {
@@ -53,6 +64,11 @@ pub trait SystemModule: Send + Sync {
 
     /// The modules this daemon process serves, `imagebus` itself included.
     async fn modules(&self) -> Result<Vec<ModuleInfo>, RemoteError>;
+
+    /// A [`Heartbeat`] at the daemon's heartbeat interval (`imagebusd --heartbeat`),
+    /// published on `imagebus.system@1.Heartbeat`.
+    #[bus(stream)]
+    fn heartbeat(&self) -> EventStream<Heartbeat>;
 }
 
 /// Longest text `Ping` echoes back.

@@ -1,1 +1,95 @@
-fn main() {}
+//! imagebusd: connects to the Redis bus (or starts a private broker), serves the imagebus
+//! modules and the built-in `imagebus.system@1`, and shuts down gracefully on SIGTERM/SIGINT.
+
+mod args;
+mod broker;
+mod daemon;
+mod logging;
+mod probe;
+mod system;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::process::ExitCode;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let args = args::Args::parse();
+    logging::init(args.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(args));
+    // Do not wait for stray blocking tasks: everything that matters has stopped by now.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "imagebusd failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: args::Args) -> Result<()> {
+    daemon::check_only(&args.only)?;
+    for dir in [&args.run_dir, &args.state_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone())?;
+
+    let broker = broker::resolve(broker::BrokerConfig {
+        configured: args.broker.as_deref(),
+        default: &args.default_broker,
+        redis_server: &args.redis_server,
+        run_dir: &args.run_dir,
+    })
+    .await?;
+    let cfg = daemon::DaemonConfig {
+        broker: broker.url.clone(),
+        workers: args.workers,
+        only: args.only.clone(),
+        heartbeat: args.heartbeat,
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    let served = daemon::run(cfg, stop).await;
+    if broker.is_private() {
+        tracing::info!("stopping the private broker");
+    }
+    broker.stop().await;
+    tracing::info!("imagebusd stopped");
+    served
+}
+
+/// First SIGTERM/SIGINT cancels `stop`; a second one exits at once.
+fn spawn_signal_handler(stop: CancellationToken) -> Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if first {
+                tracing::info!(signal = name, "stopping");
+                stop.cancel();
+                first = false;
+            } else {
+                tracing::warn!(signal = name, "second signal; exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! How results and failures are printed.
+
+use imagebus_bus::{ErrorCode, RemoteError};
+use serde_json::Value as Json;
+use std::io::Write;
+
+/// Prints one JSON document: compact with `--json`, pretty otherwise.
+pub fn print_json(value: &Json, json: bool) -> anyhow::Result<()> {
+    let text = if json {
+        serde_json::to_string(value)?
+    } else {
+        serde_json::to_string_pretty(value)?
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The one-line error text: `<Code>: <message>` for bus errors found anywhere in the chain,
+/// else the error and its causes joined by ": ".
+pub fn error_line(err: &anyhow::Error) -> String {
+    if let Some(remote) = err.chain().find_map(|e| e.downcast_ref::<RemoteError>()) {
+        return format!("{}: {}", remote.code, one_line(&remote.message));
+    }
+    one_line(&format!("{err:#}"))
+}
+
+/// Process exit status for a failure: 1 for errors the server or bus reported, 3 for a
+/// timeout, 4 when the broker or module is unavailable (clap uses 2 for usage errors).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    match err
+        .chain()
+        .find_map(|e| e.downcast_ref::<RemoteError>())
+        .map(|r| r.code)
+    {
+        Some(ErrorCode::Timeout) => 3,
+        Some(ErrorCode::Unavailable) => 4,
+        _ => 1,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_errors_print_their_code() {
+        let e = anyhow::Error::new(RemoteError::not_found("no\nsuch thing")).context("calling x");
+        assert_eq!(error_line(&e), "NotFound: no such thing");
+        assert_eq!(exit_code(&e), 1);
+        let t = anyhow::Error::new(RemoteError::timeout("late"));
+        assert_eq!(exit_code(&t), 3);
+        assert_eq!(
+            error_line(&anyhow::anyhow!("plain").context("ctx")),
+            "ctx: plain"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! Command-line flags of `imagebusd` (clap derive). Execution lives elsewhere.
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+/// zos's broker address; probed when no broker is configured.
+pub const ZOS_BROKER: &str = "unix:///var/run/redis.sock";
+
+/// imagebusd: serves the imagebus actors (attach, mount, container) on a Redis bus.
+#[derive(Debug, Parser)]
+#[command(name = "imagebusd", version, about)]
+pub struct Args {
+    /// Redis broker URL (`unix:///path` or `redis://[user:password@]host:port`). When unset,
+    /// the zos default is used if it answers, else a private redis-server is started on a
+    /// unix socket under --run-dir.
+    #[arg(long, env = "IMAGEBUS_BROKER")]
+    pub broker: Option<String>,
+
+    /// Broker probed when --broker is not given (testing seam; zos's default).
+    #[arg(long, env = "IMAGEBUS_DEFAULT_BROKER", default_value = ZOS_BROKER, hide = true)]
+    pub default_broker: String,
+
+    /// redis-server executable for the private broker.
+    #[arg(long, env = "IMAGEBUS_REDIS_SERVER", default_value = "redis-server")]
+    pub redis_server: PathBuf,
+
+    /// Server workers per module (concurrent requests each module handles).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
+
+    /// Persistent state of the actors (one subdirectory per module).
+    #[arg(long, env = "IMAGEBUS_STATE_DIR", default_value = "/var/lib/imagebus")]
+    pub state_dir: PathBuf,
+
+    /// Runtime files: mountpoints, sockets, the `broker` file the CLI reads.
+    #[arg(long, env = "IMAGEBUS_RUN_DIR", default_value = "/run/imagebus")]
+    pub run_dir: PathBuf,
+
+    /// Log format on stdout. The filter comes from IMAGEBUS_LOG (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve only this module (one-module-per-process deployments); its peers are reached
+    /// over the bus. Repeat to serve several. Default: all modules in this process.
+    #[arg(long = "only", value_name = "MODULE")]
+    pub only: Vec<String>,
+
+    /// Interval of the `imagebus.system@1.Heartbeat` event.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat: std::time::Duration,
+
+    /// Longest wait for modules to stop after SIGTERM/SIGINT before exiting anyway.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_parse() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from([
+            "imagebusd",
+            "--broker",
+            "unix:///x.sock",
+            "--workers",
+            "2",
+            "--only",
+            "mount",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(a.broker.as_deref(), Some("unix:///x.sock"));
+        assert_eq!(a.workers, 2);
+        assert_eq!(a.only, vec!["mount".to_string()]);
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert!(Args::try_parse_from(["imagebusd", "--workers", "0"]).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Which Redis the daemon uses, and the private `redis-server` it starts when there is none.
+//!
+//! Order: `--broker`/IMAGEBUS_BROKER as given; else the zos default if it answers; else a
+//! private broker left answering at `<run-dir>/redis.sock` by an earlier run; else a new
+//! private `redis-server --port 0 --unixsocket <run-dir>/redis.sock` (no TCP, no
+//! persistence), as zos's own `redis` unit runs it, stopped when the daemon exits.
+//! The URL in use is written to `<run-dir>/broker` for the CLI.
+
+use crate::probe;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker in use and, when we started it, the private redis-server.
+#[derive(Debug)]
+pub struct Broker {
+    /// URL the bus connects to.
+    pub url: String,
+    private: Option<PrivateRedis>,
+    url_file: PathBuf,
+}
+
+#[derive(Debug)]
+struct PrivateRedis {
+    child: Child,
+    socket: PathBuf,
+}
+
+/// Settings for [`resolve`].
+#[derive(Debug)]
+pub struct BrokerConfig<'a> {
+    /// `--broker`, if given.
+    pub configured: Option<&'a str>,
+    /// Probed when nothing is configured.
+    pub default: &'a str,
+    /// redis-server executable.
+    pub redis_server: &'a Path,
+    /// Daemon run directory.
+    pub run_dir: &'a Path,
+}
+
+/// Picks (or starts) the broker and records its URL in `<run-dir>/broker`.
+pub async fn resolve(cfg: BrokerConfig<'_>) -> Result<Broker> {
+    let url_file = cfg.run_dir.join("broker");
+    let socket = cfg.run_dir.join("redis.sock");
+    let private_url = format!("unix://{}", socket.display());
+    let (url, private) = if let Some(url) = cfg.configured {
+        if probe::endpoint(url).is_none() {
+            bail!(
+                "broker URL {:?} is neither unix:///path nor redis://host:port nor tcp://host:port",
+                probe::redact(url)
+            );
+        }
+        tracing::info!(broker = %probe::redact(url), "using the configured broker");
+        (url.to_string(), None)
+    } else if probe::answers(cfg.default, PROBE_TIMEOUT).await {
+        tracing::info!(broker = %probe::redact(cfg.default), "using the default broker");
+        (cfg.default.to_string(), None)
+    } else if probe::answers(&private_url, PROBE_TIMEOUT).await {
+        tracing::warn!(broker = %private_url, "reusing a private broker left by an earlier run");
+        (private_url, None)
+    } else {
+        tracing::info!(default = %probe::redact(cfg.default), "no broker answers; starting a private redis-server");
+        let child = start_private(cfg.redis_server, &socket, &private_url).await?;
+        (private_url, Some(PrivateRedis { child, socket }))
+    };
+    write_atomic(&url_file, &format!("{url}\n"))
+        .with_context(|| format!("writing {}", url_file.display()))?;
+    Ok(Broker {
+        url,
+        private,
+        url_file,
+    })
+}
+
+impl Broker {
+    /// Whether this daemon started the broker itself.
+    pub fn is_private(&self) -> bool {
+        self.private.is_some()
+    }
+
+    /// Removes `<run-dir>/broker` and stops the private redis-server, if any (SHUTDOWN
+    /// NOSAVE, then SIGKILL after a bounded wait).
+    pub async fn stop(mut self) {
+        if std::fs::read_to_string(&self.url_file).is_ok_and(|s| s.trim() == self.url) {
+            let _ = std::fs::remove_file(&self.url_file);
+        }
+        let Some(mut p) = self.private.take() else {
+            return;
+        };
+        if let Ok(mut s) = tokio::net::UnixStream::connect(&p.socket).await {
+            let _ = s.write_all(b"SHUTDOWN NOSAVE\r\n").await;
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, p.child.wait()).await {
+            Ok(_) => tracing::info!("private redis-server stopped"),
+            Err(_) => {
+                tracing::warn!("private redis-server did not stop; killing it");
+                let _ = p.child.kill().await;
+            }
+        }
+        let _ = std::fs::remove_file(&p.socket);
+    }
+}
+
+async fn start_private(exe: &Path, socket: &Path, url: &str) -> Result<Child> {
+    let _ = std::fs::remove_file(socket);
+    let dir = socket.parent().context("socket path has no parent")?;
+    let mut child = Command::new(exe)
+        .args(["--port", "0", "--unixsocket"])
+        .arg(socket)
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (install the redis-server package, or pass --broker)",
+                exe.display()
+            )
+        })?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if probe::answers(url, Duration::from_millis(200)).await {
+            tracing::info!(broker = %url, pid = child.id(), "private redis-server is up");
+            return Ok(child);
+        }
+        if let Some(status) = child.try_wait().context("waiting for redis-server")? {
+            bail!("redis-server exited with {status} before answering at {url}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill().await;
+            bail!("redis-server did not answer at {url} within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename; mode 0600 when the text
+/// holds credentials (`user:password@`), else 0644.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mode = if text.contains('@') { 0o600 } else { 0o644 };
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,280 @@
+//! Fixtures for the CLI and daemon tests: the real `imagebusd` and `imagebus` binaries.
+//!
+//! `cargo test` builds only the test targets, and `CARGO_BIN_EXE_*` exists only inside the
+//! binary's own package, so the binaries are found in the target profile directory next to
+//! the test executable (`target/<profile>/deps/<test>` → `target/<profile>/`). Before the
+//! first use in a test process, `cargo build --workspace --bins` is run with the `CARGO`
+//! that runs the tests (the same command `scripts/test.sh` runs first, so it is a no-op
+//! there). Set `IMAGEBUS_BIN_DIR` to use prebuilt binaries from another directory instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory holding `imagebusd` and `imagebus`, built if needed (see the module docs).
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("IMAGEBUS_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let mut dir = exe
+            .parent()
+            .expect("test executable has a directory")
+            .to_path_buf();
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let out = Command::new(cargo)
+            .args(["build", "--workspace", "--bins", "--quiet"])
+            .current_dir(workspace)
+            .output()
+            .expect("running cargo build for the imagebus binaries");
+        assert!(
+            out.status.success(),
+            "cargo build --workspace --bins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// Path of one of the workspace's binaries; panics with a hint when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Polls `f` every 20 ms until it returns true; false when `timeout` passes first.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Output of a CLI run, decoded.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for CliOutput {
+    fn from(o: Output) -> Self {
+        Self {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// An `imagebus` command with a clean environment: no IMAGEBUS_* from the caller, and a
+/// default broker and run dir that cannot exist, so only what a test passes is used.
+pub fn cli_command() -> Command {
+    let mut cmd = Command::new(bin("imagebus"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("IMAGEBUS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(
+        "IMAGEBUS_DEFAULT_BROKER",
+        "unix:///nonexistent/imagebus-test/redis.sock",
+    )
+    .env("IMAGEBUS_RUN_DIR", "/nonexistent/imagebus-test")
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `imagebus --broker <broker> <args>`.
+pub fn cli(broker: &str, args: &[&str]) -> CliOutput {
+    cli_command()
+        .arg("--broker")
+        .arg(broker)
+        .args(args)
+        .output()
+        .expect("running imagebus")
+        .into()
+}
+
+/// A running `imagebusd` with its own run and state directories; killed on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// Broker URL the daemon was given (None: it chose one itself).
+    pub broker: Option<String>,
+}
+
+impl Daemon {
+    /// Starts `imagebusd --broker <broker>` with a 200 ms heartbeat and waits until its
+    /// `imagebus` module answers its status object.
+    pub fn start(broker: &str) -> Self {
+        let d = Self::spawn(Some(broker), &[]);
+        d.wait_ready();
+        d
+    }
+
+    /// Spawns imagebusd without waiting. `broker` None leaves --broker unset and points the
+    /// default broker at a socket that does not exist (so a private broker is started).
+    pub fn spawn(broker: Option<&str>, extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ibd")
+            .tempdir()
+            .expect("temp dir");
+        let log = std::fs::File::create(dir.path().join("imagebusd.log")).expect("log file");
+        let mut cmd = Command::new(bin("imagebusd"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("IMAGEBUS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--run-dir")
+            .arg(dir.path().join("run"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(["--heartbeat", "200ms", "--workers", "2"])
+            .env(
+                "IMAGEBUS_DEFAULT_BROKER",
+                format!("unix://{}/none.sock", dir.path().display()),
+            )
+            .env("IMAGEBUS_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        if let Some(b) = broker {
+            cmd.arg("--broker").arg(b);
+        }
+        cmd.args(extra);
+        let child = cmd.spawn().expect("spawning imagebusd");
+        Self {
+            child: Some(child),
+            dir,
+            broker: broker.map(str::to_string),
+        }
+    }
+
+    /// The daemon's run directory.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// The broker URL the daemon recorded in `<run-dir>/broker`.
+    pub fn recorded_broker(&self) -> Option<String> {
+        std::fs::read_to_string(self.run_dir().join("broker"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// The broker in use: the given one, else the recorded one.
+    pub fn url(&self) -> String {
+        self.broker
+            .clone()
+            .or_else(|| self.recorded_broker())
+            .expect("daemon has no broker yet")
+    }
+
+    /// Waits (20 s at most) until `imagebus status imagebus` succeeds; panics with the log.
+    pub fn wait_ready(&self) {
+        let ok = wait_until(Duration::from_secs(20), || {
+            let Some(url) = self.broker.clone().or_else(|| self.recorded_broker()) else {
+                return false;
+            };
+            cli(&url, &["--timeout", "1s", "status", "imagebus"])
+                .status
+                .success()
+        });
+        assert!(ok, "imagebusd did not become ready; log:\n{}", self.log());
+    }
+
+    /// Runs the CLI against this daemon's broker.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        cli(&self.url(), args)
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("imagebusd.log")).unwrap_or_default()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends `signal` (e.g. `TERM`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("running kill");
+        assert!(ok.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status and how long it took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        let start = Instant::now();
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let status = status?;
+        self.child = None;
+        Some((status, start.elapsed()))
+    }
+}
+
+impl Drop for Daemon {
+    /// SIGTERM (so a private broker is stopped too), SIGKILL after 5 s, and a SHUTDOWN for a
+    /// private redis-server that outlived a killed daemon.
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid().to_string())
+                .status();
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                if let Some(mut c) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        let sock = self.run_dir().join("redis.sock");
+        if sock.exists() {
+            let _ = Command::new("redis-cli")
+                .arg("-s")
+                .arg(&sock)
+                .args(["shutdown", "nosave"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! imagebusd as a process: readiness, graceful SIGTERM, the private broker, bad flags.
+
+use imagebus_tests::daemon::{cli, cli_command, wait_until, Daemon};
+use imagebus_tests::redis::RedisFixture;
+use std::time::Duration;
+
+#[test]
+fn daemon_serves_status_of_the_imagebus_module() {
+    let redis = RedisFixture::start();
+    let d = Daemon::start(&redis.url());
+    let out = d.cli(&["--json", "status", "imagebus"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["module"], "imagebus");
+    assert_eq!(v["objects"], serde_json::json!(["system@1"]));
+    assert_eq!(v["workers"].as_array().unwrap().len(), 2, "{v}");
+    // The text form names the object too.
+    let out = d.cli(&["status", "--module", "imagebus"]);
+    assert!(
+        out.status.success() && out.stdout.contains("system@1"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_quickly() {
+    let redis = RedisFixture::start();
+    let mut d = Daemon::start(&redis.url());
+    assert_eq!(d.recorded_broker().as_deref(), Some(redis.url().as_str()));
+    d.signal("TERM");
+    let (status, took) = d
+        .wait_exit(Duration::from_secs(10))
+        .expect("imagebusd did not exit");
+    assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let log = d.log();
+    assert!(log.contains("imagebusd stopped"), "{log}");
+    assert!(
+        d.recorded_broker().is_none(),
+        "the broker file outlived the daemon"
+    );
+    // Nothing answers any more.
+    let out = cli(&redis.url(), &["--timeout", "500ms", "status", "imagebus"]);
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
+fn sigint_also_stops_it() {
+    let redis = RedisFixture::start();
+    let mut d = Daemon::start(&redis.url());
+    d.signal("INT");
+    let (status, _) = d
+        .wait_exit(Duration::from_secs(10))
+        .expect("imagebusd did not exit");
+    assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
+}
+
+#[test]
+fn private_redis_autostarts_when_no_broker_answers_and_stops_on_exit() {
+    let mut d = Daemon::spawn(None, &[]);
+    d.wait_ready();
+    let url = d.recorded_broker().expect("broker file");
+    let sock = d.run_dir().join("redis.sock");
+    assert_eq!(url, format!("unix://{}", sock.display()));
+    assert!(
+        d.log().contains("starting a private redis-server"),
+        "{}",
+        d.log()
+    );
+
+    // The CLI finds it through <run-dir>/broker when neither --broker nor the default works.
+    let out = cli_command()
+        .env("IMAGEBUS_RUN_DIR", d.run_dir())
+        .args([
+            "--timeout",
+            "5s",
+            "call",
+            "imagebus",
+            "system@1",
+            "Ping",
+            "\"via file\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"via file\"");
+
+    d.signal("TERM");
+    let (status, _) = d
+        .wait_exit(Duration::from_secs(15))
+        .expect("imagebusd did not exit");
+    assert!(status.success(), "log:\n{}", d.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            std::os::unix::net::UnixStream::connect(&sock).is_err()
+        }),
+        "the private redis-server still answers after the daemon stopped"
+    );
+    assert!(d.recorded_broker().is_none());
+}
+
+#[test]
+fn unusable_flags_fail_fast_with_a_message() {
+    for (args, needle) in [
+        (
+            &["--broker", "http://nope"][..],
+            "neither unix:///path nor redis://host:port",
+        ),
+        (
+            &["--broker", "unix:///tmp/x.sock", "--only", "nosuch"][..],
+            "for --only (known: ",
+        ),
+    ] {
+        let mut d = Daemon::spawn(None, args);
+        let (status, _) = d
+            .wait_exit(Duration::from_secs(10))
+            .expect("imagebusd should exit");
+        assert!(!status.success());
+        assert!(d.log().contains(needle), "{args:?}: {}", d.log());
+    }
+}
+
+#[test]
+fn missing_redis_server_binary_is_reported() {
+    let mut d = Daemon::spawn(None, &["--redis-server", "/nonexistent/redis-server"]);
+    let (status, _) = d
+        .wait_exit(Duration::from_secs(10))
+        .expect("imagebusd should exit");
+    assert!(!status.success());
+    assert!(
+        d.log().contains("install the redis-server package"),
+        "{}",
+        d.log()
+    );
+}
