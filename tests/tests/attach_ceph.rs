@@ -1,0 +1,222 @@
+//! The attach actor against a real one-node Ceph cluster (scripts/ceph-micro.sh), on a
+//! kernel without rbd: the userspace fallback (rbd-fuse + loop) is chosen automatically.
+//! Needs root and ceph-mon, ceph-osd, ceph-common, rbd-fuse.
+
+mod attach_common;
+
+use attach_common::{sys_attr, Child, Env};
+use imagebus_schema::attach::{AttachModule, AttachSource, AttachSpec, RbdSource, Secret};
+use imagebus_schema::{ErrorCode, Selector};
+use imagebus_tests::ceph::{ceph, CephEnv};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Not a test of its own: the entry point of the re-executed child (see
+/// `attach_common::child_entry`); returns at once in a normal run.
+#[test]
+fn crash_child_entry() {
+    attach_common::child_entry();
+}
+
+fn unique_image(ceph: &CephEnv) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "busybox-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    ceph.import(imagebus_tests::image::busybox_squashfs(), &name);
+    name
+}
+
+fn rbd(ceph: &CephEnv, image: &str, user: &str, secret: &str, shared: bool) -> AttachSpec {
+    AttachSpec {
+        name: None,
+        source: AttachSource::Rbd(RbdSource {
+            monitors: vec![ceph.monitor.clone()],
+            pool: ceph.pool.clone(),
+            image: image.into(),
+            snapshot: None,
+            namespace: None,
+            user: user.into(),
+            secret: Secret::new(secret),
+            read_only: true,
+            shared,
+        }),
+    }
+}
+
+fn assert_device_holds_image(device: &Path) {
+    let want = std::fs::read(imagebus_tests::image::busybox_squashfs()).unwrap();
+    let mut got = vec![0u8; want.len()];
+    std::fs::File::open(device)
+        .unwrap()
+        .read_exact(&mut got)
+        .unwrap();
+    assert!(got == want, "{device:?} does not hold the imported image");
+}
+
+fn rbd_dir_entries(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.cfg.rbd_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn rbd_fallback_attach_reads_the_image_back() {
+    let ceph = ceph();
+    let env = Env::new("ib-attach-ceph-");
+    let image = unique_image(&ceph);
+    let (attach, _) = env.start().await;
+
+    let spec = rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, false);
+    let info = attach.attach(spec.clone(), None).await.unwrap();
+    assert_eq!(info.driver, "rbd-fuse");
+    assert!(info.read_only);
+    assert_eq!(sys_attr(&info.device, "ro").as_deref(), Some("1"));
+    let backing = sys_attr(&info.device, "loop/backing_file").unwrap();
+    assert!(
+        backing.starts_with(&env.cfg.rbd_dir().display().to_string()),
+        "{backing}"
+    );
+    assert_device_holds_image(&info.device);
+
+    // The secret: redacted in replies, absent from the state file, only in a 0600 file
+    // inside 0700 directories.
+    let AttachSource::Rbd(shown) = &info.source else {
+        panic!("not rbd")
+    };
+    assert_eq!(shown.secret.expose(), Secret::REDACTED);
+    assert!(!format!("{:?}", attach.list().await.unwrap()).contains(&ceph.rw_secret));
+    let state = std::fs::read_to_string(env.cfg.state_dir.join("attach.json")).unwrap();
+    assert!(!state.contains(&ceph.rw_secret), "secret in the state file");
+    let conf = env
+        .cfg
+        .rbd_dir()
+        .join(info.id.to_string())
+        .join("ceph.conf");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&conf), 0o600);
+    assert_eq!(mode(&env.cfg.state_dir), 0o700);
+    assert_eq!(mode(conf.parent().unwrap()), 0o700);
+    for pid in imagebus_tests::ceph::rbd_fuse_under(env.path()) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&ceph.rw_secret));
+    }
+
+    // The same image again: Conflict, unless shared read-only use is asked for.
+    let err = attach.attach(spec, None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    let shared = attach
+        .attach(
+            rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, true),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(shared.device, info.device);
+    assert_eq!(env.loops().len(), 1);
+    let err = attach
+        .detach(Selector::Id(info.id), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    attach.detach(Selector::Id(shared.id), false).await.unwrap();
+    attach.detach(Selector::Id(info.id), false).await.unwrap();
+
+    env.assert_clean();
+    assert_eq!(rbd_dir_entries(&env), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn rbd_errors_are_typed_and_leave_nothing() {
+    let ceph = ceph();
+    let env = Env::new("ib-attach-ceph-err-");
+    let image = unique_image(&ceph);
+    let (attach, _) = env.start().await;
+    // A well-formed key of the right length that the cluster does not know.
+    let wrong = "AQBKjwZrAAAAAAAAvbTI81uQSAgxZmzSLX8jOg==";
+    let mut unreachable = rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, false);
+    if let AttachSource::Rbd(r) = &mut unreachable.source {
+        r.monitors = vec!["127.0.0.1:1".into()];
+    }
+    let cases = [
+        (
+            rbd(
+                &ceph,
+                "no-such-image",
+                &ceph.rw_user,
+                &ceph.rw_secret,
+                false,
+            ),
+            ErrorCode::NotFound,
+        ),
+        (
+            rbd(&ceph, &image, &ceph.rw_user, wrong, false),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            rbd(&ceph, &image, &ceph.rw_user, "not base64!", false),
+            ErrorCode::InvalidArgument,
+        ),
+        // rbd-fuse opens images read-write: a read-only user cannot use the fallback.
+        (
+            rbd(&ceph, &image, &ceph.ro_user, &ceph.ro_secret, false),
+            ErrorCode::InvalidArgument,
+        ),
+        (unreachable, ErrorCode::Unavailable),
+    ];
+    for (spec, code) in cases {
+        let err = attach.attach(spec, None).await.unwrap_err();
+        assert_eq!(err.code, code, "{err}");
+        assert!(!err.message.contains(&ceph.rw_secret) && !err.message.contains(wrong));
+        assert!(attach.list().await.unwrap().is_empty());
+        assert_eq!(rbd_dir_entries(&env), Vec::<String>::new(), "after {err}");
+        env.assert_clean();
+    }
+}
+
+#[tokio::test]
+async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
+    let ceph = ceph();
+    let env = Env::new("ib-attach-ceph-crash-");
+    let image = unique_image(&ceph);
+    let spec = rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, false);
+    let (child, infos) = Child::start(&env.cfg.state_dir, &[spec]);
+    child.kill9();
+    let pids = imagebus_tests::ceph::rbd_fuse_under(env.path());
+    assert_eq!(pids.len(), 1, "rbd-fuse must survive the actor");
+
+    // Restart: the live rbd-fuse is found again (pid + cmdline), nothing is mapped twice.
+    let (attach, report) = env.start().await;
+    assert_eq!(report.kept, vec![infos[0].id], "{report}");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(imagebus_tests::ceph::rbd_fuse_under(env.path()), pids);
+    assert_eq!(env.loops().len(), 1);
+    assert_device_holds_image(&infos[0].device);
+    drop(attach);
+
+    // rbd-fuse dies while the actor is down: the next start restarts it on a fresh device.
+    imagebus_tests::ceph::kill_rbd_fuse_under(env.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !imagebus_tests::ceph::rbd_fuse_under(env.path()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "rbd-fuse did not die");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (attach, report) = env.start().await;
+    assert_eq!(report.restarted, vec![infos[0].id], "{report}");
+    let info = attach.get(Selector::Id(infos[0].id)).await.unwrap();
+    assert_device_holds_image(&info.device);
+    assert_eq!(env.loops().len(), 1, "the stale loop device must be gone");
+    assert_eq!(imagebus_tests::ceph::rbd_fuse_under(env.path()).len(), 1);
+
+    attach.detach(Selector::Id(info.id), false).await.unwrap();
+    env.assert_clean();
+    assert_eq!(rbd_dir_entries(&env), Vec::<String>::new());
+}
