@@ -220,7 +220,7 @@ impl Runtime for Runc {
         if let Some(user) = &req.user {
             cmd.arg("--user").arg(user);
         }
-        cmd.arg(id).arg("--").args(&req.args);
+        cmd.arg(id).args(&req.args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn {
             program: self.program(),
