@@ -6,10 +6,11 @@ mod container_common;
 
 use container_common::*;
 use imagebus_bus::ErrorCode;
-use imagebus_schema::container::{
-    BindSpec, CommandLine, ContainerModule, ContainerState, ExecSpec, InitialState, Network, Resources,
-};
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::container::{
+    BindSpec, CommandLine, ContainerModule, ContainerState, ExecSpec, InitialState, Network,
+    Resources,
+};
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Selector;
 use imagebus_tests::rootfs::{loops_under, mounts_under};
@@ -17,7 +18,13 @@ use std::process::Command;
 use std::time::Duration;
 
 fn sh(cmd: &str) -> ExecSpec {
-    ExecSpec { command: CommandLine::Argv(vec!["sh".into(), "-c".into(), cmd.into()]), env: vec![], working_dir: None, user: None, timeout_ms: None }
+    ExecSpec {
+        command: CommandLine::Argv(vec!["sh".into(), "-c".into(), cmd.into()]),
+        env: vec![],
+        working_dir: None,
+        user: None,
+        timeout_ms: None,
+    }
 }
 
 /// A network namespace made with `ip netns add`, deleted on drop.
@@ -26,13 +33,31 @@ struct Netns(String);
 impl Netns {
     fn new() -> Self {
         let name = format!("ibt-ns-{}", std::process::id());
-        let out = Command::new("ip").args(["netns", "add", &name]).output().expect("ip (apt-get install iproute2)");
-        assert!(out.status.success(), "ip netns add: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("ip (apt-get install iproute2)");
+        assert!(
+            out.status.success(),
+            "ip netns add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let ns = Netns(name);
         // A marker only visible inside: an address on the namespace's loopback.
-        for args in [vec!["link", "set", "lo", "up"], vec!["addr", "add", "127.0.0.77/8", "dev", "lo"]] {
-            let out = Command::new("ip").args(["netns", "exec", &ns.0, "ip"]).args(&args).output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for args in [
+            vec!["link", "set", "lo", "up"],
+            vec!["addr", "add", "127.0.0.77/8", "dev", "lo"],
+        ] {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns.0, "ip"])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         ns
     }
@@ -40,7 +65,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
     }
 }
 
@@ -59,9 +86,16 @@ async fn joins_a_named_network_namespace() {
     let named = std::fs::metadata(format!("/var/run/netns/{}", ns.0)).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(inside.to_string_lossy(), format!("net:[{}]", named.ino()));
-    let r = node.container.exec(Selector::Id(info.id), sh("ip addr show lo")).await.unwrap();
+    let r = node
+        .container
+        .exec(Selector::Id(info.id), sh("ip addr show lo"))
+        .await
+        .unwrap();
     assert!(r.stdout.contains("127.0.0.77"), "{}", r.stdout);
-    node.container.delete(Selector::Id(info.id), true).await.unwrap();
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .unwrap();
 
     // Private: a fresh namespace with loopback only.
     let mut s = spec(bind_root(&root), "sleep 1000");
@@ -69,9 +103,16 @@ async fn joins_a_named_network_namespace() {
     s.network = Network::Private;
     s.stop_timeout_ms = Some(100);
     let info = node.container.create(s).await.unwrap();
-    let r = node.container.exec(Selector::Id(info.id), sh("ip -o link | wc -l")).await.unwrap();
+    let r = node
+        .container
+        .exec(Selector::Id(info.id), sh("ip -o link | wc -l"))
+        .await
+        .unwrap();
     assert_eq!(r.stdout.trim(), "1", "only lo");
-    node.container.delete(Selector::Id(info.id), true).await.unwrap();
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,10 +128,21 @@ async fn bind_mounts_and_limits_are_visible_inside() {
     s.state = InitialState::Running;
     s.stop_timeout_ms = Some(100);
     s.binds = vec![
-        BindSpec { source: data.clone(), target: "/data/ro".into(), read_only: true },
-        BindSpec { source: rw.clone(), target: "/data/rw".into(), read_only: false },
+        BindSpec {
+            source: data.clone(),
+            target: "/data/ro".into(),
+            read_only: true,
+        },
+        BindSpec {
+            source: rw.clone(),
+            target: "/data/rw".into(),
+            read_only: false,
+        },
     ];
-    s.resources = Resources { cpu_millis: Some(500), memory_bytes: Some(64 << 20) };
+    s.resources = Resources {
+        cpu_millis: Some(500),
+        memory_bytes: Some(64 << 20),
+    };
     let info = node.container.create(s).await.expect("create");
     let r = node
         .container
@@ -108,12 +160,26 @@ async fn bind_mounts_and_limits_are_visible_inside() {
         .await
         .unwrap();
     let vals: Vec<&str> = r.stdout.split_whitespace().collect();
-    assert_eq!(vals, [(64u64 << 20).to_string().as_str(), "50000", "100000"], "{r:?}");
-    node.container.delete(Selector::Id(info.id), true).await.unwrap();
+    assert_eq!(
+        vals,
+        [(64u64 << 20).to_string().as_str(), "50000", "100000"],
+        "{r:?}"
+    );
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .unwrap();
 
     let mut s = spec(bind_root(&root), "sleep 1");
-    s.binds = vec![BindSpec { source: node.dir().join("missing"), target: "/x".into(), read_only: false }];
-    assert_eq!(node.container.create(s).await.unwrap_err().code, ErrorCode::NotFound);
+    s.binds = vec![BindSpec {
+        source: node.dir().join("missing"),
+        target: "/x".into(),
+        read_only: false,
+    }];
+    assert_eq!(
+        node.container.create(s).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,20 +189,45 @@ async fn nested_inline_chain_cascades_away_on_delete() {
     busybox_rootfs(&dir, &[]);
     let image = node.dir().join("img.sqsh");
     squashfs(&dir, &image);
-    let mut s = spec(overlay_on_image(&image), "sh -c 'echo written > /root/f; cat /root/f; sleep 1000'");
+    let mut s = spec(
+        overlay_on_image(&image),
+        "sh -c 'echo written > /root/f; cat /root/f; sleep 1000'",
+    );
     s.state = InitialState::Running;
     s.stop_timeout_ms = Some(100);
-    let info = node.container.create(s).await.expect("create on overlay/squashfs/loop");
-    node.wait_log(info.id, "written", Duration::from_secs(10)).await;
+    let info = node
+        .container
+        .create(s)
+        .await
+        .expect("create on overlay/squashfs/loop");
+    node.wait_log(info.id, "written", Duration::from_secs(10))
+        .await;
     assert_eq!(node.mount.list().await.unwrap().len(), 2, "overlay + image");
     assert_eq!(node.attach.list().await.unwrap().len(), 1, "loop");
     assert_eq!(loops_under(node.dir()).len(), 1);
 
     // Delete of a running container without force is refused and changes nothing.
-    assert_eq!(node.container.delete(Selector::Id(info.id), false).await.unwrap_err().code, ErrorCode::Conflict);
-    assert_eq!(node.container.get(Selector::Id(info.id)).await.unwrap().state, ContainerState::Running);
+    assert_eq!(
+        node.container
+            .delete(Selector::Id(info.id), false)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        node.container
+            .get(Selector::Id(info.id))
+            .await
+            .unwrap()
+            .state,
+        ContainerState::Running
+    );
 
-    node.container.delete(Selector::Id(info.id), true).await.expect("force delete");
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .expect("force delete");
     assert!(node.mount.list().await.unwrap().is_empty());
     assert!(node.attach.list().await.unwrap().is_empty());
     let run = node.dir().join("run");

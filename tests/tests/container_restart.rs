@@ -1,0 +1,245 @@
+//! Containers survive their actor and their daemon: logs keep being captured and exit
+//! codes recorded by the per-container monitors while no actor runs, and a new actor
+//! reconciles. The kill -9 case runs the actors in a child process (this test binary
+//! re-executed as `child_daemon`, serving over a private Redis) and talks to it through
+//! the generated `ContainerModuleStub`.
+
+mod container_common;
+
+use container_common::*;
+use imagebus_attach::AttachSys;
+use imagebus_bus::{Client, Server};
+use imagebus_container::ContainerSys;
+use imagebus_mount::MountSys;
+use imagebus_schema::container::{
+    ContainerFilter, ContainerModule, ContainerModuleServer, ContainerModuleStub, ContainerState,
+    InitialState, LogsRequest,
+};
+use imagebus_schema::Selector;
+use imagebus_tests::redis::RedisFixture;
+use imagebus_tests::rootfs::KernelScratch;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const CHILD_DIR: &str = "IBT_CONTAINER_CHILD_DIR";
+const CHILD_INSTANCE: &str = "IBT_CONTAINER_CHILD_INSTANCE";
+const CHILD_BROKER: &str = "IBT_CONTAINER_CHILD_BROKER";
+
+/// A container that prints a counter every 100 ms and exits 5 when /root/stop appears.
+const TICKER: &str = "sh -c 'i=0; while [ ! -e /root/stop ]; do i=$((i+1)); echo tick$i; sleep 0.1; done; echo done; exit 5'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_outlive_the_actor_and_exit_codes_are_recorded_meanwhile() {
+    let mut node = Node::start("outlive").await;
+    let root = node.rootfs("r", &[]);
+    let mut s = spec(bind_root(&root), TICKER);
+    s.state = InitialState::Running;
+    let info = node.container.create(s).await.unwrap();
+    node.wait_log(info.id, "tick2", Duration::from_secs(10))
+        .await;
+
+    // Actor down: the container runs on, its output is still logged, and its exit code is
+    // recorded by the monitor.
+    node.container_stop.cancel();
+    let log = info.log_file.clone();
+    let before = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        imagebus_tests::daemon::wait_until(Duration::from_secs(5), || std::fs::metadata(&log)
+            .unwrap()
+            .len()
+            > before + 20),
+        "log keeps growing without the actor"
+    );
+    std::fs::write(root.join("root/stop"), "").unwrap();
+    let exit_file = node.cfg.container_dir(info.id).join("exit.json");
+    assert!(
+        imagebus_tests::daemon::wait_until(Duration::from_secs(10), || exit_file.exists()),
+        "monitor records the exit"
+    );
+
+    node.restart_container_actor().await;
+    let after = node
+        .wait_for(
+            info.id,
+            Duration::from_secs(10),
+            is_state(ContainerState::Exited),
+        )
+        .await;
+    assert_eq!(after.exit_code, Some(5));
+    let text = node
+        .container
+        .logs(Selector::Id(info.id), LogsRequest::default())
+        .await
+        .unwrap()
+        .data;
+    assert!(text.contains("done"), "{text}");
+    node.container
+        .delete(Selector::Id(info.id), false)
+        .await
+        .unwrap();
+}
+
+/// Runs the actors and serves them on the bus, until killed. Does nothing unless the
+/// parent test set the environment.
+#[test]
+fn child_daemon() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let instance = std::env::var(CHILD_INSTANCE).expect("instance");
+    let broker = std::env::var(CHILD_BROKER).expect("broker");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let (acfg, mcfg, ccfg) = configs(&PathBuf::from(dir), &instance);
+        let (attach, _) = imagebus_attach::spawn(acfg, AttachSys::linux())
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let m = imagebus_mount::spawn(mcfg, MountSys::linux(), Arc::new(attach), stop.clone())
+            .await
+            .unwrap();
+        let c = imagebus_container::spawn(
+            ccfg.clone(),
+            ContainerSys::linux(&ccfg),
+            Arc::new(m.handle),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let mut server = Server::builder(broker, "container")
+            .workers(4)
+            .build()
+            .await
+            .unwrap();
+        server
+            .register(ContainerModuleServer::new(Arc::new(c.handle)))
+            .unwrap();
+        server.run(stop).await.unwrap();
+    });
+}
+
+/// The child daemon process; killed (SIGKILL) on drop.
+struct ChildDaemon(Child);
+
+impl ChildDaemon {
+    fn spawn(dir: &std::path::Path, instance: &str, broker: &str) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let child = Command::new(exe)
+            .args(["--exact", "child_daemon", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, dir)
+            .env(CHILD_INSTANCE, instance)
+            .env(CHILD_BROKER, broker)
+            .spawn()
+            .unwrap();
+        ChildDaemon(child)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn wait_served(client: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stub = ContainerModuleStub::new(client.with_timeout(Duration::from_secs(2)));
+        if stub.list(ContainerFilter::default()).await.is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "child daemon never served container.container@1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Purges the runtime of the child's instance on drop (the scratch dir then unmounts).
+struct Purge(imagebus_container::ContainerConfig);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        purge_runtime(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_of_the_daemon_keeps_containers_running() {
+    require_tools();
+    let redis = RedisFixture::start();
+    let scratch = KernelScratch::new("ibc-kill9-");
+    let instance = unique_instance("kill9");
+    let (_, _, ccfg) = configs(scratch.path(), &instance);
+    let _purge = Purge(ccfg.clone());
+    let root = scratch.path().join("roots/r");
+    busybox_rootfs(&root, &[]);
+
+    let mut daemon = ChildDaemon::spawn(scratch.path(), &instance, &redis.url());
+    let client = Client::connect(redis.url()).await.unwrap();
+    wait_served(&client).await;
+    let stub = ContainerModuleStub::new(client.with_timeout(Duration::from_secs(30)));
+    let mut s = spec(bind_root(&root), TICKER);
+    s.state = InitialState::Running;
+    s.name = Some("ticker".into());
+    let info = stub.create(s).await.expect("create over the bus");
+    assert_eq!(info.state, ContainerState::Running);
+    let pid = info.pid.unwrap();
+
+    daemon.kill9();
+    // Still running, still logging.
+    let alive = |p: u32| std::fs::metadata(format!("/proc/{p}")).is_ok();
+    assert!(alive(pid), "the init survived kill -9 of the daemon");
+    let before = std::fs::metadata(&info.log_file).unwrap().len();
+    assert!(
+        imagebus_tests::daemon::wait_until(Duration::from_secs(5), || std::fs::metadata(
+            &info.log_file
+        )
+        .unwrap()
+        .len()
+            > before + 20),
+        "log keeps growing with the daemon dead"
+    );
+
+    let _daemon2 = ChildDaemon::spawn(scratch.path(), &instance, &redis.url());
+    wait_served(&client).await;
+    let got = stub.get(Selector::Name("ticker".into())).await.unwrap();
+    assert_eq!(got.state, ContainerState::Running, "reconciled as running");
+    assert_eq!(got.pid, Some(pid));
+
+    // The exit after the restart is recorded with its code.
+    std::fs::write(root.join("root/stop"), "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let done = loop {
+        let i = stub.get(Selector::Id(info.id)).await.unwrap();
+        if i.state == ContainerState::Exited {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "never exited: {i:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done.exit_code, Some(5));
+    let log = stub
+        .logs(
+            Selector::Id(info.id),
+            LogsRequest {
+                tail: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.data, "done\n");
+    stub.delete(Selector::Id(info.id), false)
+        .await
+        .expect("delete over the bus");
+}
