@@ -1,0 +1,276 @@
+//! Bus benchmark: calls/s and latency of a trivial method at 1 and 16 concurrent callers,
+//! next to a raw Redis RPUSH/BLPOP ping-pong baseline on the same connection type, on a
+//! private redis-server (unix socket and loopback TCP).
+//!
+//! Run: `cargo run --release -p imagebus-tests --bin bench-bus [-- --secs 5 --workers 16]`
+
+use futures::future::join_all;
+use imagebus_bus::codec::{decode_arg, encode_arg, encode_reply};
+use imagebus_bus::{Client, DispatchError, Object, ObjectId, Reply, Server};
+use imagebus_tests::redis::RedisFixture;
+use serde_bytes::ByteBuf;
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const MODULE: &str = "bench";
+
+struct Calc;
+
+#[async_trait::async_trait]
+impl Object for Calc {
+    fn id(&self) -> ObjectId {
+        ObjectId::new("calculator", "1.0")
+    }
+    fn methods(&self) -> &'static [&'static str] {
+        &["Add"]
+    }
+    async fn dispatch(&self, method: &str, inputs: Vec<ByteBuf>) -> Result<Reply, DispatchError> {
+        match method {
+            "Add" => {
+                let a: f64 = decode_arg(&inputs, 0)?;
+                let b: f64 = decode_arg(&inputs, 1)?;
+                Ok(encode_reply(Ok(a + b)))
+            }
+            other => Err(DispatchError::UnknownMethod(other.into())),
+        }
+    }
+}
+
+/// Latencies of one run, in microseconds.
+struct Run {
+    what: String,
+    transport: &'static str,
+    callers: usize,
+    elapsed: Duration,
+    micros: Vec<u32>,
+    errors: usize,
+}
+
+impl Run {
+    fn row(&mut self) -> String {
+        self.micros.sort_unstable();
+        let pct = |p: f64| {
+            let n = self.micros.len();
+            if n == 0 {
+                return f64::NAN;
+            }
+            let i = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
+            f64::from(self.micros[i]) / 1000.0
+        };
+        let rate = self.micros.len() as f64 / self.elapsed.as_secs_f64();
+        format!(
+            "| {:<6} | {:<28} | {:>7} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} |",
+            self.transport,
+            self.what,
+            self.callers,
+            rate,
+            pct(0.50),
+            pct(0.99),
+            self.errors
+        )
+    }
+}
+
+/// Runs `callers` loops of `op` for `secs`, after a short warm-up.
+async fn measure<F, Fut>(
+    what: &str,
+    transport: &'static str,
+    callers: usize,
+    secs: Duration,
+    op: F,
+) -> Run
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let warm_until = Instant::now() + Duration::from_millis(300);
+    let tasks = (0..callers).map(|i| {
+        let op = op.clone();
+        tokio::spawn(async move {
+            while Instant::now() < warm_until {
+                op(i).await;
+            }
+            let end = Instant::now() + secs;
+            let mut micros = Vec::with_capacity(100_000);
+            let mut errors = 0;
+            loop {
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                if op(i).await {
+                    micros.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                } else {
+                    errors += 1;
+                }
+            }
+            (micros, errors)
+        })
+    });
+    let started = Instant::now() + Duration::from_millis(300);
+    let results = join_all(tasks).await;
+    let elapsed = started.elapsed();
+    let mut micros = Vec::new();
+    let mut errors = 0;
+    for (m, e) in results.into_iter().flatten() {
+        micros.extend(m);
+        errors += e;
+    }
+    Run {
+        what: what.into(),
+        transport,
+        callers,
+        elapsed,
+        micros,
+        errors,
+    }
+}
+
+async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, BoxError> {
+    let info = imagebus_bus::broker::Broker::parse(url)?
+        .connection_info()
+        .clone();
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(redis::Client::open(info)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
+/// Raw baseline: `workers` echo loops (BLPOP request, RPUSH reply) and callers that
+/// pipeline RPUSH + BLPOP, each on its own connection: the bus's command pattern with no
+/// encoding, dispatch or EXPIRE.
+async fn baseline(
+    url: &str,
+    transport: &'static str,
+    callers: usize,
+    workers: usize,
+    secs: Duration,
+) -> Result<Run, BoxError> {
+    let stop = CancellationToken::new();
+    let mut echoes = Vec::new();
+    for _ in 0..workers {
+        let mut conn = connect(url).await?;
+        let stop = stop.clone();
+        echoes.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let popped: Option<(String, Vec<u8>)> = match redis::cmd("BLPOP")
+                    .arg("raw.echo")
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(_) => return,
+                };
+                if let Some((_, reply_to)) = popped {
+                    let _: Result<(), _> = redis::cmd("RPUSH")
+                        .arg(reply_to)
+                        .arg("x")
+                        .query_async(&mut conn)
+                        .await;
+                }
+            }
+        }));
+    }
+    let mut conns = Vec::new();
+    for _ in 0..callers {
+        conns.push(connect(url).await?);
+    }
+    let run = measure(
+        "redis RPUSH/BLPOP ping-pong",
+        transport,
+        callers,
+        secs,
+        move |i| {
+            let mut conn = conns[i].clone();
+            async move {
+                let key = format!("raw.reply.{i}");
+                let mut pipe = redis::pipe();
+                pipe.cmd("RPUSH").arg("raw.echo").arg(&key).ignore();
+                pipe.cmd("BLPOP").arg(&key).arg(5);
+                matches!(
+                    pipe.query_async::<(Option<(String, String)>,)>(&mut conn)
+                        .await,
+                    Ok((Some(_),))
+                )
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    join_all(echoes).await;
+    Ok(run)
+}
+
+async fn bus(
+    url: &str,
+    transport: &'static str,
+    callers: usize,
+    workers: usize,
+    secs: Duration,
+) -> Result<Run, BoxError> {
+    let mut server = Server::builder(url, MODULE)
+        .workers(workers)
+        .build()
+        .await?;
+    server.register(Calc)?;
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(server.run(stop.clone()));
+    let client = Client::connect(url).await?;
+    let id = ObjectId::new("calculator", "1.0");
+    let args = vec![encode_arg(&1.0f64)?, encode_arg(&2.0f64)?];
+    let run = measure(
+        "imagebus call Add(1.0, 2.0)",
+        transport,
+        callers,
+        secs,
+        move |_| {
+            let (client, id, args) = (client.clone(), id.clone(), args.clone());
+            async move {
+                matches!(client.call::<f64>(MODULE, &id, "Add", args).await, Ok(v) if v == 3.0)
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    serving.await??;
+    Ok(run)
+}
+
+fn flag(args: &[String], name: &str, default: u64) -> u64 {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let secs = Duration::from_secs(flag(&args, "--secs", 5));
+    let workers = usize::try_from(flag(&args, "--workers", 16))?;
+    let redis = RedisFixture::try_start(true)?;
+    let tcp = redis.tcp_url().ok_or("no tcp url")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "bench-bus: {secs:?} per row, server workers {workers}, {} CPUs, redis-server private (unix {}, tcp {tcp})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        redis.socket().display()
+    )?;
+    writeln!(out, "| conn   | what                         | callers |   calls/s | p50 (ms) | p99 (ms) | errors |")?;
+    writeln!(out, "|--------|------------------------------|---------|-----------|----------|----------|--------|")?;
+    for (transport, url) in [("unix", redis.url()), ("tcp", tcp.clone())] {
+        for callers in [1, 16] {
+            let mut run = baseline(&url, transport, callers, workers, secs).await?;
+            writeln!(out, "{}", run.row())?;
+            let mut run = bus(&url, transport, callers, workers, secs).await?;
+            writeln!(out, "{}", run.row())?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
