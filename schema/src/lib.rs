@@ -14,6 +14,7 @@ pub mod common;
 pub mod container;
 pub mod mount;
 pub mod system;
+pub mod zos;
 
 pub use common::{Holder, Selector};
 pub use imagebus_bus::{ErrorCode, RemoteError};
