@@ -382,3 +382,39 @@ fn status_with_go_time() {
     assert_eq!(encode_go(&status).unwrap(), golden);
     assert_eq!(decode::<Status>(&golden).unwrap(), status);
 }
+
+#[test]
+fn imagebus_call_error_and_protocol_error_as_sent() {
+    let call_error = cat(&[
+        &prefix(),
+        &hex("c401c0"),
+        &s("Error"),
+        &[0x82],
+        &s("Message"),
+        &s("division by zero"),
+        &s("Code"),
+        &s("InvalidArgument"),
+        &s("Error"),
+        &[0xc0],
+    ]);
+    let mut resp = response(vec![0xc0], Some("division by zero"), None);
+    resp.output.error.as_mut().unwrap().code = Some("InvalidArgument".into());
+    assert_eq!(encode(&resp).unwrap(), call_error);
+    assert_eq!(decode::<Response>(&call_error).unwrap(), resp);
+
+    let mut protocol = cat(&[
+        &prefix(),
+        &hex("c401c0"),
+        &s("Error"),
+        &[0xc0],
+        &s("Error"),
+        &s("unknown method 'Nope'"),
+        &s("Code"),
+        &s("UnknownMethod"),
+    ]);
+    protocol[0] = 0x84;
+    let mut resp = response(vec![0xc0], None, Some("unknown method 'Nope'"));
+    resp.code = Some("UnknownMethod".into());
+    assert_eq!(encode(&resp).unwrap(), protocol);
+    assert_eq!(decode::<Response>(&protocol).unwrap(), resp);
+}
