@@ -1,7 +1,8 @@
 //! A one-node Ceph cluster for integration tests, started with `scripts/ceph-micro.sh` on
-//! first use in a test process and shared by its tests: every test holds a [`CephGuard`];
-//! when the last guard of the moment is dropped the cluster is torn down (`down`), also
-//! when the test failed. Directory and ports are private to the test process
+//! first use in a test process and shared by all its tests. It is torn down (`down`) when
+//! the test process ends — passed, failed or killed — by a small watcher process started
+//! with it, which waits for the test process to disappear. Directory and ports are private
+//! to the test process
 //! (`/tmp/imagebus-ceph-test-<pid>`, a free block of 10 ports), so test binaries and
 //! developers running tests at the same time do not collide; clusters left by killed test
 //! processes are torn down on the next start.
@@ -80,12 +81,7 @@ impl Deref for CephGuard {
     }
 }
 
-struct Shared {
-    env: Arc<CephEnv>,
-    users: usize,
-}
-
-static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+static SHARED: Mutex<Option<Arc<CephEnv>>> = Mutex::new(None);
 
 fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ceph-micro.sh")
@@ -151,10 +147,8 @@ fn free_ports() -> Vec<(String, String)> {
     panic!("no block of 10 free ports between 20000 and 50000");
 }
 
-fn start() -> CephEnv {
+fn start(dir: PathBuf, ports: Vec<(String, String)>) -> CephEnv {
     sweep_stale();
-    let dir = PathBuf::from(format!("/tmp/imagebus-ceph-test-{}", std::process::id()));
-    let ports = free_ports();
     for step in ["up", "fixture"] {
         let (ok, err, _) = script(&dir, &ports, &[step]);
         if !ok {
@@ -183,33 +177,38 @@ fn start() -> CephEnv {
     }
 }
 
-/// The shared cluster, started if no test holds it.
+/// The shared cluster of this test process, started on first use.
 pub fn ceph() -> CephGuard {
     let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = shared.as_mut() {
-        s.users += 1;
-        return CephGuard { env: s.env.clone() };
+    if let Some(env) = shared.as_ref() {
+        return CephGuard { env: env.clone() };
     }
-    let env = Arc::new(start());
-    *shared = Some(Shared {
-        env: env.clone(),
-        users: 1,
-    });
+    let dir = PathBuf::from(format!("/tmp/imagebus-ceph-test-{}", std::process::id()));
+    let ports = free_ports();
+    // The watcher first, so that a failing start is torn down too.
+    watch_teardown(&dir, &ports);
+    let env = Arc::new(start(dir, ports));
+    *shared = Some(env.clone());
     CephGuard { env }
 }
 
-impl Drop for CephGuard {
-    fn drop(&mut self) {
-        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        let last = shared.as_mut().map(|s| {
-            s.users -= 1;
-            s.users == 0
-        });
-        if last == Some(true) {
-            let _ = script(&self.env.dir, &self.env.ports, &["down"]);
-            *shared = None;
-        }
-    }
+/// Starts `sh` in its own session: it waits until this process is gone, then runs `down`.
+fn watch_teardown(dir: &Path, ports: &[(String, String)]) {
+    let watcher = "while [ -d /proc/$1 ]; do sleep 0.2; done; exec bash \"$2\" down";
+    let spawned = Command::new("setsid")
+        .args(["sh", "-c", watcher, "ceph-watch"])
+        .arg(std::process::id().to_string())
+        .arg(script_path())
+        .env("CEPH_MICRO_DIR", dir)
+        .envs(ports.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    assert!(
+        spawned.is_ok(),
+        "starting the Ceph teardown watcher: {spawned:?}"
+    );
 }
 
 /// Live rbd-fuse processes whose command line mentions a path under `dir`.

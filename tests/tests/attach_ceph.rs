@@ -214,7 +214,27 @@ async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
     let info = attach.get(Selector::Id(infos[0].id)).await.unwrap();
     assert_device_holds_image(&info.device);
     assert_eq!(env.loops().len(), 1, "the stale loop device must be gone");
-    assert_eq!(imagebus_tests::ceph::rbd_fuse_under(env.path()).len(), 1);
+    let pids = imagebus_tests::ceph::rbd_fuse_under(env.path());
+    assert_eq!(pids.len(), 1);
+
+    // rbd-fuse dies while the actor runs: the actor reaps its child and restarts it.
+    imagebus_tests::ceph::kill_rbd_fuse_under(env.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let info = loop {
+        let now = imagebus_tests::ceph::rbd_fuse_under(env.path());
+        // Commands are serialised behind the restart, so this reply follows it.
+        let current = attach.get(Selector::Id(infos[0].id)).await.unwrap();
+        if now.len() == 1 && now != pids {
+            break current;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rbd-fuse was not restarted: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_device_holds_image(&info.device);
+    assert_eq!(env.loops().len(), 1);
 
     attach.detach(Selector::Id(info.id), false).await.unwrap();
     env.assert_clean();

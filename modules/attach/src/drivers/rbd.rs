@@ -151,13 +151,22 @@ fn attach_krbd(
     })
 }
 
+// Linux errno values the kernel returns from an rbd add.
+const ENOENT: i32 = 2;
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+const EKEYREJECTED: i32 = 129;
+const ETIMEDOUT: i32 = 110;
+const ECONNREFUSED: i32 = 111;
+const EHOSTUNREACH: i32 = 113;
+
 fn krbd_error(e: SysError, spec: &str, user: &str) -> AttachError {
     match e.errno() {
-        Some(2) => AttachError::ImageNotFound(spec.to_string()),
-        Some(1 | 13 | 129) => AttachError::AccessDenied(format!(
+        Some(ENOENT) => AttachError::ImageNotFound(spec.to_string()),
+        Some(EPERM | EACCES | EKEYREJECTED) => AttachError::AccessDenied(format!(
             "the cluster rejected client.{user} (wrong secret or missing caps)"
         )),
-        Some(110 | 111 | 113) => {
+        Some(ETIMEDOUT | ECONNREFUSED | EHOSTUNREACH) => {
             AttachError::Unavailable(format!("Ceph monitors unreachable while mapping {spec}"))
         }
         _ => AttachError::sys(format!("mapping {spec} through /sys/bus/rbd"), e),
