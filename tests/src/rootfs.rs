@@ -82,6 +82,11 @@ pub struct KernelScratch {
 impl KernelScratch {
     /// A fresh directory under `/tmp` (name starts with `prefix`). Panics unless root.
     pub fn new(prefix: &str) -> Self {
+        Self::new_in(Path::new("/tmp"), prefix)
+    }
+
+    /// Like [`KernelScratch::new`], under `parent` (e.g. `/dev/shm` for a tmpfs).
+    pub fn new_in(parent: &Path, prefix: &str) -> Self {
         // Effective uid is the third field of the Uid: line.
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
         let root = status
@@ -93,7 +98,7 @@ impl KernelScratch {
         );
         let dir = tempfile::Builder::new()
             .prefix(prefix)
-            .tempdir_in("/tmp")
+            .tempdir_in(parent)
             .unwrap();
         let path = dir.path().to_path_buf();
         Self {
