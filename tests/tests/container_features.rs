@@ -14,7 +14,6 @@ use imagebus_schema::container::{
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Selector;
 use imagebus_tests::rootfs::{loops_under, mounts_under};
-use std::process::Command;
 use std::time::Duration;
 
 fn sh(cmd: &str) -> ExecSpec {
@@ -24,50 +23,6 @@ fn sh(cmd: &str) -> ExecSpec {
         working_dir: None,
         user: None,
         timeout_ms: None,
-    }
-}
-
-/// A network namespace made with `ip netns add`, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Self {
-        let name = format!("ibt-ns-{}", std::process::id());
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("ip (apt-get install iproute2)");
-        assert!(
-            out.status.success(),
-            "ip netns add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ns = Netns(name);
-        // A marker only visible inside: an address on the namespace's loopback.
-        for args in [
-            vec!["link", "set", "lo", "up"],
-            vec!["addr", "add", "127.0.0.77/8", "dev", "lo"],
-        ] {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &ns.0, "ip"])
-                .args(&args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .output();
     }
 }
 

@@ -20,11 +20,13 @@ mod logs;
 mod prepare;
 mod record;
 mod watch;
+mod zos;
 
 pub use actor::{spawn, ContainerHandle, Spawned, DEFAULT_EXEC_TIMEOUT_MS};
 pub use config::{default_monitor, ContainerConfig, ContainerSys, MONITOR_BINARY};
 pub use error::ContainerError;
 pub use prepare::CONTAINER_ENV;
+pub use zos::{spec_from_zos, zos_from_info, ZOS_DEFAULT_MEMORY, ZOS_DEFAULT_SHUTDOWN};
 
 /// The monitor process's `main` body: `imagebus-monitor <config>` (or a hidden subcommand
 /// of another binary, called before any thread or async runtime is started). Returns the

@@ -400,3 +400,53 @@ pub async fn collect_events(
 pub fn is_state(s: ContainerState) -> impl Fn(&ContainerInfo) -> bool {
     move |i| i.state == s
 }
+
+static NS_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace made with `ip netns add`, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new() -> Self {
+        let name = format!(
+            "ibt-ns-{}-{}",
+            std::process::id(),
+            NS_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("ip (apt-get install iproute2)");
+        assert!(
+            out.status.success(),
+            "ip netns add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = Netns(name);
+        // A marker only visible inside: an address on the namespace's loopback.
+        for args in [
+            vec!["link", "set", "lo", "up"],
+            vec!["addr", "add", "127.0.0.77/8", "dev", "lo"],
+        ] {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns.0, "ip"])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
+    }
+}
