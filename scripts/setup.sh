@@ -16,6 +16,7 @@ PACKAGES=(
     squashfs-tools    # mksquashfs for images
     erofs-utils       # mkfs.erofs for images
     e2fsprogs         # mkfs.ext4 for images
+    xfsprogs          # mkfs.xfs for mount tests
     iproute2          # ip netns
     util-linux        # losetup, mount, nsenter, unshare
     procps            # ps, pgrep for tests
