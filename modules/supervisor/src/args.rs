@@ -36,6 +36,19 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_RUN_DIR", default_value = "/run/imagebus")]
     pub run_dir: PathBuf,
 
+    /// Container logs go to `<log-dir>/containers`.
+    #[arg(long, env = "IMAGEBUS_LOG_DIR", default_value = "/var/log/imagebus")]
+    pub log_dir: PathBuf,
+
+    /// OCI runtime binary of the container actor.
+    #[arg(long, default_value = "runc")]
+    pub runtime: PathBuf,
+
+    /// Prefix of container runtime ids and cgroups; two daemons on one host need
+    /// different instances.
+    #[arg(long, default_value = "imagebus")]
+    pub instance: String,
+
     /// Log format on stdout. The filter comes from IMAGEBUS_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -1,8 +1,15 @@
-//! Runs the bus servers of this process until the cancellation token fires.
+//! Wires the modules of this process: the built-in system object, the actors (each under
+//! a supervisor, behind a [`Slot`]) and one bus server per module; then serves until the
+//! cancellation token fires and shuts down in order (servers, then actors), bounded.
 
+use crate::actors::{self, ActorDirs};
+use crate::slot::Slot;
 use crate::system::{Registry, SystemHandle};
 use anyhow::{Context, Result};
-use imagebus_bus::{Object, Server};
+use imagebus_bus::{Client, Object, Server};
+use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub};
+use imagebus_schema::container::{ContainerModule, ContainerModuleServer};
+use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub};
 use imagebus_schema::system::{ModuleInfo, SystemModuleServer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +27,18 @@ pub struct DaemonConfig {
     pub only: Vec<String>,
     /// Interval of the system heartbeat event.
     pub heartbeat: Duration,
-    /// Bounded wait for servers to stop after cancellation.
+    /// Bounded wait for servers, then actors, to stop after cancellation.
     pub shutdown_timeout: Duration,
+    /// Where the actors keep their files.
+    pub dirs: ActorDirs,
 }
 
-/// Every module this daemon knows, in start order (peers first).
-pub const MODULES: &[&str] = &[imagebus_schema::system::MODULE];
+/// Every module this daemon knows, in start order (peers first). `imagebus` (the system
+/// object) is served by every process.
+pub const MODULES: &[&str] = &["imagebus", "attach", "mount", "container"];
+
+/// Longest wait for an actor's first start before its module is served anyway.
+const FIRST_START_WAIT: Duration = Duration::from_secs(60);
 
 /// Checks `--only` names against [`MODULES`].
 pub fn check_only(only: &[String]) -> Result<()> {
@@ -40,97 +53,231 @@ pub fn check_only(only: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Serves until `stop` is cancelled, then waits (bounded) for every server to finish.
-pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<()> {
-    let registry = Arc::new(Registry::default());
-    let mut servers = JoinSet::new();
-
-    // The built-in object is served by every daemon process (see schema::system).
-    let system =
-        SystemModuleServer::new(Arc::new(SystemHandle::new(registry.clone(), cfg.heartbeat)));
-    serve(
-        &cfg,
-        &registry,
-        imagebus_schema::system::MODULE,
-        vec![Arc::new(system)],
-        &mut servers,
-        &stop,
-    )
-    .await?;
-
-    tracing::info!(
-        broker = %crate::probe::redact(&cfg.broker),
-        only = ?cfg.only,
-        modules = ?registry.list().iter().map(|m| m.module.clone()).collect::<Vec<_>>(),
-        "imagebusd ready"
-    );
-    tokio::select! {
-        () = stop.cancelled() => {}
-        Some(res) = servers.join_next() => {
-            // A server ending on its own is fatal: zinit restarts the whole daemon.
-            stop.cancel();
-            let res = res.context("a bus server task failed")?;
-            res.context("a bus server stopped")?;
-            anyhow::bail!("a bus server stopped unexpectedly");
-        }
-    }
-    tracing::info!("shutting down");
-    for m in registry.list() {
-        registry.set_state(&m.module, "stopping", false);
-    }
-    let drained = tokio::time::timeout(cfg.shutdown_timeout, async {
-        while let Some(res) = servers.join_next().await {
-            if let Ok(Err(e)) = res {
-                tracing::warn!(error = %e, "bus server stopped with an error");
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(timeout = ?cfg.shutdown_timeout, "servers did not stop in time; aborting them");
-        servers.abort_all();
-    }
-    Ok(())
+struct Wiring<'a> {
+    cfg: &'a DaemonConfig,
+    registry: Arc<Registry>,
+    servers: JoinSet<Result<()>>,
+    supervisors: JoinSet<()>,
+    server_stop: CancellationToken,
+    actor_stop: CancellationToken,
+    client: Option<Client>,
 }
 
-/// Builds one module's server with `objects`, records it, and runs it on `servers`.
-async fn serve(
-    cfg: &DaemonConfig,
-    registry: &Registry,
-    module: &str,
-    objects: Vec<Arc<dyn Object>>,
-    servers: &mut JoinSet<Result<()>>,
-    stop: &CancellationToken,
-) -> Result<()> {
-    let mut server = Server::builder(&cfg.broker, module)
-        .workers(cfg.workers as usize)
-        .shutdown_grace(cfg.shutdown_timeout)
-        .build()
-        .await
-        .with_context(|| {
-            format!(
-                "connecting module {module} to {}",
-                crate::probe::redact(&cfg.broker)
-            )
-        })?;
-    let ids = objects.iter().map(|o| o.id().to_string()).collect();
-    for o in objects {
-        server.register_arc(o)?;
+/// Serves until `stop` is cancelled, then stops servers and actors (each bounded).
+pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<()> {
+    let mut w = Wiring {
+        cfg: &cfg,
+        registry: Arc::new(Registry::default()),
+        servers: JoinSet::new(),
+        supervisors: JoinSet::new(),
+        server_stop: CancellationToken::new(),
+        actor_stop: CancellationToken::new(),
+        client: None,
+    };
+    let wired = tokio::select! {
+        r = w.wire() => r,
+        () = stop.cancelled() => Ok(()),
+    };
+    if let Err(e) = wired {
+        w.shutdown().await;
+        return Err(e);
     }
-    registry.set(ModuleInfo {
-        module: module.to_string(),
-        objects: ids,
-        workers: cfg.workers,
-        state: "running".to_string(),
-        restarts: 0,
-    });
-    let token = stop.child_token();
-    let name = module.to_string();
-    servers.spawn(async move {
-        server
-            .run(token)
+    tracing::info!(
+        broker = %crate::probe::redact(&cfg.broker),
+        modules = ?w.registry.list().iter().map(|m| m.module.clone()).collect::<Vec<_>>(),
+        "imagebusd ready"
+    );
+    let outcome = tokio::select! {
+        () = stop.cancelled() => Ok(()),
+        Some(res) = w.servers.join_next() => {
+            // A server ending on its own is fatal: zinit restarts the whole daemon.
+            match res {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a bus server stopped unexpectedly")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::Error::new(e).context("a bus server task failed")),
+            }
+        }
+    };
+    tracing::info!("shutting down");
+    w.shutdown().await;
+    outcome
+}
+
+impl Wiring<'_> {
+    fn wanted(&self, module: &str) -> bool {
+        module == "imagebus"
+            || self.cfg.only.is_empty()
+            || self.cfg.only.iter().any(|m| m == module)
+    }
+
+    async fn client(&mut self) -> Result<Client> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = Client::connect(self.cfg.broker.clone())
             .await
-            .with_context(|| format!("serving module {name}"))
-    });
-    Ok(())
+            .context("connecting the peer stubs")?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn wire(&mut self) -> Result<()> {
+        let system = SystemHandle::new(self.registry.clone(), self.cfg.heartbeat);
+        self.serve(
+            "imagebus",
+            vec![Arc::new(SystemModuleServer::new(Arc::new(system)))],
+        )
+        .await?;
+        self.registry.set_state("imagebus", "running", false);
+
+        let dirs = self.cfg.dirs.clone();
+        let need_attach = self.wanted("attach") || self.wanted("mount");
+        let attach: Option<Arc<dyn AttachModule>> = if self.wanted("attach") {
+            let slot = Arc::new(Slot::<dyn AttachModule>::new("attach"));
+            self.supervise("attach", actors::attach_starter(dirs.clone()), slot.clone())
+                .await;
+            self.serve(
+                "attach",
+                vec![Arc::new(AttachModuleServer::new(slot.clone()))],
+            )
+            .await?;
+            Some(slot)
+        } else if need_attach {
+            Some(Arc::new(AttachModuleStub::new(self.client().await?)))
+        } else {
+            None
+        };
+
+        let need_mount = self.wanted("mount") || self.wanted("container");
+        let mount: Option<Arc<dyn MountModule>> = match attach {
+            Some(attach) if self.wanted("mount") => {
+                let slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
+                self.supervise(
+                    "mount",
+                    actors::mount_starter(dirs.clone(), attach),
+                    slot.clone(),
+                )
+                .await;
+                self.serve(
+                    "mount",
+                    vec![Arc::new(MountModuleServer::new(slot.clone()))],
+                )
+                .await?;
+                Some(slot)
+            }
+            _ if need_mount => Some(Arc::new(MountModuleStub::new(self.client().await?))),
+            _ => None,
+        };
+
+        if let Some(mount) = mount.filter(|_| self.wanted("container")) {
+            let slot = Arc::new(Slot::<dyn ContainerModule>::new("container"));
+            self.supervise(
+                "container",
+                actors::container_starter(dirs, mount),
+                slot.clone(),
+            )
+            .await;
+            self.serve(
+                "container",
+                vec![Arc::new(ContainerModuleServer::new(slot.clone()))],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts `module`'s supervisor and waits (bounded) for the actor's first start.
+    async fn supervise<T: ?Sized + Send + Sync + 'static>(
+        &mut self,
+        module: &'static str,
+        start: actors::Starter<T>,
+        slot: Arc<Slot<T>>,
+    ) {
+        self.registry.set(ModuleInfo {
+            module: module.to_string(),
+            objects: Vec::new(),
+            workers: self.cfg.workers,
+            state: "starting".to_string(),
+            restarts: 0,
+        });
+        let mut up = slot.watch();
+        self.supervisors.spawn(actors::supervise(
+            module,
+            start,
+            slot,
+            self.registry.clone(),
+            self.actor_stop.clone(),
+            self.cfg.shutdown_timeout,
+        ));
+        let first = tokio::time::timeout(FIRST_START_WAIT, up.wait_for(Option::is_some)).await;
+        if first.is_err() {
+            tracing::warn!(
+                module,
+                "actor not up yet; serving its module anyway (calls fail with Unavailable)"
+            );
+        }
+    }
+
+    /// Builds one module's server with `objects`, records it, and runs it.
+    async fn serve(&mut self, module: &str, objects: Vec<Arc<dyn Object>>) -> Result<()> {
+        let cfg = self.cfg;
+        let mut server = Server::builder(&cfg.broker, module)
+            .workers(cfg.workers as usize)
+            .shutdown_grace(cfg.shutdown_timeout)
+            .build()
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting module {module} to {}",
+                    crate::probe::redact(&cfg.broker)
+                )
+            })?;
+        let ids = objects.iter().map(|o| o.id().to_string()).collect();
+        for o in objects {
+            server.register_arc(o)?;
+        }
+        let state = self
+            .registry
+            .list()
+            .into_iter()
+            .find(|m| m.module == module);
+        self.registry.set(ModuleInfo {
+            module: module.to_string(),
+            objects: ids,
+            workers: cfg.workers,
+            state: state
+                .as_ref()
+                .map_or("starting".to_string(), |m| m.state.clone()),
+            restarts: state.map_or(0, |m| m.restarts),
+        });
+        let token = self.server_stop.clone();
+        let name = module.to_string();
+        self.servers.spawn(async move {
+            server
+                .run(token)
+                .await
+                .with_context(|| format!("serving module {name}"))
+        });
+        Ok(())
+    }
+
+    /// Servers first (no new requests; in-flight ones finish), then the actors.
+    async fn shutdown(&mut self) {
+        for m in self.registry.list() {
+            self.registry.set_state(&m.module, "stopping", false);
+        }
+        let grace = self.cfg.shutdown_timeout;
+        self.server_stop.cancel();
+        drain("bus servers", &mut self.servers, grace).await;
+        self.actor_stop.cancel();
+        drain("actors", &mut self.supervisors, grace).await;
+    }
+}
+
+async fn drain<T: 'static>(what: &str, set: &mut JoinSet<T>, grace: Duration) {
+    let drained = tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        tracing::warn!(timeout = ?grace, "{what} did not stop in time; aborting them");
+        set.abort_all();
+    }
 }

@@ -1,11 +1,13 @@
 //! imagebusd: connects to the Redis bus (or starts a private broker), serves the imagebus
 //! modules and the built-in `imagebus.system@1`, and shuts down gracefully on SIGTERM/SIGINT.
 
+mod actors;
 mod args;
 mod broker;
 mod daemon;
 mod logging;
 mod probe;
+mod slot;
 mod system;
 
 use anyhow::{Context, Result};
@@ -60,6 +62,13 @@ async fn run(args: args::Args) -> Result<()> {
         only: args.only.clone(),
         heartbeat: args.heartbeat,
         shutdown_timeout: args.shutdown_timeout,
+        dirs: actors::ActorDirs {
+            state_dir: args.state_dir.clone(),
+            run_dir: args.run_dir.clone(),
+            log_dir: args.log_dir.clone(),
+            runtime: args.runtime.clone(),
+            instance: args.instance.clone(),
+        },
     };
     let served = daemon::run(cfg, stop).await;
     if broker.is_private() {

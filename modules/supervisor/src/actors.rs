@@ -1,0 +1,261 @@
+//! Starting each actor module, and keeping it running: one supervisor task per actor that
+//! restarts it with exponential backoff when its task ends or panics, swapping the new
+//! handle into the module's [`Slot`].
+
+use crate::slot::Slot;
+use crate::system::Registry;
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use imagebus_schema::attach::AttachModule;
+use imagebus_schema::container::ContainerModule;
+use imagebus_schema::mount::MountModule;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Directories and options the actors get from the daemon's flags.
+#[derive(Debug, Clone)]
+pub struct ActorDirs {
+    /// `--state-dir`; each module uses `<state-dir>/<module>`.
+    pub state_dir: PathBuf,
+    /// `--run-dir`; each module uses `<run-dir>/<module>`.
+    pub run_dir: PathBuf,
+    /// `--log-dir`; container logs go to `<log-dir>/containers`.
+    pub log_dir: PathBuf,
+    /// `--runtime`: the OCI runtime binary.
+    pub runtime: PathBuf,
+    /// `--instance`: prefix of runtime ids and cgroups.
+    pub instance: String,
+}
+
+/// A started actor: its handle and, when the actor exposes one, its task.
+pub struct Running<T: ?Sized> {
+    handle: Arc<T>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// How to (re)start one actor.
+pub type Starter<T> =
+    Box<dyn Fn(CancellationToken) -> BoxFuture<'static, Result<Running<T>>> + Send + Sync>;
+
+/// The attach actor (no peers). Its task is internal: it stops when its handles are gone.
+pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
+    Box::new(move |_stop| {
+        let cfg = imagebus_attach::AttachConfig {
+            state_dir: dirs.state_dir.join("attach"),
+            run_dir: dirs.run_dir.join("attach"),
+        };
+        Box::pin(async move {
+            let (handle, report) = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux())
+                .await
+                .context("starting the attach actor")?;
+            tracing::info!(report = ?report, "attach actor started");
+            Ok(Running {
+                handle: Arc::new(handle) as Arc<dyn AttachModule>,
+                task: None,
+            })
+        })
+    })
+}
+
+/// The mount actor, reaching attach through `attach`.
+pub fn mount_starter(dirs: ActorDirs, attach: Arc<dyn AttachModule>) -> Starter<dyn MountModule> {
+    Box::new(move |stop| {
+        let cfg = imagebus_mount::MountConfig {
+            state_dir: dirs.state_dir.join("mount"),
+            run_dir: dirs.run_dir.join("mount"),
+        };
+        let attach = attach.clone();
+        Box::pin(async move {
+            let s = imagebus_mount::spawn(cfg, imagebus_mount::MountSys::linux(), attach, stop)
+                .await
+                .context("starting the mount actor")?;
+            tracing::info!(report = ?s.report, "mount actor started");
+            Ok(Running {
+                handle: Arc::new(s.handle) as Arc<dyn MountModule>,
+                task: Some(s.task),
+            })
+        })
+    })
+}
+
+/// The container actor, reaching mount through `mount`.
+pub fn container_starter(
+    dirs: ActorDirs,
+    mount: Arc<dyn MountModule>,
+) -> Starter<dyn ContainerModule> {
+    Box::new(move |stop| {
+        let mut cfg = imagebus_container::ContainerConfig::new(
+            dirs.state_dir.join("container"),
+            dirs.run_dir.join("container"),
+            dirs.log_dir.join("containers"),
+        );
+        cfg.runtime = dirs.runtime.clone();
+        cfg.instance = dirs.instance.clone();
+        let mount = mount.clone();
+        Box::pin(async move {
+            let sys = imagebus_container::ContainerSys::linux(&cfg);
+            let s = imagebus_container::spawn(cfg, sys, mount, stop)
+                .await
+                .context("starting the container actor")?;
+            tracing::info!("container actor started");
+            Ok(Running {
+                handle: Arc::new(s.handle) as Arc<dyn ContainerModule>,
+                task: Some(s.task),
+            })
+        })
+    })
+}
+
+/// First restart delay; doubles per failure up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An actor that ran this long before failing starts again from [`FIRST_BACKOFF`].
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Keeps `module`'s actor running in `slot` until `stop`; then stops it (bounded by
+/// `grace`) and empties the slot.
+pub async fn supervise<T: ?Sized + Send + Sync + 'static>(
+    module: &'static str,
+    start: Starter<T>,
+    slot: Arc<Slot<T>>,
+    registry: Arc<Registry>,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let actor_stop = stop.child_token();
+        let started = Instant::now();
+        match start(actor_stop.clone()).await {
+            Ok(Running { handle, task }) => {
+                slot.set(Some(handle));
+                registry.set_state(module, "running", failures > 0);
+                let Some(mut task) = task else {
+                    // No task to watch: the actor lives as long as its handle.
+                    stop.cancelled().await;
+                    slot.set(None);
+                    return;
+                };
+                tokio::select! {
+                    () = stop.cancelled() => {
+                        actor_stop.cancel();
+                        slot.set(None);
+                        if tokio::time::timeout(grace, &mut task).await.is_err() {
+                            tracing::warn!(module, "actor did not stop in time; aborting it");
+                            task.abort();
+                        }
+                        return;
+                    }
+                    res = &mut task => {
+                        slot.set(None);
+                        if stop.is_cancelled() {
+                            return;
+                        }
+                        match res {
+                            Err(e) if e.is_panic() => tracing::error!(module, "actor panicked"),
+                            _ => tracing::error!(module, "actor stopped unexpectedly"),
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(module, error = format!("{e:#}"), "actor failed to start"),
+        }
+        if started.elapsed() > HEALTHY_AFTER {
+            failures = 0;
+        }
+        let delay = backoff(failures);
+        failures = failures.saturating_add(1);
+        registry.set_state(module, "restarting", false);
+        tracing::info!(module, delay = ?delay, "restarting actor");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Delay before restart number `failures` (0-based).
+pub fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << failures.min(16))
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagebus_schema::system::ModuleInfo;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(20), MAX_BACKOFF);
+    }
+
+    struct Probe(u32);
+
+    #[tokio::test]
+    async fn a_failing_actor_is_restarted_into_the_slot() {
+        let registry = Arc::new(Registry::default());
+        registry.set(ModuleInfo {
+            module: "x".into(),
+            objects: vec![],
+            workers: 1,
+            state: "starting".into(),
+            restarts: 0,
+        });
+        let slot: Arc<Slot<Probe>> = Arc::new(Slot::new("x"));
+        let starts = Arc::new(AtomicU32::new(0));
+        let counter = starts.clone();
+        // Generation 1 panics at once; generation 2 runs until stopped.
+        let start: Starter<Probe> = Box::new(move |stop: CancellationToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                let task = tokio::spawn(async move {
+                    if n == 1 {
+                        panic!("generation 1 fails");
+                    }
+                    stop.cancelled().await;
+                });
+                Ok(Running {
+                    handle: Arc::new(Probe(n)),
+                    task: Some(task),
+                })
+            })
+        });
+        let stop = CancellationToken::new();
+        let sup = tokio::spawn(supervise(
+            "x",
+            start,
+            slot.clone(),
+            registry.clone(),
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let mut rx = slot.watch();
+        let up = async {
+            loop {
+                if rx.borrow_and_update().as_ref().is_some_and(|p| p.0 == 2) {
+                    break;
+                }
+                rx.changed().await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), up)
+            .await
+            .expect("generation 2 never came up");
+        let m = &registry.list()[0];
+        assert_eq!((m.state.as_str(), m.restarts), ("running", 1));
+        stop.cancel();
+        sup.await.unwrap();
+        assert!(slot.get().is_err(), "the slot is emptied on stop");
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+    }
+}
