@@ -686,3 +686,35 @@ async fn stopped_actor_is_unavailable() {
     .expect("the actor did not stop within 5 s");
     assert_eq!(err.code, ErrorCode::Unavailable);
 }
+
+#[tokio::test]
+async fn a_state_file_of_another_version_refuses_to_start() {
+    let rig = Rig::new();
+    std::fs::create_dir_all(&rig.cfg.state_dir).unwrap();
+    std::fs::write(rig.cfg.state_file(), r#"{"version": 2, "data": {}}"#).unwrap();
+    let err = spawn(
+        rig.cfg.clone(),
+        rig.sys(),
+        Arc::new(rig.attach.clone()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, crate::MountError::State(_)), "{err}");
+    // Nothing was touched: the file is still there as it was.
+    let text = std::fs::read_to_string(rig.cfg.state_file()).unwrap();
+    assert!(text.contains("\"version\": 2"));
+    let bad = MountConfig {
+        run_dir: "relative".into(),
+        ..rig.cfg.clone()
+    };
+    let err = spawn(
+        bad,
+        rig.sys(),
+        Arc::new(rig.attach.clone()),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(RemoteError::from(err).code, ErrorCode::InvalidArgument);
+}
