@@ -13,7 +13,7 @@ use heck::ToSnakeCase;
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
-use syn::{parse_macro_input, Ident, ItemTrait, LitStr, Visibility};
+use syn::{Ident, ItemTrait, LitStr, Visibility};
 
 /// Turns an interface trait into a bus server dispatcher and a typed client stub.
 ///
@@ -53,13 +53,21 @@ use syn::{parse_macro_input, Ident, ItemTrait, LitStr, Visibility};
 /// - `#[bus(stream)] fn name(&self) -> EventStream<T>`: an event source, started once when
 ///   the server starts; its event name follows the same rule.
 ///
+/// The trait must have `Send + Sync` supertraits and no generics.
+///
 /// Anything else is a compile error, never silently skipped: other receivers (`self`,
 /// `&mut self`, none), non-async methods, generics, other return types, non-identifier
 /// argument patterns, borrowed or `impl Trait` types, default bodies, stream methods with
 /// arguments, duplicate wire names, associated consts or types.
 #[proc_macro_attribute]
 pub fn object(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let mut item = parse_macro_input!(item as ItemTrait);
+    let mut item = match syn::parse::<ItemTrait>(item) {
+        Ok(item) => item,
+        Err(e) => {
+            let msg = format!("#[object] goes on a trait declaration: {e}");
+            return syn::Error::new(e.span(), msg).to_compile_error().into();
+        }
+    };
     let mut args = ObjectArgs::default();
     let parser = syn::meta::parser(|meta| args.parse(meta));
     match syn::parse::Parser::parse(parser, attr) {

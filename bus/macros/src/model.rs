@@ -86,6 +86,19 @@ pub fn read(item: &mut ItemTrait) -> Result<Interface, syn::Error> {
     if let Some(unsafety) = &item.unsafety {
         errors.spanned(unsafety, "#[object] traits cannot be `unsafe`");
     }
+    for marker in ["Send", "Sync"] {
+        if !has_supertrait(item, marker) {
+            errors.spanned(
+                &item.ident,
+                format!(
+                    "#[object] traits must have `Send + Sync` supertraits (`trait {}: Send + Sync`): \
+                     objects are shared between concurrent calls and served as `Arc<dyn {}>`",
+                    item.ident, item.ident
+                ),
+            );
+            break;
+        }
+    }
     let mut iface = Interface {
         methods: Vec::new(),
         streams: Vec::new(),
@@ -165,6 +178,12 @@ fn read_fn(f: &mut TraitItemFn, iface: &mut Interface, errors: &mut Errors) {
             Pat::Ident(pi)
                 if pi.by_ref.is_none() && pi.mutability.is_none() && pi.subpat.is_none() =>
             {
+                if pi.ident.to_string().starts_with("__") {
+                    errors.spanned(
+                        &pi.ident,
+                        "argument names starting with `__` are reserved for generated code",
+                    );
+                }
                 Some(pi.ident.clone())
             }
             other => {
@@ -193,6 +212,14 @@ fn read_fn(f: &mut TraitItemFn, iface: &mut Interface, errors: &mut Errors) {
             ok,
         });
     }
+}
+
+/// Whether `item` lists `marker` (by its last path segment) among its supertraits.
+fn has_supertrait(item: &ItemTrait, marker: &str) -> bool {
+    item.supertraits.iter().any(|b| match b {
+        syn::TypeParamBound::Trait(t) => t.path.segments.last().is_some_and(|s| s.ident == marker),
+        _ => false,
+    })
 }
 
 /// Rejects generics, `const`/`unsafe`/`extern` and variadics.
@@ -395,7 +422,7 @@ mod tests {
     #[test]
     fn wire_names_are_pascal_case_unless_overridden() {
         let mut item: ItemTrait = parse_quote! {
-            trait T {
+            trait T: Send + Sync {
                 async fn get(&self) -> Result<u8, RemoteError>;
                 async fn list_all_things(&self, a: u8) -> Result<(), RemoteError>;
                 #[bus(name = "FarmID")]
@@ -421,7 +448,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_at_once() {
         let mut item: ItemTrait = parse_quote! {
-            trait T {
+            trait T: Send + std::marker::Sync {
                 fn a(&self) -> Result<u8, RemoteError>;
                 async fn b(self) -> Result<u8, RemoteError>;
                 async fn c(&self) -> u8;

@@ -1,0 +1,4 @@
+#[imagebus_bus::object(module = "m")]
+pub struct Iface;
+
+fn main() {}
