@@ -267,7 +267,11 @@ impl LoopDevices for LinuxLoopDevices {
             if err.raw_os_error() == Some(libc::ENXIO) {
                 return Ok(None);
             }
-            return Err(SysError::io("LOOP_GET_STATUS64", device_path(number), err));
+            // The kernel stats the backing file for this ioctl; a file on a dead FUSE
+            // server fails (ENOTCONN). The device is still bound: report what sysfs knows
+            // (no inode, no tag) so that owners can still find and free it.
+            tracing::debug!(number, error = %err, "LOOP_GET_STATUS64 failed; using sysfs only");
+            info = zeroed_info();
         }
         Ok(Some(LoopDevice {
             number,
@@ -293,8 +297,11 @@ impl LoopDevices for LinuxLoopDevices {
             let Ok(number) = n.parse::<u32>() else {
                 continue;
             };
-            if let Some(d) = self.status(number)? {
-                out.push(d);
+            // One unreadable device must not hide the others.
+            match self.status(number) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(number, error = %e, "skipping unreadable loop device"),
             }
         }
         out.sort_by_key(|d| d.number);
@@ -321,5 +328,49 @@ mod tests {
     fn struct_sizes_match_the_kernel() {
         assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
         assert_eq!(std::mem::size_of::<LoopConfig>(), 304);
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+
+    /// Real kernel (needs root): a device bound by someone else (`losetup`) is listed with
+    /// its backing file, ours with our tag.
+    #[test]
+    fn list_sees_foreign_and_own_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("img");
+        fs::write(&f, vec![0u8; 1 << 20]).unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-r", "-f", "--show"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let foreign = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let ours = LinuxLoopDevices.attach(&LoopAttach {
+            file: f.clone(),
+            read_only: true,
+            autoclear: false,
+            tag: "imagebus-test".into(),
+        });
+        let list = LinuxLoopDevices.list();
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &foreign])
+            .status();
+        let ours = ours.unwrap();
+        LinuxLoopDevices.detach(ours.number).unwrap();
+        let list = list.unwrap();
+        let mine: Vec<_> = list.iter().filter(|d| d.backing_file == f).collect();
+        assert_eq!(mine.len(), 2, "{list:?}");
+        assert!(
+            mine.iter().any(|d| d.device == PathBuf::from(&foreign)),
+            "{list:?}"
+        );
+        assert!(
+            mine.iter().any(|d| d.tag == "imagebus-test" && d.read_only),
+            "{list:?}"
+        );
+        assert_eq!(LinuxLoopDevices.status(ours.number).unwrap(), None);
     }
 }

@@ -240,3 +240,82 @@ async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
     env.assert_clean();
     assert_eq!(rbd_dir_entries(&env), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn orphan_rbd_fuse_mount_and_loop_are_cleaned_and_reported() {
+    let ceph = ceph();
+    let env = Env::new("ib-attach-ceph-orphan-");
+    let image = unique_image(&ceph);
+    let (attach, _) = env.start().await;
+    let info = attach
+        .attach(
+            rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, false),
+            None,
+        )
+        .await
+        .unwrap();
+    drop(attach);
+
+    // What a crash in the middle of an rbd attach leaves: a directory with a config, an
+    // rbd-fuse serving it, and an untagged loop device on its file, none of them recorded.
+    let orphan = env.cfg.rbd_dir().join("999");
+    std::fs::create_dir_all(orphan.join("mnt")).unwrap();
+    let conf = env
+        .cfg
+        .rbd_dir()
+        .join(info.id.to_string())
+        .join("ceph.conf");
+    std::fs::copy(&conf, orphan.join("ceph.conf")).unwrap();
+    let mut fuse = std::process::Command::new("rbd-fuse")
+        .args(["-f", "-c"])
+        .arg(orphan.join("ceph.conf"))
+        .args(["-p", &ceph.pool, "-r", &image, "-o", "ro"])
+        .arg(orphan.join("mnt"))
+        .env("CEPH_ARGS", format!("--id {}", ceph.rw_user))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting rbd-fuse (install rbd-fuse)");
+    let file = orphan.join("mnt").join(&image);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !file.is_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphan rbd-fuse never exposed the image"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = std::process::Command::new("losetup")
+        .args(["-r", "-f", "--show"])
+        .arg(&file)
+        .output();
+    let orphan_loop = String::from_utf8_lossy(&out.unwrap().stdout)
+        .trim()
+        .to_string();
+    assert!(orphan_loop.starts_with("/dev/loop"), "losetup failed");
+    assert_eq!(env.loops().len(), 2);
+
+    let (attach, report) = env.start().await;
+    let _ = fuse.wait();
+    assert_eq!(report.kept, vec![info.id], "{report}");
+    let cleaned = report.cleaned.join("\n");
+    for what in [
+        orphan_loop.as_str(),
+        "rbd-fuse process",
+        "FUSE mount",
+        "directory",
+    ] {
+        assert!(cleaned.contains(what), "{what} not reported: {report}");
+    }
+    assert!(!orphan.exists());
+    assert_eq!(
+        env.loops().len(),
+        1,
+        "only the recorded attachment's loop device remains"
+    );
+    assert_eq!(imagebus_tests::ceph::rbd_fuse_under(env.path()).len(), 1);
+    assert_device_holds_image(&info.device);
+
+    attach.detach(Selector::Id(info.id), false).await.unwrap();
+    env.assert_clean();
+}

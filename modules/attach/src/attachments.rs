@@ -11,9 +11,9 @@ use imagebus_schema::attach::{AttachInfo, AttachSource, AttachSpec, RbdSource};
 use imagebus_schema::common::validate_name;
 use imagebus_schema::{Holder, Selector};
 use imagebus_sys::proc::Reaped;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
 /// All attachments of one state directory.
@@ -23,7 +23,12 @@ pub struct Attachments {
     pub(crate) sys: AttachSys,
     pub(crate) store: Store,
     pub(crate) db: Db,
+    /// When a failed rbd-fuse restart may be tried again, by attachment id.
+    pub(crate) retry_after: BTreeMap<u64, Instant>,
 }
+
+/// How long to wait before restarting an rbd-fuse whose restart failed.
+const RETRY_BACKOFF: Duration = Duration::from_secs(30);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -63,6 +68,7 @@ impl Attachments {
             sys,
             store,
             db,
+            retry_after: BTreeMap::new(),
         };
         let report = this.reconcile()?;
         Ok((this, report))
@@ -344,7 +350,11 @@ impl Attachments {
                 loop_number,
             } => {
                 let tag = self.db.loop_tag(record.id);
-                if drivers::loopdev::present(&self.sys, *loop_number, &tag, &PathBuf::new(), None) {
+                let image = match &record.source {
+                    AttachSource::Rbd(src) => src.image.as_str(),
+                    _ => "",
+                };
+                if rbd_fuse::loop_is_ours(&self.sys, *loop_number, &tag, dir, image) {
                     drivers::loopdev::detach(&self.sys, *loop_number)?;
                 }
                 rbd_fuse::stop(&self.sys, *pid, dir);
@@ -368,16 +378,26 @@ impl Attachments {
                 _ => None,
             })
             .collect();
+        let now = Instant::now();
         for id in dead {
+            if self.retry_after.get(&id).is_some_and(|t| now < *t) {
+                continue;
+            }
             warn!(id, "rbd-fuse of attachment exited; restarting it");
             match self.revive_fuse(id) {
                 Ok(()) => {
+                    self.retry_after.remove(&id);
                     if let Err(e) = self.store.save(&self.db) {
                         warn!(error = %e, "saving attach state");
                     }
                 }
-                Err(e) => warn!(id, error = %e, "could not restart rbd-fuse"),
+                Err(e) => {
+                    warn!(id, error = %e, "could not restart rbd-fuse; retrying in 30 s");
+                    self.retry_after.insert(id, now + RETRY_BACKOFF);
+                }
             }
         }
+        self.retry_after
+            .retain(|id, _| self.db.records.contains_key(id));
     }
 }

@@ -160,7 +160,9 @@ impl Attachments {
             return Ok(());
         };
         let tag = self.db.loop_tag(id);
-        let _ = drivers::loopdev::detach(&self.sys, *loop_number);
+        if rbd_fuse::loop_is_ours(&self.sys, *loop_number, &tag, dir, &src.image) {
+            drivers::loopdev::detach(&self.sys, *loop_number)?;
+        }
         rbd_fuse::stop(&self.sys, *pid, dir);
         let new_pid = rbd_fuse::start(&self.sys, dir, src)?;
         let dev = match rbd_fuse::bind_loop(&self.sys, dir, src, tag) {

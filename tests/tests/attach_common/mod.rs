@@ -65,7 +65,15 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        self.scratch.sweep();
+        // Loop devices first: once a FUSE mount is (lazily) unmounted, sysfs shows the
+        // backing file of a loop device on it relative to that mount, and it cannot be found
+        // by path any more. Then rbd-fuse, then mounts.
+        for (dev, _) in self.loops() {
+            let _ = std::process::Command::new("losetup")
+                .arg("-d")
+                .arg(dev)
+                .status();
+        }
         kill_rbd_fuse_under(self.scratch.path());
         self.scratch.sweep();
     }

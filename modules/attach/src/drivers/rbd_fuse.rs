@@ -248,6 +248,21 @@ pub fn is_ours(sys: &AttachSys, pid: u32, dir: &Path) -> bool {
             .is_some_and(|c| c.first().is_some_and(|a| a.ends_with("rbd-fuse")) && c.contains(&mnt))
 }
 
+/// Whether `/dev/loop<number>` is the loop device of the attachment in `dir`: it carries
+/// `tag`, or — when the kernel cannot stat a file on a dead FUSE server and so reports no
+/// tag — its backing file is the image file in `dir` (or, once that FUSE mount was lazily
+/// unmounted, the bare `/<image>` the kernel shows for a detached mount).
+pub fn loop_is_ours(sys: &AttachSys, number: u32, tag: &str, dir: &Path, image: &str) -> bool {
+    match sys.loops.status(number) {
+        Ok(Some(d)) if d.tag == tag => true,
+        Ok(Some(d)) if d.tag.is_empty() => {
+            d.backing_file == mnt_path(dir).join(image)
+                || d.backing_file == Path::new("/").join(image)
+        }
+        _ => false,
+    }
+}
+
 /// Binds the FUSE image file to a loop device.
 pub fn bind_loop(
     sys: &AttachSys,
