@@ -327,3 +327,47 @@ async fn defaults_without_arguments() {
     let v: Vec<String> = call(&s, "Echo", vec![arg(vec!["x", "y"])]).await;
     assert_eq!(v, ["x", "y"]);
 }
+
+/// An event whose encoding fails when `ok` is false.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Flaky {
+    ok: bool,
+}
+
+impl Serialize for Flaky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.ok {
+            s.serialize_bool(true)
+        } else {
+            Err(serde::ser::Error::custom("refuses to encode"))
+        }
+    }
+}
+
+/// Events that do not all encode.
+#[imagebus_bus::object(module = "sample")]
+pub trait FlakyEvents: Send + Sync {
+    /// ok, bad, ok.
+    #[bus(stream)]
+    fn events(&self) -> EventStream<Flaky>;
+}
+
+struct FlakySource;
+
+impl FlakyEvents for FlakySource {
+    fn events(&self) -> EventStream<Flaky> {
+        let items = [true, false, true].map(|ok| Flaky { ok });
+        Box::pin(futures::stream::iter(items))
+    }
+}
+
+#[tokio::test]
+async fn events_that_do_not_encode_are_skipped_not_fatal() {
+    let s = FlakyEventsServer::new(Arc::new(FlakySource));
+    assert!(s.methods().is_empty());
+    let mut sources = s.streams();
+    assert_eq!(sources.len(), 1);
+    let values: Vec<Vec<u8>> = sources.remove(0).values.collect().await;
+    let t = encode_value(&true).expect("encodes");
+    assert_eq!(values, vec![t.clone(), t]);
+}
