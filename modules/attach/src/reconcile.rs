@@ -246,9 +246,8 @@ impl Attachments {
                 _ => None,
             })
             .collect();
-        let rbd_text = rbd_dir.display().to_string();
         for (pid, cmd) in self.sys.procs.find("rbd-fuse") {
-            let ours = cmd.iter().any(|a| a.starts_with(&rbd_text));
+            let ours = cmd.iter().any(|a| Path::new(a).starts_with(&rbd_dir));
             if ours && !owned_pids.contains(&pid) {
                 let _ = self.sys.procs.signal(pid, Signal::Kill);
                 let _ = self.sys.procs.reap(pid);
