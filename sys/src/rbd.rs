@@ -80,10 +80,12 @@ impl Default for LinuxRbdBus {
 
 /// The krbd add string (without secrets; `key=` names the keyring key).
 pub fn add_string(req: &RbdMap) -> String {
-    let mut opts = vec![
-        format!("name={}", req.user),
-        format!("key={}", req.key_name),
-    ];
+    add_string_with(req, &format!("key={}", req.key_name))
+}
+
+/// The add string with `auth` (`key=DESC` or, as a fallback, `secret=BASE64`).
+fn add_string_with(req: &RbdMap, auth: &str) -> String {
+    let mut opts = vec![format!("name={}", req.user), auth.to_string()];
     if req.read_only || req.snapshot.is_some() {
         opts.push("ro".into());
     }
@@ -202,11 +204,21 @@ impl RbdBus for LinuxRbdBus {
 
     fn map(&self, req: &RbdMap, secret: &str) -> SysResult<RbdDevice> {
         let payload = decode_base64(secret)?;
-        let serial = add_ceph_key(&req.key_name, &payload)?;
-        let result = self.write(["add_single_major", "add"], &add_string(req));
-        // The kernel copied the key during the add; it is not needed any more.
-        drop_key(serial);
-        result?;
+        match add_ceph_key(&req.key_name, &payload) {
+            Ok(serial) => {
+                let result = self.write(["add_single_major", "add"], &add_string(req));
+                // The kernel copied the key during the add; it is not needed any more.
+                drop_key(serial);
+                result?;
+            }
+            Err(e) => {
+                // No keyring (e.g. CONFIG_KEYS off): the secret goes in the add string and
+                // ends up in the root-only `config_info`. The string itself is never logged.
+                tracing::warn!(error = %e, "kernel keyring unavailable; passing the rbd secret inline");
+                let auth = format!("secret={secret}");
+                self.write(["add_single_major", "add"], &add_string_with(req, &auth))?;
+            }
+        }
         let snap = req.snapshot.clone().unwrap_or_else(|| "-".into());
         let ns = req.namespace.clone().unwrap_or_default();
         self.list()?
