@@ -60,6 +60,11 @@ impl RedisFixture {
         self.tcp_port.map(|p| format!("redis://127.0.0.1:{p}"))
     }
 
+    /// Process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The unix socket path.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -211,7 +211,7 @@ async fn slow_method_does_not_block_other_objects() {
         assert_eq!(pong, "pong");
     }
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(2),
         "took {:?}",
         started.elapsed()
     );

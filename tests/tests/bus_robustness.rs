@@ -132,7 +132,7 @@ async fn malformed_payloads_get_a_protocol_error_and_do_not_stall_the_server() {
         .unwrap();
     assert_eq!(sum, 2.0);
     assert!(
-        started.elapsed() < Duration::from_millis(500),
+        started.elapsed() < Duration::from_millis(1500),
         "no stall: {:?}",
         started.elapsed()
     );

@@ -47,6 +47,8 @@ struct Run {
     elapsed: Duration,
     micros: Vec<u32>,
     errors: usize,
+    /// CPU seconds used meanwhile by this process (client and server) and by redis-server.
+    cpu: (f64, f64),
 }
 
 impl Run {
@@ -62,14 +64,16 @@ impl Run {
         };
         let rate = self.micros.len() as f64 / self.elapsed.as_secs_f64();
         format!(
-            "| {:<6} | {:<28} | {:>7} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} |",
+            "| {:<6} | {:<28} | {:>7} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} | {:>9.0}% | {:>9.0}% |",
             self.transport,
             self.what,
             self.callers,
             rate,
             pct(0.50),
             pct(0.99),
-            self.errors
+            self.errors,
+            100.0 * self.cpu.0 / self.elapsed.as_secs_f64(),
+            100.0 * self.cpu.1 / self.elapsed.as_secs_f64(),
         )
     }
 }
@@ -126,7 +130,23 @@ where
         elapsed,
         micros,
         errors,
+        cpu: (0.0, 0.0),
     }
+}
+
+/// utime + stime of a process, in seconds (from /proc/<pid>/stat, 100 ticks/s).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of (this process, redis-server) at this moment.
+fn cpu_now(redis_pid: &str) -> (f64, f64) {
+    (cpu_seconds("self"), cpu_seconds(redis_pid))
 }
 
 async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, BoxError> {
@@ -254,6 +274,10 @@ async fn main() -> Result<(), BoxError> {
     let workers = usize::try_from(flag(&args, "--workers", 16))?;
     let redis = RedisFixture::try_start(true)?;
     let tcp = redis.tcp_url().ok_or("no tcp url")?;
+    let redis_pid = redis
+        .pid()
+        .ok_or("redis-server is not running")?
+        .to_string();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -261,13 +285,18 @@ async fn main() -> Result<(), BoxError> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         redis.socket().display()
     )?;
-    writeln!(out, "| conn   | what                         | callers |   calls/s | p50 (ms) | p99 (ms) | errors |")?;
-    writeln!(out, "|--------|------------------------------|---------|-----------|----------|----------|--------|")?;
+    writeln!(out, "| conn   | what                         | callers |   calls/s | p50 (ms) | p99 (ms) | errors | bench CPU | redis CPU |")?;
+    writeln!(out, "|--------|------------------------------|---------|-----------|----------|----------|--------|-----------|-----------|")?;
     for (transport, url) in [("unix", redis.url()), ("tcp", tcp.clone())] {
         for callers in [1, 16] {
+            let c0 = cpu_now(&redis_pid);
             let mut run = baseline(&url, transport, callers, workers, secs).await?;
+            let c1 = cpu_now(&redis_pid);
+            run.cpu = (c1.0 - c0.0, c1.1 - c0.1);
             writeln!(out, "{}", run.row())?;
             let mut run = bus(&url, transport, callers, workers, secs).await?;
+            let c2 = cpu_now(&redis_pid);
+            run.cpu = (c2.0 - c1.0, c2.1 - c1.1);
             writeln!(out, "{}", run.row())?;
             out.flush()?;
         }
