@@ -364,7 +364,8 @@ mod kernel_tests {
         let mine: Vec<_> = list.iter().filter(|d| d.backing_file == f).collect();
         assert_eq!(mine.len(), 2, "{list:?}");
         assert!(
-            mine.iter().any(|d| d.device.as_os_str() == foreign.as_str()),
+            mine.iter()
+                .any(|d| d.device.as_os_str() == foreign.as_str()),
             "{list:?}"
         );
         assert!(
