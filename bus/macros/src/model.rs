@@ -1,7 +1,7 @@
 //! Reads an interface trait into a checked model. Everything the macro cannot serve is a
 //! span-targeted error here; nothing is skipped.
 
-use crate::attr::{take_method_args, MethodArgs};
+use crate::attr::take_method_args;
 use heck::ToUpperCamelCase;
 use quote::ToTokens;
 use std::collections::HashMap;
@@ -123,8 +123,9 @@ fn read_fn(f: &mut TraitItemFn, iface: &mut Interface, errors: &mut Errors) {
     let args = match take_method_args(&mut f.attrs) {
         Ok(a) => a,
         Err(e) => {
+            // Without knowing whether it is a stream, further checks would only add noise.
             errors.push(e);
-            MethodArgs::default()
+            return;
         }
     };
     let sig = &f.sig;
