@@ -185,3 +185,101 @@ async fn referenced_image_survives_its_overlay_and_binds_read_inside() {
     assert_no_leaks(&scratch, &stack.cfg);
     stack.stop().await;
 }
+
+fn mkfs(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running {program} ({e}): install erofs-utils/e2fsprogs/xfsprogs")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sparse(path: &Path, size: u64) {
+    fs::File::create(path).unwrap().set_len(size).unwrap();
+}
+
+fn image_rw(path: &Path, loop_read_only: bool) -> imagebus_schema::mount::MountSpec {
+    use imagebus_schema::attach::{AttachSource, LoopSource};
+    use imagebus_schema::mount::MountSource;
+    let mut spec = image_on_loop(path);
+    if let MountSource::Image(i) = &mut spec.source {
+        i.read_only = false;
+        if let imagebus_schema::attach::AttachRef::Inline(a) = &mut i.attach {
+            a.source = AttachSource::Loop(LoopSource {
+                path: path.into(),
+                read_only: loop_read_only,
+            });
+        }
+    }
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erofs_ext4_and_xfs_are_detected_and_read_only_devices_force_ro() {
+    let scratch = KernelScratch::new("ib-mount-fstypes-");
+    let dir = scratch.path();
+    let content = dir.join("content");
+    fs::create_dir_all(content.join("etc")).unwrap();
+    fs::write(content.join("etc/layer"), "fs\n").unwrap();
+    let erofs = dir.join("img.erofs");
+    mkfs(
+        "mkfs.erofs",
+        &["-d0", erofs.to_str().unwrap(), content.to_str().unwrap()],
+    );
+    let ext4 = dir.join("img.ext4");
+    sparse(&ext4, 32 << 20);
+    mkfs(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-d",
+            content.to_str().unwrap(),
+            ext4.to_str().unwrap(),
+        ],
+    );
+    let xfs = dir.join("img.xfs");
+    sparse(&xfs, 320 << 20);
+    mkfs("mkfs.xfs", &["-q", "-f", xfs.to_str().unwrap()]);
+    let stack = Stack::start(dir).await.unwrap();
+    let m = stack.mount.clone();
+
+    for (image, fs_type, read_only, writable) in [
+        (&erofs, "erofs", false, false),
+        (&ext4, "ext4", false, true),
+        (&ext4, "ext4", true, false),
+        (&xfs, "xfs", false, true),
+    ] {
+        let what = format!("{fs_type} (loop read_only={read_only})");
+        let info = m
+            .mount(image_rw(image, read_only), None)
+            .await
+            .expect(&what);
+        assert_eq!(info.fs_type, fs_type, "{what}");
+        assert_eq!(info.read_only, !writable, "{what}");
+        let entries = mounts_under(dir);
+        let e = entries
+            .iter()
+            .find(|e| e.mount_point == info.mountpoint)
+            .expect(&what);
+        assert_eq!(e.fs_type, fs_type, "{what}");
+        assert_eq!(e.is_read_only(), !writable, "{what}: {:?}", e.options);
+        if fs_type != "xfs" {
+            assert_eq!(
+                fs::read_to_string(info.mountpoint.join("etc/layer")).unwrap(),
+                "fs\n"
+            );
+        }
+        let wrote = fs::write(info.mountpoint.join("written"), "x").is_ok();
+        assert_eq!(wrote, writable, "{what}");
+        m.unmount(Selector::Id(info.id), false).await.unwrap();
+        assert_no_leaks(&scratch, &stack.cfg);
+    }
+    stack.stop().await;
+}
