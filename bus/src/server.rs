@@ -258,3 +258,66 @@ async fn publish(
     }
     tracing::debug!(%channel, "event source ended");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{DispatchError, Reply};
+    use serde_bytes::ByteBuf;
+
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl Object for Named {
+        fn id(&self) -> ObjectId {
+            ObjectId::parse(self.0)
+        }
+        fn methods(&self) -> &'static [&'static str] {
+            &[]
+        }
+        async fn dispatch(&self, m: &str, _: Vec<ByteBuf>) -> Result<Reply, DispatchError> {
+            Err(DispatchError::UnknownMethod(m.into()))
+        }
+    }
+
+    fn server() -> Server {
+        let broker = Broker::parse("unix:///nonexistent/redis.sock").unwrap();
+        Server {
+            module: "m".into(),
+            client: redis::Client::open(broker.connection_info().clone()).unwrap(),
+            broker,
+            control: None,
+            workers: 1,
+            shutdown_grace: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            objects: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn register_rejects_duplicates_and_the_status_id() {
+        let mut s = server();
+        s.register(Named("a@1")).unwrap();
+        s.register(Named("a@2")).unwrap();
+        assert!(matches!(
+            s.register(Named("a@1")),
+            Err(ServerError::Duplicate(_))
+        ));
+        assert!(matches!(
+            s.register(Named("zbus@1.0")),
+            Err(ServerError::Reserved(_))
+        ));
+        assert_eq!(s.objects.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn build_fails_clearly_when_redis_is_absent() {
+        let err = Server::builder("unix:///nonexistent/redis.sock", "m")
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServerError::Connect { .. }), "{err}");
+        let err = Server::builder("http://x", "m").build().await.unwrap_err();
+        assert!(matches!(err, ServerError::Broker(_)), "{err}");
+    }
+}
