@@ -54,8 +54,8 @@ fn main() {
     let _: &Arc<dyn ThingModule> = server.inner();
     let _: &str = ThingModuleStub::MODULE;
     let _ = |client: imagebus_bus::Client| -> Arc<dyn ThingModule> {
-        let stub = ThingModuleStub::new(client.clone())
-            .with_timeout(std::time::Duration::from_secs(1));
+        let stub =
+            ThingModuleStub::new(client.clone()).with_timeout(std::time::Duration::from_secs(1));
         let _other = ThingModuleStub::with_module(client, "elsewhere");
         Arc::new(stub)
     };
