@@ -17,6 +17,49 @@ pub fn print_json(value: &Json, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints rows under headers, columns padded to their widest cell.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", line(headers.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints any serializable value as JSON (pretty, or compact with `--json`).
+pub fn print_value<T: serde::Serialize>(value: &T, json: bool) -> anyhow::Result<()> {
+    print_json(&serde_json::to_value(value)?, json)
+}
+
+/// Parses a JSON request body given on the command line into a typed spec; a bad body is
+/// `InvalidArgument` (checked here, before anything is sent).
+pub fn parse_spec<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &str,
+) -> Result<T, RemoteError> {
+    serde_json::from_str(text)
+        .map_err(|e| RemoteError::invalid_argument(format!("{what} is not a valid spec: {e}")))
+}
+
 /// The one-line error text: `<Code>: <message>` for bus errors found anywhere in the chain,
 /// else the error and its causes joined by ": ".
 pub fn error_line(err: &anyhow::Error) -> String {

@@ -70,6 +70,14 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A container instance name unique to this test process and call (runtime ids and
+/// cgroups of parallel daemons must not collide).
+pub fn instance() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("ibt{}-{n}", std::process::id())
+}
+
 /// Output of a CLI run, decoded.
 #[derive(Debug)]
 pub struct CliOutput {
@@ -141,9 +149,15 @@ impl Daemon {
     /// Spawns imagebusd without waiting. `broker` None leaves --broker unset and points the
     /// default broker at a socket that does not exist (so a private broker is started).
     pub fn spawn(broker: Option<&str>, extra: &[&str]) -> Self {
+        Self::spawn_in(Path::new("/tmp"), broker, extra)
+    }
+
+    /// [`Daemon::spawn`] with its directories under `parent` (e.g. a `KernelScratch`, so
+    /// that its sweep catches mounts the daemon left behind).
+    pub fn spawn_in(parent: &Path, broker: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ibd")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("temp dir");
         let log = std::fs::File::create(dir.path().join("imagebusd.log")).expect("log file");
         let mut cmd = Command::new(bin("imagebusd"));
@@ -156,6 +170,10 @@ impl Daemon {
             .arg(dir.path().join("run"))
             .arg("--state-dir")
             .arg(dir.path().join("state"))
+            .arg("--log-dir")
+            .arg(dir.path().join("log"))
+            .arg("--instance")
+            .arg(instance())
             .args(["--heartbeat", "200ms", "--workers", "2"])
             .env(
                 "IMAGEBUS_DEFAULT_BROKER",
@@ -250,10 +268,47 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Best effort: force-deletes every container this daemon knows (only when its runtime
+    /// directory shows any), so a failed test leaves no container running.
+    pub fn remove_containers(&self) {
+        let runc = self.run_dir().join("container").join("runc");
+        let any = std::fs::read_dir(&runc)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        let state = self.dir.path().join("state").join("container");
+        let recorded = std::fs::read_dir(&state)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if !any && !recorded {
+            return;
+        }
+        let Some(url) = self.broker.clone().or_else(|| self.recorded_broker()) else {
+            return;
+        };
+        let out = cli(&url, &["--json", "--timeout", "5s", "ps"]);
+        let ids: Vec<u64> = serde_json::from_str::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["id"].as_u64())
+            .collect();
+        for id in ids {
+            let _ = cli(
+                &url,
+                &["--timeout", "20s", "rm", "--force", &id.to_string()],
+            );
+        }
+    }
+}
+
 impl Drop for Daemon {
-    /// SIGTERM (so a private broker is stopped too), SIGKILL after 5 s, and a SHUTDOWN for a
-    /// private redis-server that outlived a killed daemon.
+    /// Force-deletes containers left running (they outlive the daemon by design), then
+    /// SIGTERM (so a private broker is stopped too), SIGKILL after 5 s, and a SHUTDOWN for
+    /// a private redis-server that outlived a killed daemon.
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_containers();
+        }
         if self.child.is_some() {
             let _ = Command::new("kill")
                 .arg("-TERM")

@@ -1,6 +1,10 @@
 //! Execution of each command; arguments are in `crate::args`.
 
+mod attach;
 mod call;
+mod container;
+mod container_io;
+mod mount;
 mod ping;
 mod status;
 mod watch;
@@ -17,6 +21,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(a) => status::run(g, a).await,
         Command::Watch(a) => watch::run(g, a).await,
         Command::Ping => ping::run(g).await,
+        Command::Attach(c) => attach::run(g, c).await,
+        Command::Mount(c) => mount::run(g, c).await,
+        Command::Run(a) => container::run(g, a).await,
+        Command::Ps(a) => container::ps(g, a).await,
+        Command::Inspect(a) => container::inspect(g, a).await,
+        Command::Start(a) => container::start(g, a).await,
+        Command::Stop(a) => container::stop(g, a).await,
+        Command::Rm(a) => container::rm(g, a).await,
+        Command::Logs(a) => container_io::logs(g, a).await,
+        Command::Exec(a) => container_io::exec(g, a).await,
+        Command::Events(a) => container_io::events(g, a).await,
     }
 }
 

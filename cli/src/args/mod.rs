@@ -1,5 +1,13 @@
 //! Command-line arguments of `imagebus` (clap derive). Execution is in `commands/`.
 
+mod container;
+mod store;
+
+pub use container::{
+    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs, TargetArgs,
+};
+pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
+
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +69,31 @@ pub enum Command {
     Watch(WatchArgs),
     /// Round-trip `imagebus.system@1.Ping` and print the daemon's version.
     Ping,
+    /// Block devices (`attach.attach@1`): create, get, list, rm.
+    #[command(subcommand)]
+    Attach(AttachCommand),
+    /// Filesystems (`mount.mount@1`): create, get, list, rm.
+    #[command(subcommand)]
+    Mount(MountCommand),
+    /// Create and start a container in one call, rootfs nested inline (image file → loop →
+    /// squashfs → overlay) or an existing mount.
+    Run(Box<RunArgs>),
+    /// List containers as a table (or JSON with --json).
+    Ps(PsArgs),
+    /// One container as JSON.
+    Inspect(TargetArgs),
+    /// Start a created or exited container.
+    Start(TargetArgs),
+    /// Stop a container (its stop signal, then SIGKILL after the timeout).
+    Stop(StopArgs),
+    /// Delete a container (and its inline mounts and attachments).
+    Rm(RmArgs),
+    /// Print a container's log; -f follows it.
+    Logs(LogsArgs),
+    /// Run a command in a running container; exits with its exit code.
+    Exec(ExecArgs),
+    /// Follow container state changes, one line each.
+    Events(EventsArgs),
 }
 
 /// `imagebus call`.

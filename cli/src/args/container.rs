@@ -1,0 +1,161 @@
+//! Arguments of the container commands.
+
+use clap::Args as ClapArgs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `imagebus run`.
+#[derive(Debug, ClapArgs)]
+#[command(group = clap::ArgGroup::new("rootfs").required(true).multiple(false).args(["image", "mount", "spec"]))]
+pub struct RunArgs {
+    /// Unique name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Group (zos tenant namespace).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Root filesystem image (squashfs, erofs, ext4): loop-attached, mounted and covered
+    /// by an ephemeral writable overlay, all inline (removed with the container).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Use an existing mount (id or name) as the root filesystem.
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Option<String>,
+    /// With --image: mount it read-only without the writable overlay.
+    #[arg(long, requires = "image")]
+    pub read_only: bool,
+    /// `KEY=VALUE` environment; repeatable.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// Hostname (own UTS namespace).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// `UID[:GID]` to run the init as.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// systemd mode (container= env, tmpfs /run and /tmp, SIGRTMIN+3 to stop).
+    #[arg(long)]
+    pub systemd: bool,
+    /// Only create it (state `created`); `imagebus start` runs it.
+    #[arg(long)]
+    pub created: bool,
+    /// `host`, `private` or the name of a namespace under /var/run/netns.
+    #[arg(long, default_value = "host")]
+    pub net: String,
+    /// `SOURCE:TARGET[:ro]` bind mount; repeatable.
+    #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
+    pub binds: Vec<String>,
+    /// CPU limit in millicores (1000 = one CPU).
+    #[arg(long, value_name = "MILLIS")]
+    pub cpu_millis: Option<u32>,
+    /// Memory limit in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub memory: Option<u64>,
+    /// Capability to add (e.g. CAP_NET_ADMIN); repeatable.
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Capability to drop; repeatable.
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Stop signal (e.g. SIGTERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Wait after the stop signal before SIGKILL.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub stop_timeout: Option<Duration>,
+    /// The whole `ContainerSpec` as JSON (flags above are then not allowed).
+    #[arg(long = "spec", value_name = "JSON", conflicts_with_all = ["command", "env", "binds", "image", "mount"])]
+    pub spec: Option<String>,
+    /// The command and its arguments (a `--` before them is optional).
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "spec"
+    )]
+    pub command: Vec<String>,
+}
+
+/// `imagebus ps`.
+#[derive(Debug, ClapArgs)]
+pub struct PsArgs {
+    /// Only these states (created, running, stopping, exited, dead); repeatable.
+    #[arg(long = "state")]
+    pub states: Vec<String>,
+    /// Only this group.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+/// A container by id or name.
+#[derive(Debug, ClapArgs)]
+pub struct TargetArgs {
+    /// Id or name.
+    pub target: String,
+}
+
+/// `imagebus stop`.
+#[derive(Debug, ClapArgs)]
+pub struct StopArgs {
+    /// Id or name.
+    pub target: String,
+    /// Wait after the stop signal before SIGKILL (default: the container's).
+    #[arg(long = "time", short = 't', value_parser = humantime::parse_duration)]
+    pub grace: Option<Duration>,
+}
+
+/// `imagebus rm`.
+#[derive(Debug, ClapArgs)]
+pub struct RmArgs {
+    /// Id or name.
+    pub target: String,
+    /// Stop it first if it is running.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+/// `imagebus logs`.
+#[derive(Debug, ClapArgs)]
+pub struct LogsArgs {
+    /// Id or name.
+    pub target: String,
+    /// Keep printing new output until the container stops (or Ctrl-C).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<u32>,
+}
+
+/// `imagebus exec`.
+#[derive(Debug, ClapArgs)]
+pub struct ExecArgs {
+    /// Id or name.
+    pub target: String,
+    /// `KEY=VALUE` environment; repeatable.
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// `UID[:GID]`.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Kill the process after this long (default 30s).
+    #[arg(long = "kill-after", value_parser = humantime::parse_duration)]
+    pub kill_after: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `imagebus events`.
+#[derive(Debug, ClapArgs)]
+pub struct EventsArgs {
+    /// Exit after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+}

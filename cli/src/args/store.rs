@@ -1,0 +1,103 @@
+//! Arguments of `imagebus attach …` and `imagebus mount …`.
+
+use clap::{Args as ClapArgs, Subcommand};
+use std::path::PathBuf;
+
+/// `imagebus attach`.
+#[derive(Debug, Subcommand)]
+pub enum AttachCommand {
+    /// Attach a device; prints the attachment.
+    Create(AttachCreate),
+    /// One attachment by id or name.
+    Get {
+        /// Id or name.
+        target: String,
+    },
+    /// Every attachment.
+    #[command(alias = "ls")]
+    List,
+    /// Drop the user reference; detaches when no other holder remains.
+    Rm(RemoveArgs),
+}
+
+/// `imagebus attach create`: flags for the common cases, or a full JSON spec.
+#[derive(Debug, ClapArgs)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["loop_file", "local", "spec"]))]
+pub struct AttachCreate {
+    /// Unique name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// An image file, attached on a loop device.
+    #[arg(long = "loop", value_name = "FILE")]
+    pub loop_file: Option<PathBuf>,
+    /// An existing block device.
+    #[arg(long, value_name = "DEVICE")]
+    pub local: Option<PathBuf>,
+    /// Read-write (loop devices are read-only by default).
+    #[arg(long, conflicts_with = "spec")]
+    pub rw: bool,
+    /// The whole `AttachSpec` as JSON (e.g. for rbd; see docs/objects.md).
+    #[arg(long = "spec", value_name = "JSON")]
+    pub spec: Option<String>,
+}
+
+/// `imagebus mount`.
+#[derive(Debug, Subcommand)]
+pub enum MountCommand {
+    /// Mount something; prints the mount.
+    Create(MountCreate),
+    /// One mount by id or name.
+    Get {
+        /// Id or name.
+        target: String,
+    },
+    /// Every mount.
+    #[command(alias = "ls")]
+    List,
+    /// Drop the user reference; unmounts (and cascades) when no other holder remains.
+    Rm(RemoveArgs),
+}
+
+/// `imagebus mount create`: an image (from a file or an attachment), an overlay of lowers,
+/// a bind, or a full JSON spec.
+#[derive(Debug, ClapArgs)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["image", "attachment", "lowers", "bind", "spec"]))]
+pub struct MountCreate {
+    /// Unique name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Image file: attached inline on a loop device (owned by the mount).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// An existing attachment (id or name) holding the filesystem.
+    #[arg(long, value_name = "ATTACHMENT")]
+    pub attachment: Option<String>,
+    /// Filesystem type of --image/--attachment (detected when absent).
+    #[arg(long)]
+    pub fs_type: Option<String>,
+    /// Overlay of existing mounts (id or name), top first; repeat for each lower.
+    #[arg(long = "lower", value_name = "MOUNT")]
+    pub lowers: Vec<String>,
+    /// Bind mount of this path (on the host, or inside --base).
+    #[arg(long, value_name = "PATH")]
+    pub bind: Option<PathBuf>,
+    /// Mount (id or name) that --bind is relative to.
+    #[arg(long, value_name = "MOUNT", requires = "bind")]
+    pub base: Option<String>,
+    /// Read-write (images are read-only by default).
+    #[arg(long, conflicts_with = "spec")]
+    pub rw: bool,
+    /// The whole `MountSpec` as JSON (see docs/objects.md).
+    #[arg(long = "spec", value_name = "JSON")]
+    pub spec: Option<String>,
+}
+
+/// `… rm`.
+#[derive(Debug, ClapArgs)]
+pub struct RemoveArgs {
+    /// Id or name.
+    pub target: String,
+    /// Remove even while other holders remain.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,277 @@
+//! `imagebus run|ps|inspect|start|stop|rm`.
+
+use crate::args::{Global, PsArgs, RmArgs, RunArgs, StopArgs, TargetArgs};
+use crate::commands::mount::image_file;
+use crate::output::{parse_spec, print_table, print_value};
+use anyhow::Result;
+use imagebus_bus::RemoteError;
+use imagebus_schema::container::{
+    BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
+    ContainerModuleStub, ContainerSpec, ContainerState, InitialState, Network, Resources, UserSpec,
+};
+use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount};
+use imagebus_schema::Selector;
+use std::io::Write;
+use std::time::Duration;
+
+/// A container stub whose deadline also covers `extra` (stop timeouts, log waits).
+pub async fn stub(g: &Global, extra: Duration) -> Result<ContainerModuleStub> {
+    Ok(ContainerModuleStub::new(super::connect(g).await?).with_timeout(g.timeout + extra))
+}
+
+/// `imagebus run`: create (running unless --created) and print the container.
+pub async fn run(g: &Global, a: &RunArgs) -> Result<()> {
+    let spec = spec(a)?;
+    let c = stub(g, Duration::ZERO).await?;
+    let info = c.create(spec).await?;
+    if g.json {
+        return print_value(&info, true);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", info.id)?;
+    Ok(())
+}
+
+/// The spec from flags or JSON.
+pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
+    if let Some(text) = &a.spec {
+        return Ok(parse_spec("--spec", text)?);
+    }
+    let mount = match (&a.image, &a.mount) {
+        (Some(path), _) => {
+            let image = MountSpec {
+                name: None,
+                source: image_file(path, None, true)?,
+            };
+            if a.read_only {
+                MountRef::Inline(Box::new(image))
+            } else {
+                let overlay = OverlayMount {
+                    lowers: vec![MountRef::Inline(Box::new(image))],
+                    persist_dir: None,
+                };
+                MountRef::Inline(Box::new(MountSpec {
+                    name: None,
+                    source: MountSource::Overlay(overlay),
+                }))
+            }
+        }
+        (None, Some(m)) => MountRef::Existing(Selector::parse(m)),
+        (None, None) => anyhow::bail!("one of --image, --mount or --spec is required"),
+    };
+    let user = a
+        .user
+        .as_deref()
+        .map(UserSpec::parse)
+        .transpose()
+        .map_err(RemoteError::invalid_argument)?;
+    let network = match a.net.as_str() {
+        "host" => Network::Host,
+        "private" => Network::Private,
+        ns => Network::Namespace(ns.to_string()),
+    };
+    let binds = a
+        .binds
+        .iter()
+        .map(|b| parse_bind(b))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ContainerSpec {
+        name: a.name.clone(),
+        group: a.group.clone(),
+        mount,
+        command: CommandLine::Argv(a.command.clone()),
+        env: a.env.clone(),
+        working_dir: a.workdir.clone(),
+        hostname: a.hostname.clone(),
+        user,
+        systemd: a.systemd,
+        state: if a.created {
+            InitialState::Created
+        } else {
+            InitialState::Running
+        },
+        network,
+        binds,
+        resources: Resources {
+            cpu_millis: a.cpu_millis,
+            memory_bytes: a.memory,
+        },
+        capabilities: CapabilityChanges {
+            add: a.cap_add.clone(),
+            drop: a.cap_drop.clone(),
+        },
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout_ms: a
+            .stop_timeout
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    })
+}
+
+fn parse_bind(s: &str) -> Result<BindSpec, RemoteError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [src, dst] => (src, dst, false),
+        [src, dst, "ro"] => (src, dst, true),
+        [src, dst, "rw"] => (src, dst, false),
+        _ => {
+            return Err(RemoteError::invalid_argument(format!(
+                "--bind {s:?}: use SOURCE:TARGET[:ro]"
+            )))
+        }
+    };
+    Ok(BindSpec {
+        source: (*src).into(),
+        target: (*dst).into(),
+        read_only: ro,
+    })
+}
+
+/// `imagebus ps`.
+pub async fn ps(g: &Global, a: &PsArgs) -> Result<()> {
+    let states = a
+        .states
+        .iter()
+        .map(|s| parse_spec::<ContainerState>("--state", &format!("{s:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = stub(g, Duration::ZERO).await?;
+    let list = c
+        .list(ContainerFilter {
+            states,
+            group: a.group.clone(),
+        })
+        .await?;
+    if g.json {
+        return print_value(&list, true);
+    }
+    print_table(
+        &["ID", "NAME", "STATE", "PID", "EXIT", "COMMAND"],
+        &list.iter().map(row).collect::<Vec<_>>(),
+    )
+}
+
+fn row(c: &ContainerInfo) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    vec![
+        c.id.to_string(),
+        opt(c.name.clone()),
+        c.state.as_str().to_string(),
+        opt(c.pid.map(|p| p.to_string())),
+        opt(c.exit_code.map(|p| p.to_string())),
+        c.command.join(" "),
+    ]
+}
+
+/// `imagebus inspect`.
+pub async fn inspect(g: &Global, a: &TargetArgs) -> Result<()> {
+    let c = stub(g, Duration::ZERO).await?;
+    print_value(&c.get(Selector::parse(&a.target)).await?, g.json)
+}
+
+/// `imagebus start`.
+pub async fn start(g: &Global, a: &TargetArgs) -> Result<()> {
+    let c = stub(g, Duration::ZERO).await?;
+    state_line(g, &c.start(Selector::parse(&a.target)).await?)
+}
+
+/// `imagebus stop`.
+pub async fn stop(g: &Global, a: &StopArgs) -> Result<()> {
+    let grace = a.grace.unwrap_or(Duration::from_millis(
+        imagebus_schema::container::DEFAULT_STOP_TIMEOUT_MS,
+    ));
+    let c = stub(g, grace).await?;
+    let ms = a
+        .grace
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    state_line(g, &c.stop(Selector::parse(&a.target), ms).await?)
+}
+
+/// `imagebus rm`.
+pub async fn rm(g: &Global, a: &RmArgs) -> Result<()> {
+    let extra = if a.force {
+        Duration::from_millis(imagebus_schema::container::DEFAULT_STOP_TIMEOUT_MS)
+    } else {
+        Duration::ZERO
+    };
+    let c = stub(g, extra).await?;
+    c.delete(Selector::parse(&a.target), a.force).await?;
+    Ok(())
+}
+
+fn state_line(g: &Global, info: &ContainerInfo) -> Result<()> {
+    if g.json {
+        return print_value(info, true);
+    }
+    let mut out = std::io::stdout().lock();
+    match info.exit_code {
+        Some(code) => writeln!(out, "{} {} (exit {code})", info.id, info.state.as_str())?,
+        None => writeln!(out, "{} {}", info.id, info.state.as_str())?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => *a,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_from_flags_nests_overlay_image_loop() {
+        let a = run_args(&[
+            "imagebus",
+            "run",
+            "--name",
+            "web",
+            "--image",
+            "/srv/bb.sqsh",
+            "-e",
+            "A=1",
+            "--bind",
+            "/data:/data:ro",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1000",
+        ]);
+        let s = spec(&a).unwrap();
+        assert_eq!(
+            s.command,
+            CommandLine::Argv(vec!["sh".into(), "-c".into(), "sleep 1000".into()])
+        );
+        assert_eq!(s.state, InitialState::Running);
+        assert_eq!(
+            s.binds,
+            vec![BindSpec {
+                source: "/data".into(),
+                target: "/data".into(),
+                read_only: true
+            }]
+        );
+        let json = serde_json::to_value(&s.mount).unwrap();
+        assert_eq!(json["inline"]["source"]["kind"], "overlay");
+        let image = &json["inline"]["source"]["lowers"][0]["inline"]["source"];
+        assert_eq!(image["kind"], "image");
+        assert_eq!(image["attach"]["inline"]["source"]["path"], "/srv/bb.sqsh");
+        assert_eq!(image["attach"]["inline"]["source"]["kind"], "loop");
+    }
+
+    #[test]
+    fn run_rejects_bad_binds_and_needs_a_rootfs() {
+        let a = run_args(&[
+            "imagebus", "run", "--image", "/x", "--bind", "nocolon", "true",
+        ]);
+        assert!(spec(&a).is_err());
+        assert!(Cli::try_parse_from(["imagebus", "run", "true"]).is_err());
+        assert!(
+            Cli::try_parse_from(["imagebus", "run", "--image", "/x", "--mount", "3", "true"])
+                .is_err()
+        );
+    }
+}

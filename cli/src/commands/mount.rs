@@ -1,0 +1,116 @@
+//! `imagebus mount create|get|list|rm`.
+
+use crate::args::{Global, MountCommand, MountCreate};
+use crate::commands::attach::absolute;
+use crate::output::{parse_spec, print_table, print_value};
+use anyhow::Result;
+use imagebus_schema::attach::{AttachRef, AttachSource, AttachSpec, LoopSource};
+use imagebus_schema::mount::{
+    BindMount, ImageMount, MountInfo, MountModule, MountModuleStub, MountRef, MountSource,
+    MountSpec, OverlayMount,
+};
+use imagebus_schema::Selector;
+
+/// Runs one mount command.
+pub async fn run(g: &Global, cmd: &MountCommand) -> Result<()> {
+    let mount = MountModuleStub::new(super::connect(g).await?).with_timeout(g.timeout);
+    match cmd {
+        MountCommand::Create(a) => print_value(&mount.mount(spec(a)?, None).await?, g.json),
+        MountCommand::Get { target } => {
+            print_value(&mount.get(Selector::parse(target)).await?, g.json)
+        }
+        MountCommand::List => {
+            let list = mount.list().await?;
+            if g.json {
+                return print_value(&list, true);
+            }
+            print_table(
+                &["ID", "NAME", "KIND", "FS", "RO", "MOUNTPOINT", "HOLDERS"],
+                &list.iter().map(row).collect::<Vec<_>>(),
+            )
+        }
+        MountCommand::Rm(r) => mount
+            .unmount(Selector::parse(&r.target), r.force)
+            .await
+            .map_err(Into::into),
+    }
+}
+
+/// An image file on an inline loop attachment.
+pub fn image_file(
+    path: &std::path::Path,
+    fs_type: Option<String>,
+    read_only: bool,
+) -> Result<MountSource> {
+    let attach = AttachSpec {
+        name: None,
+        source: AttachSource::Loop(LoopSource {
+            path: absolute(path)?,
+            read_only,
+        }),
+    };
+    Ok(MountSource::Image(ImageMount {
+        attach: AttachRef::Inline(Box::new(attach)),
+        fs_type,
+        options: Vec::new(),
+        read_only,
+    }))
+}
+
+/// The spec from flags or JSON.
+pub fn spec(a: &MountCreate) -> Result<MountSpec> {
+    if let Some(text) = &a.spec {
+        return Ok(parse_spec("--spec", text)?);
+    }
+    let source = if let Some(path) = &a.image {
+        image_file(path, a.fs_type.clone(), !a.rw)?
+    } else if let Some(att) = &a.attachment {
+        MountSource::Image(ImageMount {
+            attach: AttachRef::Existing(Selector::parse(att)),
+            fs_type: a.fs_type.clone(),
+            options: Vec::new(),
+            read_only: !a.rw,
+        })
+    } else if !a.lowers.is_empty() {
+        MountSource::Overlay(OverlayMount {
+            lowers: a
+                .lowers
+                .iter()
+                .map(|l| MountRef::Existing(Selector::parse(l)))
+                .collect(),
+            persist_dir: None,
+        })
+    } else if let Some(path) = &a.bind {
+        MountSource::Bind(BindMount {
+            path: path.clone(),
+            base: a
+                .base
+                .as_deref()
+                .map(|b| Box::new(MountRef::Existing(Selector::parse(b)))),
+            read_only: !a.rw,
+            recursive: false,
+        })
+    } else {
+        anyhow::bail!("one of --image, --attachment, --lower, --bind or --spec is required");
+    };
+    Ok(MountSpec {
+        name: a.name.clone(),
+        source,
+    })
+}
+
+fn row(m: &MountInfo) -> Vec<String> {
+    vec![
+        m.id.to_string(),
+        m.name.clone().unwrap_or_else(|| "-".into()),
+        m.kind.clone(),
+        m.fs_type.clone(),
+        if m.read_only { "yes" } else { "no" }.to_string(),
+        m.mountpoint.display().to_string(),
+        m.holders
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    ]
+}

@@ -1,0 +1,252 @@
+//! The container commands (`run`, `ps`, `logs`, `exec`, `events`, `stop`, `rm`, `inspect`)
+//! against a real imagebusd with real runc, loop devices, squashfs and overlayfs. Root.
+
+use imagebus_tests::daemon::{cli_command, wait_until, Daemon};
+use imagebus_tests::image::busybox_squashfs;
+use imagebus_tests::redis::RedisFixture;
+use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Redis, a scratch directory (swept of mounts and loops on drop) holding a copy of the
+/// busybox image, and a daemon whose directories are inside it. Fields drop in order:
+/// daemon (containers removed), then scratch, then redis.
+struct Node {
+    daemon: Daemon,
+    scratch: KernelScratch,
+    image: PathBuf,
+    redis: RedisFixture,
+}
+
+impl Node {
+    fn start() -> Self {
+        let redis = RedisFixture::start();
+        let scratch = KernelScratch::new("ibcli");
+        let image = scratch.path().join("busybox.sqsh");
+        std::fs::copy(busybox_squashfs(), &image).unwrap();
+        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
+        daemon.wait_ready();
+        Self {
+            daemon,
+            scratch,
+            image,
+            redis,
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.daemon.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {out:?}\nlog:\n{}",
+            self.daemon.log()
+        );
+        out.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn image(&self) -> &str {
+        self.image.to_str().unwrap()
+    }
+
+    /// Nothing of ours left in the kernel.
+    fn assert_clean(&self) {
+        assert_eq!(self.json(&["ps"]), serde_json::json!([]));
+        assert_eq!(self.json(&["mount", "list"]), serde_json::json!([]));
+        assert_eq!(self.json(&["attach", "list"]), serde_json::json!([]));
+        assert!(mounts_under(self.scratch.path()).is_empty());
+        assert!(loops_under(self.scratch.path()).is_empty());
+    }
+}
+
+fn one_error_line(stderr: &str, prefix: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr must be one line: {stderr:?}");
+    assert!(
+        lines[0].starts_with(prefix),
+        "expected {prefix:?}, got {:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn run_ps_logs_exec_events_stop_rm() {
+    let n = Node::start();
+    let id = n.ok(&[
+        "run",
+        "--name",
+        "web",
+        "--image",
+        n.image(),
+        "--",
+        "sh",
+        "-c",
+        "echo hello from web; sleep 1000",
+    ]);
+    let id: u64 = id.trim().parse().expect("run prints the id");
+
+    // ps: table and JSON.
+    let table = n.ok(&["ps"]);
+    let line = table
+        .lines()
+        .find(|l| l.contains("web"))
+        .expect("web in ps");
+    assert!(
+        line.starts_with(&id.to_string()) && line.contains("running"),
+        "{table}"
+    );
+    let ps = n.json(&["ps", "--state", "running"]);
+    assert_eq!(ps[0]["name"], "web");
+    assert!(ps[0]["pid"].as_u64().is_some());
+
+    // Its rootfs is an overlay over a squashfs on a loop device backed by our image.
+    let mounts = n.json(&["mount", "list"]);
+    let kinds: Vec<&str> = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["overlay", "image"]);
+    assert_eq!(loops_under(n.scratch.path()).len(), 1);
+
+    // logs (poll: the init writes asynchronously).
+    assert!(
+        wait_until(Duration::from_secs(10), || n
+            .ok(&["logs", "web"])
+            .contains("hello from web")),
+        "log never showed the greeting"
+    );
+    assert_eq!(
+        n.ok(&["logs", "--tail", "1", "web"]).trim(),
+        "hello from web"
+    );
+
+    // exec: output and exit codes.
+    assert_eq!(
+        n.ok(&["exec", "web", "--", "cat", "/etc/hostname"]).trim(),
+        "imagebus-test"
+    );
+    let out = n
+        .daemon
+        .cli(&["exec", "web", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(out.stderr.trim(), "oops");
+
+    // events: subscribe, wait until the subscription is live, then stop.
+    let mut events = cli_command()
+        .args(["--broker", &n.redis.url(), "events", "--count", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        n.redis
+            .command(&["PUBSUB", "NUMSUB", "container.container@1.Events"])
+            .is_ok_and(|r| r.ends_with(":1\r\n") || r.contains("\r\n:1\r\n"))
+    }));
+    // A running container cannot be removed without --force.
+    let out = n.daemon.cli(&["rm", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    one_error_line(&out.stderr, "error: Conflict: ");
+
+    let stopped = n.ok(&["stop", "-t", "1s", "web"]);
+    assert!(stopped.contains("exited"), "{stopped}");
+    let status = events.wait().unwrap();
+    assert!(status.success());
+    let mut text = String::new();
+    events
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let states: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(states, ["stopping", "exited"], "{text}");
+
+    let info = n.json(&["inspect", "web"]);
+    assert_eq!(info["state"], "exited");
+    n.ok(&["rm", "web"]);
+    let out = n.daemon.cli(&["inspect", "web"]);
+    one_error_line(&out.stderr, "error: NotFound: ");
+    n.assert_clean();
+}
+
+#[test]
+fn logs_follow_until_the_container_exits() {
+    let n = Node::start();
+    n.ok(&[
+        "run",
+        "--name",
+        "counter",
+        "--image",
+        n.image(),
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.3; done",
+    ]);
+    let out = n.ok(&["--timeout", "20s", "logs", "-f", "counter"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["line1", "line2", "line3"]);
+    assert!(wait_until(Duration::from_secs(10), || n
+        .json(&["inspect", "counter"])["state"]
+        == "exited"));
+    assert_eq!(n.json(&["inspect", "counter"])["exit_code"], 0);
+    n.ok(&["rm", "counter"]);
+    n.assert_clean();
+}
+
+#[test]
+fn bad_runs_are_typed_errors_that_leave_nothing() {
+    let n = Node::start();
+    n.ok(&[
+        "run",
+        "--name",
+        "one",
+        "--created",
+        "--image",
+        n.image(),
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(n.json(&["inspect", "one"])["state"], "created");
+
+    // Name clash.
+    let out = n
+        .daemon
+        .cli(&["run", "--name", "one", "--image", n.image(), "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    one_error_line(&out.stderr, "error: Conflict: ");
+    // An init that does not exist in the image.
+    let out = n
+        .daemon
+        .cli(&["run", "--image", n.image(), "--", "/no/such/init"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    one_error_line(&out.stderr, "error: InvalidArgument: ");
+    // An image file that does not exist.
+    let out = n
+        .daemon
+        .cli(&["run", "--image", "/nonexistent/x.sqsh", "--", "true"]);
+    one_error_line(&out.stderr, "error: ");
+    // Bad --spec JSON is rejected before anything is sent.
+    let out = n.daemon.cli(&["run", "--spec", "{\"nope\": 1}"]);
+    one_error_line(
+        &out.stderr,
+        "error: InvalidArgument: --spec is not a valid spec",
+    );
+
+    // start, then rm --force stops and deletes.
+    assert!(n.ok(&["start", "one"]).contains("running"));
+    n.ok(&["rm", "--force", "one"]);
+    n.assert_clean();
+}

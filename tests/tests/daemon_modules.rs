@@ -1,0 +1,94 @@
+//! imagebusd runs the attach, mount and container actors, combined or one per process.
+
+use imagebus_tests::daemon::Daemon;
+use imagebus_tests::redis::RedisFixture;
+
+fn modules(d: &Daemon) -> serde_json::Value {
+    let out = d.cli(&["--json", "call", "imagebus", "system@1", "Modules"]);
+    assert!(out.status.success(), "{out:?}\n{}", d.log());
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["module"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn combined_daemon_serves_every_module() {
+    let redis = RedisFixture::start();
+    let d = Daemon::start(&redis.url());
+    for (module, object) in [
+        ("attach", "attach@1"),
+        ("mount", "mount@1"),
+        ("container", "container@1"),
+    ] {
+        let out = d.cli(&["--json", "--timeout", "5s", "status", module]);
+        assert!(out.status.success(), "{module}: {out:?}\n{}", d.log());
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["objects"], serde_json::json!([object]), "{module}");
+    }
+    let m = modules(&d);
+    assert_eq!(names(&m), ["attach", "container", "imagebus", "mount"]);
+    assert!(
+        m.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["state"] == "running"),
+        "{m}"
+    );
+    // Each actor answers over the bus.
+    for args in [
+        &["call", "attach", "attach@1", "List"][..],
+        &["call", "mount", "mount@1", "List"],
+        &["call", "container", "container@1", "List", "{}"],
+    ] {
+        let out = d.cli(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert_eq!(out.stdout.trim(), "[]", "{args:?}");
+    }
+}
+
+#[test]
+fn split_daemons_serve_one_module_each_and_reach_peers_over_the_bus() {
+    let redis = RedisFixture::start();
+    let url = redis.url();
+    let attach = Daemon::spawn(Some(&url), &["--only", "attach"]);
+    attach.wait_ready();
+    let mount = Daemon::spawn(Some(&url), &["--only", "mount"]);
+    mount.wait_ready();
+    let out = mount.cli(&["--timeout", "10s", "status", "mount"]);
+    assert!(out.status.success(), "{out:?}\n{}", mount.log());
+
+    // Each process reports only what it serves (plus the system object).
+    // Ask until each process has answered once (they compete on the system queue).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        seen.insert(names(&modules(&mount)));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    let want: std::collections::BTreeSet<Vec<String>> = [
+        vec!["attach".to_string(), "imagebus".into()],
+        vec!["imagebus".into(), "mount".into()],
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(seen, want);
+
+    // The mount process reconciled against attach over the bus and serves calls.
+    let out = mount.cli(&["call", "mount", "mount@1", "List"]);
+    assert!(out.status.success() && out.stdout.trim() == "[]", "{out:?}");
+    // A mount referencing an unknown attachment reaches the attach process and fails there.
+    let spec = r#"{"source":{"kind":"image","attach":{"existing":{"id":999999}}}}"#;
+    let out = mount.cli(&["call", "mount", "mount@1", "Mount", spec, "null"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    // No container module anywhere: its status does not answer.
+    let out = mount.cli(&["--timeout", "500ms", "status", "container"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
