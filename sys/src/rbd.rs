@@ -199,7 +199,25 @@ impl LinuxRbdBus {
 
 impl RbdBus for LinuxRbdBus {
     fn available(&self) -> bool {
-        self.root.join("add").exists() || self.root.join("add_single_major").exists()
+        let present =
+            || self.root.join("add").exists() || self.root.join("add_single_major").exists();
+        if present() {
+            return true;
+        }
+        // Once per process, try to load the module (a node may have it but not loaded).
+        static TRIED: std::sync::Once = std::sync::Once::new();
+        if self.root == Path::new("/sys/bus/rbd") {
+            TRIED.call_once(|| {
+                let loaded = std::process::Command::new("modprobe")
+                    .args(["-q", "rbd"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                tracing::debug!(?loaded, "modprobe rbd");
+            });
+        }
+        present()
     }
 
     fn map(&self, req: &RbdMap, secret: &str) -> SysResult<RbdDevice> {
