@@ -87,7 +87,7 @@ fn split_daemons_serve_one_module_each_and_reach_peers_over_the_bus() {
     let spec = r#"{"source":{"kind":"image","attach":{"existing":{"id":999999}}}}"#;
     let out = mount.cli(&["call", "mount", "mount@1", "Mount", spec, "null"]);
     assert!(!out.status.success(), "{out:?}");
-    assert!(out.stderr.starts_with("error: "), "{out:?}");
+    assert!(out.stderr.starts_with("error: NotFound: "), "{out:?}");
     // No container module anywhere: its status does not answer.
     let out = mount.cli(&["--timeout", "500ms", "status", "container"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");

@@ -54,7 +54,7 @@ fn redis_unit_serves_the_zos_socket() {
 #[test]
 fn daemon_units_wait_for_redis_and_test_through_the_cli() {
     let units = [
-        ("combined/imagebusd.yaml", None, "imagebus"),
+        ("combined/imagebusd.yaml", None, "container"),
         ("split/imagebus-attach.yaml", Some("attach"), "attach"),
         ("split/imagebus-mount.yaml", Some("mount"), "mount"),
         (
