@@ -21,15 +21,15 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 fn combined_daemon_serves_every_module() {
     let redis = RedisFixture::start();
     let d = Daemon::start(&redis.url());
-    for (module, object) in [
-        ("attach", "attach@1"),
-        ("mount", "mount@1"),
-        ("container", "container@1"),
+    for (module, objects) in [
+        ("attach", &["attach@1"][..]),
+        ("mount", &["mount@1"]),
+        ("container", &["container@0.0.1", "container@1"]),
     ] {
         let out = d.cli(&["--json", "--timeout", "5s", "status", module]);
         assert!(out.status.success(), "{module}: {out:?}\n{}", d.log());
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        assert_eq!(v["objects"], serde_json::json!([object]), "{module}");
+        assert_eq!(v["objects"], serde_json::json!(objects), "{module}");
     }
     let m = modules(&d);
     assert_eq!(names(&m), ["attach", "container", "imagebus", "mount"]);
@@ -45,6 +45,8 @@ fn combined_daemon_serves_every_module() {
         &["call", "attach", "attach@1", "List"][..],
         &["call", "mount", "mount@1", "List"],
         &["call", "container", "container@1", "List", "{}"],
+        // zos's ContainerModule on the same module.
+        &["call", "container", "container@0.0.1", "ListNS"],
     ] {
         let out = d.cli(args);
         assert!(out.status.success(), "{args:?}: {out:?}");

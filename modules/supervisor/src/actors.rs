@@ -2,12 +2,11 @@
 //! restarts it with exponential backoff when its task ends or panics, swapping the new
 //! handle into the module's [`Slot`].
 
-use crate::slot::Slot;
+use crate::slot::{ContainerActor, Slot};
 use crate::system::Registry;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use imagebus_schema::attach::AttachModule;
-use imagebus_schema::container::ContainerModule;
 use imagebus_schema::mount::MountModule;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,7 +84,7 @@ pub fn mount_starter(dirs: ActorDirs, attach: Arc<dyn AttachModule>) -> Starter<
 pub fn container_starter(
     dirs: ActorDirs,
     mount: Arc<dyn MountModule>,
-) -> Starter<dyn ContainerModule> {
+) -> Starter<dyn ContainerActor> {
     Box::new(move |stop| {
         let mut cfg = imagebus_container::ContainerConfig::new(
             dirs.state_dir.join("container"),
@@ -102,7 +101,7 @@ pub fn container_starter(
                 .context("starting the container actor")?;
             tracing::info!("container actor started");
             Ok(Running {
-                handle: Arc::new(s.handle) as Arc<dyn ContainerModule>,
+                handle: Arc::new(s.handle) as Arc<dyn ContainerActor>,
                 task: Some(s.task),
             })
         })

@@ -3,14 +3,15 @@
 //! cancellation token fires and shuts down in order (servers, then actors), bounded.
 
 use crate::actors::{self, ActorDirs};
-use crate::slot::Slot;
+use crate::slot::{ContainerActor, Slot};
 use crate::system::{Registry, SystemHandle};
 use anyhow::{Context, Result};
 use imagebus_bus::{Client, Object, Server};
 use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub};
-use imagebus_schema::container::{ContainerModule, ContainerModuleServer};
+use imagebus_schema::container::ContainerModuleServer;
 use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub};
 use imagebus_schema::system::{ModuleInfo, SystemModuleServer};
+use imagebus_schema::zos::ZosContainerModuleServer;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -170,7 +171,7 @@ impl Wiring<'_> {
         };
 
         if let Some(mount) = mount.filter(|_| self.wanted("container")) {
-            let slot = Arc::new(Slot::<dyn ContainerModule>::new("container"));
+            let slot = Arc::new(Slot::<dyn ContainerActor>::new("container"));
             self.supervise(
                 "container",
                 actors::container_starter(dirs, mount),
@@ -179,7 +180,10 @@ impl Wiring<'_> {
             .await;
             self.serve(
                 "container",
-                vec![Arc::new(ContainerModuleServer::new(slot.clone()))],
+                vec![
+                    Arc::new(ContainerModuleServer::new(slot.clone())),
+                    Arc::new(ZosContainerModuleServer::new(slot.clone())),
+                ],
             )
             .await?;
         }

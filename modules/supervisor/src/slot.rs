@@ -11,9 +11,15 @@ use imagebus_schema::container::{
     ExecSpec, LogChunk, LogsRequest,
 };
 use imagebus_schema::mount::{MountInfo, MountModule, MountSpec};
+use imagebus_schema::zos::{ZosContainer, ZosContainerModule};
 use imagebus_schema::{Holder, Selector};
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// The container actor's handle serves both our interface and zos's.
+pub trait ContainerActor: ContainerModule + ZosContainerModule {}
+
+impl<T: ContainerModule + ZosContainerModule + ?Sized> ContainerActor for T {}
 
 /// The current handle of one actor, or none while it is (re)starting.
 pub struct Slot<T: ?Sized> {
@@ -149,7 +155,7 @@ impl MountModule for Slot<dyn MountModule> {
 }
 
 #[imagebus_bus::async_trait]
-impl ContainerModule for Slot<dyn ContainerModule> {
+impl ContainerModule for Slot<dyn ContainerActor> {
     async fn create(&self, spec: ContainerSpec) -> Result<ContainerInfo, RemoteError> {
         self.get()?.create(spec).await
     }
@@ -164,22 +170,56 @@ impl ContainerModule for Slot<dyn ContainerModule> {
         self.get()?.stop(target, timeout_ms).await
     }
     async fn delete(&self, target: Selector, force: bool) -> Result<(), RemoteError> {
-        self.get()?.delete(target, force).await
+        ContainerModule::delete(&*self.get()?, target, force).await
     }
     async fn get(&self, target: Selector) -> Result<ContainerInfo, RemoteError> {
-        Slot::get(self)?.get(target).await
+        ContainerModule::get(&*Slot::get(self)?, target).await
     }
     async fn list(&self, filter: ContainerFilter) -> Result<Vec<ContainerInfo>, RemoteError> {
-        self.get()?.list(filter).await
+        ContainerModule::list(&*self.get()?, filter).await
     }
     async fn logs(&self, target: Selector, request: LogsRequest) -> Result<LogChunk, RemoteError> {
-        self.get()?.logs(target, request).await
+        ContainerModule::logs(&*self.get()?, target, request).await
     }
     async fn exec(&self, target: Selector, spec: ExecSpec) -> Result<ExecResult, RemoteError> {
-        self.get()?.exec(target, spec).await
+        ContainerModule::exec(&*self.get()?, target, spec).await
     }
     fn events(&self) -> EventStream<ContainerEvent> {
         self.follow(|h| h.events())
+    }
+}
+
+#[imagebus_bus::async_trait]
+impl ZosContainerModule for Slot<dyn ContainerActor> {
+    async fn run(&self, ns: String, data: ZosContainer) -> Result<String, RemoteError> {
+        self.get()?.run(ns, data).await
+    }
+    async fn inspect(&self, ns: String, id: String) -> Result<ZosContainer, RemoteError> {
+        self.get()?.inspect(ns, id).await
+    }
+    async fn delete(&self, ns: String, id: String) -> Result<(), RemoteError> {
+        ZosContainerModule::delete(&*self.get()?, ns, id).await
+    }
+    async fn list(&self, ns: String) -> Result<Vec<String>, RemoteError> {
+        ZosContainerModule::list(&*self.get()?, ns).await
+    }
+    async fn list_ns(&self) -> Result<Vec<String>, RemoteError> {
+        self.get()?.list_ns().await
+    }
+    async fn exec(
+        &self,
+        ns: String,
+        id: String,
+        timeout_ns: i64,
+        args: Vec<String>,
+    ) -> Result<(), RemoteError> {
+        ZosContainerModule::exec(&*self.get()?, ns, id, timeout_ns, args).await
+    }
+    async fn logs(&self, ns: String, id: String) -> Result<String, RemoteError> {
+        ZosContainerModule::logs(&*self.get()?, ns, id).await
+    }
+    async fn signal_delete(&self, ns: String, id: String) -> Result<(), RemoteError> {
+        self.get()?.signal_delete(ns, id).await
     }
 }
 
