@@ -109,17 +109,27 @@ impl Attachments {
             }
         }
         let id = self.db.next_id;
-        self.db.next_id += 1;
-        self.db.intent = Some(Intent { id });
-        self.store.save(&self.db)?;
+        // Only RBD needs the intent on disk before the kernel is touched: a crashed loop
+        // attach leaves a device tagged with the id, found by the tag at start-up (before
+        // the unrecorded id can be handed out again), and a local attach creates nothing.
+        // Skipping it saves one synchronous state write on the loop fast path.
+        let journal = matches!(spec.source, AttachSource::Rbd(_));
+        if journal {
+            self.db.next_id += 1;
+            self.db.intent = Some(Intent { id });
+            self.store.save(&self.db)?;
+        }
         let mapped = match self.map(id, &spec.source) {
             Ok(m) => m,
             Err(e) => {
-                self.db.intent = None;
-                self.store.save(&self.db)?;
+                if journal {
+                    self.db.intent = None;
+                    self.store.save(&self.db)?;
+                }
                 return Err(e);
             }
         };
+        self.db.next_id = id + 1;
         let record = Record {
             id,
             name: spec.name,
