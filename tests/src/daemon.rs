@@ -155,10 +155,22 @@ impl Daemon {
     /// [`Daemon::spawn`] with its directories under `parent` (e.g. a `KernelScratch`, so
     /// that its sweep catches mounts the daemon left behind).
     pub fn spawn_in(parent: &Path, broker: Option<&str>, extra: &[&str]) -> Self {
+        Self::spawn_prepared(parent, broker, extra, |_| {})
+    }
+
+    /// [`Daemon::spawn_in`], calling `prepare` with the (empty) state directory first.
+    pub fn spawn_prepared(
+        parent: &Path,
+        broker: Option<&str>,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ibd")
             .tempdir_in(parent)
             .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+        prepare(&dir.path().join("state"));
         let log = std::fs::File::create(dir.path().join("imagebusd.log")).expect("log file");
         let mut cmd = Command::new(bin("imagebusd"));
         for (k, _) in std::env::vars_os() {

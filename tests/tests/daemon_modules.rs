@@ -1,7 +1,9 @@
 //! imagebusd runs the attach, mount and container actors, combined or one per process.
 
-use imagebus_tests::daemon::Daemon;
+use imagebus_tests::daemon::{wait_until, Daemon};
 use imagebus_tests::redis::RedisFixture;
+use std::path::Path;
+use std::time::Duration;
 
 fn modules(d: &Daemon) -> serde_json::Value {
     let out = d.cli(&["--json", "call", "imagebus", "system@1", "Modules"]);
@@ -93,4 +95,46 @@ fn split_daemons_serve_one_module_each_and_reach_peers_over_the_bus() {
     // No container module anywhere: its status does not answer.
     let out = mount.cli(&["--timeout", "500ms", "status", "container"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+#[test]
+fn an_actor_that_fails_to_start_is_retried_until_it_runs() {
+    let redis = RedisFixture::start();
+    // An unreadable attach state file: the attach actor cannot start.
+    let mut bad = std::path::PathBuf::new();
+    let d = Daemon::spawn_prepared(Path::new("/tmp"), Some(&redis.url()), &[], |state| {
+        bad = state.join("attach").join("attach.json");
+        std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+        std::fs::write(&bad, "this is not json").unwrap();
+    });
+    d.wait_ready();
+    let attach = |d: &Daemon| {
+        modules(d)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["module"] == "attach")
+            .cloned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            attach(&d).is_some_and(|a| a["state"] == "restarting")
+        }),
+        "attach never reported restarting: {:?}\n{}",
+        attach(&d),
+        d.log()
+    );
+    assert!(d.log().contains("actor failed to start"), "{}", d.log());
+    // Repair the state; the next backoff round starts it and the rest of the node follows.
+    std::fs::remove_file(&bad).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            attach(&d).is_some_and(|a| a["state"] == "running" && a["restarts"] == 1)
+        }),
+        "attach never came up: {:?}\n{}",
+        attach(&d),
+        d.log()
+    );
+    let out = d.cli(&["--timeout", "30s", "status", "container"]);
+    assert!(out.status.success(), "{out:?}\n{}", d.log());
 }
