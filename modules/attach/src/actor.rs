@@ -13,7 +13,7 @@ use imagebus_schema::{Holder, Selector};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument, Span};
 
 type Reply<T> = oneshot::Sender<Result<T, AttachError>>;
 
@@ -51,7 +51,7 @@ enum Command {
 /// handle is dropped.
 #[derive(Debug, Clone)]
 pub struct AttachHandle {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<(Span, Command)>,
 }
 
 /// Opens the state in `config.state_dir`, reconciles it with the kernel, and starts the
@@ -68,13 +68,14 @@ pub async fn spawn(
     Ok((AttachHandle { tx }, report))
 }
 
-async fn run(core: Arc<Mutex<Attachments>>, mut rx: mpsc::Receiver<Command>) {
+async fn run(core: Arc<Mutex<Attachments>>, mut rx: mpsc::Receiver<(Span, Command)>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(cmd) => handle(&core, cmd).await,
+                // The caller's span (the bus request's, when served) follows the command.
+                Some((span, cmd)) => handle(&core, cmd).instrument(span).await,
                 None => break,
             },
             _ = tick.tick() => {
@@ -97,12 +98,20 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&mut Attachments) -> Result<T, AttachError> + Send + 'static,
 ) {
     let core = core.clone();
-    let result = tokio::task::spawn_blocking(move || f(&mut lock(&core)))
-        .await
-        .unwrap_or_else(|e| {
-            warn!(error = %e, "attach command panicked");
-            Err(AttachError::Stopped)
-        });
+    let span = Span::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let result = f(&mut lock(&core));
+        if let Err(e) = &result {
+            debug!(error = %e, "attach command failed");
+        }
+        result
+    })
+    .await
+    .unwrap_or_else(|e| {
+        warn!(error = %e, "attach command panicked");
+        Err(AttachError::Stopped)
+    });
     let _ = reply.send(result);
 }
 
@@ -135,7 +144,7 @@ impl AttachHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, RemoteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(make(reply))
+            .send((Span::current(), make(reply)))
             .await
             .map_err(|_| AttachError::Stopped)?;
         Ok(rx.await.map_err(|_| AttachError::Stopped)??)
