@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, ClapArgs)]
 pub struct Global {
     /// Redis broker URL. When unset: the zos default if it answers, else the URL imagebusd
-    /// wrote to <run-dir>/broker (a private broker it started).
+    /// wrote to `<run-dir>/broker` (a private broker it started).
     #[arg(long, global = true, env = "IMAGEBUS_BROKER")]
     pub broker: Option<String>,
 
