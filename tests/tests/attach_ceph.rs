@@ -86,6 +86,21 @@ async fn rbd_fallback_attach_reads_the_image_back() {
         "{backing}"
     );
     assert_device_holds_image(&info.device);
+    // And through the kernel's squashfs: mount it and read a file back.
+    let mnt = env.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "squashfs", "-o", "ro"])
+        .arg(&info.device)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting {:?}", info.device);
+    let hostname = std::fs::read_to_string(mnt.join("etc/hostname"));
+    let busybox = std::fs::read(mnt.join("bin/busybox"));
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(hostname.unwrap(), "imagebus-test\n");
+    assert!(busybox.unwrap() == std::fs::read(imagebus_tests::image::BUSYBOX).unwrap());
 
     // The secret: redacted in replies, absent from the state file, only in a 0600 file
     // inside 0700 directories.

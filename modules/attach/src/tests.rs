@@ -366,7 +366,18 @@ fn fuse_fallback_probe_errors_leave_nothing() {
             "left files in {rbd_dir:?}"
         );
     }
+    let mut snap = rbd_spec(false);
+    if let AttachSource::Rbd(r) = &mut snap.source {
+        r.snapshot = Some("s1".into());
+    }
+    let err = a.attach(snap, None).unwrap_err();
+    assert!(matches!(err, AttachError::Unsupported(_)), "{err}");
     let calls = w.runner.calls();
+    assert_eq!(
+        calls.len(),
+        3,
+        "one probe per attempt, none for the snapshot: {calls:?}"
+    );
     assert!(
         calls.iter().all(|c| c.program == "rbd"),
         "rbd-fuse must not start: {calls:?}"
