@@ -283,3 +283,62 @@ async fn erofs_ext4_and_xfs_are_detected_and_read_only_devices_force_ro() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_overlay_keeps_writes_and_read_only_binds_refuse_them() {
+    use imagebus_schema::mount::{MountSource, OverlayMount};
+    let scratch = KernelScratch::new("ib-mount-persist-");
+    let (a, _) = two_images(scratch.path());
+    let keep = scratch.path().join("keep");
+    let stack = Stack::start(scratch.path()).await.unwrap();
+    let m = stack.mount.clone();
+    let spec = imagebus_schema::mount::MountSpec {
+        name: None,
+        source: MountSource::Overlay(OverlayMount {
+            lowers: vec![inline(image_on_loop(&a))],
+            persist_dir: Some(keep.clone()),
+        }),
+    };
+    let first = m.mount(spec.clone(), None).await.unwrap();
+    fs::write(first.mountpoint.join("kept"), "across mounts\n").unwrap();
+    m.unmount(Selector::Id(first.id), false).await.unwrap();
+    assert!(mounts_under(scratch.path()).is_empty());
+    assert_eq!(
+        fs::read_to_string(keep.join("upper/kept")).unwrap(),
+        "across mounts\n"
+    );
+    let second = m.mount(spec, None).await.unwrap();
+    assert_ne!(second.id, first.id);
+    assert_eq!(
+        fs::read_to_string(second.mountpoint.join("kept")).unwrap(),
+        "across mounts\n"
+    );
+
+    // A read-only bind of a directory inside the (writable) overlay.
+    let mut ro = bind("etc", Some(MountRef::Existing(Selector::Id(second.id))));
+    if let MountSource::Bind(b) = &mut ro.source {
+        b.read_only = true;
+    }
+    let ro = m.mount(ro, None).await.unwrap();
+    let entry = mounts_under(scratch.path())
+        .into_iter()
+        .find(|e| e.mount_point == ro.mountpoint)
+        .unwrap();
+    assert!(entry.is_read_only(), "{:?}", entry.options);
+    assert_eq!(
+        fs::read_to_string(ro.mountpoint.join("layer")).unwrap(),
+        "a\n"
+    );
+    let err = fs::write(ro.mountpoint.join("nope"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(30), "EROFS expected: {err}");
+    fs::write(second.mountpoint.join("etc/yes"), "x").unwrap();
+
+    m.unmount(Selector::Id(ro.id), false).await.unwrap();
+    m.unmount(Selector::Id(second.id), false).await.unwrap();
+    assert_no_leaks(&scratch, &stack.cfg);
+    assert!(
+        keep.join("upper/etc/yes").exists(),
+        "persist_dir is never deleted"
+    );
+    stack.stop().await;
+}
