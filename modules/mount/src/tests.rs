@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 struct AttachState {
     next: u64,
     atts: BTreeMap<u64, AttachInfo>,
+    down: bool,
 }
 
 /// An attach module in memory: loop specs whose path contains "missing" fail with
@@ -107,7 +108,11 @@ impl AttachModule for FakeAttach {
             .ok_or_else(|| RemoteError::not_found("x"))
     }
     async fn list(&self) -> Result<Vec<AttachInfo>, RemoteError> {
-        Ok(self.0.lock().unwrap().atts.values().cloned().collect())
+        let s = self.0.lock().unwrap();
+        if s.down {
+            return Err(RemoteError::unavailable("attach is down"));
+        }
+        Ok(s.atts.values().cloned().collect())
     }
     async fn acquire(&self, target: Selector, holder: Holder) -> Result<AttachInfo, RemoteError> {
         let Selector::Id(id) = target else {
@@ -717,4 +722,23 @@ async fn a_state_file_of_another_version_refuses_to_start() {
     .await
     .unwrap_err();
     assert_eq!(RemoteError::from(err).code, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn an_unreachable_attach_module_does_not_stop_reconciliation() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let m = h.mount(image("/a.sqsh"), None).await.unwrap();
+    let orphan = rig.mp(50);
+    std::fs::create_dir_all(&orphan).unwrap();
+    rig.mounter.add_foreign(&orphan, "squashfs");
+    rig.attach.0.lock().unwrap().down = true;
+    let (h, report) = rig.start().await;
+    assert_eq!(report.orphan_mounts, vec![orphan]);
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].contains("attach is down"), "{report:?}");
+    assert_eq!(h.get(Selector::Id(m.id)).await.unwrap().id, m.id);
+    rig.attach.0.lock().unwrap().down = false;
+    h.unmount(Selector::Id(m.id), false).await.unwrap();
+    rig.assert_nothing_left();
 }
