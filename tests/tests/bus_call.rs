@@ -342,3 +342,52 @@ async fn go_encoded_request_gets_a_go_decodable_reply_on_reply_to() {
     let resp: Response = decode(&reply).unwrap();
     assert_eq!(decode_data::<f64>(&resp.output.data).unwrap(), 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_queue_does_not_starve_the_other_objects() {
+    let redis = RedisFixture::start();
+    let mut conn = raw(&redis).await;
+    // 100 queued 20 ms calls on calc@1, the first key in BLPOP order.
+    for i in 0..100 {
+        let req = Request {
+            id: format!("flood-{i}"),
+            inputs: vec![encode_arg(&20u64).unwrap()],
+            object: calc_id(),
+            reply_to: "flood-replies".into(),
+            method: "Sleep".into(),
+            deadline: None,
+        };
+        let _: () = redis::cmd("RPUSH")
+            .arg("test.calc@1")
+            .arg(encode(&req).unwrap())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let _s = serve(
+        &redis.url(),
+        1,
+        vec![Arc::new(Calc::default()), Arc::new(Other)],
+    )
+    .await;
+    let client = Client::connect(redis.url()).await.unwrap();
+    let started = Instant::now();
+    let pong: String = client
+        .call(MODULE, &ObjectId::new("other", "1"), "Ping", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pong, "pong");
+    // Draining the flood first would take 2 s; rotating the key order serves Ping within
+    // a couple of pops.
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "took {:?}",
+        started.elapsed()
+    );
+    let left: i64 = redis::cmd("LLEN")
+        .arg("test.calc@1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left > 50, "the flood was not drained first ({left} left)");
+}
