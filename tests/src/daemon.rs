@@ -135,6 +135,8 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     /// Broker URL the daemon was given (None: it chose one itself).
     pub broker: Option<String>,
+    instance: String,
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -171,7 +173,26 @@ impl Daemon {
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
         prepare(&dir.path().join("state"));
-        let log = std::fs::File::create(dir.path().join("imagebusd.log")).expect("log file");
+        let mut d = Self {
+            child: None,
+            dir,
+            broker: broker.map(str::to_string),
+            instance: instance(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        d.launch();
+        d
+    }
+
+    /// Starts the process (again) with the same directories, instance and flags; the log
+    /// is appended to.
+    fn launch(&mut self) {
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("imagebusd.log"))
+            .expect("log file");
         let mut cmd = Command::new(bin("imagebusd"));
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("IMAGEBUS_") {
@@ -179,32 +200,42 @@ impl Daemon {
             }
         }
         cmd.arg("--run-dir")
-            .arg(dir.path().join("run"))
+            .arg(dir.join("run"))
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .arg("--log-dir")
-            .arg(dir.path().join("log"))
+            .arg(dir.join("log"))
             .arg("--instance")
-            .arg(instance())
+            .arg(&self.instance)
             .args(["--heartbeat", "200ms", "--workers", "2"])
             .env(
                 "IMAGEBUS_DEFAULT_BROKER",
-                format!("unix://{}/none.sock", dir.path().display()),
+                format!("unix://{}/none.sock", dir.display()),
             )
             .env("IMAGEBUS_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
-        if let Some(b) = broker {
+        if let Some(b) = &self.broker {
             cmd.arg("--broker").arg(b);
         }
-        cmd.args(extra);
-        let child = cmd.spawn().expect("spawning imagebusd");
-        Self {
-            child: Some(child),
-            dir,
-            broker: broker.map(str::to_string),
+        cmd.args(&self.extra);
+        self.child = Some(cmd.spawn().expect("spawning imagebusd"));
+    }
+
+    /// SIGKILLs the daemon (no cleanup at all) and waits for it to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
+    }
+
+    /// Starts a new daemon process on the same directories and waits until it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the daemon is still running");
+        self.launch();
+        self.wait_ready();
     }
 
     /// The daemon's run directory.

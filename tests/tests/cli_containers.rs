@@ -250,3 +250,44 @@ fn bad_runs_are_typed_errors_that_leave_nothing() {
     n.ok(&["rm", "--force", "one"]);
     n.assert_clean();
 }
+
+#[test]
+fn containers_survive_kill9_of_the_daemon() {
+    let mut n = Node::start();
+    let img = n.image().to_string();
+    n.ok(&[
+        "run",
+        "--name",
+        "survivor",
+        "--image",
+        &img,
+        "--",
+        "sh",
+        "-c",
+        "echo up; trap 'exit 0' TERM; while :; do sleep 1; done",
+    ]);
+    let pid = n.json(&["inspect", "survivor"])["pid"]
+        .as_u64()
+        .expect("pid");
+
+    n.daemon.kill9();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container died with the daemon"
+    );
+    n.daemon.restart();
+
+    let info = n.json(&["--timeout", "10s", "inspect", "survivor"]);
+    assert_eq!(info["state"], "running", "{info}");
+    assert_eq!(info["pid"], pid);
+    assert_eq!(
+        n.ok(&["exec", "survivor", "--", "echo", "still here"])
+            .trim(),
+        "still here"
+    );
+    // The trap makes SIGTERM a clean exit: stop reports exit code 0 without escalation.
+    let stopped = n.ok(&["stop", "-t", "10s", "survivor"]);
+    assert!(stopped.contains("exited (exit 0)"), "{stopped}");
+    n.ok(&["rm", "survivor"]);
+    n.assert_clean();
+}
