@@ -86,7 +86,15 @@ impl ClientBuilder {
             outage: Outage::default(),
         });
         let deadline = Instant::now() + self.connect_timeout;
-        let conn = inner.checkout(deadline).await?;
+        let mut conn = inner.checkout(deadline).await?;
+        // One PING at connect (never per call) so bad credentials fail here, clearly.
+        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn.conn).await;
+        if let Err(e) = pong {
+            return Err(RemoteError::unavailable(format!(
+                "redis at {}: {e}",
+                inner.broker
+            )));
+        }
         inner.checkin(conn);
         Ok(Client {
             inner,

@@ -92,12 +92,18 @@ impl ServerBuilder {
                 source,
             }
         })?;
-        let conn = conn::connect(&client, self.connect_timeout)
+        let connect_err = |source| ServerError::Connect {
+            broker: broker.to_string(),
+            source,
+        };
+        let mut conn = conn::connect(&client, self.connect_timeout)
             .await
-            .map_err(|source| ServerError::Connect {
-                broker: broker.to_string(),
-                source,
-            })?;
+            .map_err(connect_err)?;
+        // One PING at start (as Go does), so bad credentials fail here, clearly.
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(connect_err)?;
         Ok(Server {
             module: self.module,
             broker,

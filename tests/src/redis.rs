@@ -17,6 +17,7 @@ pub struct RedisFixture {
     dir: tempfile::TempDir,
     socket: PathBuf,
     tcp_port: Option<u16>,
+    password: Option<String>,
     child: Option<Child>,
 }
 
@@ -32,18 +33,29 @@ impl RedisFixture {
         Self::try_start(true).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts a server that requires `password` (`requirepass`, i.e. the `default` user).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::try_start_with(false, Some(password)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Starts a server, reporting why it could not.
     pub fn try_start(tcp: bool) -> Result<Self, String> {
+        Self::try_start_with(tcp, None)
+    }
+
+    fn try_start_with(tcp: bool, password: Option<&str>) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("imagebus-redis-")
             .tempdir()
             .map_err(|e| format!("creating a temp dir for redis: {e}"))?;
         let socket = dir.path().join("r.sock");
         let tcp_port = if tcp { Some(free_port()?) } else { None };
+        let password = password.map(String::from);
         let mut fixture = Self {
             dir,
             socket,
             tcp_port,
+            password,
             child: None,
         };
         fixture.spawn()?;
@@ -123,6 +135,11 @@ impl RedisFixture {
             ])
             .args(["--dir"])
             .arg(self.dir.path())
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass", p.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
             .stderr(Stdio::from(log));
@@ -133,7 +150,7 @@ impl RedisFixture {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(reply) = self.command(&["PING"]) {
-                if reply.starts_with("+PONG") {
+                if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") {
                     return Ok(());
                 }
             }

@@ -295,3 +295,82 @@ async fn shutdown_finishes_in_flight_calls_then_stops_pulling() {
         "a stopped server pulls nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_callers_leave_no_blocked_connection_behind() {
+    let redis = RedisFixture::start();
+    let client = Client::connect(redis.url()).await.unwrap();
+    // Nobody serves: each call blocks in BLPOP until its future is dropped.
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let id = calc_id();
+                let call = client.call::<f64>(MODULE, &id, "Add", args2(1.0, 2.0));
+                tokio::time::timeout(Duration::from_millis(200), call).await
+            })
+        })
+        .collect();
+    for c in calls {
+        assert!(c.await.unwrap().is_err(), "the wrapper timed out first");
+    }
+    let blocked = eventually(Duration::from_secs(2), || async {
+        let info = redis.command(&["INFO", "clients"]).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .filter(|n| n.trim() == "0")
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        blocked.is_some(),
+        "every abandoned BLPOP connection was closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_acl_user_urls_authenticate() {
+    let redis = RedisFixture::start_with_password("s3cret");
+    let socket = redis.socket().display().to_string();
+    // Without credentials Redis refuses us; the error is clear and immediate.
+    let err = Client::connect(redis.url()).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    // Go form: the lone URL username is the password.
+    let go_url = format!("unix://s3cret@{socket}");
+    let _s = serve(&go_url, 1, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(&go_url).await.unwrap();
+    let sum: f64 = client
+        .call(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap();
+    assert_eq!(sum, 3.0);
+
+    // An ACL user with its own password.
+    let info = Broker::parse(&go_url).unwrap().connection_info().clone();
+    let mut admin = redis::Client::open(info)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "alice", "on", ">alicepw", "~*", "&*", "+@all"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let acl = Client::connect(format!("unix://alice:alicepw@{socket}"))
+        .await
+        .unwrap();
+    let sum: f64 = acl
+        .call(MODULE, &calc_id(), "Add", args2(2.0, 2.0))
+        .await
+        .unwrap();
+    assert_eq!(sum, 4.0);
+    let err = Client::connect(format!("unix://alice:wrong@{socket}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(
+        !err.message.contains("wrong"),
+        "the password is not echoed: {err}"
+    );
+}
