@@ -5,6 +5,10 @@
 //! private `redis-server --port 0 --unixsocket <run-dir>/redis.sock` (no TCP, no
 //! persistence), as zos's own `redis` unit runs it, stopped when the daemon exits.
 //! The URL in use is written to `<run-dir>/broker` for the CLI.
+//!
+//! The daemon starts redis-server with `tokio::process` itself rather than through an
+//! `imagebus-sys` seam: this is the binary supervising its own dependency (as zinit would),
+//! not module logic, and it is covered end to end by `tests/tests/daemon_lifecycle.rs`.
 
 use crate::probe;
 use anyhow::{bail, Context, Result};
