@@ -255,7 +255,7 @@ async fn handle(shared: &Shared, role: Role, payload: &[u8]) -> Option<Pending> 
         object = %req.object,
         method = %req.method,
     );
-    let response = async {
+    let response = async move {
         if req.expired_at(SystemTime::now()) {
             tracing::warn!("deadline passed before the call started; not executing it");
             return protocol_error(
@@ -266,7 +266,7 @@ async fn handle(shared: &Shared, role: Role, payload: &[u8]) -> Option<Pending> 
         }
         match role {
             Role::Status => status_reply(shared, &req.id),
-            Role::Worker(slot) => call(shared, slot, req.clone()).await,
+            Role::Worker(slot) => call(shared, slot, req).await,
         }
     }
     .instrument(span)
