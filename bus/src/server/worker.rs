@@ -20,6 +20,8 @@ use tracing::Instrument;
 
 /// Seconds a BLPOP waits before the loop comes round again.
 const PULL_TIMEOUT_SECS: u64 = 5;
+/// Grace beyond the BLPOP timeout before a silent connection is given up.
+const HUNG_AFTER: Duration = Duration::from_secs(5);
 /// How often a stopping worker re-sends `CLIENT UNBLOCK` for its own BLPOP.
 const UNBLOCK_EVERY: Duration = Duration::from_millis(50);
 
@@ -191,10 +193,15 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
         let result = {
             let fut = pipe.query_async::<redis::Value>(c);
             tokio::pin!(fut);
+            // Redis answers a BLPOP within its timeout; silence past that means a dead
+            // connection (e.g. a TCP peer that vanished), so give up on it.
+            let hung = tokio::time::sleep(Duration::from_secs(PULL_TIMEOUT_SECS) + HUNG_AFTER);
+            tokio::pin!(hung);
             let mut unblocking = false;
             loop {
                 tokio::select! {
-                    r = &mut fut => break r,
+                    r = &mut fut => break r.map_err(PullError::Redis),
+                    _ = &mut hung => break Err(PullError::Hung),
                     _ = stop.cancelled(), if !unblocking && !stopping => unblocking = true,
                     _ = tokio::time::sleep(UNBLOCK_EVERY), if unblocking => {
                         shared.unblock(*client_id).await;
@@ -216,7 +223,7 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
                 if let Some(p) = sent {
                     tracing::warn!(reply_to = %p.reply_to, error = %e, "reply may be lost");
                 }
-                if conn::is_fatal(&e) {
+                if e.is_fatal() {
                     shared.outage.failed(&name, &e);
                     conn = None;
                 } else {
@@ -227,6 +234,31 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
                     }
                 }
             }
+        }
+    }
+}
+
+/// Why a pull round trip failed.
+#[derive(Debug)]
+enum PullError {
+    Redis(redis::RedisError),
+    Hung,
+}
+
+impl PullError {
+    fn is_fatal(&self) -> bool {
+        match self {
+            PullError::Redis(e) => conn::is_fatal(e),
+            PullError::Hung => true,
+        }
+    }
+}
+
+impl std::fmt::Display for PullError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullError::Redis(e) => e.fmt(f),
+            PullError::Hung => f.write_str("no reply from redis within the pull timeout"),
         }
     }
 }
