@@ -15,14 +15,20 @@ use tokio_util::sync::CancellationToken;
 
 /// Directories of one attach + mount pair below `root` (state survives restarts).
 pub fn configs(root: &Path) -> (AttachConfig, MountConfig) {
+    configs_in(&root.join("state"), &root.join("run"))
+}
+
+/// Directories with durable state under `state_root` and runtime state under `run_root`
+/// (a tmpfs in production, like `/run`).
+pub fn configs_in(state_root: &Path, run_root: &Path) -> (AttachConfig, MountConfig) {
     (
         AttachConfig {
-            state_dir: root.join("state/attach"),
-            run_dir: root.join("run/attach"),
+            state_dir: state_root.join("attach"),
+            run_dir: run_root.join("attach"),
         },
         MountConfig {
-            state_dir: root.join("state/mount"),
-            run_dir: root.join("run"),
+            state_dir: state_root.join("mount"),
+            run_dir: run_root.to_path_buf(),
         },
     )
 }
@@ -54,7 +60,14 @@ impl Stack {
         root: &Path,
         wrap: impl FnOnce(AttachHandle) -> Arc<dyn AttachModule>,
     ) -> Result<Stack, String> {
-        let (acfg, mcfg) = configs(root);
+        Self::start_configs(configs(root), wrap).await
+    }
+
+    /// Starts both actors with the given directories.
+    pub async fn start_configs(
+        (acfg, mcfg): (AttachConfig, MountConfig),
+        wrap: impl FnOnce(AttachHandle) -> Arc<dyn AttachModule>,
+    ) -> Result<Stack, String> {
         let (attach, _report) = imagebus_attach::spawn(acfg, AttachSys::linux())
             .await
             .map_err(|e| format!("starting attach: {e}"))?;

@@ -8,20 +8,25 @@ use imagebus_sys::paths::{is_plain_absolute, LinuxPaths, PathOps};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Name of the state file inside [`MountConfig::state_dir`].
-pub const STATE_FILE: &str = "mounts.json";
+/// Name of the records file inside [`MountConfig::run_dir`].
+pub const RECORDS_FILE: &str = "mounts.json";
 
-/// Format version of the state file.
+/// Name of the durable id-floor file inside [`MountConfig::state_dir`].
+pub const IDS_FILE: &str = "mount-ids.json";
+
+/// Format version of both state files.
 pub const STATE_VERSION: u32 = 1;
 
 /// Directories of the mount module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountConfig {
-    /// Persistent state (`mounts.json`, mode 0600), e.g. `/var/lib/imagebus/mount`.
+    /// Durable state: the id floor (`mount-ids.json`, mode 0600, directory 0700), e.g.
+    /// `/var/lib/imagebus/mount`.
     pub state_dir: PathBuf,
-    /// Mountpoints (`mounts/<id>`) and ephemeral overlay directories (`overlays/<id>`),
-    /// e.g. `/run/imagebus`. Everything under `mounts/` and `overlays/` is ours: what is
-    /// not in the state at start-up is cleaned away.
+    /// Runtime state, best on a tmpfs, e.g. `/run/imagebus/mount`: the records
+    /// (`mounts.json`, mode 0600), mountpoints (`mounts/<id>`) and ephemeral overlay
+    /// directories (`overlays/<id>`). Everything under `mounts/` and `overlays/` is ours:
+    /// what the records do not own at start-up is cleaned away.
     pub run_dir: PathBuf,
 }
 
@@ -50,9 +55,14 @@ impl MountConfig {
         Ok(())
     }
 
-    /// The state file.
-    pub fn state_file(&self) -> PathBuf {
-        self.state_dir.join(STATE_FILE)
+    /// The records file.
+    pub fn records_file(&self) -> PathBuf {
+        self.run_dir.join(RECORDS_FILE)
+    }
+
+    /// The durable id-floor file.
+    pub fn ids_file(&self) -> PathBuf {
+        self.state_dir.join(IDS_FILE)
     }
 
     /// The directory holding every mountpoint.
@@ -114,7 +124,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.mountpoint(7), PathBuf::from("/run/ib/mounts/7"));
         assert_eq!(c.overlay_dir(7), PathBuf::from("/run/ib/overlays/7"));
-        assert_eq!(c.state_file(), PathBuf::from("/var/lib/ib/mounts.json"));
+        assert_eq!(c.records_file(), PathBuf::from("/run/ib/mounts.json"));
+        assert_eq!(c.ids_file(), PathBuf::from("/var/lib/ib/mount-ids.json"));
         let bad = MountConfig {
             run_dir: "/run/a:b".into(),
             ..c.clone()

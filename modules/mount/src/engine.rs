@@ -1,13 +1,23 @@
 //! The mount module's state machine: the records, reference counting and collection.
 //! Owned by the actor task; every method runs on it, one command at a time.
 //!
-//! Persistence: the state file is written once at the end of each command that changed
-//! something. A crash in between leaves kernel objects the state does not know; start-up
-//! reconciliation (`reconcile.rs`) finds them by their traces (mountpoint directories,
-//! `Holder::Mount(id)` references on attachments) and cleans them up.
+//! Persistence, in two files written atomically (`StateFile`: temp file, fsync, rename):
+//! - the records, `<run_dir>/mounts.json`, written once at the end of each command that
+//!   changed something. They describe kernel mounts, which do not survive a reboot, so they
+//!   live beside the mountpoints (a tmpfs such as `/run` in production): after `kill -9`
+//!   they are all there; after a reboot they are gone together with the mounts.
+//! - the id floor, `<state_dir>/mount-ids.json`: every id below it may have been handed
+//!   out. Raised by [`ID_BLOCK`] ids at a time, before an id above it is returned, so ids are
+//!   never reused, even across reboots, for one durable write per block.
+//!
+//! A crash between a kernel change and the records write leaves kernel objects the records
+//! do not know; start-up reconciliation (`reconcile.rs`) finds them by their traces
+//! (mountpoint directories, `Holder::Mount(id)` references on attachments) and cleans them
+//! up.
 
 use crate::config::{MountConfig, MountSys, STATE_VERSION};
 use crate::error::MountError;
+use crate::record::IdFloor;
 use crate::record::{Db, MountRecord};
 use imagebus_schema::attach::AttachModule;
 use imagebus_schema::mount::MountInfo;
@@ -22,8 +32,13 @@ pub(crate) struct Mounts {
     pub(crate) sys: MountSys,
     pub(crate) attach: Arc<dyn AttachModule>,
     pub(crate) db: Db,
-    file: StateFile<Db>,
+    records: StateFile<Db>,
+    ids: StateFile<IdFloor>,
+    id_floor: u64,
 }
+
+/// How many ids one durable write of the id floor covers.
+pub(crate) const ID_BLOCK: u64 = 256;
 
 impl std::fmt::Debug for Mounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,22 +57,34 @@ impl Mounts {
         attach: Arc<dyn AttachModule>,
     ) -> Result<Self, MountError> {
         cfg.validate()?;
-        let file: StateFile<Db> = StateFile::new(cfg.state_file(), STATE_VERSION);
-        let loader = file.clone();
-        let dir = cfg.state_dir.clone();
-        let db = tokio::task::spawn_blocking(move || {
-            imagebus_sys::state::ensure_private_dir(&dir)?;
-            loader.load()
+        let records: StateFile<Db> = StateFile::new(cfg.records_file(), STATE_VERSION);
+        let ids: StateFile<IdFloor> = StateFile::new(cfg.ids_file(), STATE_VERSION);
+        let (state_dir, run_dir) = (cfg.state_dir.clone(), cfg.run_dir.clone());
+        let (r, i, paths) = (records.clone(), ids.clone(), sys.paths.clone());
+        let (db, floor) = tokio::task::spawn_blocking(move || -> Result<_, MountError> {
+            imagebus_sys::state::ensure_private_dir(&state_dir)?;
+            paths
+                .create_dir_all(&run_dir, 0o755)
+                .map_err(|e| MountError::sys(format!("creating {run_dir:?}"), e))?;
+            Ok((r.load()?, i.load()?))
         })
         .await
-        .map_err(|e| MountError::Internal(format!("state loader: {e}")))??
-        .unwrap_or_default();
+        .map_err(|e| MountError::Internal(format!("state loader: {e}")))??;
+        let id_floor = floor.map_or(1, |f| f.id_floor);
+        // Records present: the process restarted, they are exact. Absent: a reboot (or a
+        // first start), continue above every id that may have been handed out.
+        let db = db.unwrap_or_else(|| Db {
+            next_id: id_floor,
+            ..Db::default()
+        });
         Ok(Self {
             cfg,
             sys,
             attach,
             db,
-            file,
+            records,
+            ids,
+            id_floor,
         })
     }
 
@@ -73,13 +100,23 @@ impl Mounts {
             .map_err(|e| MountError::Internal(format!("blocking task: {e}")))
     }
 
-    /// Writes the state file (atomic, 0600).
-    pub(crate) async fn persist(&self) -> Result<(), MountError> {
-        let file = self.file.clone();
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || file.save(&db))
-            .await
-            .map_err(|e| MountError::Internal(format!("state writer: {e}")))??;
+    /// Writes the records (atomic, 0600), after raising the durable id floor if ids at or
+    /// above it were taken.
+    pub(crate) async fn persist(&mut self) -> Result<(), MountError> {
+        let raise = (self.db.next_id > self.id_floor).then(|| self.db.next_id + ID_BLOCK - 1);
+        let (records, ids, db) = (self.records.clone(), self.ids.clone(), self.db.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), MountError> {
+            if let Some(id_floor) = raise {
+                ids.save(&IdFloor { id_floor })?;
+            }
+            records.save(&db)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| MountError::Internal(format!("state writer: {e}")))??;
+        if let Some(floor) = raise {
+            self.id_floor = floor;
+        }
         Ok(())
     }
 

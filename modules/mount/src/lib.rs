@@ -5,8 +5,9 @@
 //! `<run_dir>/mounts/<id>`. Inline children are created in the same call (all or
 //! nothing) and owned by their parent; referenced ones gain a `Holder::Mount(id)`
 //! reference; collection cascades overlay → lowers → image mount → attachment. State is
-//! persisted (`<state_dir>/mounts.json`) and reconciled with `/proc/self/mountinfo` and
-//! the attach module at start-up. See `docs/mount.md`.
+//! persisted (records in `<run_dir>/mounts.json`, the durable id floor in
+//! `<state_dir>/mount-ids.json`) and reconciled with `/proc/self/mountinfo` and the attach
+//! module at start-up. See `docs/mount.md`.
 //!
 //! Devices come only through `Arc<dyn AttachModule>` (the attach actor's in-process
 //! handle or its bus stub); every syscall through the `imagebus-sys` seams in
@@ -23,7 +24,7 @@ mod record;
 mod validate;
 
 pub use actor::{spawn, MountHandle, Spawned};
-pub use config::{MountConfig, MountSys, STATE_FILE, STATE_VERSION};
+pub use config::{MountConfig, MountSys, IDS_FILE, RECORDS_FILE, STATE_VERSION};
 pub use error::MountError;
 pub use reconcile::ReconcileReport;
 pub use validate::{option_allowed, MAX_DEPTH, MAX_LOWERS};

@@ -1,7 +1,7 @@
-//! What the mount module persists: one record per mount plus the id counter.
-//!
-//! On disk (`<state_dir>/mounts.json`, mode 0600, written atomically by
-//! `imagebus_sys::state::StateFile`): `{"version": 1, "data": <Db>}`.
+//! What the mount module persists: one record per mount plus the id counter
+//! (`<run_dir>/mounts.json`) and the durable id floor (`<state_dir>/mount-ids.json`), both
+//! `{"version": 1, "data": ...}`, mode 0600, written atomically by
+//! `imagebus_sys::state::StateFile`. See `engine.rs` for why two files.
 
 use imagebus_schema::mount::MountInfo;
 use imagebus_schema::{Holder, Selector};
@@ -138,6 +138,13 @@ impl Db {
         self.next_id += 1;
         id
     }
+}
+
+/// The durable id floor: every id below `id_floor` may have been handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdFloor {
+    /// The lowest id never handed out.
+    pub id_floor: u64,
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -605,11 +605,11 @@ async fn restart_keeps_state_and_reconciles_leftovers() {
     let mut rig = Rig::new();
     let (h, _) = rig.start().await;
     let top = nested(&h).await;
-    let state = std::fs::metadata(rig.cfg.state_file()).unwrap();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&state.permissions()) & 0o777,
-        0o600
-    );
+    for file in [rig.cfg.records_file(), rig.cfg.ids_file()] {
+        let meta = std::fs::metadata(&file).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        assert_eq!(mode, 0o600, "{file:?}");
+    }
     // Restart cleanly: everything is still known, nothing is mounted twice.
     let mounts_before = rig.mounter.mounted();
     let (h, report) = rig.start().await;
@@ -671,7 +671,7 @@ async fn stale_holders_are_dropped_at_start() {
     assert_eq!(report.stale_holders, vec![(m.id, Holder::Mount(42))]);
     assert!(h.list().await.unwrap().is_empty());
     rig.assert_nothing_left();
-    assert!(Path::new(&rig.cfg.state_file()).exists());
+    assert!(Path::new(&rig.cfg.records_file()).exists());
 }
 
 #[tokio::test]
@@ -695,8 +695,8 @@ async fn stopped_actor_is_unavailable() {
 #[tokio::test]
 async fn a_state_file_of_another_version_refuses_to_start() {
     let rig = Rig::new();
-    std::fs::create_dir_all(&rig.cfg.state_dir).unwrap();
-    std::fs::write(rig.cfg.state_file(), r#"{"version": 2, "data": {}}"#).unwrap();
+    std::fs::create_dir_all(&rig.cfg.run_dir).unwrap();
+    std::fs::write(rig.cfg.records_file(), r#"{"version": 2, "data": {}}"#).unwrap();
     let err = spawn(
         rig.cfg.clone(),
         rig.sys(),
@@ -707,7 +707,7 @@ async fn a_state_file_of_another_version_refuses_to_start() {
     .unwrap_err();
     assert!(matches!(err, crate::MountError::State(_)), "{err}");
     // Nothing was touched: the file is still there as it was.
-    let text = std::fs::read_to_string(rig.cfg.state_file()).unwrap();
+    let text = std::fs::read_to_string(rig.cfg.records_file()).unwrap();
     assert!(text.contains("\"version\": 2"));
     let bad = MountConfig {
         run_dir: "relative".into(),
@@ -741,4 +741,45 @@ async fn an_unreachable_attach_module_does_not_stop_reconciliation() {
     rig.attach.0.lock().unwrap().down = false;
     h.unmount(Selector::Id(m.id), false).await.unwrap();
     rig.assert_nothing_left();
+}
+
+#[tokio::test]
+async fn ids_are_never_reused_across_a_reboot() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let first = h.mount(image("/a.sqsh"), None).await.unwrap();
+    assert_eq!(first.id, 1);
+    let floor = std::fs::read_to_string(rig.cfg.ids_file()).unwrap();
+    assert!(floor.contains("\"id_floor\": 257"), "{floor}");
+    // A second mount is inside the reserved block: the durable file is not rewritten.
+    let modified = std::fs::metadata(rig.cfg.ids_file())
+        .unwrap()
+        .modified()
+        .unwrap();
+    h.mount(image("/b.sqsh"), None).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(rig.cfg.ids_file())
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified
+    );
+    // "Reboot": the run directory (a tmpfs) and every kernel mount are gone.
+    drop(h);
+    rig.stop.cancel();
+    for mp in rig.mounter.mounted() {
+        rig.mounter.remove_foreign(&mp);
+    }
+    rig.attach = FakeAttach::default();
+    std::fs::remove_dir_all(&rig.cfg.run_dir).unwrap();
+    let (h, report) = rig.start().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert!(h.list().await.unwrap().is_empty());
+    let next = h.mount(image("/c.sqsh"), None).await.unwrap();
+    assert_eq!(
+        next.id, 257,
+        "continues above every id that may have been handed out"
+    );
+    let floor = std::fs::read_to_string(rig.cfg.ids_file()).unwrap();
+    assert!(floor.contains("\"id_floor\": 513"), "{floor}");
 }

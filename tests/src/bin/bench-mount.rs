@@ -10,17 +10,18 @@
 //! - `raw commands`: `losetup --find --show --read-only`, `mount -t squashfs -o ro`,
 //!   `mount -t overlay` (plus the mkdirs the commands need).
 //!
-//! Ours includes what the commands do not: two state files written atomically with
-//! fsync (attach's and mount's) per call, on the state directory's filesystem.
+//! Ours includes what the commands do not: state files written atomically with fsync —
+//! attach's on the disk (twice per attachment), mount's records on the runtime tmpfs (once
+//! per call) and mount's id floor on the disk (once per 256 ids).
 //!
 //! Run as root: `cargo run --release -p imagebus-tests --bin bench-mount [-- --iters 50 --lowers 1]`
 
 use imagebus_bus::{Client, Server};
-use imagebus_mount::{MountConfig, MountSys};
+use imagebus_mount::MountSys;
 use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub, AttachSpec};
 use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub, MountSpec};
 use imagebus_schema::Selector;
-use imagebus_tests::mount_stack::{configs, image_on_loop, inline, loop_spec, overlay, Stack};
+use imagebus_tests::mount_stack::{configs_in, image_on_loop, inline, loop_spec, overlay, Stack};
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::rootfs::{busybox_squashfs, KernelScratch};
 use std::io::Write;
@@ -120,15 +121,12 @@ impl Row {
 
 /// A mount actor in its own directories whose attach module is reached over Redis.
 async fn split_stack(
-    root: &Path,
+    state_root: &Path,
+    run_root: &Path,
     url: &str,
     stop: &CancellationToken,
 ) -> Result<(Arc<dyn MountModule>, tokio::task::JoinHandle<()>), BoxError> {
-    let (acfg, _) = configs(root);
-    let mcfg = MountConfig {
-        state_dir: root.join("state/mount"),
-        run_dir: root.join("run"),
-    };
+    let (acfg, mcfg) = configs_in(state_root, run_root);
     let (attach, _) = imagebus_attach::spawn(acfg, imagebus_attach::AttachSys::linux()).await?;
     let mut server = Server::builder(url, "attach").workers(2).build().await?;
     server.register(AttachModuleServer::new(Arc::new(attach)))?;
@@ -153,7 +151,13 @@ async fn main() -> Result<(), BoxError> {
     let redis = RedisFixture::try_start(false)?;
     let url = redis.url();
     let stop = CancellationToken::new();
-    let stack = Stack::start(&dir.join("combined")).await?;
+    // Durable state on the disk (/tmp), runtime state on a tmpfs, as /var/lib and /run.
+    let shm = KernelScratch::new_in(Path::new("/dev/shm"), "ib-bench-mount-");
+    let stack = Stack::start_configs(
+        configs_in(&dir.join("combined"), &shm.path().join("combined")),
+        |a| Arc::new(a),
+    )
+    .await?;
     let mut server = Server::builder(url.as_str(), "mount")
         .workers(2)
         .build()
@@ -162,12 +166,12 @@ async fn main() -> Result<(), BoxError> {
     let serving = tokio::spawn(server.run(stop.clone()));
     let bus: Arc<dyn MountModule> =
         Arc::new(MountModuleStub::new(Client::connect(url.as_str()).await?));
-    let (split, split_task) = split_stack(&dir.join("split"), &url, &stop).await?;
+    let (split, split_task) =
+        split_stack(&dir.join("split"), &shm.path().join("split"), &url, &stop).await?;
     let local: Arc<dyn MountModule> = Arc::new(stack.mount.clone());
-    // The same in-process stack with its state and run directories on a tmpfs: shows
-    // what the fsyncs of the state files cost on this disk.
-    let shm = KernelScratch::new_in(Path::new("/dev/shm"), "ib-bench-mount-");
-    let tmpfs_stack = Stack::start(shm.path()).await?;
+    // The same in-process stack with all its state on a tmpfs: shows what the fsyncs of
+    // the durable state files (attach's, mostly) cost on this disk.
+    let tmpfs_stack = Stack::start(&shm.path().join("all")).await?;
     let tmpfs: Arc<dyn MountModule> = Arc::new(tmpfs_stack.mount.clone());
     let attach_spec = loop_spec(&images[0]);
 
@@ -223,9 +227,11 @@ async fn main() -> Result<(), BoxError> {
     writeln!(
         out,
         "bench-mount: overlay of {lowers} image mount(s) on loop device(s), nested in one call; \
-         {iters} iterations (+{warmup} warm-up), interleaved; {} CPUs; state on {}",
+         {iters} iterations (+{warmup} warm-up), interleaved; {} CPUs; durable state under {} \
+         (disk), runtime state under {} (tmpfs)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        dir.display()
+        dir.display(),
+        shm.path().display()
     )?;
     writeln!(
         out,
