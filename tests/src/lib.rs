@@ -1,5 +1,6 @@
 //! Placeholder; filled in by its issue.
 pub mod ceph;
+pub mod daemon;
 pub mod image;
 pub mod mount_stack;
 pub mod redis;
