@@ -189,7 +189,7 @@ async fn main() -> Result<(), BoxError> {
             micros: vec![],
         },
         Row {
-            what: "in-process, state on tmpfs",
+            what: "in-process, all state on tmpfs",
             micros: vec![],
         },
         Row {
