@@ -342,3 +342,47 @@ async fn persistent_overlay_keeps_writes_and_read_only_binds_refuse_them() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_attachment_is_referenced_not_owned() {
+    use imagebus_schema::attach::AttachRef;
+    use imagebus_schema::mount::MountSource;
+    let scratch = KernelScratch::new("ib-mount-attref-");
+    let (a, _) = two_images(scratch.path());
+    let stack = Stack::start(scratch.path()).await.unwrap();
+    let att = stack.attach.attach(loop_spec(&a), None).await.unwrap();
+    let mut spec = image_on_loop(&a);
+    if let MountSource::Image(i) = &mut spec.source {
+        i.attach = AttachRef::Existing(Selector::Id(att.id));
+    }
+    let img = stack.mount.mount(spec, None).await.unwrap();
+    assert_eq!(img.attachment, Some(att.id));
+    let held = stack.attach.get(Selector::Id(att.id)).await.unwrap();
+    assert_eq!(held.holders, vec![Holder::User, Holder::Mount(img.id)]);
+    let e = mounts_under(scratch.path());
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].source, att.device.to_str().unwrap());
+    // The attachment is in use: detaching it without force is refused.
+    let err = stack
+        .attach
+        .detach(Selector::Id(att.id), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, imagebus_bus::ErrorCode::Conflict);
+    stack
+        .mount
+        .unmount(Selector::Id(img.id), false)
+        .await
+        .unwrap();
+    // The referenced attachment outlives the mount, with the user's reference only.
+    let held = stack.attach.get(Selector::Id(att.id)).await.unwrap();
+    assert_eq!(held.holders, vec![Holder::User]);
+    assert_eq!(loops_under(scratch.path()).len(), 1);
+    stack
+        .attach
+        .detach(Selector::Id(att.id), false)
+        .await
+        .unwrap();
+    assert_no_leaks(&scratch, &stack.cfg);
+    stack.stop().await;
+}
