@@ -90,6 +90,10 @@ impl AttachModule for FakeAttach {
             vec![holder.unwrap_or(Holder::User)],
         );
         s.atts.insert(id, i.clone());
+        if l.path.to_string_lossy().contains("timeout") {
+            // Done, but the answer is lost (a bus deadline passed).
+            return Err(RemoteError::timeout("no reply within 30 s"));
+        }
         Ok(i)
     }
     async fn detach(&self, _: Selector, _: bool) -> Result<(), RemoteError> {
@@ -782,4 +786,22 @@ async fn ids_are_never_reused_across_a_reboot() {
     );
     let floor = std::fs::read_to_string(rig.cfg.ids_file()).unwrap();
     assert!(floor.contains("\"id_floor\": 513"), "{floor}");
+}
+
+#[tokio::test]
+async fn an_unanswered_attach_is_released_again() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let err = h
+        .mount(
+            overlay(vec![
+                inline(image("/a.sqsh")),
+                inline(image("/timeout.sqsh")),
+            ]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    rig.assert_nothing_left();
 }

@@ -6,6 +6,7 @@ use crate::create::Undo;
 use crate::engine::Mounts;
 use crate::error::MountError;
 use crate::record::Kind;
+use imagebus_bus::ErrorCode;
 use imagebus_schema::attach::AttachRef;
 use imagebus_schema::mount::ImageMount;
 use imagebus_schema::Holder;
@@ -35,6 +36,20 @@ pub(crate) fn call(
     call.data(data.join(","))
 }
 
+/// After an attach call that got no answer (timeout, peer gone), the attach module may
+/// still have done it: release whatever it holds for `holder` (best effort; start-up
+/// reconciliation catches what this misses).
+async fn release_unanswered(m: &Mounts, holder: &Holder) {
+    let Ok(atts) = m.attach.list().await else {
+        return;
+    };
+    for att in atts.iter().filter(|a| a.holders.contains(holder)) {
+        if let Err(e) = m.attach.release(att.id, holder.clone()).await {
+            tracing::warn!(attachment = att.id, error = %e, "releasing an unanswered attachment");
+        }
+    }
+}
+
 pub(crate) async fn build(
     m: &mut Mounts,
     id: u64,
@@ -49,8 +64,16 @@ pub(crate) async fn build(
                 .attach((**spec).clone(), Some(holder.clone()))
                 .await
         }
-    }
-    .map_err(MountError::Attach)?;
+    };
+    let att = match att {
+        Ok(att) => att,
+        Err(e) => {
+            if matches!(e.code, ErrorCode::Timeout | ErrorCode::Unavailable) {
+                release_unanswered(m, &holder).await;
+            }
+            return Err(MountError::Attach(e));
+        }
+    };
     undo.push(Undo::ReleaseAttach(att.id, holder));
 
     let device = att.device.clone();
