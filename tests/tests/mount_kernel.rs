@@ -386,3 +386,49 @@ async fn an_existing_attachment_is_referenced_not_owned() {
     assert_no_leaks(&scratch, &stack.cfg);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_binds_carry_submounts_and_plain_binds_do_not() {
+    use imagebus_schema::mount::MountSource;
+    let scratch = KernelScratch::new("ib-mount-rbind-");
+    let host = scratch.path().join("host");
+    fs::create_dir_all(host.join("sub")).unwrap();
+    fs::write(host.join("top-file"), "top\n").unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(host.join("sub"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mounting a tmpfs for the test");
+    fs::write(host.join("sub/inner"), "inner\n").unwrap();
+    let stack = Stack::start(scratch.path()).await.unwrap();
+    let m = stack.mount.clone();
+    let mut specs = Vec::new();
+    for recursive in [false, true] {
+        let mut spec = bind(host.to_str().unwrap(), None);
+        if let MountSource::Bind(b) = &mut spec.source {
+            b.recursive = recursive;
+        }
+        specs.push(m.mount(spec, None).await.unwrap());
+    }
+    let (plain, rec) = (&specs[0], &specs[1]);
+    assert_eq!(
+        fs::read_to_string(plain.mountpoint.join("top-file")).unwrap(),
+        "top\n"
+    );
+    assert!(!plain.mountpoint.join("sub/inner").exists());
+    assert_eq!(
+        fs::read_to_string(rec.mountpoint.join("sub/inner")).unwrap(),
+        "inner\n"
+    );
+    for info in &specs {
+        m.unmount(Selector::Id(info.id), false).await.unwrap();
+    }
+    let status = std::process::Command::new("umount")
+        .arg(host.join("sub"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_no_leaks(&scratch, &stack.cfg);
+    stack.stop().await;
+}
