@@ -127,3 +127,35 @@ async fn bad_inputs_are_typed_errors_and_leave_nothing() {
     assert_no_leaks(&scratch, &stack.cfg);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_option_length_is_bounded_and_overflow_undoes_every_lower() {
+    let scratch = KernelScratch::new("ib-mount-lowers-");
+    let dir = scratch.path();
+    let stack = Stack::start(dir).await.unwrap();
+    let m = stack.mount.clone();
+    let lowers = |n: usize| -> Vec<MountRef> {
+        (0..n)
+            .map(|i| {
+                let d = dir.join(format!("layers/{i}"));
+                std::fs::create_dir_all(&d).unwrap();
+                std::fs::write(d.join(format!("f{i}")), "x").unwrap();
+                inline(bind(d.to_str().unwrap(), None))
+            })
+            .collect()
+    };
+    // Many layers that fit in one page of mount options work.
+    let ok = m.mount(overlay(lowers(40)), None).await.unwrap();
+    assert!(ok.mountpoint.join("f0").exists() && ok.mountpoint.join("f39").exists());
+    assert_eq!(imagebus_tests::rootfs::mounts_under(dir).len(), 41);
+    m.unmount(Selector::Id(ok.id), false).await.unwrap();
+    assert_no_leaks(&scratch, &stack.cfg);
+    // Too many for mount(2)'s page: refused, and the 150 lower binds made on the way are
+    // all undone.
+    let err = m.mount(overlay(lowers(150)), None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    assert!(err.message.contains("mount(2) takes at most 4095"), "{err}");
+    assert!(m.list().await.unwrap().is_empty());
+    assert_no_leaks(&scratch, &stack.cfg);
+    stack.stop().await;
+}
