@@ -5,7 +5,7 @@
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::error::ContainerError;
 use crate::prepare::{bundle_config, prepare};
-use crate::record::{Record, Watched, RECORD_VERSION};
+use crate::record::{save_record, Record, Watched, RECORD_VERSION};
 use crate::watch::{is_alive, spawn_escalation, spawn_watcher, Internal};
 use imagebus_schema::container::{
     ContainerEvent, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, InitialState,
@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Ids reserved per write of `next_id.json`.
+const ID_BLOCK: u64 = 64;
 
 /// How long a monitor may take to create (and start) a container.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,6 +59,8 @@ pub struct Containers {
     records: BTreeMap<u64, Record>,
     counter: StateFile<u64>,
     next_id: u64,
+    /// Ids below this are reserved on disk.
+    reserved: u64,
     bounding: u64,
     events: broadcast::Sender<ContainerEvent>,
     internal: mpsc::UnboundedSender<Internal>,
@@ -128,6 +133,7 @@ impl Containers {
             records,
             counter,
             next_id,
+            reserved: next_id,
             bounding,
             events,
             internal,
@@ -167,12 +173,9 @@ impl Containers {
             return Ok(());
         };
         let path = self.files(id).dir.join("record.json");
-        blocking(move || StateFile::<Record>::new(path, RECORD_VERSION).save(&rec))
+        blocking(move || save_record(&path, &rec))
             .await?
-            .map_err(|e| ContainerError::Store {
-                what: format!("saving container {id}"),
-                source: e,
-            })
+            .map_err(|e| ContainerError::state(format!("saving container {id}"), e))
     }
 
     /// Resolves a selector to an id.
@@ -204,17 +207,22 @@ impl Containers {
             .collect()
     }
 
+    /// A fresh id. Ids are reserved on disk in blocks of [`ID_BLOCK`], so most creates
+    /// skip a synchronous write; after a crash the rest of a block is simply never used.
     async fn alloc_id(&mut self) -> Result<u64, ContainerError> {
         let id = self.next_id;
         self.next_id += 1;
-        let counter = StateFile::<u64>::new(self.counter.path().to_path_buf(), 1);
-        let next = self.next_id;
-        blocking(move || counter.save(&next))
-            .await?
-            .map_err(|e| ContainerError::Store {
-                what: "saving next_id.json".into(),
-                source: e,
-            })?;
+        if id >= self.reserved {
+            let reserved = id + ID_BLOCK;
+            let counter = StateFile::<u64>::new(self.counter.path().to_path_buf(), 1);
+            blocking(move || counter.save(&reserved))
+                .await?
+                .map_err(|e| ContainerError::Store {
+                    what: "saving next_id.json".into(),
+                    source: e,
+                })?;
+            self.reserved = reserved;
+        }
         Ok(id)
     }
 

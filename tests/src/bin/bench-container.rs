@@ -1,0 +1,365 @@
+//! Container benchmark (issue 4), as root, with a private redis-server:
+//!
+//! 1. `Create(state=running)` of `container.container@1` over the bus until the reply
+//!    says `running`, against `runc run --detach` of the same bundle (the `config.json`
+//!    the actor generated) with its stdio on an append-mode log file, in the same run,
+//!    interleaved iteration by iteration; the root is an existing bind mount, so the
+//!    difference is our overhead (bus round trip, spec checks, bundle write, monitor
+//!    spawn, record fsync). Teardown is not timed.
+//! 2. The full nested chain end to end: one Create defining overlay → squashfs image →
+//!    loop attachment inline, running.
+//! 3. 100 containers created, listed and deleted over the bus, with this process's
+//!    VmRSS/VmHWM (it is the daemon here: attach, mount and container actors and the bus
+//!    server run in it, as in `imagebusd`).
+//!
+//! Run: `cargo build --release -p imagebus-container --bins &&
+//! cargo run --release -p imagebus-tests --bin bench-container [-- --iters 30 --many 100]`
+
+use imagebus_attach::{AttachConfig, AttachSys};
+use imagebus_bus::{Client, Server};
+use imagebus_container::{ContainerConfig, ContainerSys, MONITOR_BINARY};
+use imagebus_mount::{MountConfig, MountSys};
+use imagebus_schema::attach::{AttachRef, AttachSource, AttachSpec, LoopSource};
+use imagebus_schema::container::{
+    CommandLine, ContainerFilter, ContainerModule, ContainerModuleServer, ContainerModuleStub,
+    ContainerSpec, ContainerState, InitialState,
+};
+use imagebus_schema::mount::{
+    BindMount, ImageMount, MountModule, MountRef, MountSource, MountSpec, OverlayMount,
+};
+use imagebus_schema::{Holder, Selector};
+use imagebus_tests::redis::RedisFixture;
+use imagebus_tests::rootfs::{busybox_squashfs, KernelScratch};
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn flag(args: &[String], name: &str, default: usize) -> usize {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn stats(mut v: Vec<Duration>) -> (f64, f64, f64, f64) {
+    v.sort();
+    let pick = |q: f64| ms(v[((v.len() - 1) as f64 * q).round() as usize]);
+    (pick(0.0), pick(0.5), pick(0.9), pick(1.0))
+}
+
+fn row(name: &str, v: &[Duration]) -> f64 {
+    let (min, med, p90, max) = stats(v.to_vec());
+    println!(
+        "{name:<44} {:>4} {min:>8.2} {med:>8.2} {p90:>8.2} {max:>8.2}",
+        v.len()
+    );
+    med
+}
+
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+fn spec(mount: MountRef, command: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: None,
+        group: None,
+        mount,
+        command: CommandLine::Line(command.into()),
+        env: vec![],
+        working_dir: None,
+        hostname: None,
+        user: None,
+        systemd: false,
+        state: InitialState::Running,
+        network: Default::default(),
+        binds: vec![],
+        resources: Default::default(),
+        capabilities: Default::default(),
+        stop_signal: Some("KILL".into()),
+        stop_timeout_ms: Some(100),
+    }
+}
+
+fn chain(image: &Path) -> MountRef {
+    let img = MountSpec {
+        name: None,
+        source: MountSource::Image(ImageMount {
+            attach: AttachRef::Inline(Box::new(AttachSpec {
+                name: None,
+                source: AttachSource::Loop(LoopSource {
+                    path: image.into(),
+                    read_only: true,
+                }),
+            })),
+            fs_type: None,
+            options: vec![],
+            read_only: true,
+        }),
+    };
+    MountRef::Inline(Box::new(MountSpec {
+        name: None,
+        source: MountSource::Overlay(OverlayMount {
+            lowers: vec![MountRef::Inline(Box::new(img))],
+            persist_dir: None,
+        }),
+    }))
+}
+
+/// `runc run --detach` of `bundle` as container `id`, stdio on `log`.
+fn runc_run(root: &Path, bundle: &Path, id: &str, log: &Path) -> Result<Duration, BoxError> {
+    let out = OpenOptions::new().create(true).append(true).open(log)?;
+    let t = Instant::now();
+    let status = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["run", "--detach", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()?;
+    let took = t.elapsed();
+    if !status.success() {
+        return Err(format!("runc run {id}: {status}").into());
+    }
+    Ok(took)
+}
+
+fn runc_delete(root: &Path, id: &str) {
+    let _ = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["delete", "--force", id])
+        .output();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let iters = flag(&args, "--iters", 30);
+    let many = flag(&args, "--many", 100);
+    let monitor = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join(MONITOR_BINARY))
+        .ok_or("exe dir")?;
+    if !monitor.is_file() {
+        return Err(format!(
+            "{monitor:?} missing: cargo build --release -p imagebus-container --bins"
+        )
+        .into());
+    }
+    let redis = RedisFixture::start();
+    let scratch = KernelScratch::new("ibc-bench-");
+    let dir = scratch.path().to_path_buf();
+    let instance = format!("ibbench-{}", std::process::id());
+    let mut ccfg = ContainerConfig::new(
+        dir.join("state/container"),
+        dir.join("run/container"),
+        dir.join("log"),
+    );
+    ccfg.monitor = vec![monitor.display().to_string()];
+    ccfg.instance = instance.clone();
+    let result = bench(&redis, &dir, &ccfg, iters, many).await;
+    // Cleanup whatever is left, also after a failure.
+    let root = ccfg.runtime_root();
+    if let Ok(out) = Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["list", "-q"])
+        .output()
+    {
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            runc_delete(&root, id);
+        }
+    }
+    let _ = imagebus_sys::cgroup::Cgroups::remove(
+        &imagebus_sys::cgroup::LinuxCgroups,
+        &format!("/{instance}"),
+    );
+    drop(scratch);
+    result
+}
+
+async fn bench(
+    redis: &RedisFixture,
+    dir: &Path,
+    ccfg: &ContainerConfig,
+    iters: usize,
+    many: usize,
+) -> Result<(), BoxError> {
+    let (attach, _) = imagebus_attach::spawn(
+        AttachConfig {
+            state_dir: dir.join("state/attach"),
+            run_dir: dir.join("run/attach"),
+        },
+        AttachSys::linux(),
+    )
+    .await?;
+    let stop = CancellationToken::new();
+    let m = imagebus_mount::spawn(
+        MountConfig {
+            state_dir: dir.join("state/mount"),
+            run_dir: dir.join("run"),
+        },
+        MountSys::linux(),
+        Arc::new(attach),
+        stop.clone(),
+    )
+    .await?;
+    let mount = m.handle.clone();
+    let c = imagebus_container::spawn(
+        ccfg.clone(),
+        ContainerSys::linux(ccfg),
+        Arc::new(m.handle),
+        stop.clone(),
+    )
+    .await?;
+    let mut server = Server::builder(redis.url(), "container")
+        .workers(4)
+        .build()
+        .await?;
+    server.register(ContainerModuleServer::new(Arc::new(c.handle.clone())))?;
+    tokio::spawn(server.run(stop.clone()));
+    let client = Client::connect(redis.url())
+        .await?
+        .with_timeout(Duration::from_secs(60));
+    let stub = ContainerModuleStub::new(client);
+
+    // A busybox root as an existing bind mount (shared by every container), and its image.
+    let image = busybox_squashfs(dir, "bench", &[], &[]);
+    let rootdir = dir.join("bench.d");
+    let root = mount
+        .mount(
+            MountSpec {
+                name: Some("benchroot".into()),
+                source: MountSource::Bind(BindMount {
+                    path: rootdir,
+                    base: None,
+                    read_only: false,
+                    recursive: false,
+                }),
+            },
+            Some(Holder::User),
+        )
+        .await?;
+    let existing = || MountRef::Existing(Selector::Name("benchroot".into()));
+    let (rss0, _) = memory();
+
+    // 1. Create(running) over the bus vs runc run -d of the same bundle.
+    let first = stub.create(spec(existing(), "sleep 1000")).await?;
+    let generated = ccfg.container_dir(first.id).join("bundle/config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&generated)?)?;
+    stub.delete(Selector::Id(first.id), true).await?;
+    let raw_root = dir.join("run/raw-runc");
+    std::fs::create_dir_all(&raw_root)?;
+    let (mut ours, mut raw, mut local, mut acquire) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..iters {
+        // Parts of our cost: the call without the bus, and the mount module's share.
+        let t = Instant::now();
+        let info = c.handle.create(spec(existing(), "sleep 1000")).await?;
+        local.push(t.elapsed());
+        c.handle.delete(Selector::Id(info.id), true).await?;
+        let t = Instant::now();
+        mount
+            .acquire(
+                Selector::Id(root.id),
+                Holder::Container(1_000_000 + i as u64),
+            )
+            .await?;
+        acquire.push(t.elapsed());
+        mount
+            .release(root.id, Holder::Container(1_000_000 + i as u64))
+            .await?;
+
+        let t = Instant::now();
+        let info = stub.create(spec(existing(), "sleep 1000")).await?;
+        ours.push(t.elapsed());
+        assert_eq!(info.state, ContainerState::Running);
+        stub.delete(Selector::Id(info.id), true).await?;
+
+        let id = format!("{}-raw{i}", ccfg.instance);
+        config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", ccfg.instance));
+        let bundle = dir.join("raw-bundles").join(&id);
+        std::fs::create_dir_all(&bundle)?;
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+        raw.push(runc_run(&raw_root, &bundle, &id, &dir.join("raw.log"))?);
+        runc_delete(&raw_root, &id);
+        let _ = imagebus_sys::cgroup::Cgroups::remove(
+            &imagebus_sys::cgroup::LinuxCgroups,
+            &format!("/{}/{id}", ccfg.instance),
+        );
+    }
+    println!(
+        "{:<44} {:>4} {:>8} {:>8} {:>8} {:>8}",
+        "ms", "n", "min", "median", "p90", "max"
+    );
+    let a = row("Create(state=running) over the bus", &ours);
+    let b = row("runc run --detach (same bundle)", &raw);
+    println!("median overhead: {:.2} ms (target <= 10 ms)", a - b);
+    row("  of which: Create in-process (no bus)", &local);
+    row("  of which: mount Acquire (mount module)", &acquire);
+
+    // 2. The nested chain, end to end.
+    let mut nested = Vec::new();
+    for _ in 0..iters.min(10) {
+        let t = Instant::now();
+        let info = stub.create(spec(chain(&image), "sleep 1000")).await?;
+        nested.push(t.elapsed());
+        stub.delete(Selector::Id(info.id), true).await?;
+    }
+    row("Create: loop + squashfs + overlay + start", &nested);
+
+    // 3. Many containers.
+    let t = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..many {
+        ids.push(stub.create(spec(existing(), "sleep 1000")).await?.id);
+    }
+    let created = t.elapsed();
+    let (rss1, hwm1) = memory();
+    let t = Instant::now();
+    let listed = stub.list(ContainerFilter::default()).await?;
+    let list_took = t.elapsed();
+    assert_eq!(listed.len(), many);
+    let t = Instant::now();
+    for id in &ids {
+        stub.delete(Selector::Id(*id), true).await?;
+    }
+    let deleted = t.elapsed();
+    let (rss2, hwm2) = memory();
+    println!(
+        "{many} containers: create {:.0} ms ({:.1} ms each), list {:.1} ms, delete {:.0} ms ({:.1} ms each)",
+        ms(created),
+        ms(created) / many as f64,
+        ms(list_took),
+        ms(deleted),
+        ms(deleted) / many as f64
+    );
+    println!(
+        "daemon memory (this process): VmRSS {rss0} kB before, {rss1} kB with {many} running, {rss2} kB after delete; VmHWM {hwm1} kB -> {hwm2} kB"
+    );
+    mount.unmount(Selector::Id(root.id), true).await?;
+    stop.cancel();
+    Ok(())
+}
