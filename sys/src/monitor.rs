@@ -109,13 +109,31 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 pub trait MonitorLauncher: Send + Sync + 'static {
     /// Runs the monitor on `config` and waits (up to `timeout`) for its report.
     fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError>;
+
+    /// Gets ready for the next launch (e.g. starts a spare monitor); never fails.
+    fn prepare(&self) {}
 }
 
-/// Launches a monitor binary: `program args... <config>`.
+/// The argument that starts a spare monitor: it detaches at once and then reads the
+/// config path from its stdin.
+pub const SPARE_ARG: &str = "-";
+
+/// Launches a monitor binary: `program args... <config>`. One spare monitor is kept
+/// started and detached (`program args... -`), waiting for a config path on its stdin, so a
+/// launch costs a pipe write instead of an exec and a fork. A spare whose launcher is gone
+/// sees end-of-file and exits.
 #[derive(Debug, Clone)]
 pub struct LinuxMonitorLauncher {
     program: PathBuf,
     args: Vec<String>,
+    spare: std::sync::Arc<std::sync::Mutex<Option<Spare>>>,
+}
+
+/// A started, detached monitor waiting for its config path.
+#[derive(Debug)]
+struct Spare {
+    stdin: std::process::ChildStdin,
+    stdout: std::process::ChildStdout,
 }
 
 impl LinuxMonitorLauncher {
@@ -124,17 +142,19 @@ impl LinuxMonitorLauncher {
         Self {
             program: program.into(),
             args,
+            spare: Default::default(),
         }
     }
-}
 
-impl MonitorLauncher for LinuxMonitorLauncher {
-    fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError> {
+    fn start(
+        &self,
+        arg: &std::ffi::OsStr,
+    ) -> Result<(std::process::ChildStdin, std::process::ChildStdout), RuntimeError> {
         let program = self.program.display().to_string();
         let mut child = Command::new(&self.program)
             .args(&self.args)
-            .arg(config)
-            .stdin(Stdio::null())
+            .arg(arg)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -142,54 +162,102 @@ impl MonitorLauncher for LinuxMonitorLauncher {
                 program: program.clone(),
                 source,
             })?;
-        let out = child.stdout.take();
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
         // The first process exits right after forking; reap it.
         let _ = child.wait();
-        let Some(out) = out else {
-            return Err(RuntimeError::Invalid("monitor stdout missing".into()));
-        };
-        let deadline = Instant::now() + timeout;
-        let mut pfd = libc::pollfd {
-            fd: out.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(RuntimeError::Timeout {
-                    id: program,
-                    timeout,
-                });
-            }
-            let ms = libc::c_int::try_from(left.as_millis())
-                .unwrap_or(libc::c_int::MAX)
-                .max(1);
-            // SAFETY: one valid pollfd on a pipe we own, bounded timeout.
-            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if n > 0 {
-                break;
-            }
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(RuntimeError::io("poll", config, e));
+        match (stdin, stdout) {
+            (Some(i), Some(o)) => Ok((i, o)),
+            _ => Err(RuntimeError::Invalid("monitor pipes missing".into())),
+        }
+    }
+
+    fn take_spare(&self) -> Option<Spare> {
+        self.spare.lock().ok().and_then(|mut s| s.take())
+    }
+
+    fn refill(&self) {
+        let me = self.clone();
+        std::thread::spawn(move || match me.start(std::ffi::OsStr::new(SPARE_ARG)) {
+            Ok((stdin, stdout)) => {
+                if let Ok(mut slot) = me.spare.lock() {
+                    *slot = Some(Spare { stdin, stdout });
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "starting a spare monitor"),
+        });
+    }
+}
+
+/// Reads the monitor's one-line report, waiting at most `timeout`.
+fn read_report(
+    out: std::process::ChildStdout,
+    config: &Path,
+    timeout: Duration,
+) -> Result<MonitorReport, RuntimeError> {
+    let deadline = Instant::now() + timeout;
+    let mut pfd = libc::pollfd {
+        fd: out.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RuntimeError::Timeout {
+                id: config.display().to_string(),
+                timeout,
+            });
         }
-        let mut line = String::new();
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| RuntimeError::io("read monitor report", config, e))?;
-        if line.trim().is_empty() {
-            return Err(RuntimeError::Invalid(format!(
-                "monitor {program} exited without a report (see the monitor log beside {config:?})"
-            )));
+        let ms = libc::c_int::try_from(left.as_millis())
+            .unwrap_or(libc::c_int::MAX)
+            .max(1);
+        // SAFETY: one valid pollfd on a pipe we own, bounded timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            break;
         }
-        serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Parse {
-            what: "monitor report".into(),
-            detail: format!("{e}: {line:?}"),
-        })
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(RuntimeError::io("poll", config, e));
+            }
+        }
+    }
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .map_err(|e| RuntimeError::io("read monitor report", config, e))?;
+    if line.trim().is_empty() {
+        return Err(RuntimeError::Invalid(format!(
+            "the monitor exited without a report (see monitor.log beside {config:?})"
+        )));
+    }
+    serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Parse {
+        what: "monitor report".into(),
+        detail: format!("{e}: {line:?}"),
+    })
+}
+
+impl MonitorLauncher for LinuxMonitorLauncher {
+    fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError> {
+        let mut line = config.as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        // A spare, unless it died (then its pipe is broken) or there is none yet.
+        let from_spare = self
+            .take_spare()
+            .and_then(|mut s| s.stdin.write_all(&line).ok().map(|()| s.stdout));
+        let out = match from_spare {
+            Some(out) => out,
+            None => self.start(config.as_os_str())?.1,
+        };
+        self.refill();
+        read_report(out, config, timeout)
+    }
+
+    fn prepare(&self) {
+        if self.spare.lock().map(|s| s.is_none()).unwrap_or(false) {
+            self.refill();
+        }
     }
 }
 
@@ -231,21 +299,7 @@ fn write_exit(path: &Path, rec: &ExitRecord) -> std::io::Result<()> {
 
 /// The monitor process's body (called by the monitor binary's `main` while it is still
 /// single-threaded). Returns the process exit code.
-pub fn run_monitor(config_path: &Path) -> i32 {
-    let cfg: MonitorConfig = match std::fs::read(config_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            report(&MonitorReport {
-                monitor_pid: std::process::id(),
-                init_pid: None,
-                error: Some(format!("monitor config {config_path:?}: {e}")),
-            });
-            return 2;
-        }
-    };
+pub fn run_monitor(config_arg: &Path) -> i32 {
     // SAFETY: the monitor is single-threaded here (no runtime, no threads started), so the
     // child may keep running Rust code after fork.
     match unsafe { nix::unistd::fork() } {
@@ -269,6 +323,23 @@ pub fn run_monitor(config_path: &Path) -> i32 {
             error: Some(msg),
         });
         1
+    };
+    // A spare waits for its config path on stdin (end of file: not needed after all).
+    let config_path = if config_arg == Path::new(SPARE_ARG) {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => PathBuf::from(line.trim_end_matches('\n')),
+            _ => return 0,
+        }
+    } else {
+        config_arg.to_path_buf()
+    };
+    let cfg: MonitorConfig = match std::fs::read(&config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("monitor config {config_path:?}: {e}")),
     };
     let mlog = match open_append(&cfg.monitor_log) {
         Ok(f) => f,

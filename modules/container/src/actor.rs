@@ -103,6 +103,7 @@ pub async fn spawn(
     let (itx, irx) = mpsc::unbounded_channel();
     let mut containers = Containers::load(cfg, sys.clone(), mounts, events.clone(), itx).await?;
     containers.reconcile().await?;
+    sys.monitors.prepare();
     let (tx, rx) = mpsc::channel(64);
     let task =
         tokio::spawn(run(containers, rx, irx, stop).instrument(tracing::info_span!("container")));

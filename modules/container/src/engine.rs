@@ -240,28 +240,66 @@ impl Containers {
         }
         let id = self.alloc_id().await?;
         let holder = Holder::Container(id);
-        let mount = match &spec.mount {
-            MountRef::Inline(m) => self.mounts.mount((**m).clone(), Some(holder.clone())).await,
-            MountRef::Existing(sel) => self.mounts.acquire(sel.clone(), holder.clone()).await,
-        }
-        .map_err(ContainerError::Mount)?;
-        let result = self
-            .create_on(id, spec, prepared, mount.id, mount.mountpoint)
-            .await;
-        if result.is_err() {
+        // An existing mount: look it up, then take the reference while the container is
+        // being created (the reference is a synchronous state write in the mount module).
+        let (mount, acquire) = match &spec.mount {
+            MountRef::Inline(m) => (
+                self.mounts.mount((**m).clone(), Some(holder.clone())).await,
+                None,
+            ),
+            MountRef::Existing(sel) => (self.mounts.get(sel.clone()).await, Some(sel.clone())),
+        };
+        let mount = mount.map_err(ContainerError::Mount)?;
+        let mounts = self.mounts.clone();
+        let acquired = async move {
+            match acquire {
+                Some(sel) => mounts.acquire(sel, holder).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let (acquired, built) = tokio::join!(
+            acquired,
+            self.create_on(id, spec, prepared, mount.id, mount.mountpoint.clone())
+        );
+        let record = match (acquired, built) {
+            (Ok(()), Ok(record)) => record,
+            (Ok(()), Err(e)) => {
+                self.undo(id, Some(mount.id)).await;
+                return Err(e);
+            }
+            (Err(e), built) => {
+                self.undo(id, None).await;
+                return Err(built.err().unwrap_or(ContainerError::Mount(e)));
+            }
+        };
+        let start = record.info.state == ContainerState::Running;
+        self.records.insert(id, record);
+        if let Err(e) = self.save(id).await {
+            self.records.remove(&id);
             self.undo(id, Some(mount.id)).await;
+            return Err(e);
         }
-        result
+        let info = self.records[&id].info.clone();
+        tracing::info!(id, runtime_id = %info.runtime_id, state = info.state.as_str(), "container created");
+        if start {
+            let mut created = info.clone();
+            created.state = ContainerState::Created;
+            self.emit(&created, false);
+        }
+        self.emit(&info, false);
+        Ok(info)
     }
 
+    /// Checks the init, writes the bundle and runs the monitor: the record of a new
+    /// container, not yet registered.
     async fn create_on(
-        &mut self,
+        &self,
         id: u64,
         spec: ContainerSpec,
         prepared: crate::prepare::Prepared,
         mount_id: u64,
         rootfs: PathBuf,
-    ) -> Result<ContainerInfo, ContainerError> {
+    ) -> Result<Record, ContainerError> {
         let files = self.files(id);
         let bundle = bundle_config(
             &prepared,
@@ -310,21 +348,11 @@ impl Containers {
             watched: None,
         };
         self.launch(&mut record, start).await?;
-        self.records.insert(id, record);
-        self.save(id).await?;
-        let info = self.records[&id].info.clone();
-        tracing::info!(id, runtime_id = %info.runtime_id, state = info.state.as_str(), "container created");
-        if start {
-            let mut created = info.clone();
-            created.state = ContainerState::Created;
-            self.emit(&created, false);
-        }
-        self.emit(&info, false);
-        Ok(info)
+        Ok(record)
     }
 
     /// Runs the monitor for a new run of `record` (create, or run with `start`).
-    async fn launch(&mut self, record: &mut Record, start: bool) -> Result<(), ContainerError> {
+    async fn launch(&self, record: &mut Record, start: bool) -> Result<(), ContainerError> {
         let id = record.info.id;
         let files = self.files(id);
         let rid = record.info.runtime_id.clone();
