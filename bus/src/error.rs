@@ -90,7 +90,10 @@ pub struct RemoteError {
 impl RemoteError {
     /// An error with the given code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// An error whose message is `err` followed by each of its `source()`s, joined by ": ".

@@ -76,7 +76,9 @@ pub struct StreamSource {
 
 impl std::fmt::Debug for StreamSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamSource").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("StreamSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -46,9 +46,10 @@ impl AttachSource {
     /// The same source with any secret replaced by [`Secret::REDACTED`].
     pub fn redacted(&self) -> Self {
         match self {
-            AttachSource::Rbd(r) => {
-                AttachSource::Rbd(RbdSource { secret: Secret::redacted(), ..r.clone() })
-            }
+            AttachSource::Rbd(r) => AttachSource::Rbd(RbdSource {
+                secret: Secret::redacted(),
+                ..r.clone()
+            }),
             other => other.clone(),
         }
     }
@@ -194,7 +195,11 @@ pub trait AttachModule: Send + Sync {
     /// Errors: `InvalidArgument` (bad spec, missing file, not a block device), `Conflict`
     /// (name taken; image already mapped and not shared), `Unavailable` (monitors
     /// unreachable), `NotFound` (unknown RBD image), `Internal`.
-    async fn attach(&self, spec: AttachSpec, holder: Option<Holder>) -> Result<AttachInfo, RemoteError>;
+    async fn attach(
+        &self,
+        spec: AttachSpec,
+        holder: Option<Holder>,
+    ) -> Result<AttachInfo, RemoteError>;
 
     /// Drops the `User` reference and detaches when no other holder remains.
     /// Errors: `NotFound`; `Conflict` while other holders remain, unless `force`, which
@@ -241,13 +246,15 @@ mod tests {
 
     #[test]
     fn spec_json_form_and_strictness() {
-        let spec: AttachSpec = serde_json::from_str(
-            r#"{"name":"img","source":{"kind":"loop","path":"/tmp/a.sqsh"}}"#,
-        )
-        .unwrap();
+        let spec: AttachSpec =
+            serde_json::from_str(r#"{"name":"img","source":{"kind":"loop","path":"/tmp/a.sqsh"}}"#)
+                .unwrap();
         assert_eq!(
             spec.source,
-            AttachSource::Loop(LoopSource { path: "/tmp/a.sqsh".into(), read_only: true })
+            AttachSource::Loop(LoopSource {
+                path: "/tmp/a.sqsh".into(),
+                read_only: true
+            })
         );
         let bad = serde_json::from_str::<AttachSpec>(
             r#"{"source":{"kind":"loop","path":"/a","readonly":true}}"#,

@@ -68,7 +68,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!("name {name:?} must be 1 to 64 characters long"));
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
         return Err(format!("name {name:?} may only contain A-Z a-z 0-9 . _ -"));
     }
     if name.starts_with(['.', '-']) {
@@ -96,10 +99,16 @@ mod tests {
 
     #[test]
     fn selector_json_forms() {
-        assert_eq!(serde_json::to_string(&Selector::Id(3)).unwrap(), r#"{"id":3}"#);
+        assert_eq!(
+            serde_json::to_string(&Selector::Id(3)).unwrap(),
+            r#"{"id":3}"#
+        );
         assert_eq!(Selector::parse("42"), Selector::Id(42));
         assert_eq!(Selector::parse("web"), Selector::Name("web".into()));
-        assert_eq!(serde_json::to_string(&Holder::Mount(4)).unwrap(), r#"{"mount":4}"#);
+        assert_eq!(
+            serde_json::to_string(&Holder::Mount(4)).unwrap(),
+            r#"{"mount":4}"#
+        );
         assert_eq!(serde_json::to_string(&Holder::User).unwrap(), r#""user""#);
     }
 }

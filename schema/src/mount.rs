@@ -149,7 +149,11 @@ pub trait MountModule: Send + Sync {
     /// call, all or nothing. `holder` owns the first reference (`None` = `User`).
     /// Errors: `InvalidArgument` (bad spec, unknown filesystem type, path escapes),
     /// `NotFound` (a referenced child), `Conflict` (name taken), plus the attach module's.
-    async fn mount(&self, spec: MountSpec, holder: Option<Holder>) -> Result<MountInfo, RemoteError>;
+    async fn mount(
+        &self,
+        spec: MountSpec,
+        holder: Option<Holder>,
+    ) -> Result<MountInfo, RemoteError>;
 
     /// Drops the `User` reference and unmounts (lazily) when no other holder remains,
     /// cascading to owned children. Errors: `NotFound`; `Conflict` while other holders
