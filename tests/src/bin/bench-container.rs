@@ -78,6 +78,35 @@ fn memory() -> (u64, u64) {
     (kb("VmRSS:"), kb("VmHWM:"))
 }
 
+/// Number and total VmRSS (kB) of the monitors with a file open below `dir` (their
+/// `monitor.log`; spare-started monitors get their config on stdin, so their command line
+/// is just `imagebus-monitor -`).
+fn monitors_rss(dir: &Path) -> (usize, u64) {
+    let needle = dir.display().to_string();
+    let mut n = 0;
+    let mut kb = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        let ours = std::fs::read_dir(entry.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&needle)));
+        if cmd.contains(MONITOR_BINARY) && ours {
+            n += 1;
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            kb += status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    (n, kb)
+}
+
 fn spec(mount: MountRef, command: &str) -> ContainerSpec {
     ContainerSpec {
         name: None,
@@ -338,6 +367,7 @@ async fn bench(
     }
     let created = t.elapsed();
     let (rss1, hwm1) = memory();
+    let (monitors, monitors_kb) = monitors_rss(dir);
     let t = Instant::now();
     let listed = stub.list(ContainerFilter::default()).await?;
     let list_took = t.elapsed();
@@ -358,6 +388,10 @@ async fn bench(
     );
     println!(
         "daemon memory (this process): VmRSS {rss0} kB before, {rss1} kB with {many} running, {rss2} kB after delete; VmHWM {hwm1} kB -> {hwm2} kB"
+    );
+    println!(
+        "monitors: {monitors} running with {many} containers, {monitors_kb} kB VmRSS in total ({:.0} kB each)",
+        monitors_kb as f64 / monitors.max(1) as f64
     );
     mount.unmount(Selector::Id(root.id), true).await?;
     stop.cancel();
