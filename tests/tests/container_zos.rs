@@ -207,3 +207,59 @@ async fn zos_interface_over_the_bus() {
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("network namespace"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_calls_over_the_bus_with_the_generated_stub() {
+    use futures::StreamExt;
+    use imagebus_schema::container::{ContainerEvent, ContainerModuleStub, InitialState};
+    let redis = RedisFixture::start();
+    let node = Node::start("busev").await;
+    let _served = serve(&node, &redis.url()).await;
+    let root = node.rootfs("r", &[]);
+    let client = Client::connect(redis.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_secs(30));
+    let mut events =
+        client.subscribe::<ContainerEvent>("container", &ObjectId::new("container", "1"), "Events");
+    events.ready().await.unwrap();
+    let stub = ContainerModuleStub::new(client.clone());
+    let mut s = spec(bind_root(&root), "sh -c 'echo over-the-bus; exit 3'");
+    s.state = InitialState::Running;
+    let info = stub.create(s).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen
+        .iter()
+        .any(|e: &ContainerEvent| e.state == ContainerState::Exited)
+    {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(ev)) => seen.push(ev),
+            _ => panic!("no exited event; saw {seen:?}"),
+        }
+    }
+    let states: Vec<ContainerState> = seen.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        [
+            ContainerState::Created,
+            ContainerState::Running,
+            ContainerState::Exited
+        ]
+    );
+    assert_eq!(seen[2].exit_code, Some(3));
+    assert!(seen.iter().all(|e| e.id == info.id));
+    let log = stub
+        .logs(Selector::Id(info.id), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(log.data, "over-the-bus\n");
+    stub.delete(Selector::Id(info.id), false).await.unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(last.deleted && last.id == info.id);
+    let e = stub.get(Selector::Id(info.id)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound, "codes survive the bus: {e}");
+}
