@@ -50,13 +50,23 @@ pub fn print_value<T: serde::Serialize>(value: &T, json: bool) -> anyhow::Result
     print_json(&serde_json::to_value(value)?, json)
 }
 
-/// Parses a JSON request body given on the command line into a typed spec; a bad body is
-/// `InvalidArgument` (checked here, before anything is sent).
-pub fn parse_spec<T: serde::de::DeserializeOwned>(
-    what: &str,
-    text: &str,
-) -> Result<T, RemoteError> {
-    serde_json::from_str(text)
+/// Parses a JSON request body given on the command line into a typed spec: the JSON
+/// itself, `@FILE` to read it from a file, or `-` for standard input (so that secrets such
+/// as Ceph keys stay out of the process list and shell history). A bad body is
+/// `InvalidArgument`, checked here before anything is sent.
+pub fn parse_spec<T: serde::de::DeserializeOwned>(what: &str, arg: &str) -> Result<T, RemoteError> {
+    let text = if arg == "-" {
+        let mut buf = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| RemoteError::invalid_argument(format!("{what}: reading stdin: {e}")))?;
+        buf
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read_to_string(path)
+            .map_err(|e| RemoteError::invalid_argument(format!("{what}: reading {path}: {e}")))?
+    } else {
+        arg.to_string()
+    };
+    serde_json::from_str(&text)
         .map_err(|e| RemoteError::invalid_argument(format!("{what} is not a valid spec: {e}")))
 }
 
@@ -90,6 +100,24 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specs_come_inline_or_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("spec.json");
+        std::fs::write(&f, r#"{"a": 1}"#).unwrap();
+        let v: serde_json::Value = parse_spec("--spec", &format!("@{}", f.display())).unwrap();
+        assert_eq!(v["a"], 1);
+        let v: serde_json::Value = parse_spec("--spec", r#"{"b": 2}"#).unwrap();
+        assert_eq!(v["b"], 2);
+        let e = parse_spec::<serde_json::Value>("--spec", "@/nonexistent/x").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains("reading /nonexistent/x"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn remote_errors_print_their_code() {

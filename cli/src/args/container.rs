@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// Wait after the stop signal before SIGKILL.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub stop_timeout: Option<Duration>,
-    /// The whole `ContainerSpec` as JSON (flags above are then not allowed).
+    /// The whole `ContainerSpec` as JSON; `@FILE` or `-` (stdin).
     #[arg(long = "spec", value_name = "JSON", conflicts_with_all = ["command", "env", "binds", "image", "mount"])]
     pub spec: Option<String>,
     /// The command and its arguments (a `--` before them is optional).

@@ -36,7 +36,8 @@ pub struct AttachCreate {
     /// Read-write (loop devices are read-only by default).
     #[arg(long, conflicts_with = "spec")]
     pub rw: bool,
-    /// The whole `AttachSpec` as JSON (e.g. for rbd; see docs/objects.md).
+    /// The whole `AttachSpec` as JSON (e.g. for rbd; see docs/objects.md); `@FILE` reads it
+    /// from a file, `-` from stdin (keeps secrets out of the process list).
     #[arg(long = "spec", value_name = "JSON")]
     pub spec: Option<String>,
 }
@@ -87,7 +88,7 @@ pub struct MountCreate {
     /// Read-write (images are read-only by default).
     #[arg(long, conflicts_with = "spec")]
     pub rw: bool,
-    /// The whole `MountSpec` as JSON (see docs/objects.md).
+    /// The whole `MountSpec` as JSON (see docs/objects.md); `@FILE` or `-` (stdin).
     #[arg(long = "spec", value_name = "JSON")]
     pub spec: Option<String>,
 }
