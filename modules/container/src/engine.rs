@@ -371,14 +371,18 @@ impl Containers {
             monitor_log: files.monitor_log.clone(),
         };
         let mpath = files.monitor_config.clone();
+        let rerun = record.generation > 0;
         let report = blocking(move || -> Result<_, ContainerError> {
-            // Leftovers of a previous run.
-            runtime
-                .delete(&rid, true)
-                .map_err(|e| ContainerError::runtime(format!("cleaning {rid}"), e))?;
-            let _ = cgroups.remove(&cgroup);
-            for f in [&mcfg.exit_file, &mcfg.pid_file, &mcfg.runtime_log] {
-                let _ = std::fs::remove_file(f);
+            // Leftovers of a previous run. A new container's runtime id was never used:
+            // ids are never reused, and start-up removes runtime containers without a record.
+            if rerun {
+                runtime
+                    .delete(&rid, true)
+                    .map_err(|e| ContainerError::runtime(format!("cleaning {rid}"), e))?;
+                let _ = cgroups.remove(&cgroup);
+                for f in [&mcfg.exit_file, &mcfg.pid_file, &mcfg.runtime_log] {
+                    let _ = std::fs::remove_file(f);
+                }
             }
             let text = serde_json::to_vec_pretty(&mcfg).map_err(|e| {
                 ContainerError::state("encoding the monitor config", std::io::Error::other(e))

@@ -22,6 +22,9 @@ mod record;
 mod watch;
 mod zos;
 
+#[cfg(test)]
+mod tests;
+
 pub use actor::{spawn, ContainerHandle, Spawned, DEFAULT_EXEC_TIMEOUT_MS};
 pub use config::{default_monitor, ContainerConfig, ContainerSys, MONITOR_BINARY};
 pub use error::ContainerError;
