@@ -133,3 +133,27 @@ fn missing_redis_server_binary_is_reported() {
         d.log()
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let redis = RedisFixture::start();
+    let mut d = Daemon::spawn(Some(&redis.url()), &["--log-format", "json"]);
+    d.wait_ready();
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10))
+        .expect("imagebusd did not exit");
+    let log = d.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "imagebusd ready"),
+        "{log}"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+}
