@@ -291,3 +291,52 @@ fn containers_survive_kill9_of_the_daemon() {
     n.ok(&["rm", "survivor"]);
     n.assert_clean();
 }
+
+#[test]
+fn split_deployment_runs_a_container_across_three_processes() {
+    let redis = RedisFixture::start();
+    let scratch = KernelScratch::new("ibsplit");
+    let image = scratch.path().join("busybox.sqsh");
+    std::fs::copy(busybox_squashfs(), &image).unwrap();
+    let url = redis.url();
+    // Dropped in reverse: container first (its Drop removes containers), then mount, attach.
+    let attach = Daemon::spawn_in(scratch.path(), Some(&url), &["--only", "attach"]);
+    attach.wait_ready();
+    let mount = Daemon::spawn_in(scratch.path(), Some(&url), &["--only", "mount"]);
+    mount.wait_ready();
+    let container = Daemon::spawn_in(scratch.path(), Some(&url), &["--only", "container"]);
+    container.wait_ready();
+    let out = container.cli(&["--timeout", "20s", "status", "container"]);
+    assert!(out.status.success(), "{out:?}\n{}", container.log());
+
+    let run = container.cli(&[
+        "run",
+        "--name",
+        "split",
+        "--image",
+        image.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo split ok; sleep 1000",
+    ]);
+    assert!(
+        run.status.success(),
+        "{run:?}\n{}\n{}",
+        container.log(),
+        mount.log()
+    );
+    let exec = container.cli(&["exec", "split", "--", "cat", "/etc/hostname"]);
+    assert_eq!(exec.stdout.trim(), "imagebus-test", "{exec:?}");
+    // The mount process holds the rootfs, the attach process the loop device.
+    assert_eq!(mounts_under(scratch.path()).len(), 2);
+    assert_eq!(loops_under(scratch.path()).len(), 1);
+
+    let rm = container.cli(&["--timeout", "30s", "rm", "--force", "split"]);
+    assert!(rm.status.success(), "{rm:?}");
+    assert!(mounts_under(scratch.path()).is_empty());
+    assert!(loops_under(scratch.path()).is_empty());
+    drop(container);
+    drop(mount);
+    drop(attach);
+}
