@@ -4,15 +4,12 @@
 
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::error::ContainerError;
-use crate::prepare::{bundle_config, prepare};
 use crate::record::{save_record, Record, Watched, RECORD_VERSION};
-use crate::watch::{is_alive, spawn_escalation, spawn_watcher, Internal};
-use imagebus_schema::container::{
-    ContainerEvent, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, InitialState,
-};
-use imagebus_schema::mount::{MountModule, MountRef};
+use crate::watch::{spawn_escalation, spawn_watcher, Internal};
+use imagebus_schema::container::{ContainerEvent, ContainerFilter, ContainerInfo, ContainerState};
+use imagebus_schema::mount::MountModule;
 use imagebus_schema::{Holder, Selector};
-use imagebus_sys::monitor::{now_ms, process_start_time, read_exit_file, MonitorConfig};
+use imagebus_sys::monitor::{now_ms, process_start_time, MonitorConfig};
 use imagebus_sys::oci;
 use imagebus_sys::state::StateFile;
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+mod create;
+mod exits;
 
 /// Ids reserved per write of `next_id.json`.
 const ID_BLOCK: u64 = 64;
@@ -226,131 +226,6 @@ impl Containers {
         Ok(id)
     }
 
-    /// Creates a container; all or nothing.
-    pub async fn create(&mut self, spec: ContainerSpec) -> Result<ContainerInfo, ContainerError> {
-        let prepared = prepare(&spec, self.sys.netns.as_ref(), self.bounding)?;
-        if let Some(name) = &spec.name {
-            if self
-                .records
-                .values()
-                .any(|r| r.info.name.as_deref() == Some(name))
-            {
-                return Err(ContainerError::NameTaken(name.clone()));
-            }
-        }
-        let id = self.alloc_id().await?;
-        let holder = Holder::Container(id);
-        // An existing mount: look it up, then take the reference while the container is
-        // being created (the reference is a synchronous state write in the mount module).
-        let (mount, acquire) = match &spec.mount {
-            MountRef::Inline(m) => (
-                self.mounts.mount((**m).clone(), Some(holder.clone())).await,
-                None,
-            ),
-            MountRef::Existing(sel) => (self.mounts.get(sel.clone()).await, Some(sel.clone())),
-        };
-        let mount = mount.map_err(ContainerError::Mount)?;
-        let mounts = self.mounts.clone();
-        let acquired = async move {
-            match acquire {
-                Some(sel) => mounts.acquire(sel, holder).await.map(drop),
-                None => Ok(()),
-            }
-        };
-        let (acquired, built) = tokio::join!(
-            acquired,
-            self.create_on(id, spec, prepared, mount.id, mount.mountpoint.clone())
-        );
-        let record = match (acquired, built) {
-            (Ok(()), Ok(record)) => record,
-            (Ok(()), Err(e)) => {
-                self.undo(id, Some(mount.id)).await;
-                return Err(e);
-            }
-            (Err(e), built) => {
-                self.undo(id, None).await;
-                return Err(built.err().unwrap_or(ContainerError::Mount(e)));
-            }
-        };
-        let start = record.info.state == ContainerState::Running;
-        self.records.insert(id, record);
-        if let Err(e) = self.save(id).await {
-            self.records.remove(&id);
-            self.undo(id, Some(mount.id)).await;
-            return Err(e);
-        }
-        let info = self.records[&id].info.clone();
-        tracing::info!(id, runtime_id = %info.runtime_id, state = info.state.as_str(), "container created");
-        if start {
-            let mut created = info.clone();
-            created.state = ContainerState::Created;
-            self.emit(&created, false);
-        }
-        self.emit(&info, false);
-        Ok(info)
-    }
-
-    /// Checks the init, writes the bundle and runs the monitor: the record of a new
-    /// container, not yet registered.
-    async fn create_on(
-        &self,
-        id: u64,
-        spec: ContainerSpec,
-        prepared: crate::prepare::Prepared,
-        mount_id: u64,
-        rootfs: PathBuf,
-    ) -> Result<Record, ContainerError> {
-        let files = self.files(id);
-        let bundle = bundle_config(
-            &prepared,
-            &spec,
-            id,
-            rootfs.clone(),
-            self.cfg.cgroup_path(id),
-        );
-        let (argv0, path_env) = (prepared.args[0].clone(), prepared.path_env().to_string());
-        let (root, bdir) = (rootfs.clone(), files.bundle.clone());
-        blocking(move || -> Result<(), ContainerError> {
-            oci::find_executable(&root, &argv0, &path_env)
-                .map_err(|e| ContainerError::Invalid(e.to_string()))?;
-            let spec = oci::build_spec(&bundle)
-                .map_err(|e| ContainerError::runtime("building the OCI spec", e))?;
-            oci::write_bundle(&bdir, &spec)
-                .map_err(|e| ContainerError::runtime("writing the bundle", e))?;
-            Ok(())
-        })
-        .await??;
-        let now = now_ms();
-        let start = spec.state == InitialState::Running;
-        let mut record = Record {
-            info: ContainerInfo {
-                id,
-                name: spec.name.clone(),
-                group: spec.group.clone(),
-                state: ContainerState::Created,
-                mount: mount_id,
-                rootfs,
-                command: prepared.args.clone(),
-                pid: None,
-                exit_code: None,
-                exit_signal: None,
-                reason: None,
-                log_file: files.log.clone(),
-                runtime_id: self.cfg.runtime_id(id),
-                created_at_ms: now,
-                started_at_ms: None,
-                finished_at_ms: None,
-                spec,
-            },
-            stop_signal: prepared.stop_signal,
-            stop_timeout_ms: prepared.stop_timeout_ms,
-            generation: 0,
-            watched: None,
-        };
-        self.launch(&mut record, start).await?;
-        Ok(record)
-    }
-
     /// Runs the monitor for a new run of `record` (create, or run with `start`).
     async fn launch(&self, record: &mut Record, start: bool) -> Result<(), ContainerError> {
         let id = record.info.id;
@@ -533,89 +408,6 @@ impl Containers {
         self.waiters.entry(id).or_default().push(waiter);
     }
 
-    /// Handles a message from a watcher task.
-    pub async fn internal(&mut self, msg: Internal) {
-        match msg {
-            Internal::Escalate { id, generation } => {
-                let Some(rec) = self.records.get(&id) else {
-                    return;
-                };
-                if rec.generation != generation || rec.info.state != ContainerState::Stopping {
-                    return;
-                }
-                tracing::info!(id, "stop timeout passed; sending SIGKILL");
-                let runtime = self.sys.runtime.clone();
-                let rid = rec.info.runtime_id.clone();
-                if let Ok(Err(e)) =
-                    blocking(move || runtime.kill(&rid, imagebus_sys::signal::SIGKILL, true)).await
-                {
-                    tracing::warn!(id, error = %e, "SIGKILL after the stop timeout");
-                }
-            }
-            Internal::Ended { id, generation } => self.ended(id, generation).await,
-        }
-    }
-
-    async fn ended(&mut self, id: u64, generation: u64) {
-        let Some(rec) = self.records.get(&id) else {
-            return;
-        };
-        if rec.generation != generation || !rec.is_live() {
-            return;
-        }
-        let files = self.files(id);
-        let monitor = rec.watched.map(|w| w.monitor).unwrap_or(false);
-        let runtime = self.sys.runtime.clone();
-        let cgroups = self.sys.cgroups.clone();
-        let rid = rec.info.runtime_id.clone();
-        let cgroup = self.cfg.cgroup_path(id);
-        let exit = blocking(move || {
-            let exit = read_exit_file(&files.exit);
-            if let Err(e) = runtime.delete(&rid, true) {
-                tracing::warn!(%rid, error = %e, "runtime delete after exit");
-            }
-            if let Err(e) = cgroups.remove(&cgroup) {
-                tracing::warn!(%rid, error = %e, "cgroup cleanup after exit");
-            }
-            exit
-        })
-        .await;
-        let Some(rec) = self.records.get_mut(&id) else {
-            return;
-        };
-        rec.watched = None;
-        rec.info.pid = None;
-        match exit {
-            Ok(Ok(Some(x))) if x.exit_code.is_some() || x.signal.is_some() => {
-                rec.info.state = ContainerState::Exited;
-                rec.info.exit_code = x.shell_code();
-                rec.info.exit_signal = x.signal;
-                rec.info.finished_at_ms = Some(x.exited_at_ms);
-            }
-            other => {
-                rec.info.state = ContainerState::Dead;
-                rec.info.finished_at_ms = Some(now_ms());
-                rec.info.reason = Some(match other {
-                    Ok(Ok(Some(_))) => {
-                        "the init was not the monitor's child; exit status unknown".into()
-                    }
-                    Ok(Err(e)) => format!("reading the exit status: {e}"),
-                    _ if monitor => "the monitor ended without recording an exit status".into(),
-                    _ => "the monitor was lost; the init ended with an unknown status".into(),
-                });
-            }
-        }
-        let info = rec.info.clone();
-        tracing::info!(id, state = info.state.as_str(), exit_code = ?info.exit_code, "container ended");
-        if let Err(e) = self.save(id).await {
-            tracing::error!(id, error = %e, "saving the container record");
-        }
-        self.emit(&info, false);
-        for w in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = w.send(Ok(info.clone()));
-        }
-    }
-
     /// Deletes an exited or dead container.
     pub async fn delete(&mut self, target: &Selector) -> Result<(), ContainerError> {
         let id = self.find(target)?;
@@ -635,90 +427,6 @@ impl Containers {
         self.records.remove(&id);
         tracing::info!(id, "container deleted");
         self.emit(&info, true);
-        Ok(())
-    }
-
-    /// Brings the records in line with the runtime after a restart: containers whose
-    /// monitor still runs are watched again; the others become exited (exit file) or dead;
-    /// runtime containers of this instance without a record are removed.
-    pub async fn reconcile(&mut self) -> Result<(), ContainerError> {
-        let runtime = self.sys.runtime.clone();
-        let listed = blocking(move || runtime.list())
-            .await?
-            .map_err(|e| ContainerError::runtime("listing runtime containers", e))?;
-        let prefix = format!("{}-", self.cfg.instance);
-        let known: Vec<String> = self
-            .records
-            .values()
-            .map(|r| r.info.runtime_id.clone())
-            .collect();
-        for st in listed
-            .iter()
-            .filter(|s| s.id.starts_with(&prefix) && !known.contains(&s.id))
-        {
-            tracing::warn!(runtime_id = %st.id, "removing a runtime container without a record");
-            let (runtime, cgroups, rid) = (
-                self.sys.runtime.clone(),
-                self.sys.cgroups.clone(),
-                st.id.clone(),
-            );
-            let cgroup = format!("/{}/{}", self.cfg.instance, st.id);
-            let _ = blocking(move || {
-                let _ = runtime.delete(&rid, true);
-                let _ = cgroups.remove(&cgroup);
-            })
-            .await;
-        }
-        let ids: Vec<u64> = self.records.keys().copied().collect();
-        for id in ids {
-            let rec = self.records[&id].clone();
-            if !rec.is_live() {
-                continue;
-            }
-            match rec.watched {
-                Some(w) if is_alive(&w) => {
-                    tracing::info!(id, pid = w.pid, "re-attached to a live container");
-                    spawn_watcher(w, id, rec.generation, self.internal.clone());
-                    if rec.info.state == ContainerState::Stopping {
-                        spawn_escalation(
-                            id,
-                            rec.generation,
-                            Duration::from_millis(rec.stop_timeout_ms),
-                            self.internal.clone(),
-                        );
-                    }
-                }
-                _ => {
-                    // The monitor is gone: did the init outlive it?
-                    let init = rec.info.pid.and_then(|pid| {
-                        process_start_time(pid).map(|start_time| Watched {
-                            pid,
-                            start_time,
-                            monitor: false,
-                        })
-                    });
-                    match init {
-                        Some(w)
-                            if listed
-                                .iter()
-                                .any(|s| s.id == rec.info.runtime_id && s.pid == w.pid) =>
-                        {
-                            tracing::warn!(
-                                id,
-                                pid = w.pid,
-                                "monitor lost; watching the init directly"
-                            );
-                            if let Some(r) = self.records.get_mut(&id) {
-                                r.watched = Some(w);
-                            }
-                            let _ = self.save(id).await;
-                            spawn_watcher(w, id, rec.generation, self.internal.clone());
-                        }
-                        _ => self.ended(id, rec.generation).await,
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
