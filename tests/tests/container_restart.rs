@@ -243,3 +243,60 @@ async fn kill_dash_nine_of_the_daemon_keeps_containers_running() {
         .await
         .expect("delete over the bus");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_monitor_leaves_the_container_running() {
+    let node = Node::start("monkill").await;
+    let root = node.rootfs("r", &[]);
+    let mut s = spec(bind_root(&root), TICKER);
+    s.state = InitialState::Running;
+    s.stop_timeout_ms = Some(300);
+    let info = node.container.create(s).await.unwrap();
+    let record = node.cfg.container_dir(info.id).join("record.json");
+    let watched = |key: &str| -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        v["data"]["watched"][key].clone()
+    };
+    let monitor = watched("pid").as_u64().expect("monitor pid") as u32;
+    assert_eq!(watched("monitor"), true);
+    let out = Command::new("kill")
+        .args(["-9", &monitor.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        imagebus_tests::daemon::wait_until(Duration::from_secs(10), || watched("monitor") == false),
+        "the actor switched to watching the init"
+    );
+    let got = node.container.get(Selector::Id(info.id)).await.unwrap();
+    assert_eq!(
+        got.state,
+        ContainerState::Running,
+        "losing the monitor does not kill the container"
+    );
+    let before = std::fs::metadata(&info.log_file).unwrap().len();
+    assert!(imagebus_tests::daemon::wait_until(
+        Duration::from_secs(5),
+        || { std::fs::metadata(&info.log_file).unwrap().len() > before }
+    ));
+    // Its exit status is lost with the monitor: the end is recorded as dead, with the reason.
+    let stopped = node
+        .container
+        .stop(Selector::Id(info.id), None)
+        .await
+        .unwrap();
+    assert_eq!(stopped.state, ContainerState::Dead);
+    assert!(
+        stopped
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("monitor was lost"),
+        "{stopped:?}"
+    );
+    node.container
+        .delete(Selector::Id(info.id), false)
+        .await
+        .unwrap();
+}

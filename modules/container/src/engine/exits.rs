@@ -42,6 +42,12 @@ impl Containers {
         }
         let files = self.files(id);
         let monitor = rec.watched.map(|w| w.monitor).unwrap_or(false);
+        if monitor && self.init_outlived_monitor(id).await {
+            return;
+        }
+        let Some(rec) = self.records.get(&id) else {
+            return;
+        };
         let runtime = self.sys.runtime.clone();
         let cgroups = self.sys.cgroups.clone();
         let rid = rec.info.runtime_id.clone();
@@ -91,6 +97,48 @@ impl Containers {
         for w in self.waiters.remove(&id).unwrap_or_default() {
             let _ = w.send(Ok(info.clone()));
         }
+    }
+
+    /// A monitor ended without an exit file (it was killed): if the init still runs, watch
+    /// it directly from now on (its exit status will be unknown) and return true.
+    async fn init_outlived_monitor(&mut self, id: u64) -> bool {
+        let Some(rec) = self.records.get(&id) else {
+            return false;
+        };
+        let exit_file = self.files(id).exit;
+        let (runtime, rid) = (self.sys.runtime.clone(), rec.info.runtime_id.clone());
+        let Some(pid) = rec.info.pid else {
+            return false;
+        };
+        let state = blocking(move || {
+            // The monitor writes the exit file before it exits: present means a normal end.
+            if exit_file.exists() {
+                return None;
+            }
+            runtime.state(&rid).ok().flatten()
+        })
+        .await
+        .ok()
+        .flatten();
+        let running = state.is_some_and(|st| st.pid == pid && st.status != "stopped");
+        let init = process_start_time(pid).map(|start_time| Watched {
+            pid,
+            start_time,
+            monitor: false,
+        });
+        let (true, Some(w)) = (running, init) else {
+            return false;
+        };
+        tracing::warn!(id, pid, "monitor lost; watching the init directly");
+        let generation = rec.generation;
+        if let Some(r) = self.records.get_mut(&id) {
+            r.watched = Some(w);
+        }
+        if let Err(e) = self.save(id).await {
+            tracing::error!(id, error = %e, "saving the container record");
+        }
+        spawn_watcher(w, id, generation, self.internal.clone());
+        true
     }
 
     /// Brings the records in line with the runtime after a restart: containers whose
