@@ -83,6 +83,11 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<()> {
         w.shutdown().await;
         return Err(e);
     }
+    if stop.is_cancelled() {
+        tracing::info!("stopped while starting");
+        w.shutdown().await;
+        return Ok(());
+    }
     tracing::info!(
         broker = %crate::probe::redact(&cfg.broker),
         modules = ?w.registry.list().iter().map(|m| m.module.clone()).collect::<Vec<_>>(),
