@@ -137,7 +137,12 @@ pub struct Daemon {
     pub broker: Option<String>,
     instance: String,
     extra: Vec<String>,
+    /// `imagebusd ready` lines in the log before the current run started.
+    ready_before: usize,
 }
+
+/// What imagebusd logs once every module it serves is up.
+const READY: &str = "imagebusd ready";
 
 impl Daemon {
     /// Starts `imagebusd --broker <broker>` with a 200 ms heartbeat and waits until its
@@ -179,6 +184,7 @@ impl Daemon {
             broker: broker.map(str::to_string),
             instance: instance(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            ready_before: 0,
         };
         d.launch();
         d
@@ -187,6 +193,7 @@ impl Daemon {
     /// Starts the process (again) with the same directories, instance and flags; the log
     /// is appended to.
     fn launch(&mut self) {
+        self.ready_before = self.log().matches(READY).count();
         let dir = self.dir.path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -258,9 +265,13 @@ impl Daemon {
             .expect("daemon has no broker yet")
     }
 
-    /// Waits (20 s at most) until `imagebus status imagebus` succeeds; panics with the log.
+    /// Waits (30 s at most) until this run of the daemon logged `imagebusd ready` (every
+    /// module it serves is up) and its `imagebus` module answers; panics with the log.
     pub fn wait_ready(&self) {
-        let ok = wait_until(Duration::from_secs(20), || {
+        let ok = wait_until(Duration::from_secs(30), || {
+            if self.log().matches(READY).count() <= self.ready_before {
+                return false;
+            }
             let Some(url) = self.broker.clone().or_else(|| self.recorded_broker()) else {
                 return false;
             };
@@ -269,6 +280,24 @@ impl Daemon {
                 .success()
         });
         assert!(ok, "imagebusd did not become ready; log:\n{}", self.log());
+    }
+
+    /// Waits (30 s at most) only until the `imagebus` module answers: the system object is
+    /// served before any actor starts, so this works while an actor cannot start.
+    pub fn wait_serving(&self) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            let Some(url) = self.broker.clone().or_else(|| self.recorded_broker()) else {
+                return false;
+            };
+            cli(&url, &["--timeout", "1s", "status", "imagebus"])
+                .status
+                .success()
+        });
+        assert!(
+            ok,
+            "imagebusd did not serve its system object; log:\n{}",
+            self.log()
+        );
     }
 
     /// Runs the CLI against this daemon's broker.

@@ -107,7 +107,7 @@ fn an_actor_that_fails_to_start_is_retried_until_it_runs() {
         std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
         std::fs::write(&bad, "this is not json").unwrap();
     });
-    d.wait_ready();
+    d.wait_serving();
     let attach = |d: &Daemon| {
         modules(d)
             .as_array()
