@@ -27,8 +27,7 @@ stage() {
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage build cargo build --workspace --bins
-# Doc warnings are shown but not fatal (clippy already gates the code).
-stage doc cargo doc --workspace --no-deps --quiet
+stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 log="$(mktemp -t imagebus-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT

@@ -134,7 +134,7 @@ where
     }
 }
 
-/// utime + stime of a process, in seconds (from /proc/<pid>/stat, 100 ticks/s).
+/// utime + stime of a process, in seconds (from `/proc/<pid>/stat`, 100 ticks/s).
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
