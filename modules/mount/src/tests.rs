@@ -29,7 +29,7 @@ struct AttachState {
 }
 
 /// An attach module in memory: loop specs whose path contains "missing" fail with
-/// `InvalidArgument`; devices are `/dev/fake<id>`.
+/// `InvalidArgument`, "panic" panics; devices are `/dev/fake<id>`.
 #[derive(Debug, Default, Clone)]
 struct FakeAttach(Arc<Mutex<AttachState>>);
 
@@ -75,6 +75,11 @@ impl AttachModule for FakeAttach {
         let AttachSource::Loop(l) = &spec.source else {
             return Err(RemoteError::unsupported("fake: loop only"));
         };
+        // The mount actor calls attach on the runtime that spawned it, never on its own.
+        assert_ne!(std::thread::current().name(), Some("mount-actor"));
+        if l.path.to_string_lossy().contains("panic") {
+            panic!("fake attach: asked to panic");
+        }
         if l.path.to_string_lossy().contains("missing") {
             return Err(RemoteError::invalid_argument(format!(
                 "{:?} does not exist",
@@ -804,4 +809,95 @@ async fn an_unanswered_attach_is_released_again() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout, "{err}");
     rig.assert_nothing_left();
+}
+
+#[tokio::test]
+async fn a_panicking_command_makes_the_actor_unavailable_and_its_task_a_panic() {
+    let rig = Rig::new();
+    let stop = CancellationToken::new();
+    let s = spawn(
+        rig.cfg.clone(),
+        rig.sys(),
+        Arc::new(rig.attach.clone()),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let h = s.handle;
+    h.mount(image("/a.sqsh"), None).await.unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    let err = tokio::time::timeout(wait, h.mount(image("/panic.sqsh"), None))
+        .await
+        .expect("a call whose command panicked hung")
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    let err = tokio::time::timeout(wait, h.list())
+        .await
+        .expect("a call to a dead actor hung")
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    let res = tokio::time::timeout(wait, s.task)
+        .await
+        .expect("the actor task did not end after the panic");
+    assert!(
+        res.is_err_and(|e| e.is_panic()),
+        "the task must end as a panic"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn stopping_ends_the_task_cleanly_and_leaves_no_half_done_mount() {
+    let rig = Rig::new();
+    let stop = CancellationToken::new();
+    let s = spawn(
+        rig.cfg.clone(),
+        rig.sys(),
+        Arc::new(rig.attach.clone()),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let h = s.handle;
+    let wait = std::time::Duration::from_secs(10);
+    let busy = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(image("/a.sqsh"), None).await }
+    });
+    stop.cancel();
+    // Whether or not the mount was queued before the stop, it is all or nothing.
+    let mounted = tokio::time::timeout(wait, busy).await.unwrap().unwrap();
+    tokio::time::timeout(wait, s.task)
+        .await
+        .expect("the actor task did not end after stop")
+        .expect("a stopped actor's task ends cleanly");
+    let err = h.list().await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    match mounted {
+        Ok(m) => assert!(rig.mounter.mounted().contains(&m.mountpoint)),
+        Err(e) => {
+            assert_eq!(e.code, ErrorCode::Unavailable, "{e}");
+            rig.assert_nothing_left();
+        }
+    }
+}
+
+#[tokio::test]
+async fn dropping_every_handle_ends_the_task_cleanly() {
+    let rig = Rig::new();
+    let stop = CancellationToken::new();
+    let s = spawn(
+        rig.cfg.clone(),
+        rig.sys(),
+        Arc::new(rig.attach.clone()),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    s.handle.list().await.unwrap();
+    drop(s.handle);
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.task)
+        .await
+        .expect("the actor task did not end when its handles were dropped")
+        .expect("the task ends cleanly");
 }
