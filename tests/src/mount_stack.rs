@@ -68,9 +68,10 @@ impl Stack {
         (acfg, mcfg): (AttachConfig, MountConfig),
         wrap: impl FnOnce(AttachHandle) -> Arc<dyn AttachModule>,
     ) -> Result<Stack, String> {
-        let (attach, _report) = imagebus_attach::spawn(acfg, AttachSys::linux())
+        let attach = imagebus_attach::spawn(acfg, AttachSys::linux(), CancellationToken::new())
             .await
-            .map_err(|e| format!("starting attach: {e}"))?;
+            .map_err(|e| format!("starting attach: {e}"))?
+            .handle;
         let stop = CancellationToken::new();
         let spawned = imagebus_mount::spawn(
             mcfg.clone(),

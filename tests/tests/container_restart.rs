@@ -94,9 +94,10 @@ fn child_daemon() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let (acfg, mcfg, ccfg) = configs(&PathBuf::from(dir), &instance);
-        let (attach, _) = imagebus_attach::spawn(acfg, AttachSys::linux())
+        let attach = imagebus_attach::spawn(acfg, AttachSys::linux(), CancellationToken::new())
             .await
-            .unwrap();
+            .unwrap()
+            .handle;
         let stop = CancellationToken::new();
         let m = imagebus_mount::spawn(mcfg, MountSys::linux(), Arc::new(attach), stop.clone())
             .await

@@ -27,9 +27,14 @@ async fn nested_mount_over_the_bus_with_attach_over_the_bus() {
     let stop = CancellationToken::new();
 
     let (acfg, mcfg) = configs(&root);
-    let (attach, _) = imagebus_attach::spawn(acfg, imagebus_attach::AttachSys::linux())
-        .await
-        .unwrap();
+    let attach = imagebus_attach::spawn(
+        acfg,
+        imagebus_attach::AttachSys::linux(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .handle;
     let mut attach_server = Server::builder(url.as_str(), "attach")
         .workers(2)
         .build()

@@ -2,8 +2,9 @@
 //! files and local block devices into block devices, keeps who holds each one, persists
 //! its state, and reconciles it with the kernel at start-up.
 //!
-//! - [`spawn`] starts the actor and returns an [`AttachHandle`] (which implements
-//!   [`imagebus_schema::attach::AttachModule`]) and the start-up [`ReconcileReport`].
+//! - [`spawn`] starts the actor and returns [`Spawned`]: an [`AttachHandle`] (which
+//!   implements [`imagebus_schema::attach::AttachModule`]), the start-up
+//!   [`ReconcileReport`] and the actor's task (for supervision).
 //! - Drivers: [`drivers::loopdev`], [`drivers::local`], [`drivers::rbd`] (krbd) with the
 //!   automatic userspace fallback [`drivers::rbd_fuse`].
 //! - Every syscall and tool goes through [`AttachSys`] (traits of `imagebus-sys`).
@@ -17,7 +18,7 @@ pub mod error;
 pub mod reconcile;
 pub mod store;
 
-pub use actor::{spawn, AttachHandle};
+pub use actor::{spawn, AttachHandle, Spawned};
 pub use attachments::Attachments;
 pub use error::AttachError;
 pub use reconcile::ReconcileReport;

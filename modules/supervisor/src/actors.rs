@@ -39,21 +39,21 @@ pub struct Running<T: ?Sized> {
 pub type Starter<T> =
     Box<dyn Fn(CancellationToken) -> BoxFuture<'static, Result<Running<T>>> + Send + Sync>;
 
-/// The attach actor (no peers). Its task is internal: it stops when its handles are gone.
+/// The attach actor (no peers).
 pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
-    Box::new(move |_stop| {
+    Box::new(move |stop| {
         let cfg = imagebus_attach::AttachConfig {
             state_dir: dirs.state_dir.join("attach"),
             run_dir: dirs.run_dir.join("attach"),
         };
         Box::pin(async move {
-            let (handle, report) = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux())
+            let s = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux(), stop)
                 .await
                 .context("starting the attach actor")?;
-            tracing::info!(report = ?report, "attach actor started");
+            tracing::info!(report = ?s.report, "attach actor started");
             Ok(Running {
-                handle: Arc::new(handle) as Arc<dyn AttachModule>,
-                task: None,
+                handle: Arc::new(s.handle) as Arc<dyn AttachModule>,
+                task: Some(s.task),
             })
         })
     })
@@ -256,5 +256,71 @@ mod tests {
         sup.await.unwrap();
         assert!(slot.get().is_err(), "the slot is emptied on stop");
         assert_eq!(starts.load(Ordering::SeqCst), 2);
+    }
+
+    /// The real attach actor: when its task ends (here: its first generation is stopped
+    /// through its own token), the supervisor notices and starts a new one into the slot.
+    #[tokio::test]
+    async fn a_finished_attach_task_is_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = ActorDirs {
+            state_dir: dir.path().join("state"),
+            run_dir: dir.path().join("run"),
+            log_dir: dir.path().join("log"),
+            runtime: "runc".into(),
+            instance: "test".into(),
+        };
+        let registry = Arc::new(Registry::default());
+        registry.set(ModuleInfo {
+            module: "attach".into(),
+            objects: vec![],
+            workers: 1,
+            state: "starting".into(),
+            restarts: 0,
+        });
+        let slot: Arc<Slot<dyn AttachModule>> = Arc::new(Slot::new("attach"));
+        let inner = attach_starter(dirs);
+        let kill = CancellationToken::new();
+        let first = kill.clone();
+        let starts = Arc::new(AtomicU32::new(0));
+        let counter = starts.clone();
+        // Generation 1 runs on a token the test cancels; later ones on the supervisor's.
+        let start: Starter<dyn AttachModule> = Box::new(move |stop: CancellationToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            inner(if n == 1 { first.clone() } else { stop })
+        });
+        let stop = CancellationToken::new();
+        let sup = tokio::spawn(supervise(
+            "attach",
+            start,
+            slot.clone(),
+            registry.clone(),
+            stop.clone(),
+            Duration::from_secs(5),
+        ));
+        // Until generation `n` is in the slot.
+        async fn up(slot: &Slot<dyn AttachModule>, starts: &AtomicU32, n: u32) {
+            let mut rx = slot.watch();
+            while rx.borrow_and_update().is_none() || starts.load(Ordering::SeqCst) != n {
+                rx.changed().await.unwrap();
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(10), up(&slot, &starts, 1))
+            .await
+            .expect("attach never came up");
+        let gen1 = slot.get().unwrap();
+        assert!(gen1.list().await.unwrap().is_empty());
+        kill.cancel();
+        tokio::time::timeout(Duration::from_secs(10), up(&slot, &starts, 2))
+            .await
+            .expect("attach was not restarted after its task ended");
+        let err = gen1.list().await.unwrap_err();
+        assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable, "{err:?}");
+        assert!(slot.get().unwrap().list().await.unwrap().is_empty());
+        let m = &registry.list()[0];
+        assert_eq!((m.state.as_str(), m.restarts), ("running", 1));
+        stop.cancel();
+        sup.await.unwrap();
+        assert!(slot.get().is_err(), "the slot is emptied on stop");
     }
 }

@@ -236,14 +236,16 @@ async fn bench(
     iters: usize,
     many: usize,
 ) -> Result<(), BoxError> {
-    let (attach, _) = imagebus_attach::spawn(
+    let attach = imagebus_attach::spawn(
         AttachConfig {
             state_dir: dir.join("state/attach"),
             run_dir: dir.join("run/attach"),
         },
         AttachSys::linux(),
+        CancellationToken::new(),
     )
-    .await?;
+    .await?
+    .handle;
     let stop = CancellationToken::new();
     let m = imagebus_mount::spawn(
         MountConfig {

@@ -127,7 +127,13 @@ async fn split_stack(
     stop: &CancellationToken,
 ) -> Result<(Arc<dyn MountModule>, tokio::task::JoinHandle<()>), BoxError> {
     let (acfg, mcfg) = configs_in(state_root, run_root);
-    let (attach, _) = imagebus_attach::spawn(acfg, imagebus_attach::AttachSys::linux()).await?;
+    let attach = imagebus_attach::spawn(
+        acfg,
+        imagebus_attach::AttachSys::linux(),
+        CancellationToken::new(),
+    )
+    .await?
+    .handle;
     let mut server = Server::builder(url, "attach").workers(2).build().await?;
     server.register(AttachModuleServer::new(Arc::new(attach)))?;
     tokio::spawn(server.run(stop.clone()));

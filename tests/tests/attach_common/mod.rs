@@ -10,6 +10,7 @@ use imagebus_tests::ceph::kill_rbd_fuse_under;
 use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
 use std::fs;
 use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
 
 /// One test's directory, state and cleanup.
 pub struct Env {
@@ -33,9 +34,14 @@ impl Env {
 
     /// Starts the real attach actor on this test's state directory.
     pub async fn start(&self) -> (AttachHandle, ReconcileReport) {
-        imagebus_attach::spawn(self.cfg.clone(), AttachSys::linux())
-            .await
-            .expect("starting attach")
+        let s = imagebus_attach::spawn(
+            self.cfg.clone(),
+            AttachSys::linux(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("starting attach");
+        (s.handle, s.report)
     }
 
     /// A copy of the shared busybox image inside the scratch dir (so leaks are attributable).
@@ -131,9 +137,10 @@ pub fn child_entry() {
             run_dir: state.join("run"),
             state_dir: state,
         };
-        let (attach, _) = imagebus_attach::spawn(cfg, AttachSys::linux())
+        let attach = imagebus_attach::spawn(cfg, AttachSys::linux(), CancellationToken::new())
             .await
-            .unwrap();
+            .unwrap()
+            .handle;
         let specs: Vec<AttachSpec> = serde_json::from_slice(&fs::read(specs).unwrap()).unwrap();
         let mut infos = Vec::new();
         for spec in specs {

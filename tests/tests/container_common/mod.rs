@@ -270,9 +270,10 @@ impl Node {
 
     pub async fn start_in(scratch: KernelScratch, instance: &str) -> Node {
         let (acfg, mcfg, ccfg) = configs(scratch.path(), instance);
-        let (attach, _) = imagebus_attach::spawn(acfg, AttachSys::linux())
+        let attach = imagebus_attach::spawn(acfg, AttachSys::linux(), CancellationToken::new())
             .await
-            .expect("attach actor");
+            .expect("attach actor")
+            .handle;
         let stop = CancellationToken::new();
         let m = imagebus_mount::spawn(
             mcfg,
