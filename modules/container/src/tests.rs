@@ -373,3 +373,144 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         "the new state is saved"
     );
 }
+
+/// A mount module whose every call panics: a command that reaches it panics in the actor.
+struct PanickingMounts;
+
+#[imagebus_bus::async_trait]
+impl MountModule for PanickingMounts {
+    async fn mount(&self, _: MountSpec, _: Option<Holder>) -> Result<MountInfo, RemoteError> {
+        panic!("mount double: mount")
+    }
+    async fn unmount(&self, _: Selector, _: bool) -> Result<(), RemoteError> {
+        panic!("mount double: unmount")
+    }
+    async fn get(&self, _: Selector) -> Result<MountInfo, RemoteError> {
+        panic!("mount double: get")
+    }
+    async fn list(&self) -> Result<Vec<MountInfo>, RemoteError> {
+        panic!("mount double: list")
+    }
+    async fn acquire(&self, _: Selector, _: Holder) -> Result<MountInfo, RemoteError> {
+        panic!("mount double: acquire")
+    }
+    async fn release(&self, _: u64, _: Holder) -> Result<(), RemoteError> {
+        panic!("mount double: release")
+    }
+}
+
+fn fake_sys(s: &Setup) -> ContainerSys {
+    ContainerSys {
+        runtime: s.runtime.clone(),
+        monitors: Arc::new(FailingLauncher),
+        netns: Arc::new(NoNetns),
+        cgroups: s.cgroups.clone(),
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_panicking_command_fails_its_caller_and_ends_the_task_with_a_panic() {
+    use imagebus_schema::container::ContainerModule;
+    let s = setup(vec![]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let spawned = crate::spawn(s.cfg.clone(), fake_sys(&s), Arc::new(PanickingMounts), stop)
+        .await
+        .unwrap();
+    let h = spawned.handle;
+    assert!(ContainerModule::list(&h, Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let err = tokio::time::timeout(
+        WAIT,
+        ContainerModule::create(&h, spec(InitialState::Created)),
+    )
+    .await
+    .expect("the caller of a panicking command is answered")
+    .unwrap_err();
+    assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable, "{err}");
+    let ended = tokio::time::timeout(WAIT, spawned.task)
+        .await
+        .expect("the actor task ends");
+    assert!(ended.unwrap_err().is_panic(), "a panic is reported as one");
+    let err = tokio::time::timeout(WAIT, ContainerModule::get(&h, Selector::Id(1)))
+        .await
+        .expect("calls on a dead actor do not hang")
+        .unwrap_err();
+    assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable);
+}
+
+#[tokio::test]
+async fn stop_waits_outside_the_actor_and_the_token_ends_it_cleanly() {
+    use imagebus_schema::container::ContainerModule;
+    let s = setup(vec![]);
+    // Container 3 is "running", watched through this test process, which never exits.
+    let me = std::process::id();
+    let alive = Watched {
+        pid: me,
+        start_time: imagebus_sys::monitor::process_start_time(me).unwrap(),
+        monitor: true,
+    };
+    record(&s, 3, ContainerState::Running, Some(alive), Some(me));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let spawned = crate::spawn(s.cfg.clone(), fake_sys(&s), s.mounts.clone(), stop.clone())
+        .await
+        .unwrap();
+    let h = spawned.handle;
+    let stopper = tokio::spawn({
+        let h = h.clone();
+        async move { ContainerModule::stop(&h, Selector::Id(3), Some(10)).await }
+    });
+    // The pending Stop does not hold the actor: Get answers, and sees Stopping.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let info = tokio::time::timeout(WAIT, ContainerModule::get(&h, Selector::Id(3)))
+            .await
+            .expect("Get answers while a Stop waits")
+            .unwrap();
+        if info.state == ContainerState::Stopping {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never Stopping: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !stopper.is_finished(),
+        "Stop answers only once the init has exited"
+    );
+    stop.cancel();
+    tokio::time::timeout(WAIT, spawned.task)
+        .await
+        .expect("the actor stops when the token is cancelled")
+        .expect("a clean stop is not a panic");
+    let waiting = tokio::time::timeout(WAIT, stopper).await.unwrap().unwrap();
+    assert_eq!(
+        waiting.unwrap_err().code,
+        imagebus_bus::ErrorCode::Unavailable
+    );
+    let err = ContainerModule::list(&h, Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable);
+}
+
+#[tokio::test]
+async fn dropping_every_handle_ends_the_actor() {
+    let s = setup(vec![]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let spawned = crate::spawn(s.cfg.clone(), fake_sys(&s), s.mounts.clone(), stop)
+        .await
+        .unwrap();
+    let h2 = spawned.handle.clone();
+    drop(spawned.handle);
+    drop(h2);
+    tokio::time::timeout(WAIT, spawned.task)
+        .await
+        .expect("the actor stops when its handles are gone")
+        .expect("a clean stop");
+}
