@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
     redis-server      # the bus (tests start private instances)
     runc              # container runtime
+    crun              # alternative container runtime (imagebusd --runtime crun)
     busybox-static    # demo and test rootfs
     squashfs-tools    # mksquashfs for images
     erofs-utils       # mkfs.erofs for images

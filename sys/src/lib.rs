@@ -14,14 +14,16 @@
 //! - [`state`]: the versioned atomic state store (`StateFile`).
 //! - [`mount`], [`mountinfo`], [`fsdetect`], [`paths`]: mount(2) (`Mounter`), the mount table
 //!   (`MountTable`), superblock probing (`FsProbe`) and managed directories (`PathOps`).
-//! - [`runtime`], [`runc`], [`oci`], [`monitor`], [`ns`], [`cgroup`], [`signal`]: the OCI
-//!   runtime (`Runtime`), bundle generation, the per-container monitor (`MonitorLauncher`),
+//! - [`runtime`], [`oci_cli`], [`crun`], [`oci`], [`monitor`], [`ns`], [`cgroup`],
+//!   [`signal`]: the OCI runtime (`Runtime`, over runc or crun), bundle generation, the
+//!   per-container monitor (`MonitorLauncher`),
 //!   named network namespaces (`NetNamespaces`), cgroup cleanup (`Cgroups`) and signals.
 #![warn(missing_docs)]
 
 pub mod blockdev;
 pub mod cgroup;
 pub mod cmd;
+pub mod crun;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -33,10 +35,10 @@ pub mod mount;
 pub mod mountinfo;
 pub mod ns;
 pub mod oci;
+pub mod oci_cli;
 pub mod paths;
 pub mod proc;
 pub mod rbd;
-pub mod runc;
 pub mod runtime;
 pub mod signal;
 pub mod state;

@@ -374,7 +374,7 @@ pub fn run_monitor(config_arg: &Path) -> i32 {
         Ok(s) if s.success() => {}
         Ok(s) => {
             let text = std::fs::read_to_string(&cfg.runtime_log).unwrap_or_default();
-            let msg = crate::runc::error_message(&text);
+            let msg = crate::oci_cli::error_message(&text);
             log(&mlog, &format!("runtime failed ({s}): {msg}"));
             return fail(if msg.is_empty() {
                 format!("runtime exited with {s}")

@@ -1,5 +1,6 @@
-//! The OCI runtime seam: what the container actor asks of runc (or crun, or a future
-//! in-process runtime). Calls are blocking; callers run them in `spawn_blocking`.
+//! The OCI runtime seam: what the container actor asks of runc or crun (both in
+//! [`crate::oci_cli`]), or a future in-process runtime. Calls are blocking; callers run them
+//! in `spawn_blocking`.
 //!
 //! Creating a container is not here: a per-container monitor process runs the runtime's
 //! `create`/`run` with the container's stdio on its log file and reaps the init (see

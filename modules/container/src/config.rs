@@ -4,7 +4,7 @@ use crate::error::ContainerError;
 use imagebus_sys::cgroup::{Cgroups, LinuxCgroups};
 use imagebus_sys::monitor::{LinuxMonitorLauncher, MonitorLauncher};
 use imagebus_sys::ns::{LinuxNetNamespaces, NetNamespaces};
-use imagebus_sys::runc::Runc;
+use imagebus_sys::oci_cli::{Flavour, OciCli};
 use imagebus_sys::runtime::Runtime;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -18,11 +18,13 @@ pub struct ContainerConfig {
     /// Persistent per-container state (`<id>/record.json`, bundle, exit file), e.g.
     /// `/var/lib/imagebus/container`.
     pub state_dir: PathBuf,
-    /// Runtime state (`runc/`, the runtime's `--root`), e.g. `/run/imagebus/container`.
+    /// Runtime state (`runc/` or `crun/`, the runtime's `--root`), e.g.
+    /// `/run/imagebus/container`.
     pub run_dir: PathBuf,
     /// Container logs (`<runtime id>.log`), e.g. `/var/log/imagebus/containers`.
     pub log_dir: PathBuf,
-    /// The OCI runtime binary (`runc`).
+    /// The OCI runtime: `runc` (default), `crun`, or a path to either binary (a file name
+    /// starting with `crun` selects crun; see [`Flavour::of_binary`]).
     pub runtime: PathBuf,
     /// The monitor command: program and leading arguments (the config path is appended).
     /// Default: `imagebus-monitor` next to the running executable.
@@ -83,9 +85,15 @@ impl ContainerConfig {
         Ok(())
     }
 
-    /// The runtime's `--root`.
+    /// Which runtime [`Self::runtime`] selects.
+    pub fn runtime_flavour(&self) -> Flavour {
+        Flavour::of_binary(&self.runtime)
+    }
+
+    /// The runtime's `--root` (`<run_dir>/runc` or `<run_dir>/crun`: their state formats
+    /// differ).
     pub fn runtime_root(&self) -> PathBuf {
-        self.run_dir.join("runc")
+        self.run_dir.join(self.runtime_flavour().name())
     }
 
     /// Runtime id of container `id`.
@@ -140,7 +148,8 @@ impl std::fmt::Debug for ContainerSys {
 }
 
 impl ContainerSys {
-    /// The real machine: runc under `cfg.runtime_root()`, the configured monitor,
+    /// The real machine: runc or crun (wrapped on hybrid cgroup hosts, detected now) under
+    /// `cfg.runtime_root()`, the configured monitor,
     /// `/var/run/netns`, cgroups from the mount table.
     pub fn linux(cfg: &ContainerConfig) -> Self {
         let (program, args) = match cfg.monitor.split_first() {
@@ -148,7 +157,7 @@ impl ContainerSys {
             None => (default_monitor(), Vec::new()),
         };
         Self {
-            runtime: Arc::new(Runc::new(&cfg.runtime, cfg.runtime_root())),
+            runtime: Arc::new(OciCli::for_binary(&cfg.runtime, cfg.runtime_root())),
             monitors: Arc::new(LinuxMonitorLauncher::new(program, args)),
             netns: Arc::new(LinuxNetNamespaces::default()),
             cgroups: Arc::new(LinuxCgroups),
@@ -159,4 +168,19 @@ impl ContainerSys {
 /// Whether `p` is absolute and free of `..`.
 pub(crate) fn is_plain_absolute(p: &Path) -> bool {
     p.is_absolute() && p.components().all(|c| c != Component::ParentDir)
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_setting_selects_the_flavour_and_its_root() {
+        let mut cfg = ContainerConfig::new("/s", "/r", "/l");
+        assert_eq!(cfg.runtime_flavour(), Flavour::Runc);
+        assert_eq!(cfg.runtime_root(), Path::new("/r/runc"));
+        cfg.runtime = "/usr/bin/crun".into();
+        assert_eq!(cfg.runtime_flavour(), Flavour::Crun);
+        assert_eq!(cfg.runtime_root(), Path::new("/r/crun"));
+    }
 }

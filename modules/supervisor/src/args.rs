@@ -40,8 +40,9 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_LOG_DIR", default_value = "/var/log/imagebus")]
     pub log_dir: PathBuf,
 
-    /// OCI runtime binary of the container actor.
-    #[arg(long, default_value = "runc")]
+    /// OCI runtime of the container actor: `runc`, `crun` or a path to either binary (a
+    /// file name starting with `crun` selects crun, which is wrapped on hybrid cgroup hosts).
+    #[arg(long, env = "IMAGEBUS_RUNTIME", default_value = "runc")]
     pub runtime: PathBuf,
 
     /// Prefix of container runtime ids and cgroups; two daemons on one host need
