@@ -80,6 +80,7 @@ impl ClientBuilder {
         let inner = Arc::new(Inner {
             broker,
             redis,
+            home: tokio::runtime::Handle::current(),
             connect_timeout: self.connect_timeout,
             max_idle: self.max_idle,
             pool: Mutex::new(Pool::default()),
@@ -122,6 +123,11 @@ impl std::fmt::Debug for Client {
 struct Inner {
     broker: Broker,
     redis: redis::Client,
+    /// The runtime the client was built on. Connections are opened there, so that their
+    /// driver tasks live as long as the client and not as long as whichever runtime a
+    /// caller happens to run on (an actor thread's runtime may end while the pooled
+    /// connection is still in use by others).
+    home: tokio::runtime::Handle,
     connect_timeout: Duration,
     max_idle: usize,
     pool: Mutex<Pool>,
@@ -167,7 +173,19 @@ impl Inner {
         let budget = deadline
             .saturating_duration_since(Instant::now())
             .min(self.connect_timeout);
-        match conn::connect(&self.redis, budget.max(Duration::from_millis(1))).await {
+        let redis = self.redis.clone();
+        let opened = self
+            .home
+            .spawn(async move { conn::connect(&redis, budget.max(Duration::from_millis(1))).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "connect task did not finish",
+                    e.to_string(),
+                )))
+            });
+        match opened {
             Ok(conn) => {
                 self.outage.recovered("client");
                 let mut pool = self.pool();

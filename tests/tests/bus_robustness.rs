@@ -374,3 +374,44 @@ async fn password_and_acl_user_urls_authenticate() {
         "the password is not echoed: {err}"
     );
 }
+
+/// A client shared with code on another runtime (an actor thread's) keeps working after
+/// that runtime is gone: the connections it opened for that code belong to the client's
+/// own runtime, so the next caller does not pick a dead one from the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_opened_from_a_runtime_that_ends_stay_usable() {
+    let redis = RedisFixture::start();
+    let _s = serve(&redis.url(), 4, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(redis.url()).await.unwrap();
+
+    // Several concurrent calls from a short-lived runtime on its own thread grow the pool
+    // with connections opened while running there.
+    let other = client.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let id = calc_id();
+            let calls = (0..4).map(|_| other.call::<f64>(MODULE, &id, "Add", args2(1.0, 2.0)));
+            for r in futures::future::join_all(calls).await {
+                assert_eq!(r.unwrap(), 3.0);
+            }
+        });
+        // `rt` is dropped here: every task it ran is gone.
+    })
+    .join()
+    .unwrap();
+
+    // Every pooled connection must still work from here.
+    let id = calc_id();
+    let calls = (0..8).map(|_| client.call::<f64>(MODULE, &id, "Add", args2(2.0, 2.0)));
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(
+            r.unwrap(),
+            4.0,
+            "a pooled connection died with the other runtime"
+        );
+    }
+}
