@@ -6,7 +6,7 @@
 //! One message per trait method. Commands that touch the kernel run on the blocking pool
 //! (they do syscalls and wait for rbd-fuse): their handlers move the engine into an
 //! [`AtomicResponse`] future and get it back when it completes, so commands run one at a
-//! time and never borrow the actor across an await. A ticker sends [`Reap`] every second to
+//! time and never borrow the actor across an await. A ticker sends `Reap` every second to
 //! reap and restart rbd-fuse children, serialised with the commands.
 //!
 //! The actor runs in an actix `System` (a tokio current-thread runtime) on the thread
