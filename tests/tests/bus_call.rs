@@ -182,26 +182,12 @@ async fn slow_method_does_not_block_other_objects() {
     )
     .await;
     let client = Client::connect(redis.url()).await.unwrap();
-    let slow = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .call::<u64>(
-                    MODULE,
-                    &calc_id(),
-                    "Sleep",
-                    vec![encode_arg(&3000u64).unwrap()],
-                )
-                .await
-        })
-    };
+    let slow = spawn_sleep(&client, 3000);
     // Wait until the slow call occupies a worker.
-    let busy = eventually(Duration::from_secs(2), || async {
-        let st = client.status(MODULE).await.ok()?;
-        st.workers.iter().any(|w| w.state == "busy").then_some(())
-    })
-    .await;
-    assert!(busy.is_some(), "the slow call never started");
+    assert!(
+        a_worker_is_busy(&client).await,
+        "the slow call never started"
+    );
     let started = Instant::now();
     for _ in 0..20 {
         let pong: String = client
@@ -238,19 +224,7 @@ async fn status_answers_while_every_worker_is_busy() {
     assert_eq!(st.workers.len(), 1);
     assert_eq!(st.workers[0].state, "free");
 
-    let slow = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .call::<u64>(
-                    MODULE,
-                    &calc_id(),
-                    "Sleep",
-                    vec![encode_arg(&1500u64).unwrap()],
-                )
-                .await
-        })
-    };
+    let slow = spawn_sleep(&client, 1500);
     let busy = eventually(Duration::from_secs(2), || async {
         let st = client
             .with_timeout(Duration::from_millis(300))

@@ -253,25 +253,8 @@ async fn shutdown_finishes_in_flight_calls_then_stops_pulling() {
     let redis = RedisFixture::start();
     let serving = serve(&redis.url(), 2, vec![Arc::new(Calc::default())]).await;
     let client = Client::connect(redis.url()).await.unwrap();
-    let slow = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .call::<u64>(
-                    MODULE,
-                    &calc_id(),
-                    "Sleep",
-                    vec![encode_arg(&400u64).unwrap()],
-                )
-                .await
-        })
-    };
-    let busy = eventually(Duration::from_secs(2), || async {
-        let st = client.status(MODULE).await.ok()?;
-        st.workers.iter().any(|w| w.state == "busy").then_some(())
-    })
-    .await;
-    assert!(busy.is_some());
+    let slow = spawn_sleep(&client, 400);
+    assert!(a_worker_is_busy(&client).await);
     let started = Instant::now();
     serving.stop().await;
     assert!(

@@ -206,3 +206,28 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Calls `Sleep(ms)` on the calc object in the background; it holds one worker meanwhile.
+pub fn spawn_sleep(client: &imagebus_bus::Client, ms: u64) -> JoinHandle<Result<u64, RemoteError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        client
+            .call::<u64>(
+                MODULE,
+                &calc_id(),
+                "Sleep",
+                vec![imagebus_bus::codec::encode_arg(&ms).unwrap()],
+            )
+            .await
+    })
+}
+
+/// Waits up to 2 s until the module's status shows a busy worker.
+pub async fn a_worker_is_busy(client: &imagebus_bus::Client) -> bool {
+    eventually(Duration::from_secs(2), || async {
+        let st = client.status(MODULE).await.ok()?;
+        st.workers.iter().any(|w| w.state == "busy").then_some(())
+    })
+    .await
+    .is_some()
+}
