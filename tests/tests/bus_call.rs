@@ -4,7 +4,6 @@
 mod bus_common;
 
 use bus_common::*;
-use imagebus_bus::broker::Broker;
 use imagebus_bus::codec::{decode, decode_data, encode, encode_arg, encode_go};
 use imagebus_bus::protocol::{Request, Response};
 use imagebus_bus::{Client, ErrorCode, ObjectId};
@@ -12,18 +11,6 @@ use imagebus_tests::redis::RedisFixture;
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-async fn raw(redis: &RedisFixture) -> redis::aio::MultiplexedConnection {
-    let info = Broker::parse(&redis.url())
-        .unwrap()
-        .connection_info()
-        .clone();
-    redis::Client::open(info)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_returns_the_methods_result() {

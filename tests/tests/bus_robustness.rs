@@ -13,18 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-async fn raw(redis: &RedisFixture) -> redis::aio::MultiplexedConnection {
-    let info = Broker::parse(&redis.url())
-        .unwrap()
-        .connection_info()
-        .clone();
-    redis::Client::open(info)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_without_server_times_out_at_its_deadline() {
     let redis = RedisFixture::start();

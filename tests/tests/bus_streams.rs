@@ -14,18 +14,6 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn raw(redis: &RedisFixture) -> redis::aio::MultiplexedConnection {
-    let info = Broker::parse(&redis.url())
-        .unwrap()
-        .connection_info()
-        .clone();
-    redis::Client::open(info)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 async fn numsub(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
     let (_, n): (String, i64) = redis::cmd("PUBSUB")
         .arg("NUMSUB")

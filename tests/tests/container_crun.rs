@@ -9,9 +9,7 @@ mod container_common;
 use container_common::*;
 use imagebus_bus::ErrorCode;
 use imagebus_container::{ContainerConfig, ContainerSys};
-use imagebus_schema::container::{
-    CommandLine, ContainerModule, ContainerState, ExecSpec, InitialState, Network,
-};
+use imagebus_schema::container::{ContainerModule, ContainerState, InitialState, Network};
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Selector;
 use imagebus_sys::oci_cli::Flavour;
@@ -61,16 +59,6 @@ async fn crun_node(tag: &str) -> (Node, CrunPurge) {
     (node, purge)
 }
 
-fn exec(cmd: &str, timeout_ms: Option<u64>) -> ExecSpec {
-    ExecSpec {
-        command: CommandLine::Line(cmd.into()),
-        env: vec!["X=42".into()],
-        working_dir: Some("/tmp".into()),
-        user: None,
-        timeout_ms,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crun_runs_execs_logs_stops_and_deletes() {
     let (node, _purge) = crun_node("life").await;
@@ -113,7 +101,7 @@ async fn crun_runs_execs_logs_stops_and_deletes() {
         .container
         .exec(
             Selector::Id(info.id),
-            exec(
+            exec_spec(
                 "sh -c 'echo out $X $FROM_SPEC $(pwd); echo err >&2; hostname; ip addr show lo; cat /proc/1/cmdline; exit 3'",
                 None,
             ),
@@ -139,24 +127,7 @@ async fn crun_runs_execs_logs_stops_and_deletes() {
     assert!(r.stdout.contains("sh"), "PID 1 is the init: {:?}", r.stdout);
     assert_eq!(r.stderr.trim(), "err");
 
-    let t = Instant::now();
-    let err = node
-        .container
-        .exec(Selector::Id(info.id), exec("sleep 30", Some(300)))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
-    assert!(t.elapsed() < Duration::from_secs(10));
-    let ps = node
-        .container
-        .exec(Selector::Id(info.id), exec("ps", None))
-        .await
-        .unwrap();
-    assert!(
-        !ps.stdout.contains("sleep 30"),
-        "the timed-out process was killed: {}",
-        ps.stdout
-    );
+    assert_exec_timeout_kills(&node.container, info.id).await;
 
     let t = Instant::now();
     let stopped = node
@@ -173,7 +144,7 @@ async fn crun_runs_execs_logs_stops_and_deletes() {
     node.wait_log(info.id, "bye", Duration::from_secs(5)).await;
     let err = node
         .container
-        .exec(Selector::Id(info.id), exec("true", None))
+        .exec(Selector::Id(info.id), exec_spec("true", None))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Conflict);

@@ -233,13 +233,7 @@ async fn exec_joins_the_namespaces_with_output_exit_code_and_timeout() {
     s.hostname = Some("inside".into());
     s.stop_timeout_ms = Some(100);
     let info = node.container.create(s).await.unwrap();
-    let exec = |cmd: &str, timeout_ms: Option<u64>| ExecSpec {
-        command: CommandLine::Line(cmd.into()),
-        env: vec!["X=42".into()],
-        working_dir: Some("/tmp".into()),
-        user: None,
-        timeout_ms,
-    };
+    let exec = exec_spec;
     let r = node
         .container
         .exec(
@@ -265,24 +259,7 @@ async fn exec_joins_the_namespaces_with_output_exit_code_and_timeout() {
     );
     assert_eq!(r.stderr.trim(), "err");
 
-    let t = Instant::now();
-    let err = node
-        .container
-        .exec(Selector::Id(info.id), exec("sleep 30", Some(300)))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
-    assert!(t.elapsed() < Duration::from_secs(10));
-    let ps = node
-        .container
-        .exec(Selector::Id(info.id), exec("ps", None))
-        .await
-        .unwrap();
-    assert!(
-        !ps.stdout.contains("sleep 30"),
-        "the timed-out process was killed: {}",
-        ps.stdout
-    );
+    assert_exec_timeout_kills(&node.container, info.id).await;
 
     node.container
         .stop(Selector::Id(info.id), None)

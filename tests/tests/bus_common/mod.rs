@@ -231,3 +231,16 @@ pub async fn a_worker_is_busy(client: &imagebus_bus::Client) -> bool {
     .await
     .is_some()
 }
+
+/// A plain redis-rs connection to the fixture, for pushing raw bytes and inspecting keys.
+pub async fn raw(redis: &imagebus_tests::redis::RedisFixture) -> redis::aio::MultiplexedConnection {
+    let info = imagebus_bus::broker::Broker::parse(&redis.url())
+        .unwrap()
+        .connection_info()
+        .clone();
+    redis::Client::open(info)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}

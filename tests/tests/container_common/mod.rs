@@ -13,6 +13,7 @@ use imagebus_mount::{MountConfig, MountHandle, MountSys};
 use imagebus_schema::attach::{AttachRef, AttachSource, AttachSpec, LoopSource};
 use imagebus_schema::container::{
     CommandLine, ContainerEvent, ContainerInfo, ContainerModule, ContainerSpec, ContainerState,
+    ExecSpec,
 };
 use imagebus_schema::mount::{
     BindMount, ImageMount, MountRef, MountSource, MountSpec, OverlayMount,
@@ -450,4 +451,39 @@ impl Drop for Netns {
             .args(["netns", "delete", &self.0])
             .output();
     }
+}
+
+/// An exec of `cmd` (shell-split) with `X=42` in its environment and `/tmp` as its cwd.
+pub fn exec_spec(cmd: &str, timeout_ms: Option<u64>) -> ExecSpec {
+    ExecSpec {
+        command: CommandLine::Line(cmd.into()),
+        env: vec!["X=42".into()],
+        working_dir: Some("/tmp".into()),
+        user: None,
+        timeout_ms,
+    }
+}
+
+/// An exec that outlives its 300 ms timeout fails with `Timeout` well within 10 s, and the
+/// process is gone from the container afterwards.
+pub async fn assert_exec_timeout_kills(container: &dyn ContainerModule, id: u64) {
+    let t = Instant::now();
+    let err = container
+        .exec(
+            imagebus_schema::Selector::Id(id),
+            exec_spec("sleep 30", Some(300)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, imagebus_bus::ErrorCode::Timeout, "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let ps = container
+        .exec(imagebus_schema::Selector::Id(id), exec_spec("ps", None))
+        .await
+        .unwrap();
+    assert!(
+        !ps.stdout.contains("sleep 30"),
+        "the timed-out process was killed: {}",
+        ps.stdout
+    );
 }
