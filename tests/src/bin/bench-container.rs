@@ -19,14 +19,11 @@ use imagebus_attach::{AttachConfig, AttachSys};
 use imagebus_bus::{Client, Server};
 use imagebus_container::{ContainerConfig, ContainerSys, MONITOR_BINARY};
 use imagebus_mount::{MountConfig, MountSys};
-use imagebus_schema::attach::{AttachRef, AttachSource, AttachSpec, LoopSource};
 use imagebus_schema::container::{
     CommandLine, ContainerFilter, ContainerModule, ContainerModuleServer, ContainerModuleStub,
     ContainerSpec, ContainerState, InitialState,
 };
-use imagebus_schema::mount::{
-    BindMount, ImageMount, MountModule, MountRef, MountSource, MountSpec, OverlayMount,
-};
+use imagebus_schema::mount::{BindMount, MountModule, MountRef, MountSource, MountSpec};
 use imagebus_schema::{Holder, Selector};
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::rootfs::{busybox_squashfs, KernelScratch};
@@ -129,28 +126,8 @@ fn spec(mount: MountRef, command: &str) -> ContainerSpec {
 }
 
 fn chain(image: &Path) -> MountRef {
-    let img = MountSpec {
-        name: None,
-        source: MountSource::Image(ImageMount {
-            attach: AttachRef::Inline(Box::new(AttachSpec {
-                name: None,
-                source: AttachSource::Loop(LoopSource {
-                    path: image.into(),
-                    read_only: true,
-                }),
-            })),
-            fs_type: None,
-            options: vec![],
-            read_only: true,
-        }),
-    };
-    MountRef::Inline(Box::new(MountSpec {
-        name: None,
-        source: MountSource::Overlay(OverlayMount {
-            lowers: vec![MountRef::Inline(Box::new(img))],
-            persist_dir: None,
-        }),
-    }))
+    use imagebus_tests::mount_stack::{image_on_loop, inline, overlay};
+    inline(overlay(vec![inline(image_on_loop(image))]))
 }
 
 /// `runc run --detach` of `bundle` as container `id`, stdio on `log`.

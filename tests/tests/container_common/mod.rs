@@ -10,14 +10,11 @@ use futures::StreamExt;
 use imagebus_attach::{AttachConfig, AttachHandle, AttachSys};
 use imagebus_container::{ContainerConfig, ContainerHandle, ContainerSys};
 use imagebus_mount::{MountConfig, MountHandle, MountSys};
-use imagebus_schema::attach::{AttachRef, AttachSource, AttachSpec, LoopSource};
 use imagebus_schema::container::{
     CommandLine, ContainerEvent, ContainerInfo, ContainerModule, ContainerSpec, ContainerState,
     ExecSpec,
 };
-use imagebus_schema::mount::{
-    BindMount, ImageMount, MountRef, MountSource, MountSpec, OverlayMount,
-};
+use imagebus_schema::mount::{BindMount, MountRef, MountSource, MountSpec};
 use imagebus_schema::Selector;
 use imagebus_sys::cgroup::{Cgroups, LinuxCgroups};
 use imagebus_tests::rootfs::KernelScratch;
@@ -134,28 +131,8 @@ pub fn bind_root(dir: &Path) -> MountRef {
 
 /// overlay → squashfs image → loop attachment, all inline.
 pub fn overlay_on_image(image: &Path) -> MountRef {
-    let img = MountSpec {
-        name: None,
-        source: MountSource::Image(ImageMount {
-            attach: AttachRef::Inline(Box::new(AttachSpec {
-                name: None,
-                source: AttachSource::Loop(LoopSource {
-                    path: image.into(),
-                    read_only: true,
-                }),
-            })),
-            fs_type: None,
-            options: vec![],
-            read_only: true,
-        }),
-    };
-    MountRef::Inline(Box::new(MountSpec {
-        name: None,
-        source: MountSource::Overlay(OverlayMount {
-            lowers: vec![MountRef::Inline(Box::new(img))],
-            persist_dir: None,
-        }),
-    }))
+    use imagebus_tests::mount_stack::{image_on_loop, inline, overlay};
+    inline(overlay(vec![inline(image_on_loop(image))]))
 }
 
 /// A spec with defaults around `mount` and `command`.
