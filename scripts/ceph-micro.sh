@@ -13,7 +13,7 @@
 # CEPH_MICRO_MON_V2_PORT (13300), CEPH_MICRO_OSD_PORT_MIN/MAX (16800/16899).
 # Needs: ceph-mon ceph-osd ceph-common (and rbd-fuse for the tests' userspace attach).
 # See docs/attach.md and the spike notes this follows (shared/reference/ceph-test-cluster.md).
-set -euo pipefail
+set -Eeuo pipefail
 
 DIR=${CEPH_MICRO_DIR:-/tmp/imagebus-ceph}
 V1=${CEPH_MICRO_MON_PORT:-16789}
@@ -26,7 +26,32 @@ RO_USER=imagebus-ro
 RW_USER=imagebus-rw
 
 log() { echo "ceph-micro: $*" >&2; }
-die() { log "$*"; exit 1; }
+
+# What the daemons said, for an error message: the start logs whole, the last lines of the
+# daemon logs. Keys never appear in these logs.
+show_logs() {
+    [ -d "$DIR/log" ] || return 0
+    local f
+    for f in "$DIR"/log/*.start.log; do
+        [ -s "$f" ] && { echo "--- $f"; cat "$f"; }
+    done
+    for f in "$DIR"/log/mon.a.log "$DIR"/log/osd.0.log; do
+        [ -s "$f" ] && { echo "--- last lines of $f"; grep -E ' -1 |error|fail' "$f" | tail -n 15; }
+    done
+    return 0
+} >&2
+
+die() { log "$*"; show_logs; exit 1; }
+
+# Any command that fails under `set -e` says which it was and what the daemons logged, so a
+# failing start is never silent (the daemons' own stderr goes to $DIR/log).
+on_err() {
+    local rc=$? line=$1 cmd=$2
+    log "failed (exit $rc) at line $line: $cmd"
+    show_logs
+    exit "$rc"
+}
+trap 'on_err "$LINENO" "$BASH_COMMAND"' ERR
 
 need() {
     local missing=()
@@ -112,6 +137,10 @@ osd_pool_default_pg_autoscale_mode = off
 osd_crush_chooseleaf_type = 0
 mon_data_avail_crit = 0
 mon_warn_on_pool_no_redundancy = false
+# The OSD is placed in CRUSH by this script, never by the host name: a machine whose name is
+# not a valid CRUSH name ("(none)" on a VM nobody named) would otherwise stop osd.0 at start.
+osd_crush_update_on_start = false
+crush_location = root=default host=localhost
 
 [mon]
 mon_data = $DIR/mon
@@ -154,7 +183,9 @@ up() {
     [ "$id" = 0 ] || die "expected osd id 0, got $id"
     ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$uuid" >/dev/null 2>&1 \
         || die "ceph-osd --mkfs failed (see $DIR/log/osd.0.log)"
-    ceph_ osd crush add osd.0 1 root=default host=localhost >/dev/null 2>&1
+    local out
+    out=$(ceph_ osd crush add osd.0 1 root=default host=localhost 2>&1) \
+        || die "ceph osd crush add failed: $out"
     ceph-osd -c "$CONF" -i 0 2>>"$DIR/log/osd.0.start.log"
     wait_for 60 "osd.0 up" sh -c "ceph -c '$CONF' --connect-timeout 5 osd dump | grep -q '^osd.0 up'"
     log "up (mon 127.0.0.1:$V1, dir $DIR)"

@@ -2,10 +2,9 @@
 //! first use in a test process and shared by all its tests. It is torn down (`down`) when
 //! the test process ends — passed, failed or killed — by a small watcher process started
 //! with it, which waits for the test process to disappear. Directory and ports are private
-//! to the test process
-//! (`/tmp/imagebus-ceph-test-<pid>`, a free block of 10 ports), so test binaries and
-//! developers running tests at the same time do not collide; clusters left by killed test
-//! processes are torn down on the next start.
+//! to the test process (`/tmp/imagebus-ceph-test-<pid>`, a free block of 20 ports below the
+//! ephemeral range), so test binaries and developers running tests at the same time do not
+//! collide; clusters left by killed test processes are torn down on the next start.
 //!
 //! Needs ceph-mon, ceph-osd, ceph-common and rbd-fuse; a missing package fails the test
 //! with the install command (printed by the script).
@@ -87,19 +86,28 @@ fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ceph-micro.sh")
 }
 
-fn script(dir: &Path, ports: &[(String, String)], args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("bash")
-        .arg(script_path())
+/// `scripts/ceph-micro.sh ARGS` for the cluster in `dir` on `ports`, not yet started.
+pub fn script_command(dir: &Path, ports: &[(String, String)], args: &[&str]) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(script_path())
         .args(args)
         .env("CEPH_MICRO_DIR", dir)
-        .envs(ports.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("running scripts/ceph-micro.sh");
+        .envs(ports.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd
+}
+
+/// Runs `cmd`: (success, stderr, stdout).
+pub fn run_script(mut cmd: Command) -> (bool, String, String) {
+    let out = cmd.output().expect("running scripts/ceph-micro.sh");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+fn script(dir: &Path, ports: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+    run_script(script_command(dir, ports, args))
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -129,33 +137,85 @@ fn sweep_stale() {
     }
 }
 
-/// A block of 10 free TCP ports on 127.0.0.1 (mon v1, mon v2, 8 for the OSD).
-fn free_ports() -> Vec<(String, String)> {
+/// Ports per cluster: mon v1, mon v2, and 18 for the OSD (it binds 8: public, cluster and
+/// two heartbeat messengers, v1 and v2 each; the slack absorbs a port taken meanwhile).
+const BLOCK: usize = 20;
+
+/// Where to look for a block: below the kernel's ephemeral range when there is room, so
+/// that outgoing connections (the `ceph` CLI's, the tests' own) cannot take a port between
+/// the check and the daemons' bind.
+fn port_window() -> (usize, usize) {
+    let low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    if low >= 10000 + 100 * BLOCK {
+        (10000, low)
+    } else {
+        (20000, 60000)
+    }
+}
+
+/// A block of free TCP ports on 127.0.0.1 (as `CEPH_MICRO_*` variables for the script),
+/// different on each `attempt`.
+pub fn free_ports(attempt: usize) -> Vec<(String, String)> {
+    let (from, to) = port_window();
+    let blocks = (to - from) / BLOCK;
     let pid = std::process::id() as usize;
-    for attempt in 0..200 {
-        let base = 20000 + ((pid + attempt * 7) % 3000) * 10;
-        let free = (base..base + 10).all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok());
+    for probe in 0..200 {
+        let base = from + ((pid + (attempt * 200 + probe) * 7) % blocks) * BLOCK;
+        let free = (base..base + BLOCK).all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok());
         if free {
             return vec![
                 ("CEPH_MICRO_MON_PORT".into(), base.to_string()),
                 ("CEPH_MICRO_MON_V2_PORT".into(), (base + 1).to_string()),
                 ("CEPH_MICRO_OSD_PORT_MIN".into(), (base + 2).to_string()),
-                ("CEPH_MICRO_OSD_PORT_MAX".into(), (base + 9).to_string()),
+                (
+                    "CEPH_MICRO_OSD_PORT_MAX".into(),
+                    (base + BLOCK - 1).to_string(),
+                ),
             ];
         }
     }
-    panic!("no block of 10 free ports between 20000 and 50000");
+    panic!("no block of {BLOCK} free ports between {from} and {to}");
 }
 
-fn start(dir: PathBuf, ports: Vec<(String, String)>) -> CephEnv {
+/// Starts the cluster; a start that lost a port race (another process bound one of its
+/// ports after the check) is retried on another block, any other failure panics with what
+/// the script printed (the failing command and the daemons' logs).
+fn start(dir: PathBuf) -> CephEnv {
     sweep_stale();
-    for step in ["up", "fixture"] {
-        let (ok, err, _) = script(&dir, &ports, &[step]);
-        if !ok {
-            let _ = script(&dir, &ports, &["down"]);
-            panic!("ceph-micro.sh {step} failed:\n{err}");
+    let mut failures = Vec::new();
+    for attempt in 0..3 {
+        let ports = free_ports(attempt);
+        // The watcher first, so that a failing start is torn down too.
+        watch_teardown(&dir, &ports);
+        match start_on(&dir, &ports) {
+            Ok(()) => return describe(dir, ports),
+            Err(e) => {
+                let _ = script(&dir, &ports, &["down"]);
+                let lost_race = e.contains("Address already in use");
+                failures.push(e);
+                if !lost_race {
+                    break;
+                }
+            }
         }
     }
+    panic!("{}", failures.join("\n"));
+}
+
+fn start_on(dir: &Path, ports: &[(String, String)]) -> Result<(), String> {
+    for step in ["up", "fixture"] {
+        let (ok, err, _) = script(dir, ports, &[step]);
+        if !ok {
+            return Err(format!("ceph-micro.sh {step} failed:\n{err}"));
+        }
+    }
+    Ok(())
+}
+
+fn describe(dir: PathBuf, ports: Vec<(String, String)>) -> CephEnv {
     let (ok, err, out) = script(&dir, &ports, &["env"]);
     assert!(ok, "ceph-micro.sh env failed: {err}");
     let vars: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
@@ -184,16 +244,13 @@ pub fn ceph() -> CephGuard {
         return CephGuard { env: env.clone() };
     }
     let dir = PathBuf::from(format!("/tmp/imagebus-ceph-test-{}", std::process::id()));
-    let ports = free_ports();
-    // The watcher first, so that a failing start is torn down too.
-    watch_teardown(&dir, &ports);
-    let env = Arc::new(start(dir, ports));
+    let env = Arc::new(start(dir));
     *shared = Some(env.clone());
     CephGuard { env }
 }
 
 /// Starts `sh` in its own session: it waits until this process is gone, then runs `down`.
-fn watch_teardown(dir: &Path, ports: &[(String, String)]) {
+pub fn watch_teardown(dir: &Path, ports: &[(String, String)]) {
     let watcher = "while [ -d /proc/$1 ]; do sleep 0.2; done; exec bash \"$2\" down";
     let spawned = Command::new("setsid")
         .args(["sh", "-c", watcher, "ceph-watch"])
