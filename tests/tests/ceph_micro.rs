@@ -87,7 +87,10 @@ fn a_failing_start_prints_the_failed_step_and_the_daemon_logs() {
     let _down = Down(dir.clone(), ports.clone());
     let mut up = script_command(&dir, &ports, &["up"]);
     // One bind attempt instead of three 5 s apart.
-    up.env("CEPH_ARGS", "--ms_bind_retry_count=1 --ms_bind_retry_delay=1");
+    up.env(
+        "CEPH_ARGS",
+        "--ms_bind_retry_count=1 --ms_bind_retry_delay=1",
+    );
     let (ok, err, _) = run_script(up);
     assert!(!ok, "up succeeded without a port for the OSD");
     assert!(err.contains("failed (exit"), "no failed step in: {err}");
