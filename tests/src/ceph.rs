@@ -50,6 +50,24 @@ impl CephEnv {
         assert!(out.0, "ceph-micro.sh import failed: {}", out.1);
     }
 
+    /// Creates (or fetches) `client.<name>` with `caps` (`["mon", "...", "osd", "..."]`) and
+    /// returns its key.
+    pub fn user(&self, name: &str, caps: &[&str]) -> String {
+        let out = Command::new("ceph")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["auth", "get-or-create-key", &format!("client.{name}")])
+            .args(caps)
+            .output()
+            .expect("running ceph (install ceph-common)");
+        assert!(
+            out.status.success(),
+            "ceph auth get-or-create-key client.{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Runs `rbd` as admin with `args`, returning stdout.
     pub fn rbd(&self, args: &[&str]) -> String {
         let out = Command::new("rbd")

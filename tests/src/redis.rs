@@ -72,6 +72,12 @@ impl RedisFixture {
         self.tcp_port.map(|p| format!("redis://127.0.0.1:{p}"))
     }
 
+    /// `127.0.0.1:<port>` when started with TCP.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp_port
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
+    }
+
     /// Process id of the running server.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

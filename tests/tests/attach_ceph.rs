@@ -334,3 +334,98 @@ async fn orphan_rbd_fuse_mount_and_loop_are_cleaned_and_reported() {
     attach.detach(Selector::Id(info.id), false).await.unwrap();
     env.assert_clean();
 }
+
+/// An image in a RADOS namespace, read by a user whose caps name only that namespace: the
+/// namespace reaches the cluster (rbd info and rbd-fuse), and the same name outside it is
+/// another image.
+#[tokio::test]
+async fn rbd_namespace_is_honoured_with_a_namespace_scoped_user() {
+    let ceph = ceph();
+    let env = Env::new("ib-attach-ceph-ns-");
+    let (attach, _) = env.start().await;
+    let ns = format!("tenant{}", std::process::id());
+    let image = format!("ns-busybox-{}", std::process::id());
+    ceph.rbd(&[
+        "namespace",
+        "create",
+        "--pool",
+        &ceph.pool,
+        "--namespace",
+        &ns,
+    ]);
+    let file = imagebus_tests::image::busybox_squashfs()
+        .display()
+        .to_string();
+    ceph.rbd(&[
+        "import",
+        "--no-progress",
+        "--image-feature",
+        "layering",
+        &file,
+        &format!("{}/{ns}/{image}", ceph.pool),
+    ]);
+    let user = format!("imagebus-{ns}");
+    let secret = ceph.user(
+        &user,
+        &[
+            "mon",
+            "profile rbd",
+            "osd",
+            &format!("profile rbd pool={} namespace={ns}", ceph.pool),
+        ],
+    );
+    let in_ns = |namespace: Option<&str>| {
+        let mut spec = rbd(&ceph, &image, &user, &secret, false);
+        if let AttachSource::Rbd(r) = &mut spec.source {
+            r.namespace = namespace.map(str::to_string);
+        }
+        spec
+    };
+
+    // Outside the namespace: the scoped user may not look (refused access), and a user of
+    // the whole pool finds no image of that name.
+    let err = attach.attach(in_ns(None), None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    assert!(err.message.contains("refused access"), "{err}");
+    assert!(!err.message.contains(&secret));
+    let mut pool_wide = rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, false);
+    let err = attach.attach(pool_wide.clone(), None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound, "{err}");
+    assert!(attach.list().await.unwrap().is_empty());
+    assert_eq!(rbd_dir_entries(&env), Vec::<String>::new());
+    // ...but does with the namespace named.
+    if let AttachSource::Rbd(r) = &mut pool_wide.source {
+        r.namespace = Some(ns.clone());
+    }
+    let wide = attach.attach(pool_wide, None).await.unwrap();
+    assert_device_holds_image(&wide.device);
+    attach.detach(Selector::Id(wide.id), false).await.unwrap();
+
+    let info = attach.attach(in_ns(Some(&ns)), None).await.unwrap();
+    assert_eq!(info.driver, "rbd-fuse");
+    let AttachSource::Rbd(shown) = &info.source else {
+        panic!("not rbd")
+    };
+    assert_eq!(shown.namespace.as_deref(), Some(ns.as_str()));
+    assert_device_holds_image(&info.device);
+    // The same image in the same namespace is the same attachment (Conflict when exclusive).
+    let err = attach.attach(in_ns(Some(&ns)), None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+
+    attach.detach(Selector::Id(info.id), false).await.unwrap();
+    env.assert_clean();
+    assert_eq!(rbd_dir_entries(&env), Vec::<String>::new());
+    ceph.rbd(&[
+        "rm",
+        "--no-progress",
+        &format!("{}/{ns}/{image}", ceph.pool),
+    ]);
+    ceph.rbd(&[
+        "namespace",
+        "remove",
+        "--pool",
+        &ceph.pool,
+        "--namespace",
+        &ns,
+    ]);
+}

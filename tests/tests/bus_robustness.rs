@@ -1,5 +1,5 @@
-//! Deadlines, malformed payloads, Redis restarts and graceful shutdown, against a real
-//! private redis-server.
+//! Deadlines, malformed payloads, Redis restarts, silent connections and graceful shutdown,
+//! against a real private redis-server.
 
 mod bus_common;
 
@@ -9,6 +9,7 @@ use imagebus_bus::codec::{decode, encode, encode_arg};
 use imagebus_bus::protocol::Response;
 use imagebus_bus::{Client, ErrorCode};
 use imagebus_tests::redis::RedisFixture;
+use imagebus_tests::relay::Relay;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,6 +204,47 @@ async fn redis_restart_mid_traffic_then_calls_succeed_again() {
         .unwrap();
     assert_eq!(sum, 3.0);
     assert_eq!(client.status(MODULE).await.unwrap().workers.len(), 4);
+}
+
+/// A connection that goes silent (no FIN, no RST: the peer vanished) is noticed by the
+/// worker when its BLPOP is not answered within the pull timeout plus a grace; the worker
+/// then reconnects and serves again. Without that, it would wait on the dead socket forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connection_goes_silent_reconnects_and_serves_again() {
+    let redis = RedisFixture::start_with_tcp();
+    let relay = Relay::start(redis.tcp_addr().unwrap()).await;
+    let _s = serve(&relay.redis_url(), 1, vec![Arc::new(Calc::default())]).await;
+    // The caller talks to Redis directly: only the server's connections go silent.
+    let client = Client::connect(redis.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
+    let sum: f64 = client
+        .call(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap();
+    assert_eq!(sum, 3.0);
+
+    let before = relay.accepted();
+    relay.freeze();
+    // A request popped by the silent BLPOP is lost with it (its caller times out); once
+    // the worker has given the connection up, calls are served again. Pull timeout 5 s +
+    // grace 5 s, so 25 s is ample.
+    let sum = eventually(Duration::from_secs(25), || {
+        let client = client.clone();
+        async move {
+            client
+                .call::<f64>(MODULE, &calc_id(), "Add", args2(2.0, 3.0))
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(sum, Some(5.0), "the worker never came back");
+    assert!(
+        relay.accepted() > before,
+        "the server reconnected through the relay"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
