@@ -344,10 +344,12 @@ impl Daemon {
     /// Best effort: force-deletes every container this daemon knows (only when its runtime
     /// directory shows any), so a failed test leaves no container running.
     pub fn remove_containers(&self) {
-        let runc = self.run_dir().join("container").join("runc");
-        let any = std::fs::read_dir(&runc)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false);
+        let roots = self.run_dir().join("container");
+        let any = ["runc", "crun"].iter().any(|r| {
+            std::fs::read_dir(roots.join(r))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        });
         let state = self.dir.path().join("state").join("container");
         let recorded = std::fs::read_dir(&state)
             .map(|mut d| d.next().is_some())

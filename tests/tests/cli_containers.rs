@@ -22,11 +22,16 @@ struct Node {
 
 impl Node {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A node whose imagebusd gets `extra` flags.
+    fn start_with(extra: &[&str]) -> Self {
         let redis = RedisFixture::start();
         let scratch = KernelScratch::new("ibcli");
         let image = scratch.path().join("busybox.sqsh");
         std::fs::copy(busybox_squashfs(), &image).unwrap();
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
+        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), extra);
         daemon.wait_ready();
         Self {
             daemon,
@@ -289,6 +294,72 @@ fn containers_survive_kill9_of_the_daemon() {
     let stopped = n.ok(&["stop", "-t", "10s", "survivor"]);
     assert!(stopped.contains("exited (exit 0)"), "{stopped}");
     n.ok(&["rm", "survivor"]);
+    n.assert_clean();
+}
+
+/// `imagebusd --runtime crun`, end to end: the container is crun's (its state is under
+/// crun's root, none under runc's), answers exec, survives kill -9 of the daemon, which
+/// comes back on crun and stops and removes it.
+#[test]
+fn imagebusd_runtime_crun_runs_survives_a_restart_and_cleans_up() {
+    let crun = std::process::Command::new("crun").arg("--version").output();
+    assert!(
+        crun.is_ok_and(|o| o.status.success()),
+        "crun is missing: apt-get install crun"
+    );
+    let mut n = Node::start_with(&["--runtime", "crun"]);
+    let img = n.image().to_string();
+    n.ok(&[
+        "run",
+        "--name",
+        "on-crun",
+        "--image",
+        &img,
+        "--",
+        "sh",
+        "-c",
+        "echo up; trap 'exit 0' TERM; while :; do sleep 1; done",
+    ]);
+    let info = n.json(&["inspect", "on-crun"]);
+    let runtime_id = info["runtime_id"].as_str().expect("runtime_id").to_string();
+    let pid = info["pid"].as_u64().expect("pid");
+    let roots = n.daemon.run_dir().join("container");
+    let crun_root = roots.join("crun");
+    assert!(
+        crun_root.join(&runtime_id).is_dir(),
+        "no crun state for {runtime_id} under {crun_root:?}"
+    );
+    assert!(!roots.join("runc").join(&runtime_id).exists());
+    let state = std::process::Command::new("crun")
+        .arg("--root")
+        .arg(&crun_root)
+        .args(["state", &runtime_id])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap_or_default();
+    assert_eq!(state["status"], "running", "crun state: {state}");
+    assert_eq!(state["pid"].as_u64(), Some(pid));
+    assert_eq!(
+        n.ok(&["exec", "on-crun", "--", "echo", "via crun"]).trim(),
+        "via crun"
+    );
+
+    n.daemon.kill9();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container died with the daemon"
+    );
+    n.daemon.restart();
+    let info = n.json(&["--timeout", "10s", "inspect", "on-crun"]);
+    assert_eq!(info["state"], "running", "{info}");
+    assert_eq!(info["pid"], pid);
+    let stopped = n.ok(&["stop", "-t", "10s", "on-crun"]);
+    assert!(stopped.contains("exited (exit 0)"), "{stopped}");
+    n.ok(&["rm", "on-crun"]);
+    assert!(
+        !crun_root.join(&runtime_id).exists(),
+        "crun state left behind"
+    );
     n.assert_clean();
 }
 
