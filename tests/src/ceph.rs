@@ -53,36 +53,34 @@ impl CephEnv {
     /// Creates (or fetches) `client.<name>` with `caps` (`["mon", "...", "osd", "..."]`) and
     /// returns its key.
     pub fn user(&self, name: &str, caps: &[&str]) -> String {
-        let out = Command::new("ceph")
-            .arg("-c")
-            .arg(&self.conf)
-            .args(["auth", "get-or-create-key", &format!("client.{name}")])
-            .args(caps)
-            .output()
-            .expect("running ceph (install ceph-common)");
-        assert!(
-            out.status.success(),
-            "ceph auth get-or-create-key client.{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        let mut args = vec!["auth", "get-or-create-key"];
+        let entity = format!("client.{name}");
+        args.push(&entity);
+        args.extend_from_slice(caps);
+        admin_tool("ceph", &self.conf, &args).trim().to_string()
     }
 
     /// Runs `rbd` as admin with `args`, returning stdout.
     pub fn rbd(&self, args: &[&str]) -> String {
-        let out = Command::new("rbd")
-            .arg("-c")
-            .arg(&self.conf)
-            .args(args)
-            .output()
-            .expect("running rbd (install ceph-common)");
-        assert!(
-            out.status.success(),
-            "rbd {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        admin_tool("rbd", &self.conf, args)
     }
+}
+
+/// Runs a Ceph tool (`ceph`, `rbd`, `rados`) as admin of the cluster of `conf`, returning
+/// stdout; panics with its stderr when it fails.
+pub fn admin_tool(bin: &str, conf: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} (install ceph-common): {e}"));
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A reference to the shared cluster; see the module docs.

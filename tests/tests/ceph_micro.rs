@@ -1,7 +1,7 @@
 //! The test cluster script itself (scripts/ceph-micro.sh), where the machine differs from a
 //! developer's. Needs root and ceph-mon, ceph-osd, ceph-common.
 
-use imagebus_tests::ceph::{free_ports, run_script, script_command, watch_teardown};
+use imagebus_tests::ceph::{admin_tool, free_ports, run_script, script_command, watch_teardown};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::sethostname;
 use std::os::unix::process::CommandExt;
@@ -103,26 +103,11 @@ fn path(p: &Path) -> &str {
 }
 
 fn ceph(conf: &Path, args: &[&str]) -> String {
-    tool("ceph", conf, args)
+    admin_tool("ceph", conf, args)
 }
 
 fn rados(conf: &Path, args: &[&str]) -> String {
     let mut all = vec!["-p", "rbd"];
     all.extend_from_slice(args);
-    tool("rados", conf, &all)
-}
-
-fn tool(bin: &str, conf: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("-c")
-        .arg(conf)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    admin_tool("rados", conf, &all)
 }

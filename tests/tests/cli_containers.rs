@@ -61,6 +61,20 @@ impl Node {
         self.image.to_str().unwrap()
     }
 
+    /// SIGKILLs the daemon while container `name` (init `pid`) runs, checks the container
+    /// outlived it, restarts the daemon and checks it finds the container running again.
+    fn kill9_and_restart_daemon(&mut self, name: &str, pid: u64) {
+        self.daemon.kill9();
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the container died with the daemon"
+        );
+        self.daemon.restart();
+        let info = self.json(&["--timeout", "10s", "inspect", name]);
+        assert_eq!(info["state"], "running", "{info}");
+        assert_eq!(info["pid"], pid);
+    }
+
     /// Nothing of ours left in the kernel.
     fn assert_clean(&self) {
         assert_eq!(self.json(&["ps"]), serde_json::json!([]));
@@ -275,16 +289,7 @@ fn containers_survive_kill9_of_the_daemon() {
         .as_u64()
         .expect("pid");
 
-    n.daemon.kill9();
-    assert!(
-        std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the container died with the daemon"
-    );
-    n.daemon.restart();
-
-    let info = n.json(&["--timeout", "10s", "inspect", "survivor"]);
-    assert_eq!(info["state"], "running", "{info}");
-    assert_eq!(info["pid"], pid);
+    n.kill9_and_restart_daemon("survivor", pid);
     assert_eq!(
         n.ok(&["exec", "survivor", "--", "echo", "still here"])
             .trim(),
@@ -344,15 +349,7 @@ fn imagebusd_runtime_crun_runs_survives_a_restart_and_cleans_up() {
         "via crun"
     );
 
-    n.daemon.kill9();
-    assert!(
-        std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the container died with the daemon"
-    );
-    n.daemon.restart();
-    let info = n.json(&["--timeout", "10s", "inspect", "on-crun"]);
-    assert_eq!(info["state"], "running", "{info}");
-    assert_eq!(info["pid"], pid);
+    n.kill9_and_restart_daemon("on-crun", pid);
     let stopped = n.ok(&["stop", "-t", "10s", "on-crun"]);
     assert!(stopped.contains("exited (exit 0)"), "{stopped}");
     n.ok(&["rm", "on-crun"]);
