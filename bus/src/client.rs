@@ -7,7 +7,9 @@
 //! rbus servers (which reply to `ID`) answer us.
 //!
 //! Every call has a deadline (default 30 s, see [`Client::with_timeout`]); it travels in the
-//! request's `Deadline` key so that our servers skip calls whose caller gave up. When Redis
+//! request's `Deadline` key so that our servers skip calls whose caller gave up, and a request
+//! still queued at the deadline is taken back out (`LREM`), so that no server, Go's neither,
+//! runs it late; the `Timeout` error says whether a server had taken it. When Redis
 //! is down calls fail at once with `Unavailable`; the pool reconnects by itself, with
 //! backoff, and later calls succeed.
 
@@ -28,6 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Default deadline of a call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long taking a timed-out request back out of its queue may take.
+const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Longest fail-fast window after a failed connect.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -342,10 +347,41 @@ impl Client {
                     self.inner.broker
                 )))
             }
-            Ok(Ok(v)) => {
+            Ok(Ok(v)) => match conn::popped(conn::last(v)) {
+                Some(bytes) => {
+                    self.inner.checkin(c);
+                    Ok(bytes)
+                }
+                None => Err(self.withdraw(c, queue, payload).await),
+            },
+        }
+    }
+
+    /// After Redis ended the reply wait at the deadline: takes the request back out of the
+    /// queue when no server has taken it yet, so that no server (Go's neither, which
+    /// ignores `Deadline`) runs it after its caller gave up, and says which case it was.
+    async fn withdraw(&self, mut c: Conn, queue: &str, payload: &[u8]) -> RemoteError {
+        let mut lrem = redis::cmd("LREM");
+        lrem.arg(queue).arg(1).arg(payload);
+        let lrem = lrem.query_async::<i64>(&mut c.conn);
+        match tokio::time::timeout(WITHDRAW_TIMEOUT, lrem).await {
+            Ok(Ok(removed)) => {
                 self.inner.checkin(c);
-                conn::popped(conn::last(v)).ok_or_else(timed_out)
+                if removed > 0 {
+                    RemoteError::timeout(format!(
+                        "no server took the request from {queue} within {:?} (is its module \
+                         serving it?); it was withdrawn",
+                        self.timeout
+                    ))
+                } else {
+                    RemoteError::timeout(format!(
+                        "no reply from {queue} within {:?} (a server took the request)",
+                        self.timeout
+                    ))
+                }
             }
+            // The connection broke or went silent: drop it (not checked in).
+            _ => RemoteError::timeout(format!("no reply from {queue} within {:?}", self.timeout)),
         }
     }
 

@@ -6,7 +6,7 @@ mod bus_common;
 use bus_common::*;
 use imagebus_bus::broker::Broker;
 use imagebus_bus::codec::{decode, encode, encode_arg};
-use imagebus_bus::protocol::Response;
+use imagebus_bus::protocol::{Request, Response};
 use imagebus_bus::{Client, ErrorCode};
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::relay::Relay;
@@ -30,26 +30,51 @@ async fn call_without_server_times_out_at_its_deadline() {
     assert_eq!(err.code, ErrorCode::Timeout, "{err}");
     assert!(took >= Duration::from_millis(290), "{took:?}");
     assert!(took < Duration::from_millis(1500), "{took:?}");
+    // Nobody took it: the caller withdrew its request, so no server can run it late.
+    assert!(err.message.contains("no server took the request"), "{err}");
+    assert_eq!(queue_len(&redis, "test.calc@1").await, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_taken_by_a_server_but_not_answered_in_time_says_so() {
+    let redis = RedisFixture::start();
+    let _s = serve(&redis.url(), 1, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(redis.url()).await.unwrap();
+    let err = client
+        .with_timeout(Duration::from_millis(300))
+        .call::<u64>(
+            MODULE,
+            &calc_id(),
+            "Sleep",
+            vec![encode_arg(&1000u64).unwrap()],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    assert!(err.message.contains("a server took the request"), "{err}");
+}
+
+/// A request still queued after its deadline (e.g. pushed by a caller that died before it
+/// could withdraw it) is skipped by our servers and answered with a `Timeout` error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_whose_deadline_passed_is_not_executed() {
     let redis = RedisFixture::start();
     let client = Client::connect(redis.url()).await.unwrap();
-    // Nobody serves yet: the call gives up and leaves its request in the queue.
-    let err = client
-        .with_timeout(Duration::from_millis(100))
-        .call::<u64>(MODULE, &calc_id(), "Count", vec![])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Timeout);
+    let stale = Request {
+        id: "stale-1".into(),
+        inputs: vec![],
+        object: calc_id(),
+        reply_to: "stale-1".into(),
+        method: "Count".into(),
+        deadline: Some(imagebus_bus::protocol::unix_ms(std::time::SystemTime::now()) - 1000),
+    };
     let mut conn = raw(&redis).await;
-    let queued: i64 = redis::cmd("LLEN")
+    let _: i64 = redis::cmd("RPUSH")
         .arg("test.calc@1")
+        .arg(encode(&stale).unwrap())
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(queued, 1);
 
     let calc = Calc::default();
     let counted = calc.counted.clone();
@@ -60,6 +85,22 @@ async fn request_whose_deadline_passed_is_not_executed() {
         .unwrap();
     assert_eq!(n, 1, "the stale Count was skipped, only ours ran");
     assert_eq!(counted.load(Ordering::SeqCst), 1);
+    let (_, reply): (String, Vec<u8>) = redis::cmd("BLPOP")
+        .arg("stale-1")
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let reply: Response = decode(&reply).unwrap();
+    assert_eq!(reply.code.as_deref(), Some("Timeout"), "{reply:?}");
+}
+
+async fn queue_len(redis: &RedisFixture, queue: &str) -> i64 {
+    redis::cmd("LLEN")
+        .arg(queue)
+        .query_async(&mut raw(redis).await)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,7 +96,7 @@ fn unknown_method_is_typed_and_unknown_object_times_out() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     one_error_line(
         &out.stderr,
-        "error: Timeout: no reply from imagebus.system@9",
+        "error: Timeout: no server took the request from imagebus.system@9",
     );
 }
 
