@@ -334,7 +334,14 @@ impl Client {
         let timed_out =
             || RemoteError::timeout(format!("no reply from {queue} within {:?}", self.timeout));
         match tokio::time::timeout(guard, pipe.query_async::<redis::Value>(&mut c.conn)).await {
-            Err(_) => Err(timed_out()),
+            Err(_) => {
+                // Redis always ends a BLPOP by its timeout: silence past it means the path
+                // to Redis is dead without having been closed (a vanished peer). The idle
+                // connections share that path, so they go too; this one is dropped.
+                tracing::warn!(broker = %self.inner.broker, "redis went silent; reconnecting");
+                self.inner.invalidate();
+                Err(timed_out())
+            }
             Ok(Err(e)) => {
                 if conn::is_fatal(&e) {
                     self.inner.invalidate();

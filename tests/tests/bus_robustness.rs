@@ -288,6 +288,43 @@ async fn a_worker_whose_connection_goes_silent_reconnects_and_serves_again() {
     );
 }
 
+/// A caller whose path to Redis goes silent gets `Timeout` at its deadline; the silence
+/// (Redis always ends a BLPOP itself) drops the pool's idle connections too, which share
+/// the dead path, so the very next call connects afresh and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_connections_go_silent_loses_one_call_only() {
+    let redis = RedisFixture::start_with_tcp();
+    let relay = Relay::start(redis.tcp_addr().unwrap()).await;
+    // The server talks to Redis directly: only the caller's connections go silent.
+    let _s = serve(&redis.url(), 4, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(relay.redis_url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(300));
+    // Four calls at once leave four idle connections in the pool.
+    let sleeps: Vec<_> = (0..4).map(|_| spawn_sleep(&client, 100)).collect();
+    for s in sleeps {
+        assert_eq!(s.await.unwrap().unwrap(), 100);
+    }
+    let before = relay.accepted();
+    assert!(before >= 4, "{before} connections");
+
+    relay.freeze();
+    let err = client
+        .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    for i in 0..4 {
+        let sum: f64 = client
+            .call(MODULE, &calc_id(), "Add", args2(i as f64, 1.0))
+            .await
+            .unwrap_or_else(|e| panic!("call {i} after the silent one: {e}"));
+        assert_eq!(sum, i as f64 + 1.0);
+    }
+    assert!(relay.accepted() > before, "the client reconnected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_fast_while_redis_is_down() {
     let mut redis = RedisFixture::start();
