@@ -59,6 +59,7 @@ struct FakeLoopState {
     bound: BTreeMap<u32, LoopDevice>,
     attaches: Vec<LoopAttach>,
     detaches: Vec<u32>,
+    changes: Vec<(u32, PathBuf)>,
     fail_next: Option<i32>,
 }
 
@@ -66,6 +67,10 @@ impl FakeLoopDevices {
     /// Every attach request so far.
     pub fn attaches(&self) -> Vec<LoopAttach> {
         lock(&self.state).attaches.clone()
+    }
+    /// Every `change_backing` so far (device number, new file).
+    pub fn changes(&self) -> Vec<(u32, PathBuf)> {
+        lock(&self.state).changes.clone()
     }
     /// Every detached device number so far.
     pub fn detaches(&self) -> Vec<u32> {
@@ -125,6 +130,24 @@ impl LoopDevices for FakeLoopDevices {
     }
     fn list(&self) -> SysResult<Vec<LoopDevice>> {
         Ok(self.bound())
+    }
+    fn change_backing(&self, number: u32, file: &Path) -> SysResult<LoopDevice> {
+        let mut s = lock(&self.state);
+        s.changes.push((number, file.to_path_buf()));
+        let einval = || {
+            SysError::io(
+                "LOOP_CHANGE_FD",
+                format!("/dev/loop{number}"),
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            )
+        };
+        let dev = s.bound.get_mut(&number).ok_or_else(einval)?;
+        if !dev.read_only {
+            return Err(einval());
+        }
+        dev.backing_file = file.to_path_buf();
+        dev.inode += 1000;
+        Ok(dev.clone())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Loop devices: allocation through `/dev/loop-control` (`LOOP_CTL_GET_FREE`), binding with
 //! `LOOP_CONFIGURE` (falling back to `LOOP_SET_FD` + `LOOP_SET_STATUS64` on old kernels),
-//! release with `LOOP_CLR_FD`, and inspection through `/sys/block/loopN/loop/`.
+//! moving a read-only device to a new backing file with `LOOP_CHANGE_FD`, release with
+//! `LOOP_CLR_FD`, and inspection through `/sys/block/loopN/loop/`.
 
 use crate::error::{SysError, SysResult};
 use std::fs::{self, File, OpenOptions};
@@ -54,6 +55,11 @@ pub trait LoopDevices: Send + Sync + 'static {
     fn status(&self, number: u32) -> SysResult<Option<LoopDevice>>;
     /// Every bound loop device on the machine.
     fn list(&self) -> SysResult<Vec<LoopDevice>>;
+    /// Moves read-only `/dev/loopN` onto `file`, which must have the size of its current
+    /// backing file (`LOOP_CHANGE_FD`): the device, its number and whatever is mounted on
+    /// it stay; the tag is kept. The kernel refuses (EINVAL) a writable device or another
+    /// size.
+    fn change_backing(&self, number: u32, file: &Path) -> SysResult<LoopDevice>;
 }
 
 /// [`LoopDevices`] for the real kernel.
@@ -63,6 +69,7 @@ pub struct LinuxLoopDevices;
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_CHANGE_FD: libc::c_ulong = 0x4C06;
 const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
@@ -244,6 +251,21 @@ impl LoopDevices for LinuxLoopDevices {
             return Err(SysError::io("LOOP_CLR_FD", device_path(number), err));
         }
         Ok(())
+    }
+
+    fn change_backing(&self, number: u32, file: &Path) -> SysResult<LoopDevice> {
+        let backing = File::open(file).map_err(|e| SysError::io("open", file, e))?;
+        let dev = open_device(number, false)?;
+        // SAFETY: LOOP_CHANGE_FD takes the new backing fd as an integer argument; both fds
+        // are open for the duration of the call.
+        let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CHANGE_FD as _, backing.as_raw_fd()) };
+        if rc != 0 {
+            return Err(SysError::last_os("LOOP_CHANGE_FD", device_path(number)));
+        }
+        self.status(number)?.ok_or_else(|| SysError::Parse {
+            what: format!("/sys/block/loop{number}"),
+            detail: "device unbound right after LOOP_CHANGE_FD".into(),
+        })
     }
 
     fn status(&self, number: u32) -> SysResult<Option<LoopDevice>> {

@@ -58,6 +58,39 @@ fn assert_device_holds_image(device: &Path) {
     assert!(got == want, "{device:?} does not hold the imported image");
 }
 
+/// A squashfs mounted read-only from a device for the length of a test (unmounted on drop,
+/// pass or fail).
+struct SquashfsMount(std::path::PathBuf);
+
+impl SquashfsMount {
+    fn new(device: &Path, at: &Path) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "squashfs", "-o", "ro"])
+            .arg(device)
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting {device:?}");
+        Self(at.to_path_buf())
+    }
+
+    /// Reads the busybox binary through the mount, from the device (the page cache is
+    /// dropped first, so the reads reach the loop device and rbd-fuse behind it).
+    fn assert_reads_busybox(&self) {
+        std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+        let got = std::fs::read(self.0.join("bin/busybox"))
+            .unwrap_or_else(|e| panic!("reading through the mount on {:?}: {e}", self.0));
+        assert!(got == std::fs::read(imagebus_tests::image::BUSYBOX).unwrap());
+    }
+}
+
+impl Drop for SquashfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 fn rbd_dir_entries(env: &Env) -> Vec<String> {
     std::fs::read_dir(env.cfg.rbd_dir())
         .map(|rd| {
@@ -216,8 +249,12 @@ async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
     assert_eq!(env.loops().len(), 1);
     assert_device_holds_image(&infos[0].device);
     drop(attach);
+    // A filesystem in use on the device, as the mount actor would have it.
+    let mounted = SquashfsMount::new(&infos[0].device, &env.path().join("mnt"));
+    mounted.assert_reads_busybox();
 
-    // rbd-fuse dies while the actor is down: the next start restarts it on a fresh device.
+    // rbd-fuse dies while the actor is down: the next start restarts it, and the read-only
+    // attachment keeps its device, moved onto the new FUSE file: the mount reads on.
     imagebus_tests::ceph::kill_rbd_fuse_under(env.path());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !imagebus_tests::ceph::rbd_fuse_under(env.path()).is_empty() {
@@ -227,8 +264,10 @@ async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
     let (attach, report) = env.start().await;
     assert_eq!(report.restarted, vec![infos[0].id], "{report}");
     let info = attach.get(Selector::Id(infos[0].id)).await.unwrap();
+    assert_eq!(info.device, infos[0].device, "the device changed");
     assert_device_holds_image(&info.device);
-    assert_eq!(env.loops().len(), 1, "the stale loop device must be gone");
+    mounted.assert_reads_busybox();
+    assert_eq!(env.loops().len(), 1, "one loop device, no stale one");
     let pids = imagebus_tests::ceph::rbd_fuse_under(env.path());
     assert_eq!(pids.len(), 1);
 
@@ -248,9 +287,12 @@ async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
+    assert_eq!(info.device, infos[0].device, "the device changed");
     assert_device_holds_image(&info.device);
+    mounted.assert_reads_busybox();
     assert_eq!(env.loops().len(), 1);
 
+    drop(mounted);
     attach.detach(Selector::Id(info.id), false).await.unwrap();
     env.assert_clean();
     assert_eq!(rbd_dir_entries(&env), Vec::<String>::new());

@@ -3,7 +3,8 @@
 //! For every recorded attachment: a loop device must still carry our tag and backing file;
 //! a local device must still exist; a krbd device must still map the same image; an
 //! rbd-fuse attachment must have its process (pid plus `/proc/<pid>/cmdline`), its FUSE
-//! mount and its loop device — a dead rbd-fuse is restarted on a fresh loop device.
+//! mount and its loop device — a dead rbd-fuse is restarted; a read-only attachment keeps
+//! its loop device (moved onto the new FUSE file), a writable one gets a fresh one.
 //! Attachments whose device vanished are dropped. Then orphans are cleaned: loop devices
 //! with this instance's tag (or backed by a file in our rbd-fuse directories) that no
 //! record owns, rbd-fuse processes and FUSE mounts under our directory that no record
@@ -145,7 +146,9 @@ impl Attachments {
         Ok(if ok { Check::Kept } else { Check::Vanished })
     }
 
-    /// Restarts the rbd-fuse of attachment `id` and binds a fresh loop device on it.
+    /// Restarts the rbd-fuse of attachment `id`. A read-only attachment keeps its loop
+    /// device, moved onto the new FUSE file (`LOOP_CHANGE_FD`), so filesystems mounted on it
+    /// stay usable; a writable one (or a device the move fails on) gets a fresh loop device.
     pub(crate) fn revive_fuse(&mut self, id: u64) -> Result<(), AttachError> {
         let record = self.db.find(&Selector::Id(id))?.clone();
         let (
@@ -160,17 +163,42 @@ impl Attachments {
             return Ok(());
         };
         let tag = self.db.loop_tag(id);
-        if rbd_fuse::loop_is_ours(&self.sys, *loop_number, &tag, dir, &src.image) {
+        let ours = rbd_fuse::loop_is_ours(&self.sys, *loop_number, &tag, dir, &src.image);
+        let keep = ours && src.read_only;
+        if ours && !keep {
             drivers::loopdev::detach(&self.sys, *loop_number)?;
         }
         rbd_fuse::stop(&self.sys, *pid, dir);
-        let new_pid = rbd_fuse::start(&self.sys, dir, src)?;
-        let dev = match rbd_fuse::bind_loop(&self.sys, dir, src, tag) {
-            Ok(d) => d,
+        let new_pid = match rbd_fuse::start(&self.sys, dir, src) {
+            Ok(p) => p,
             Err(e) => {
-                rbd_fuse::stop(&self.sys, new_pid, dir);
+                if keep {
+                    let _ = drivers::loopdev::detach(&self.sys, *loop_number);
+                }
                 return Err(e);
             }
+        };
+        let moved = if keep {
+            match rbd_fuse::rebind_loop(&self.sys, dir, src, *loop_number) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    warn!(id, error = %e, "keeping the loop device failed; binding a fresh one");
+                    let _ = drivers::loopdev::detach(&self.sys, *loop_number);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let dev = match moved {
+            Some(d) => d,
+            None => match rbd_fuse::bind_loop(&self.sys, dir, src, tag) {
+                Ok(d) => d,
+                Err(e) => {
+                    rbd_fuse::stop(&self.sys, new_pid, dir);
+                    return Err(e);
+                }
+            },
         };
         if let Some(r) = self.db.records.get_mut(&id) {
             r.device = dev.device.clone();

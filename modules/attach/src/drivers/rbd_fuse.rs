@@ -68,6 +68,9 @@ fn write_conf(dir: &Path, src: &RbdSource, mons: &[SocketAddr]) -> Result<(), At
     Ok(())
 }
 
+/// FUSE attribute cache of read-only images, in seconds (a year; see [`rbd_fuse_call`]).
+const ATTR_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
 /// The rbd-fuse command for an attachment directory (no secret in it).
 pub fn rbd_fuse_call(dir: &Path, src: &RbdSource) -> CommandCall {
     let mut args = vec![
@@ -82,7 +85,13 @@ pub fn rbd_fuse_call(dir: &Path, src: &RbdSource) -> CommandCall {
     }
     args.extend(["-r".to_string(), src.image.clone()]);
     if src.read_only {
-        args.extend(["-o".to_string(), "ro".into()]);
+        // Attributes cached for a year: when this rbd-fuse dies, the kernel must still
+        // answer the size of the dead file (LOOP_CHANGE_FD compares old and new sizes
+        // through getattr), so the loop device can be moved onto the restarted one.
+        args.extend([
+            "-o".to_string(),
+            format!("ro,attr_timeout={ATTR_TIMEOUT_SECS}"),
+        ]);
     }
     args.push(mnt_path(dir).display().to_string());
     CommandCall::new("rbd-fuse", args)
@@ -280,6 +289,20 @@ pub fn bind_loop(
     sys.loops
         .attach(&req)
         .map_err(|e| AttachError::sys(format!("binding {file:?} to a loop device"), e))
+}
+
+/// Moves read-only loop device `number` onto the image file of a restarted rbd-fuse, so the
+/// device path, and whatever is mounted on it, survive the restart.
+pub fn rebind_loop(
+    sys: &AttachSys,
+    dir: &Path,
+    src: &RbdSource,
+    number: u32,
+) -> Result<imagebus_sys::loopdev::LoopDevice, AttachError> {
+    let file = mnt_path(dir).join(&src.image);
+    sys.loops
+        .change_backing(number, &file)
+        .map_err(|e| AttachError::sys(format!("moving loop device {number} onto {file:?}"), e))
 }
 
 /// The whole fallback attach; on any failure everything created so far is removed.
