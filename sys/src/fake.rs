@@ -59,7 +59,6 @@ struct FakeLoopState {
     bound: BTreeMap<u32, LoopDevice>,
     attaches: Vec<LoopAttach>,
     detaches: Vec<u32>,
-    changes: Vec<(u32, PathBuf)>,
     fail_next: Option<i32>,
 }
 
@@ -67,10 +66,6 @@ impl FakeLoopDevices {
     /// Every attach request so far.
     pub fn attaches(&self) -> Vec<LoopAttach> {
         lock(&self.state).attaches.clone()
-    }
-    /// Every `change_backing` so far (device number, new file).
-    pub fn changes(&self) -> Vec<(u32, PathBuf)> {
-        lock(&self.state).changes.clone()
     }
     /// Every detached device number so far.
     pub fn detaches(&self) -> Vec<u32> {
@@ -133,7 +128,6 @@ impl LoopDevices for FakeLoopDevices {
     }
     fn change_backing(&self, number: u32, file: &Path) -> SysResult<LoopDevice> {
         let mut s = lock(&self.state);
-        s.changes.push((number, file.to_path_buf()));
         let einval = || {
             SysError::io(
                 "LOOP_CHANGE_FD",
