@@ -286,9 +286,14 @@ impl Client {
         inputs: Vec<ByteBuf>,
     ) -> Result<Vec<u8>, RemoteError> {
         let started = Instant::now();
-        let deadline = started + self.timeout;
+        // A call made while serving another one ends no later than that one's deadline.
+        let deadline = match crate::deadline::current() {
+            Some(outer) => outer.min(started + self.timeout),
+            None => started + self.timeout,
+        };
+        let timeout = deadline.saturating_duration_since(started);
         let id = uuid::Uuid::new_v4().to_string();
-        let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let request = Request {
             id: id.clone(),
             inputs,

@@ -15,6 +15,7 @@
 pub mod broker;
 pub mod client;
 pub mod codec;
+pub mod deadline;
 mod conn;
 pub mod error;
 pub mod object;

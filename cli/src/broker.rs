@@ -10,7 +10,7 @@ use std::time::Duration;
 // One source of truth for "does a Redis answer here", shared with imagebusd (the CLI only
 // needs `answers`).
 #[allow(dead_code)]
-#[path = "../../modules/supervisor/src/probe.rs"]
+#[path = "../../daemon/src/probe.rs"]
 mod probe;
 
 /// The broker URL to connect to.

@@ -214,7 +214,12 @@ impl Daemon {
             .arg(dir.join("log"))
             .arg("--instance")
             .arg(&self.instance)
-            .args(["--heartbeat", "200ms", "--workers", "2"])
+            .args(["--heartbeat", "200ms"]);
+        // Two workers per module unless the test asks for another number.
+        if !self.extra.iter().any(|a| a == "--workers") {
+            cmd.args(["--workers", "2"]);
+        }
+        cmd
             .env(
                 "IMAGEBUS_DEFAULT_BROKER",
                 format!("unix://{}/none.sock", dir.display()),
@@ -243,6 +248,21 @@ impl Daemon {
         assert!(self.child.is_none(), "the daemon is still running");
         self.launch();
         self.wait_ready();
+    }
+
+    /// The directory holding the daemon's run, state and log directories.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The `--instance` (prefix of runtime ids and cgroups) this daemon runs with.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// runc's `--root` of the daemon's container actor.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.run_dir().join("container").join("runc")
     }
 
     /// The daemon's run directory.

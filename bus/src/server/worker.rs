@@ -323,9 +323,13 @@ async fn call(shared: &Shared, slot: usize, req: Request) -> Response {
         SystemTime::now(),
         format!("[{}].{}()", req.object, req.method),
     )));
-    let outcome = AssertUnwindSafe(object.dispatch(&req.method, req.inputs))
-        .catch_unwind()
-        .await;
+    let deadline = req.deadline.map(crate::deadline::from_unix_ms);
+    let outcome = AssertUnwindSafe(crate::deadline::scope(
+        deadline,
+        object.dispatch(&req.method, req.inputs),
+    ))
+    .catch_unwind()
+    .await;
     slot.set(None);
     let result = match outcome {
         Ok(r) => r,
