@@ -10,6 +10,7 @@
 //! what `#[object]`-generated code calls.
 
 mod go;
+pub mod scan;
 
 pub use go::encode_go;
 

@@ -62,9 +62,20 @@ pub struct ServerBuilder {
     workers: usize,
     shutdown_grace: Duration,
     connect_timeout: Duration,
+    max_request_bytes: usize,
 }
 
+/// Default of [`ServerBuilder::max_request_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+
 impl ServerBuilder {
+    /// Largest request payload served (default [`DEFAULT_MAX_REQUEST_BYTES`]). A larger one
+    /// is answered with a `Decode` error before anything decodes it.
+    pub fn max_request_bytes(mut self, n: usize) -> Self {
+        self.max_request_bytes = n.max(64);
+        self
+    }
+
     /// Number of workers, i.e. calls served concurrently (default 4, at least 1).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n.max(1);
@@ -112,6 +123,7 @@ impl ServerBuilder {
             workers: self.workers,
             shutdown_grace: self.shutdown_grace,
             connect_timeout: self.connect_timeout,
+            max_request_bytes: self.max_request_bytes,
             objects: HashMap::new(),
         })
     }
@@ -126,6 +138,7 @@ pub struct Server {
     workers: usize,
     shutdown_grace: Duration,
     connect_timeout: Duration,
+    max_request_bytes: usize,
     objects: HashMap<ObjectId, Arc<dyn Object>>,
 }
 
@@ -149,6 +162,7 @@ impl Server {
             workers: 4,
             shutdown_grace: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 
@@ -192,6 +206,7 @@ impl Server {
             slots: (0..self.workers).map(|_| WorkerSlot::default()).collect(),
             control: tokio::sync::Mutex::new(self.control),
             outage: Outage::default(),
+            max_request_bytes: self.max_request_bytes,
         });
         tracing::info!(
             module = %self.module,
@@ -295,6 +310,7 @@ mod tests {
             control: None,
             workers: 1,
             shutdown_grace: Duration::from_secs(1),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             connect_timeout: Duration::from_secs(1),
             objects: HashMap::new(),
         }

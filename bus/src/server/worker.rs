@@ -1,5 +1,6 @@
 //! One puller: a dedicated Redis connection, a BLPOP loop, and the handling of each request.
 
+use crate::codec::scan::{self, Budget};
 use crate::codec::{self, NIL};
 use crate::conn::{self, Backoff, Outage};
 use crate::error::ErrorCode;
@@ -24,6 +25,11 @@ const PULL_TIMEOUT_SECS: u64 = 5;
 const HUNG_AFTER: Duration = Duration::from_secs(5);
 /// How often a stopping worker re-sends `CLIENT UNBLOCK` for its own BLPOP.
 const UNBLOCK_EVERY: Duration = Duration::from_millis(50);
+/// Longest reply key accepted (ours and Go's are UUIDs).
+const MAX_REPLY_KEY: usize = 256;
+/// After a payload this large, the worker reopens its connection, so that no buffer sized
+/// by the largest request outlives it.
+const LARGE_PAYLOAD: usize = 1 << 20;
 
 /// State shared by all pullers of one server.
 pub(super) struct Shared {
@@ -37,6 +43,8 @@ pub(super) struct Shared {
     /// For PUBLISH and CLIENT UNBLOCK (never for a blocking command).
     pub(super) control: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     pub(super) outage: Outage,
+    /// Largest payload decoded; larger ones are answered with `Decode` unread.
+    pub(super) max_request_bytes: usize,
 }
 
 impl Shared {
@@ -50,6 +58,18 @@ impl Shared {
             }
         }
         guard.clone()
+    }
+
+    /// Whether a reply may be pushed to `key`. Never to a queue this server serves, nor to
+    /// any key named like a queue (`module.object@version`, the status queue included): a
+    /// reply there would be popped as a request and answered again, forever, and its
+    /// `EXPIRE` would put a deadline on a queue.
+    fn may_reply_to(&self, key: &str) -> bool {
+        !key.is_empty()
+            && key.len() <= MAX_REPLY_KEY
+            && !key.contains('@')
+            && key != self.status_queue
+            && !self.queues.iter().any(|q| q == key)
     }
 
     pub(super) async fn reset_control(&self) {
@@ -177,8 +197,11 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
             continue;
         };
         let mut pipe = redis::pipe();
+        // A reply that Redis refuses (e.g. WRONGTYPE: the key is not a list) must not fail
+        // the pipeline, or the request popped in the same round trip would be lost.
+        pipe.ignore_errors();
         if let Some(p) = &pending {
-            pipe.cmd("RPUSH").arg(&p.reply_to).arg(&p.bytes).ignore();
+            pipe.cmd("RPUSH").arg(&p.reply_to).arg(&p.bytes);
             pipe.cmd("EXPIRE")
                 .arg(&p.reply_to)
                 .arg(RESPONSE_TTL_SECS)
@@ -212,11 +235,22 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
         let sent = pending.take();
         match result {
             Ok(v) => {
+                let (reply, popped) = split_results(v, sent.is_some());
+                if let (Some(redis::Value::ServerError(e)), Some(p)) = (reply, &sent) {
+                    tracing::warn!(reply_to = %p.reply_to, error = ?e, "redis refused the reply; dropped");
+                }
                 if stopping {
                     return;
                 }
-                if let Some(payload) = conn::popped(conn::last(v)) {
-                    pending = handle(&shared, role, &payload).await;
+                if let Some(payload) = conn::popped(popped) {
+                    let large = payload.len() >= LARGE_PAYLOAD;
+                    pending = handle(&shared, role, payload).await;
+                    if large {
+                        // Send the reply on a fresh connection, whose buffers are small.
+                        if let (Some(p), Some((mut c, _))) = (pending.take(), conn.take()) {
+                            push_reply(&mut c, &p).await;
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -235,6 +269,36 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
                 }
             }
         }
+    }
+}
+
+/// The reply push's result (when a reply went out) and the pull's result.
+fn split_results(v: redis::Value, replied: bool) -> (Option<redis::Value>, redis::Value) {
+    match v {
+        redis::Value::Array(mut items) => {
+            let popped = items.pop().unwrap_or(redis::Value::Nil);
+            let reply = if replied {
+                items.into_iter().next()
+            } else {
+                None
+            };
+            (reply, popped)
+        }
+        other => (None, other),
+    }
+}
+
+/// Pushes one reply on its own (after a large request, before the connection is dropped).
+async fn push_reply(c: &mut MultiplexedConnection, p: &Pending) {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("RPUSH").arg(&p.reply_to).arg(&p.bytes).ignore();
+    pipe.cmd("EXPIRE")
+        .arg(&p.reply_to)
+        .arg(RESPONSE_TTL_SECS)
+        .ignore();
+    if let Err(e) = pipe.query_async::<()>(c).await {
+        tracing::warn!(reply_to = %p.reply_to, error = %e, "reply may be lost");
     }
 }
 
@@ -271,16 +335,42 @@ async fn open(shared: &Shared) -> redis::RedisResult<(MultiplexedConnection, i64
 }
 
 /// Handles one popped payload; returns the reply to push, if any.
-async fn handle(shared: &Shared, role: Role, payload: &[u8]) -> Option<Pending> {
-    let req: Request = match codec::decode(payload) {
-        Ok(r) => r,
-        Err(e) => return malformed(payload, &e.to_string()),
-    };
-    let reply_to = if req.reply_to.is_empty() {
-        req.id.clone()
+async fn handle(shared: &Shared, role: Role, payload: Vec<u8>) -> Option<Pending> {
+    let max = shared.max_request_bytes;
+    // Walking and decoding a large payload takes a while: off the runtime's threads.
+    let parsed = if payload.len() >= LARGE_PAYLOAD {
+        tokio::task::spawn_blocking(move || parse(&payload, max))
+            .await
+            .unwrap_or_else(|e| {
+                Parsed::Malformed(Malformed::unanswerable(format!("parser task: {e}")))
+            })
     } else {
-        req.reply_to.clone()
+        parse(&payload, max)
     };
+    let (req, reply_to) = match parsed {
+        Parsed::Request(req) => {
+            let reply_to = if req.reply_to.is_empty() {
+                req.id.clone()
+            } else {
+                req.reply_to.clone()
+            };
+            (*req, reply_to)
+        }
+        Parsed::Malformed(m) => return m.answer(shared),
+        Parsed::BadInputs { req, why } => {
+            let m = Malformed {
+                id: Some(req.id.clone()),
+                reply_to: Some(req.reply_to.clone()),
+                is_reply: false,
+                why: format!("malformed inputs: {why}"),
+            };
+            return m.answer(shared);
+        }
+    };
+    if !shared.may_reply_to(&reply_to) {
+        tracing::warn!(request_id = %truncated(&req.id), reply_to = %truncated(&reply_to), "refusing to reply to a queue or an invalid key; request dropped");
+        return None;
+    }
     let span = tracing::info_span!(
         "request",
         request_id = %req.id,
@@ -396,29 +486,107 @@ fn protocol_error(id: &str, code: ErrorCode, text: &str) -> Response {
     }
 }
 
-/// A payload that is not a `Request`: answer with a `Decode` protocol error when its `ID`
-/// (or `ReplyTo`) can be read, otherwise only log it.
-fn malformed(payload: &[u8], why: &str) -> Option<Pending> {
-    let value = rmp_serde::from_slice::<rmpv::Value>(payload).ok();
-    let field = |name: &str| -> Option<String> {
-        value.as_ref()?.as_map()?.iter().find_map(|(k, v)| {
-            (k.as_str() == Some(name))
-                .then(|| v.as_str().map(String::from))
-                .flatten()
-        })
+/// What a popped payload turned out to be.
+enum Parsed {
+    Request(Box<Request>),
+    /// A request whose `Inputs` are beyond the budget.
+    BadInputs {
+        req: Box<Request>,
+        why: String,
+    },
+    Malformed(Malformed),
+}
+
+/// Checks the size, walks the structure within [`Budget::REQUEST`] (the request, then its
+/// `Inputs`), then decodes. Synchronous: runs on the blocking pool for large payloads.
+fn parse(payload: &[u8], max: usize) -> Parsed {
+    if payload.len() > max {
+        let why = format!(
+            "request of {} bytes exceeds the limit of {max} bytes",
+            payload.len()
+        );
+        return Parsed::Malformed(Malformed::read(payload, why));
+    }
+    if let Err(e) = scan::check(payload, Budget::REQUEST) {
+        return Parsed::Malformed(Malformed::read(payload, e.to_string()));
+    }
+    let req: Request = match codec::decode(payload) {
+        Ok(r) => r,
+        Err(e) => return Parsed::Malformed(Malformed::read(payload, e.to_string())),
     };
-    let id = field("ID");
-    let reply_to = field("ReplyTo")
-        .filter(|r| !r.is_empty())
-        .or_else(|| id.clone());
-    tracing::warn!(request_id = ?id, len = payload.len(), error = %why, "malformed request");
-    let reply_to = reply_to?;
-    let resp = protocol_error(
-        id.as_deref().unwrap_or(""),
-        ErrorCode::Decode,
-        &format!("malformed request: {why}"),
-    );
-    codec::encode(&resp)
-        .ok()
-        .map(|bytes| Pending { reply_to, bytes })
+    if let Err(e) = scan::check_all(req.inputs.iter().map(|i| i.as_ref()), Budget::REQUEST) {
+        return Parsed::BadInputs {
+            req: Box::new(req),
+            why: e.to_string(),
+        };
+    }
+    Parsed::Request(Box::new(req))
+}
+
+/// A payload that is not a servable `Request`, and what could be read of it.
+struct Malformed {
+    id: Option<String>,
+    reply_to: Option<String>,
+    /// It has `Output`: a reply, never answered.
+    is_reply: bool,
+    why: String,
+}
+
+impl Malformed {
+    /// Reads `ID`, `ReplyTo` and whether there is an `Output` by a bounded walk, never by
+    /// decoding the whole payload.
+    fn read(payload: &[u8], why: String) -> Self {
+        let fields = scan::top_level_fields(
+            payload,
+            &["ID", "ReplyTo", "Output"],
+            MAX_REPLY_KEY,
+            Budget::REQUEST,
+        );
+        tracing::warn!(request_id = ?fields[0].text(), len = payload.len(), error = %why, "malformed request");
+        Self {
+            id: fields[0].text(),
+            reply_to: fields[1].text(),
+            is_reply: fields[2].present(),
+            why,
+        }
+    }
+
+    fn unanswerable(why: String) -> Self {
+        tracing::error!(error = %why, "request dropped");
+        Self {
+            id: None,
+            reply_to: None,
+            is_reply: false,
+            why,
+        }
+    }
+
+    /// A `Decode` protocol error for the reply key, when there is an allowed one.
+    fn answer(self, shared: &Shared) -> Option<Pending> {
+        if self.is_reply {
+            tracing::warn!("the payload is a reply; not answering it");
+            return None;
+        }
+        let reply_to = self
+            .reply_to
+            .filter(|r| !r.is_empty())
+            .or_else(|| self.id.clone())
+            .filter(|r| shared.may_reply_to(r))?;
+        let resp = protocol_error(
+            self.id.as_deref().unwrap_or(""),
+            ErrorCode::Decode,
+            &format!("malformed request: {}", self.why),
+        );
+        codec::encode(&resp)
+            .ok()
+            .map(|bytes| Pending { reply_to, bytes })
+    }
+}
+
+/// At most 128 characters of `s`, for logs.
+fn truncated(s: &str) -> &str {
+    match s.char_indices().nth(128) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
