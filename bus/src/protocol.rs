@@ -169,7 +169,7 @@ pub struct WorkerStatus {
     /// `free` or `busy`.
     #[serde(rename = "State")]
     pub state: String,
-    /// When the current call started (Go zero time when free).
+    /// When the current call started, or when the worker became free (as Go does).
     #[serde(rename = "StartTime")]
     pub start_time: Timestamp,
     /// `[name@version].Method()` while busy, empty when free.

@@ -210,6 +210,9 @@ async fn status_answers_while_every_worker_is_busy() {
     assert_eq!(names, ["calc@1", "other@1"]);
     assert_eq!(st.workers.len(), 1);
     assert_eq!(st.workers[0].state, "free");
+    // As Go zbus v1.0.1, a free worker reports when it became free, not the zero time.
+    let free_since = st.workers[0].start_time.to_system().unwrap();
+    assert!(free_since.elapsed().unwrap() < Duration::from_secs(60));
 
     let slow = spawn_sleep(&client, 1500);
     let busy = eventually(Duration::from_secs(2), || async {
@@ -226,6 +229,10 @@ async fn status_answers_while_every_worker_is_busy() {
     let started = busy.workers[0].start_time.to_system().unwrap();
     assert!(started.elapsed().unwrap() < Duration::from_secs(5));
     slow.await.unwrap().unwrap();
+    let st = client.status(MODULE).await.unwrap();
+    assert_eq!(st.workers[0].state, "free");
+    let freed = st.workers[0].start_time.to_system().unwrap();
+    assert!(freed >= started, "free since the end of the call, after it started");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

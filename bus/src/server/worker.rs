@@ -98,15 +98,16 @@ impl Shared {
             .iter()
             .map(|s| {
                 let state = s.state.lock().unwrap_or_else(|p| p.into_inner());
-                match &*state {
-                    Some((start, action)) => WorkerStatus {
+                match &state.action {
+                    Some(action) => WorkerStatus {
                         state: "busy".into(),
-                        start_time: Timestamp::from_system(*start),
+                        start_time: Timestamp::from_system(state.since),
                         action: action.clone(),
                     },
+                    // As Go zbus v1.0.1: the time the worker became free.
                     None => WorkerStatus {
                         state: "free".into(),
-                        start_time: Timestamp::GO_ZERO,
+                        start_time: Timestamp::from_system(state.since),
                         action: String::new(),
                     },
                 }
@@ -119,15 +120,38 @@ impl Shared {
     }
 }
 
-/// What a worker is doing, for the status object: `None` when free.
-#[derive(Debug, Default)]
+/// What a worker is doing, for the status object.
+#[derive(Debug)]
 pub(super) struct WorkerSlot {
-    state: Mutex<Option<(SystemTime, String)>>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    /// `[name@version].Method()` while busy; `None` when free.
+    action: Option<String>,
+    /// When the current call started, or when the worker became free.
+    since: SystemTime,
+}
+
+impl Default for WorkerSlot {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(SlotState {
+                action: None,
+                since: SystemTime::now(),
+            }),
+        }
+    }
 }
 
 impl WorkerSlot {
-    fn set(&self, v: Option<(SystemTime, String)>) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    /// Busy with `action` from now, or free from now (`None`).
+    fn set(&self, action: Option<String>) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = SlotState {
+            action,
+            since: SystemTime::now(),
+        };
     }
 }
 
@@ -409,10 +433,7 @@ async fn call(shared: &Shared, slot: usize, req: Request) -> Response {
         return protocol_error(&req.id, ErrorCode::UnknownObject, &text);
     };
     let slot = &shared.slots[slot];
-    slot.set(Some((
-        SystemTime::now(),
-        format!("[{}].{}()", req.object, req.method),
-    )));
+    slot.set(Some(format!("[{}].{}()", req.object, req.method)));
     let deadline = req.deadline.map(crate::deadline::from_unix_ms);
     let outcome = AssertUnwindSafe(crate::deadline::scope(
         deadline,
