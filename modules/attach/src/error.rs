@@ -1,6 +1,7 @@
 //! The attach module's domain error and its one mapping to wire codes.
 
 use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_host::HostError;
 use imagebus_schema::Selector;
 use imagebus_sys::state::StateError;
 use imagebus_sys::SysError;
@@ -64,14 +65,43 @@ pub enum AttachError {
     /// The state file could not be read or written.
     #[error("attach state")]
     State(#[from] StateError),
+    /// The RBD image is being mapped or unmapped by another attachment right now.
+    #[error("{image} is being {doing} by attachment {id}; try again when that has finished")]
+    ImageBusy {
+        /// `pool/[ns/]image[@snap]`.
+        image: String,
+        /// The attachment that is being created or removed.
+        id: u64,
+        /// `mapped` or `unmapped`.
+        doing: &'static str,
+    },
+    /// The attachment is being detached by another command.
+    #[error("attachment {id} is being detached")]
+    Removing {
+        /// The attachment.
+        id: u64,
+    },
+    /// The caller's deadline passed before the command could start; nothing was changed.
+    #[error("{0}")]
+    Timeout(String),
     /// The actor is gone (shut down or crashed).
     #[error("the attach actor is not running")]
     Stopped,
 }
 
+impl From<HostError> for AttachError {
+    fn from(err: HostError) -> Self {
+        match err {
+            HostError::Stopped(_) => AttachError::Stopped,
+            HostError::Panicked(_) => AttachError::Unavailable(err.to_string()),
+            HostError::Timeout { .. } => AttachError::Timeout(err.to_string()),
+        }
+    }
+}
+
 impl AttachError {
     /// Wraps a [`SysError`] with what we were doing.
-    pub fn sys(what: impl Into<String>, source: SysError) -> Self {
+    pub(crate) fn sys(what: impl Into<String>, source: SysError) -> Self {
         AttachError::Sys {
             what: what.into(),
             source,
@@ -85,7 +115,10 @@ impl AttachError {
             AttachError::Invalid(_) | AttachError::AccessDenied(_) => ErrorCode::InvalidArgument,
             AttachError::NameTaken { .. }
             | AttachError::AlreadyMapped { .. }
-            | AttachError::InUse { .. } => ErrorCode::Conflict,
+            | AttachError::InUse { .. }
+            | AttachError::ImageBusy { .. }
+            | AttachError::Removing { .. } => ErrorCode::Conflict,
+            AttachError::Timeout(_) => ErrorCode::Timeout,
             AttachError::Unavailable(_) | AttachError::Stopped => ErrorCode::Unavailable,
             AttachError::Unsupported(_) => ErrorCode::Unsupported,
             AttachError::Sys { .. } | AttachError::State(_) => ErrorCode::Internal,
@@ -118,5 +151,18 @@ mod tests {
             AttachError::sys("binding /dev/loop0", SysError::Invalid("x".into())).into();
         assert_eq!(e.code, ErrorCode::Internal);
         assert_eq!(e.message, "binding /dev/loop0: invalid input: x");
+        let e: RemoteError = AttachError::from(HostError::Timeout {
+            actor: "attach",
+            waited: std::time::Duration::from_millis(5),
+        })
+        .into();
+        assert_eq!(e.code, ErrorCode::Timeout);
+        assert!(e.message.contains("not started"), "{}", e.message);
+        let e: RemoteError = AttachError::from(HostError::Panicked("attach")).into();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        let e: RemoteError = AttachError::from(HostError::Stopped("attach")).into();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        let e: RemoteError = AttachError::Removing { id: 4 }.into();
+        assert_eq!(e.code, ErrorCode::Conflict);
     }
 }

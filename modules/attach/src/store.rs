@@ -1,12 +1,18 @@
-//! The attach module's persisted state: every attachment with what backs it in the kernel,
-//! the id counter (ids are never reused), and a one-entry intent journal that lets
-//! start-up find the kernel object of an attach that crashed before it was recorded.
+//! The attach module's persistence: every attachment with what backs it in the kernel,
+//! the id counter (ids are never reused), the intent journal that lets start-up find the
+//! kernel object of an RBD attach that crashed before it was recorded, and the ordered
+//! [`Writer`] through which every change reaches the disk.
 //!
 //! File: `<state_dir>/attach.json`, format version [`FORMAT_VERSION`], written through
 //! [`imagebus_sys::state::StateFile`] (atomic, mode 0600). Secrets are never in it: the
 //! source is stored redacted, and an rbd-fuse key lives only in its attachment's private
 //! Ceph config file.
+//!
+//! The journal is a set of attachment ids (`intents`), one per RBD attach in flight. Files
+//! written before attaches ran concurrently have a single `intent: {"id": N}` instead; it is
+//! still read (and folded into the set).
 
+use crate::engine::blocking;
 use crate::error::AttachError;
 use imagebus_schema::attach::{AttachInfo, AttachSource};
 use imagebus_schema::{Holder, Selector};
@@ -16,12 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk layout.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// What backs an attachment in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Backing {
+pub(crate) enum Backing {
     /// A loop device on a regular file.
     Loop {
         /// N of `/dev/loopN`.
@@ -66,7 +72,7 @@ pub enum Backing {
 
 /// One attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     /// Never reused.
     pub id: u64,
     /// Unique name.
@@ -102,6 +108,14 @@ impl Record {
         }
     }
 
+    /// The attachment whose device this one shares, if it is a shared one.
+    pub fn shared_of(&self) -> Option<u64> {
+        match self.backing {
+            Backing::Shared { of } => Some(of),
+            _ => None,
+        }
+    }
+
     /// The holders as `a, b, c`.
     pub fn holders_text(&self) -> String {
         self.holders
@@ -112,17 +126,16 @@ impl Record {
     }
 }
 
-/// An attach in progress: written before the kernel is touched, cleared once the record
-/// is saved.
+/// The single intent of the files written before attaches ran concurrently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Intent {
-    /// The id the attachment will get.
+pub(crate) struct Intent {
+    /// The id the attachment would have got.
     pub id: u64,
 }
 
 /// The whole persisted state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Db {
+pub(crate) struct Db {
     /// Random token of this state directory; part of every loop tag, so that two daemons
     /// (or parallel tests) never take each other's devices for orphans.
     pub instance: String,
@@ -130,9 +143,13 @@ pub struct Db {
     pub next_id: u64,
     /// Attachments by id.
     pub records: BTreeMap<u64, Record>,
-    /// The attach in progress, if a crash interrupted one.
+    /// RBD attaches in progress (their ids): written before the kernel is touched,
+    /// removed once the record is saved or the attach failed.
     #[serde(default)]
-    pub intent: Option<Intent>,
+    pub intents: BTreeSet<u64>,
+    /// The one intent of the older format; read only, folded into `intents` at load.
+    #[serde(default, skip_serializing)]
+    intent: Option<Intent>,
 }
 
 impl Db {
@@ -142,8 +159,17 @@ impl Db {
             instance,
             next_id: 1,
             records: BTreeMap::new(),
+            intents: BTreeSet::new(),
             intent: None,
         }
+    }
+
+    /// Folds the older single intent into the set.
+    fn migrate(mut self) -> Self {
+        if let Some(old) = self.intent.take() {
+            self.intents.insert(old.id);
+        }
+        self
     }
 
     /// Finds a record by id or name.
@@ -157,21 +183,11 @@ impl Db {
         };
         found.ok_or_else(|| AttachError::NotFound(target.clone()))
     }
-
-    /// The loop tag of attachment `id`: `imagebus-attach:<instance>:<id>`.
-    pub fn loop_tag(&self, id: u64) -> String {
-        format!("{}{id}", self.tag_prefix())
-    }
-
-    /// The common prefix of this instance's loop tags.
-    pub fn tag_prefix(&self) -> String {
-        format!("imagebus-attach:{}:", self.instance)
-    }
 }
 
 /// Loads and saves [`Db`].
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     file: StateFile<Db>,
 }
 
@@ -185,11 +201,90 @@ impl Store {
 
     /// Reads the state, or `None` on first start.
     pub fn load(&self) -> Result<Option<Db>, AttachError> {
-        Ok(self.file.load()?)
+        Ok(self.file.load()?.map(Db::migrate))
     }
 
     /// Writes the state atomically.
     pub fn save(&self, db: &Db) -> Result<(), AttachError> {
         Ok(self.file.save(db)?)
+    }
+}
+
+/// A copy of the state taken in the step that changed it, numbered in step order.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// Later steps have larger numbers.
+    pub seq: u64,
+    /// The state after the step.
+    pub db: Db,
+}
+
+/// Writes snapshots in order: one at a time, and never one older than the last written
+/// (that one already contains the older change). A command replies only once
+/// [`Writer::write`] of its snapshot returned, so every reply is backed by the disk.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    store: Store,
+    last: tokio::sync::Mutex<u64>,
+}
+
+impl Writer {
+    /// A writer whose file already holds everything up to snapshot `0`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            last: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    /// Makes `snap` (or a newer snapshot) durable.
+    pub async fn write(&self, snap: Snapshot) -> Result<(), AttachError> {
+        let mut last = self.last.lock().await;
+        if snap.seq <= *last {
+            return Ok(());
+        }
+        let (store, seq) = (self.store.clone(), snap.seq);
+        blocking(move || store.save(&snap.db)).await?;
+        *last = seq;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_single_intent_of_the_older_format_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"version": 1, "data": {"instance": "abc", "next_id": 4, "records": {},
+            "intent": {"id": 3}}}"#;
+        std::fs::write(dir.path().join("attach.json"), old).unwrap();
+        let store = Store::new(dir.path());
+        let db = store.load().unwrap().unwrap();
+        assert_eq!(db.intents, BTreeSet::from([3]));
+        store.save(&db).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("attach.json")).unwrap();
+        assert!(!text.contains("\"intent\""), "{text}");
+        assert_eq!(store.load().unwrap().unwrap().intents, BTreeSet::from([3]));
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_overwrites_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let writer = Writer::new(store.clone());
+        let mut db = Db::new("x".into());
+        db.next_id = 7;
+        writer
+            .write(Snapshot {
+                seq: 2,
+                db: db.clone(),
+            })
+            .await
+            .unwrap();
+        db.next_id = 5;
+        writer.write(Snapshot { seq: 1, db }).await.unwrap();
+        assert_eq!(store.load().unwrap().unwrap().next_id, 7);
     }
 }

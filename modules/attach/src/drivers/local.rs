@@ -1,9 +1,9 @@
 //! `local`: an existing block device, validated and recorded; we never create or remove it.
 
 use super::{check_path, Mapped};
+use crate::config::AttachSys;
 use crate::error::AttachError;
 use crate::store::Backing;
-use crate::AttachSys;
 use imagebus_schema::attach::LocalSource;
 use imagebus_sys::blockdev::FileKind;
 use std::path::Path;

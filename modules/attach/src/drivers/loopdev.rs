@@ -7,9 +7,9 @@
 //! from a crash are found by the tag we store in `lo_file_name` (see `reconcile`).
 
 use super::{check_path, Mapped};
+use crate::config::AttachSys;
 use crate::error::AttachError;
 use crate::store::Backing;
-use crate::AttachSys;
 use imagebus_schema::attach::LoopSource;
 use imagebus_sys::blockdev::FileKind;
 use imagebus_sys::loopdev::LoopAttach;

@@ -1,10 +1,10 @@
 //! The three attachment kinds. Each driver validates its source before touching anything,
 //! creates the kernel object, and undoes its own partial work when a later step fails.
 
-pub mod local;
-pub mod loopdev;
-pub mod rbd;
-pub mod rbd_fuse;
+pub(crate) mod local;
+pub(crate) mod loopdev;
+pub(crate) mod rbd;
+pub(crate) mod rbd_fuse;
 
 use crate::error::AttachError;
 use crate::store::Backing;

@@ -3,9 +3,9 @@
 //! loop device ([`super::rbd_fuse`]). The chosen driver is recorded and reported.
 
 use super::{rbd_fuse, Mapped};
+use crate::config::AttachSys;
 use crate::error::AttachError;
 use crate::store::Backing;
-use crate::AttachSys;
 use imagebus_schema::attach::RbdSource;
 use imagebus_sys::rbd::{decode_base64, RbdMap};
 use imagebus_sys::SysError;

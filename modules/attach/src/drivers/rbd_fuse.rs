@@ -14,9 +14,9 @@
 
 use super::rbd::image_spec;
 use super::Mapped;
+use crate::config::AttachSys;
 use crate::error::AttachError;
 use crate::store::Backing;
-use crate::AttachSys;
 use imagebus_schema::attach::RbdSource;
 use imagebus_sys::blockdev::FileKind;
 use imagebus_sys::cmd::CommandCall;
@@ -343,12 +343,4 @@ pub fn attach(
         let _ = remove_tree(dir);
     }
     result
-}
-
-/// Tears down: loop device, rbd-fuse, the directory with its config (and secret).
-pub fn detach(sys: &AttachSys, pid: u32, dir: &Path, loop_number: u32) -> Result<(), AttachError> {
-    super::loopdev::detach(sys, loop_number)?;
-    stop(sys, pid, dir);
-    remove_tree(dir)?;
-    Ok(())
 }
