@@ -1,6 +1,7 @@
 //! The mount module's domain error and its one mapping to wire codes.
 
 use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_host::HostError;
 use imagebus_schema::{Holder, Selector};
 use imagebus_sys::mount::MountFailure;
 use imagebus_sys::state::StateError;
@@ -74,6 +75,13 @@ pub enum MountError {
     /// The actor is not running.
     #[error("the mount actor is not running")]
     Stopped,
+    /// The actor failed while serving this request and is restarting.
+    #[error("{0}")]
+    Crashed(String),
+    /// The caller's deadline passed while the command waited for its turn; it was not
+    /// started.
+    #[error("{0}")]
+    Timeout(String),
     /// A bug: a blocking task panicked or an invariant broke.
     #[error("internal error: {0}")]
     Internal(String),
@@ -89,6 +97,16 @@ impl MountError {
     }
 }
 
+impl From<HostError> for MountError {
+    fn from(err: HostError) -> Self {
+        match err {
+            HostError::Stopped(_) => MountError::Stopped,
+            HostError::Timeout { .. } => MountError::Timeout(err.to_string()),
+            HostError::Panicked(_) => MountError::Crashed(err.to_string()),
+        }
+    }
+}
+
 fn kernel_code(source: &SysError) -> ErrorCode {
     match MountFailure::of(source) {
         MountFailure::Invalid | MountFailure::ReadOnly | MountFailure::NotFound => {
@@ -100,9 +118,10 @@ fn kernel_code(source: &SysError) -> ErrorCode {
     }
 }
 
-impl From<MountError> for RemoteError {
-    fn from(err: MountError) -> Self {
-        let code = match &err {
+impl MountError {
+    /// The wire code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
             MountError::NotFound(_) => ErrorCode::NotFound,
             MountError::NameTaken(_) | MountError::InUse { .. } | MountError::PersistDirBusy(_) => {
                 ErrorCode::Conflict
@@ -114,12 +133,18 @@ impl From<MountError> for RemoteError {
             | MountError::Escapes { .. } => ErrorCode::InvalidArgument,
             MountError::Attach(remote) => remote.code,
             MountError::Kernel { source, .. } => kernel_code(source),
-            MountError::Stopped => ErrorCode::Unavailable,
+            MountError::Stopped | MountError::Crashed(_) => ErrorCode::Unavailable,
+            MountError::Timeout(_) => ErrorCode::Timeout,
             MountError::Sys { .. } | MountError::State(_) | MountError::Internal(_) => {
                 ErrorCode::Internal
             }
-        };
-        RemoteError::with_chain(code, &err)
+        }
+    }
+}
+
+impl From<MountError> for RemoteError {
+    fn from(err: MountError) -> Self {
+        RemoteError::with_chain(err.code(), &err)
     }
 }
 
@@ -149,5 +174,21 @@ mod tests {
         assert!(r.message.contains("Invalid argument"), "{}", r.message);
         let r: RemoteError = MountError::UnknownFsType("vfat".into()).into();
         assert_eq!(r.code, ErrorCode::InvalidArgument);
+        let waited = std::time::Duration::from_millis(5);
+        let host = |e: HostError| RemoteError::from(MountError::from(e));
+        let r = host(HostError::Timeout {
+            actor: "mount",
+            waited,
+        });
+        assert_eq!(r.code, ErrorCode::Timeout);
+        assert!(r.message.contains("deadline passed"), "{}", r.message);
+        assert_eq!(
+            host(HostError::Stopped("mount")).code,
+            ErrorCode::Unavailable
+        );
+        assert_eq!(
+            host(HostError::Panicked("mount")).code,
+            ErrorCode::Unavailable
+        );
     }
 }

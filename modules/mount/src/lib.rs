@@ -9,24 +9,31 @@
 //! `<state_dir>/mount-ids.json`) and reconciled with `/proc/self/mountinfo` and the attach
 //! module at start-up. See `docs/mount.md`.
 //!
+//! The state is owned by the shared actor host (`imagebus-host`); commands on different
+//! mounts run concurrently as jobs and change the state in short steps.
+//!
+//! Layout: `config.rs` (directories, syscall seams), `engine/` (the state and one file per
+//! verb: `create.rs`, `remove.rs`, `acquire.rs`, `reconcile.rs`), `validate.rs` (spec
+//! checks), `drivers/` (one per mount kind), `store.rs` (state files and the ordered
+//! writer), `error.rs`, `actor.rs` (the handle and [`spawn`]).
+//!
 //! Devices come only through `Arc<dyn AttachModule>` (the attach actor's in-process
 //! handle or its bus stub); every syscall through the `imagebus-sys` seams in
 //! [`MountSys`].
 
 mod actor;
 mod config;
-mod create;
 mod drivers;
 mod engine;
 mod error;
-mod reconcile;
-mod record;
+mod store;
 mod validate;
 
 pub use actor::{spawn, MountHandle, Spawned};
 pub use config::{MountConfig, MountSys, IDS_FILE, RECORDS_FILE, STATE_VERSION};
+pub use engine::reconcile::ReconcileReport;
 pub use error::MountError;
-pub use reconcile::ReconcileReport;
+pub use imagebus_host::Limits;
 pub use validate::{option_allowed, MAX_DEPTH, MAX_LOWERS};
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Unit tests of the mount actor against trait doubles: a fake attach module, the
-//! recording `FakeMounter` (which also serves the mount table) and a fake superblock
-//! probe; directories are real, in a temp dir.
+//! recording `FakeMounter` (which also serves the mount table) behind a gate that can hold
+//! or slow its calls, and a fake superblock probe; directories are real, in a temp dir.
 
-use crate::{spawn, MountConfig, MountHandle, MountSys, ReconcileReport};
+use crate::{spawn, Limits, MountConfig, MountHandle, MountSys, ReconcileReport};
 use imagebus_bus::{ErrorCode, RemoteError};
 use imagebus_schema::attach::{
     AttachInfo, AttachModule, AttachRef, AttachSource, AttachSpec, LoopSource,
@@ -14,12 +14,122 @@ use imagebus_schema::{Holder, Selector};
 use imagebus_sys::fsdetect::fake::FakeFsProbe;
 use imagebus_sys::fsdetect::FsType;
 use imagebus_sys::mount::fake::FakeMounter;
-use imagebus_sys::mount::{MountCall, MountFlag};
+use imagebus_sys::mount::{MountCall, MountFlag, Mounter, Unmounted};
 use imagebus_sys::paths::LinuxPaths;
+use imagebus_sys::{SysError, SysResult};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for anything before failing.
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct GateState {
+    hold_mounts: bool,
+    hold_unmounts: bool,
+    /// The next held call, once let go, fails with `EINVAL` instead of running.
+    fail_held: bool,
+    /// Held calls that may pass while the gate keeps holding the others.
+    let_go: usize,
+    /// Calls that reached the gate while it held.
+    entered: usize,
+    /// Every unmount takes this long.
+    unmount_delay: Duration,
+}
+
+/// A [`FakeMounter`] whose calls can be held (a job stays in flight "in the kernel") or
+/// slowed; transparent by default.
+#[derive(Debug, Clone, Default)]
+struct GatedMounter {
+    fake: FakeMounter,
+    gate: Arc<(Mutex<GateState>, Condvar)>,
+}
+
+impl GatedMounter {
+    fn with<R>(&self, f: impl FnOnce(&mut GateState) -> R) -> R {
+        let r = f(&mut self.gate.0.lock().unwrap());
+        self.gate.1.notify_all();
+        r
+    }
+    fn hold_mounts(&self) {
+        self.with(|g| g.hold_mounts = true);
+    }
+    fn hold_unmounts(&self) {
+        self.with(|g| g.hold_unmounts = true);
+    }
+    /// Lets the held calls go (the first fails when `fail` is set).
+    fn open(&self, fail: bool) {
+        self.with(|g| {
+            g.hold_mounts = false;
+            g.hold_unmounts = false;
+            g.fail_held = fail;
+            g.let_go = 0;
+        });
+    }
+    /// Lets one held call go; later ones are held again.
+    fn let_one_go(&self) {
+        self.with(|g| g.let_go += 1);
+    }
+    fn slow_unmounts(&self, delay: Duration) {
+        self.with(|g| g.unmount_delay = delay);
+    }
+    fn entered(&self) -> usize {
+        self.with(|g| g.entered)
+    }
+    /// Waits until `n` calls reached the gate.
+    async fn wait_entered(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.entered() < n {
+            assert!(Instant::now() < deadline, "no call reached the gate");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    /// Blocks (on the blocking pool) while `held` says so; `Err` when the held call is to fail.
+    fn pass(&self, target: &Path, held: fn(&GateState) -> bool) -> SysResult<()> {
+        let (lock, cv) = &*self.gate;
+        let mut g = lock.lock().unwrap();
+        if !held(&g) {
+            return Ok(());
+        }
+        g.entered += 1;
+        let deadline = Instant::now() + WAIT;
+        while held(&g) && g.let_go == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "a held call was never let go");
+            g = cv.wait_timeout(g, left).unwrap().0;
+        }
+        if held(&g) {
+            g.let_go -= 1;
+        }
+        if std::mem::take(&mut g.fail_held) {
+            return Err(SysError::io(
+                "mount",
+                target,
+                std::io::Error::from_raw_os_error(22),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Mounter for GatedMounter {
+    fn mount(&self, call: &MountCall) -> SysResult<()> {
+        self.pass(&call.target, |g| g.hold_mounts)?;
+        self.fake.mount(call)
+    }
+
+    fn unmount(&self, target: &Path, lazy: bool) -> SysResult<Unmounted> {
+        self.pass(target, |g| g.hold_unmounts)?;
+        let delay = self.with(|g| g.unmount_delay);
+        if !delay.is_zero() {
+            std::thread::sleep(delay); // a slow kernel call, on the blocking pool
+        }
+        self.fake.unmount(target, lazy)
+    }
+}
 
 #[derive(Debug, Default)]
 struct AttachState {
@@ -65,6 +175,14 @@ fn info(id: u64, path: &str, holders: Vec<Holder>) -> AttachInfo {
     }
 }
 
+/// Like the bus client: a call made after the caller's deadline fails at once.
+fn past_deadline() -> Result<(), RemoteError> {
+    match imagebus_bus::deadline::current() {
+        Some(d) if d <= Instant::now() => Err(RemoteError::timeout("fake: the deadline passed")),
+        _ => Ok(()),
+    }
+}
+
 #[imagebus_bus::async_trait]
 impl AttachModule for FakeAttach {
     async fn attach(
@@ -79,6 +197,12 @@ impl AttachModule for FakeAttach {
         assert_ne!(std::thread::current().name(), Some("mount-actor"));
         if l.path.to_string_lossy().contains("panic") {
             panic!("fake attach: asked to panic");
+        }
+        if l.path.to_string_lossy().contains("timeout") {
+            // The call takes the caller's whole time (then is done, unanswered, below).
+            if let Some(d) = imagebus_bus::deadline::current() {
+                tokio::time::sleep_until(d.into()).await;
+            }
         }
         if l.path.to_string_lossy().contains("missing") {
             return Err(RemoteError::invalid_argument(format!(
@@ -117,6 +241,7 @@ impl AttachModule for FakeAttach {
             .ok_or_else(|| RemoteError::not_found("x"))
     }
     async fn list(&self) -> Result<Vec<AttachInfo>, RemoteError> {
+        past_deadline()?;
         let s = self.0.lock().unwrap();
         if s.down {
             return Err(RemoteError::unavailable("attach is down"));
@@ -138,6 +263,7 @@ impl AttachModule for FakeAttach {
         Ok(a.clone())
     }
     async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
+        past_deadline()?;
         let mut s = self.0.lock().unwrap();
         if let Some(a) = s.atts.get_mut(&id) {
             a.holders.retain(|h| *h != holder);
@@ -153,6 +279,8 @@ struct Rig {
     dir: tempfile::TempDir,
     cfg: MountConfig,
     mounter: FakeMounter,
+    gated: GatedMounter,
+    limits: Limits,
     probe: FakeFsProbe,
     attach: FakeAttach,
     stop: CancellationToken,
@@ -169,10 +297,16 @@ impl Rig {
         for i in 1..50 {
             probe.set(format!("/dev/fake{i}"), FsType::Squashfs);
         }
+        let mounter = FakeMounter::default();
         Self {
             dir,
             cfg,
-            mounter: FakeMounter::default(),
+            gated: GatedMounter {
+                fake: mounter.clone(),
+                gate: Arc::default(),
+            },
+            mounter,
+            limits: Limits::default(),
             probe,
             attach: FakeAttach::default(),
             stop: CancellationToken::new(),
@@ -181,7 +315,7 @@ impl Rig {
 
     fn sys(&self) -> MountSys {
         MountSys {
-            mounter: Arc::new(self.mounter.clone()),
+            mounter: Arc::new(self.gated.clone()),
             table: Arc::new(self.mounter.clone()),
             paths: Arc::new(LinuxPaths),
             probe: Arc::new(self.probe.clone()),
@@ -196,6 +330,7 @@ impl Rig {
             self.sys(),
             Arc::new(self.attach.clone()),
             self.stop.clone(),
+            self.limits,
         )
         .await
         .unwrap();
@@ -711,6 +846,7 @@ async fn a_state_file_of_another_version_refuses_to_start() {
         rig.sys(),
         Arc::new(rig.attach.clone()),
         CancellationToken::new(),
+        Limits::default(),
     )
     .await
     .unwrap_err();
@@ -727,6 +863,7 @@ async fn a_state_file_of_another_version_refuses_to_start() {
         rig.sys(),
         Arc::new(rig.attach.clone()),
         CancellationToken::new(),
+        Limits::default(),
     )
     .await
     .unwrap_err();
@@ -812,6 +949,28 @@ async fn an_unanswered_attach_is_released_again() {
 }
 
 #[tokio::test]
+async fn an_undo_after_the_callers_deadline_passed_still_releases_attachments() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let err = imagebus_bus::deadline::scope(
+        Some(deadline),
+        h.mount(
+            overlay(vec![
+                inline(image("/a.sqsh")),
+                inline(image("/timeout.sqsh")),
+            ]),
+            None,
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    assert!(Instant::now() >= deadline);
+    rig.assert_nothing_left();
+}
+
+#[tokio::test]
 async fn a_panicking_command_makes_the_actor_unavailable_and_its_task_a_panic() {
     let rig = Rig::new();
     let stop = CancellationToken::new();
@@ -820,6 +979,7 @@ async fn a_panicking_command_makes_the_actor_unavailable_and_its_task_a_panic() 
         rig.sys(),
         Arc::new(rig.attach.clone()),
         stop.clone(),
+        Limits::default(),
     )
     .await
     .unwrap();
@@ -855,6 +1015,7 @@ async fn stopping_ends_the_task_cleanly_and_leaves_no_half_done_mount() {
         rig.sys(),
         Arc::new(rig.attach.clone()),
         stop.clone(),
+        Limits::default(),
     )
     .await
     .unwrap();
@@ -891,6 +1052,7 @@ async fn dropping_every_handle_ends_the_task_cleanly() {
         rig.sys(),
         Arc::new(rig.attach.clone()),
         stop.clone(),
+        Limits::default(),
     )
     .await
     .unwrap();
@@ -900,4 +1062,321 @@ async fn dropping_every_handle_ends_the_task_cleanly() {
         .await
         .expect("the actor task did not end when its handles were dropped")
         .expect("the task ends cleanly");
+}
+
+// Concurrency: commands run as jobs beside each other; reads never wait for them.
+
+fn mount_ids(list: &[MountInfo]) -> Vec<u64> {
+    list.iter().map(|m| m.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_other_mounts_answer_while_a_create_is_blocked_in_the_kernel() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let base = h
+        .mount(named("base", image("/a.sqsh")), None)
+        .await
+        .unwrap();
+    rig.gated.hold_mounts();
+    let busy = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(named("slow", image("/b.sqsh")), None).await }
+    });
+    rig.gated.wait_entered(1).await;
+    // Reads answer at once; the mount being created is not visible yet.
+    let t = Instant::now();
+    let got = tokio::time::timeout(WAIT, h.get(Selector::Id(base.id)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, base.id);
+    assert_eq!(mount_ids(&h.list().await.unwrap()), vec![base.id]);
+    let err = h.get(Selector::Name("slow".into())).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    // A mutation of another mount runs beside it.
+    let acquired =
+        tokio::time::timeout(WAIT, h.acquire(Selector::Id(base.id), Holder::Container(1)))
+            .await
+            .expect("an acquire of another mount waited for the blocked create")
+            .unwrap();
+    assert_eq!(acquired.holders, vec![Holder::User, Holder::Container(1)]);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(!busy.is_finished());
+    rig.gated.open(false);
+    let slow = tokio::time::timeout(WAIT, busy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(mount_ids(&h.list().await.unwrap()), vec![base.id, slow.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_creates_of_one_name_give_one_success_and_one_conflict() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    rig.gated.hold_mounts();
+    let first = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(named("web", image("/a.sqsh")), None).await }
+    });
+    rig.gated.wait_entered(1).await;
+    // The name hides in an inline child here.
+    let second = tokio::spawn({
+        let h = h.clone();
+        async move {
+            h.mount(overlay(vec![inline(named("web", image("/b.sqsh")))]), None)
+                .await
+        }
+    });
+    rig.gated.open(false);
+    let first = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
+    let second = tokio::time::timeout(WAIT, second).await.unwrap().unwrap();
+    let web = first.unwrap();
+    assert_eq!(second.unwrap_err().code, ErrorCode::Conflict);
+    // Nothing of the loser is left: one mount, one attachment, one mountpoint.
+    assert_eq!(rig.mounter.mounted(), vec![web.mountpoint.clone()]);
+    assert_eq!(rig.attach.ids().len(), 1);
+    assert_eq!(rig.run_entries("mounts"), vec![web.id.to_string()]);
+    assert_eq!(mount_ids(&h.list().await.unwrap()), vec![web.id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_one_name_run_in_order() {
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    rig.gated.hold_mounts();
+    let first = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(named("web", image("/a.sqsh")), None).await }
+    });
+    rig.gated.wait_entered(1).await;
+    let second = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(named("web", image("/b.sqsh")), None).await }
+    });
+    // The first fails in the kernel. Had the second run beside it, it would have met the
+    // first's reservation (Conflict); queued behind it on the name, it succeeds.
+    rig.gated.open(true);
+    let first = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
+    assert_eq!(first.unwrap_err().code, ErrorCode::InvalidArgument);
+    let second = tokio::time::timeout(WAIT, second)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.name.as_deref(), Some("web"));
+    assert_eq!(rig.mounter.mounted(), vec![second.mountpoint.clone()]);
+    assert_eq!(rig.attach.ids().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acquire_racing_a_cascade_unmount_never_leaves_a_dangling_holder() {
+    let mut rig = Rig::new();
+    for i in 50..=130 {
+        rig.probe.set(format!("/dev/fake{i}"), FsType::Squashfs);
+    }
+    let (h, _) = rig.start().await;
+    let (mut kept, mut refused) = (0, 0);
+    for i in 0..120u64 {
+        let top = h
+            .mount(overlay(vec![inline(image("/a.sqsh"))]), None)
+            .await
+            .unwrap();
+        let lower = top.children[0];
+        let holder = Holder::Container(i);
+        let unmount = {
+            let h = h.clone();
+            move || async move { h.unmount(Selector::Id(top.id), false).await }
+        };
+        let acquire = {
+            let (h, holder) = (h.clone(), holder.clone());
+            move || async move { h.acquire(Selector::Id(lower), holder).await }
+        };
+        let (unmounted, acquired) = match i % 4 {
+            // Acquired while the overlay's unmount is in the kernel: before the cascade
+            // decides about the lower, so the lower stays.
+            0 => {
+                rig.gated.hold_unmounts();
+                let before = rig.gated.entered();
+                let u = tokio::spawn(unmount());
+                rig.gated.wait_entered(before + 1).await;
+                let a = acquire().await;
+                rig.gated.open(false);
+                (u.await.unwrap(), a)
+            }
+            // After the cascade: gone.
+            1 => {
+                let u = unmount().await;
+                (u, acquire().await)
+            }
+            // While the lower's own unmount is in the kernel: the cascade decided, so
+            // the lower is already gone for everyone else.
+            2 => {
+                rig.gated.hold_unmounts();
+                let before = rig.gated.entered();
+                let u = tokio::spawn(unmount());
+                rig.gated.wait_entered(before + 1).await;
+                rig.gated.let_one_go();
+                rig.gated.wait_entered(before + 2).await;
+                let a = acquire().await;
+                rig.gated.open(false);
+                (u.await.unwrap(), a)
+            }
+            // A free race, with slow unmounts and a varying head start.
+            _ => {
+                rig.gated.slow_unmounts(Duration::from_millis(i % 4));
+                let u = tokio::spawn(unmount());
+                for _ in 0..(i % 7) {
+                    tokio::task::yield_now().await;
+                }
+                let a = tokio::spawn(acquire());
+                let (u, a) = tokio::join!(u, a);
+                rig.gated.slow_unmounts(Duration::ZERO);
+                (u.unwrap(), a.unwrap())
+            }
+        };
+        unmounted.unwrap();
+        match acquired {
+            Ok(_) => {
+                kept += 1;
+                // The lower survived the cascade, held by the container only, mounted.
+                let info = h.get(Selector::Id(lower)).await.unwrap();
+                assert_eq!(info.holders, vec![holder.clone()], "round {i}");
+                assert!(
+                    rig.mounter.mounted().contains(&info.mountpoint),
+                    "round {i}"
+                );
+                h.release(lower, holder).await.unwrap();
+            }
+            Err(e) => {
+                refused += 1;
+                assert_eq!(e.code, ErrorCode::NotFound, "round {i}: {e}");
+                assert!(h.get(Selector::Id(lower)).await.is_err(), "round {i}");
+            }
+        }
+        rig.assert_nothing_left();
+        assert!(h.list().await.unwrap().is_empty(), "round {i}");
+    }
+    assert!(
+        kept >= 30 && refused >= 30,
+        "kept {kept}, refused {refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_deadline_passes_while_waiting_for_a_slot_is_never_started() {
+    let mut rig = Rig::new();
+    rig.limits = Limits {
+        max_mutations: 1,
+        ..Limits::default()
+    };
+    let (h, _) = rig.start().await;
+    rig.gated.hold_mounts();
+    let first = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(image("/a.sqsh"), None).await }
+    });
+    rig.gated.wait_entered(1).await;
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let err = imagebus_bus::deadline::scope(Some(deadline), h.mount(image("/b.sqsh"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    assert!(Instant::now() < deadline + Duration::from_secs(2));
+    rig.gated.open(false);
+    let first = tokio::time::timeout(WAIT, first)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    // The slot is free again, and the timed-out create never reached attach or the kernel.
+    h.list().await.unwrap();
+    assert_eq!(rig.mounter.mount_calls().len(), 1);
+    assert_eq!(rig.attach.ids().len(), 1);
+    assert_eq!(mount_ids(&h.list().await.unwrap()), vec![first.id]);
+    assert_eq!(rig.run_entries("mounts"), vec![first.id.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_command_in_flight() {
+    let rig = Rig::new();
+    let stop = CancellationToken::new();
+    let s = spawn(
+        rig.cfg.clone(),
+        rig.sys(),
+        Arc::new(rig.attach.clone()),
+        stop.clone(),
+        Limits {
+            shutdown_timeout: WAIT,
+            ..Limits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let h = s.handle;
+    rig.gated.hold_mounts();
+    let busy = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(image("/a.sqsh"), None).await }
+    });
+    rig.gated.wait_entered(1).await;
+    stop.cancel();
+    // New commands are refused; the one in flight keeps the actor up.
+    let err = h.mount(image("/b.sqsh"), None).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    assert!(!s.task.is_finished());
+    rig.gated.open(false);
+    let m = tokio::time::timeout(WAIT, busy)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(WAIT, s.task)
+        .await
+        .expect("the actor did not stop after its last command")
+        .expect("a stopped actor's task ends cleanly");
+    // The command finished completely: mounted and durable.
+    assert!(rig.mounter.mounted().contains(&m.mountpoint));
+    let records = std::fs::read_to_string(rig.cfg.records_file()).unwrap();
+    assert!(records.contains(&format!("\"id\": {}", m.id)), "{records}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_dropping_a_holder_added_by_a_failed_create_collects_the_mount() {
+    // A create references `base`, then fails; meanwhile the user released `base`. The
+    // undo drops the create's holder, the last one: `base` is collected, not leaked.
+    let mut rig = Rig::new();
+    let (h, _) = rig.start().await;
+    let base = h.mount(image("/a.sqsh"), None).await.unwrap();
+    rig.gated.hold_mounts();
+    let failing = tokio::spawn({
+        let h = h.clone();
+        async move {
+            h.mount(
+                overlay(vec![
+                    MountRef::Existing(Selector::Id(base.id)),
+                    inline(image("/b.sqsh")),
+                ]),
+                None,
+            )
+            .await
+        }
+    });
+    rig.gated.wait_entered(1).await;
+    h.release(base.id, Holder::User).await.unwrap();
+    assert_eq!(
+        h.get(Selector::Id(base.id)).await.unwrap().holders,
+        vec![Holder::Mount(base.id + 1)]
+    );
+    rig.gated.open(true);
+    let err = tokio::time::timeout(WAIT, failing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+    rig.assert_nothing_left();
+    assert!(h.list().await.unwrap().is_empty());
 }

@@ -1,11 +1,12 @@
 //! Checks a whole (possibly nested) mount spec before anything is created, so that bad
-//! input fails without side effects. Checks that need the kernel (does the file exist,
-//! what filesystem is on the device, does a path escape its base) happen later and are
-//! undone on failure.
+//! input fails without side effects. Runs in a step of the create (it reads the state);
+//! the same step reserves the names and persistent overlay directories it found
+//! ([`Plan`]). Checks that need the kernel (does the file exist, what filesystem is on the
+//! device, does a path escape its base) happen later and are undone on failure.
 
 use crate::config::has_overlay_unsafe_chars;
+use crate::engine::State;
 use crate::error::MountError;
-use crate::record::Db;
 use imagebus_schema::attach::AttachRef;
 use imagebus_schema::common::validate_name;
 use imagebus_schema::mount::{MountRef, MountSource, MountSpec};
@@ -42,27 +43,55 @@ pub fn option_allowed(option: &str) -> bool {
     MountFlag::from_option(option).is_some() || DATA_OPTIONS.contains(&option)
 }
 
-#[derive(Default)]
-struct Walk {
-    names: HashSet<String>,
-    persist_dirs: HashSet<PathBuf>,
-    inline_mounts: usize,
+/// What a valid spec will create: to be reserved in the step that checked it.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Mounts the call creates (the spec and its inline children).
+    pub(crate) mounts: usize,
+    /// Names of the mounts it creates.
+    pub(crate) names: HashSet<String>,
+    /// Persistent overlay directories it uses.
+    pub(crate) persist_dirs: HashSet<PathBuf>,
 }
 
-/// Validates `spec` against the current state. Returns how many mounts the call creates.
-pub fn check(spec: &MountSpec, db: &Db) -> Result<usize, MountError> {
-    let mut walk = Walk::default();
+/// Validates `spec` against the current state.
+pub(crate) fn check(spec: &MountSpec, db: &State) -> Result<Plan, MountError> {
+    let mut walk = Plan::default();
     spec_ok(spec, db, &mut walk, 0)?;
-    Ok(walk.inline_mounts)
+    Ok(walk)
 }
 
-fn spec_ok(spec: &MountSpec, db: &Db, walk: &mut Walk, depth: usize) -> Result<(), MountError> {
+/// The names in `spec` and its inline children (the keys a create locks), without
+/// validating anything; stops below [`MAX_DEPTH`].
+pub(crate) fn names(spec: &MountSpec) -> Vec<String> {
+    fn walk(spec: &MountSpec, depth: usize, out: &mut Vec<String>) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        out.extend(spec.name.iter().cloned());
+        let refs: Vec<&MountRef> = match &spec.source {
+            MountSource::Image(_) => Vec::new(),
+            MountSource::Overlay(ov) => ov.lowers.iter().collect(),
+            MountSource::Bind(b) => b.base.iter().map(|b| &**b).collect(),
+        };
+        for r in refs {
+            if let MountRef::Inline(child) = r {
+                walk(child, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(spec, 0, &mut out);
+    out
+}
+
+fn spec_ok(spec: &MountSpec, db: &State, walk: &mut Plan, depth: usize) -> Result<(), MountError> {
     if depth > MAX_DEPTH {
         return Err(MountError::Invalid(format!(
             "specs nest deeper than {MAX_DEPTH} levels"
         )));
     }
-    walk.inline_mounts += 1;
+    walk.mounts += 1;
     if let Some(name) = &spec.name {
         validate_name(name).map_err(MountError::Invalid)?;
         if db.name_taken(name) || !walk.names.insert(name.clone()) {
@@ -103,12 +132,7 @@ fn spec_ok(spec: &MountSpec, db: &Db, walk: &mut Walk, depth: usize) -> Result<(
                         "persist_dir {dir:?} must be absolute, without '..', ',', ':' or '\\'"
                     )));
                 }
-                let in_use = db.mounts.values().any(|r| {
-                    r.overlay
-                        .as_ref()
-                        .is_some_and(|o| o.ephemeral_root.is_none() && o.upper.starts_with(dir))
-                });
-                if in_use || !walk.persist_dirs.insert(dir.clone()) {
+                if db.persist_dir_in_use(dir) || !walk.persist_dirs.insert(dir.clone()) {
                     return Err(MountError::PersistDirBusy(dir.clone()));
                 }
             }
@@ -138,7 +162,7 @@ fn spec_ok(spec: &MountSpec, db: &Db, walk: &mut Walk, depth: usize) -> Result<(
     Ok(())
 }
 
-fn ref_ok(r: &MountRef, db: &Db, walk: &mut Walk, depth: usize) -> Result<(), MountError> {
+fn ref_ok(r: &MountRef, db: &State, walk: &mut Plan, depth: usize) -> Result<(), MountError> {
     match r {
         MountRef::Existing(sel) => {
             db.find(sel)
@@ -191,12 +215,13 @@ mod tests {
     #[test]
     fn nested_specs_are_counted() {
         let spec = overlay(vec![inline(image(Some("a"))), inline(image(Some("b")))]);
-        assert_eq!(check(&spec, &Db::default()).unwrap(), 3);
+        assert_eq!(check(&spec, &State::default()).unwrap().mounts, 3);
+        assert_eq!(names(&spec), ["a", "b"]);
     }
 
     #[test]
     fn bad_specs_are_refused() {
-        let db = Db::default();
+        let db = State::default();
         assert!(matches!(
             check(&overlay(vec![]), &db),
             Err(MountError::Invalid(_))
@@ -230,7 +255,9 @@ mod tests {
         assert!(check(&bind("a/../../x", Some(inline(image(None)))), &db).is_err());
         assert!(check(&bind("/x", Some(inline(image(None)))), &db).is_err());
         assert_eq!(
-            check(&bind("etc", Some(inline(image(None)))), &db).unwrap(),
+            check(&bind("etc", Some(inline(image(None)))), &db)
+                .unwrap()
+                .mounts,
             2
         );
         let persist = |dir: &str| MountSpec {
@@ -248,5 +275,29 @@ mod tests {
             deep = overlay(vec![inline(deep)]);
         }
         assert!(matches!(check(&deep, &db), Err(MountError::Invalid(_))));
+    }
+
+    #[test]
+    fn reserved_names_and_directories_are_taken() {
+        let mut db = State::default();
+        db.names.insert("a".into());
+        db.persist_dirs.insert("/var/keep".into());
+        assert!(matches!(
+            check(&image(Some("a")), &db),
+            Err(MountError::NameTaken(_))
+        ));
+        let persist = MountSpec {
+            name: None,
+            source: MountSource::Overlay(OverlayMount {
+                lowers: vec![inline(image(None))],
+                persist_dir: Some("/var/keep".into()),
+            }),
+        };
+        assert!(matches!(
+            check(&persist, &db),
+            Err(MountError::PersistDirBusy(_))
+        ));
+        let plan = check(&image(Some("b")), &db).unwrap();
+        assert!(plan.names.contains("b"));
     }
 }

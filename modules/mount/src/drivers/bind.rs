@@ -4,10 +4,9 @@
 //! remount with `MS_RDONLY` (for recursive binds only the top mount becomes read-only).
 
 use super::Built;
-use crate::create::Undo;
-use crate::engine::Mounts;
+use crate::engine::create::{Build, Undo};
 use crate::error::MountError;
-use crate::record::Kind;
+use crate::store::Kind;
 use imagebus_schema::mount::BindMount;
 use imagebus_sys::mount::MountCall;
 use imagebus_sys::paths::{FileKind, ResolveFailure};
@@ -22,24 +21,14 @@ pub(crate) fn calls(b: &BindMount, source: PathBuf, target: PathBuf) -> Vec<Moun
     calls
 }
 
-pub(crate) async fn build(
-    m: &mut Mounts,
-    id: u64,
-    b: &BindMount,
-    undo: &mut Vec<Undo>,
-) -> Result<Built, MountError> {
+pub(crate) async fn build(m: &mut Build<'_>, id: u64, b: &BindMount) -> Result<Built, MountError> {
     let (source, children) = match &b.base {
         None => (b.path.clone(), Vec::new()),
         Some(base) => {
-            let child = m.child(id, base, undo).await?;
-            let base_mp = m
-                .db
-                .mounts
-                .get(&child)
-                .map(|r| r.mountpoint.clone())
-                .ok_or_else(|| MountError::Internal("bind base vanished while building".into()))?;
+            let (child, base_mp) = m.child(id, base).await?;
             let (bm, rel) = (base_mp.clone(), b.path.clone());
             let real = m
+                .job
                 .blocking(move |sys| sys.paths.resolve_beneath(&bm, &rel))
                 .await?
                 .map_err(|e| match ResolveFailure::of(&e) {
@@ -59,7 +48,7 @@ pub(crate) async fn build(
         }
     };
     let src = source.clone();
-    match m.blocking(move |sys| sys.paths.kind(&src)).await? {
+    match m.job.blocking(move |sys| sys.paths.kind(&src)).await? {
         Ok(Some(FileKind::Dir)) => {}
         Ok(None) => return Err(MountError::MissingPath(source)),
         Ok(Some(_)) => {
@@ -70,17 +59,18 @@ pub(crate) async fn build(
         Err(e) => return Err(MountError::sys(format!("inspecting {source:?}"), e)),
     }
 
-    let target = m.cfg.mountpoint(id);
+    let target = m.job.ctx.cfg.mountpoint(id);
     for (i, call) in calls(b, source.clone(), target.clone())
         .into_iter()
         .enumerate()
     {
         let t = target.clone();
-        m.blocking(move |sys| sys.mounter.mount(&call))
+        m.job
+            .blocking(move |sys| sys.mounter.mount(&call))
             .await?
             .map_err(|source| MountError::Kernel { target: t, source })?;
         if i == 0 {
-            undo.push(Undo::Unmount(target.clone()));
+            m.undo.push(Undo::Unmount(target.clone()));
         }
     }
     Ok(Built {

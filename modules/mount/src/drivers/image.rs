@@ -2,10 +2,10 @@
 //! module, which we hold as `Holder::Mount(id)`.
 
 use super::Built;
-use crate::create::Undo;
-use crate::engine::Mounts;
+use crate::engine::create::{Build, Undo};
+use crate::engine::Job;
 use crate::error::MountError;
-use crate::record::Kind;
+use crate::store::Kind;
 use imagebus_bus::ErrorCode;
 use imagebus_schema::attach::AttachRef;
 use imagebus_schema::mount::ImageMount;
@@ -39,64 +39,66 @@ pub(crate) fn call(
 /// After an attach call that got no answer (timeout, peer gone), the attach module may
 /// still have done it: release whatever it holds for `holder` (best effort; start-up
 /// reconciliation catches what this misses).
-async fn release_unanswered(m: &Mounts, holder: &Holder) {
-    let Ok(atts) = m.attach.list().await else {
+async fn release_unanswered(job: &Job, holder: &Holder) {
+    let Ok(atts) = job.cleanup(|a| async move { a.list().await }).await else {
         return;
     };
-    for att in atts.iter().filter(|a| a.holders.contains(holder)) {
-        if let Err(e) = m.attach.release(att.id, holder.clone()).await {
-            tracing::warn!(attachment = att.id, error = %e, "releasing an unanswered attachment");
+    for att in atts.into_iter().filter(|a| a.holders.contains(holder)) {
+        let (id, h) = (att.id, holder.clone());
+        if let Err(e) = job
+            .cleanup(move |a| async move { a.release(id, h).await })
+            .await
+        {
+            tracing::warn!(attachment = id, error = %e, "releasing an unanswered attachment");
         }
     }
 }
 
 pub(crate) async fn build(
-    m: &mut Mounts,
+    m: &mut Build<'_>,
     id: u64,
     img: &ImageMount,
-    undo: &mut Vec<Undo>,
 ) -> Result<Built, MountError> {
     let holder = Holder::Mount(id);
+    let attach = &m.job.ctx.attach;
     let att = match &img.attach {
-        AttachRef::Existing(sel) => m.attach.acquire(sel.clone(), holder.clone()).await,
-        AttachRef::Inline(spec) => {
-            m.attach
-                .attach((**spec).clone(), Some(holder.clone()))
-                .await
-        }
+        AttachRef::Existing(sel) => attach.acquire(sel.clone(), holder.clone()).await,
+        AttachRef::Inline(spec) => attach.attach((**spec).clone(), Some(holder.clone())).await,
     };
     let att = match att {
         Ok(att) => att,
         Err(e) => {
             if matches!(e.code, ErrorCode::Timeout | ErrorCode::Unavailable) {
-                release_unanswered(m, &holder).await;
+                release_unanswered(m.job, &holder).await;
             }
             return Err(MountError::Attach(e));
         }
     };
-    undo.push(Undo::ReleaseAttach(att.id, holder));
+    m.undo.push(Undo::ReleaseAttach(att.id, holder));
 
     let device = att.device.clone();
     let fs = match &img.fs_type {
         Some(name) => FsType::parse(name).ok_or_else(|| MountError::UnknownFsType(name.clone()))?,
         None => {
             let dev = device.clone();
-            m.blocking(move |sys| sys.probe.probe(&dev))
+            m.job
+                .blocking(move |sys| sys.probe.probe(&dev))
                 .await?
                 .map_err(|e| MountError::sys(format!("probing {device:?}"), e))?
                 .ok_or_else(|| MountError::UndetectedFs(device.clone()))?
         }
     };
-    let target = m.cfg.mountpoint(id);
+    let target = m.job.ctx.cfg.mountpoint(id);
     let call = call(img, fs, att.read_only, &device, &target);
     let read_only = call.is_read_only();
-    m.blocking(move |sys| sys.mounter.mount(&call))
+    m.job
+        .blocking(move |sys| sys.mounter.mount(&call))
         .await?
         .map_err(|source| MountError::Kernel {
             target: target.clone(),
             source,
         })?;
-    undo.push(Undo::Unmount(target));
+    m.undo.push(Undo::Unmount(target));
     Ok(Built {
         kind: Kind::Image,
         fs_type: fs.as_str().to_string(),

@@ -5,7 +5,7 @@ pub(crate) mod bind;
 pub(crate) mod image;
 pub(crate) mod overlay;
 
-use crate::record::{Kind, OverlayDirs};
+use crate::store::{Kind, OverlayDirs};
 use std::path::PathBuf;
 
 /// What a driver made; the caller turns it into a record.

@@ -7,10 +7,10 @@
 //! 4095 bytes the call is refused with `InvalidArgument` before reaching the kernel.
 
 use super::Built;
-use crate::create::Undo;
-use crate::engine::Mounts;
+use crate::config::MountConfig;
+use crate::engine::create::{Build, Undo};
 use crate::error::MountError;
-use crate::record::{Kind, OverlayDirs};
+use crate::store::{Kind, OverlayDirs};
 use imagebus_schema::mount::OverlayMount;
 use imagebus_sys::mount::{MountCall, MAX_DATA_LEN};
 use imagebus_sys::paths::FileKind;
@@ -40,10 +40,10 @@ pub(crate) fn options(lowers: &[PathBuf], dirs: &OverlayDirs) -> Result<String, 
 
 /// Creates the upper and work directories; returns them and whether `root` was created
 /// by us (then it is removed on undo).
-fn make_dirs(m: &Mounts, id: u64, persist: Option<&Path>) -> (PathBuf, OverlayDirs) {
+fn make_dirs(cfg: &MountConfig, id: u64, persist: Option<&Path>) -> (PathBuf, OverlayDirs) {
     match persist {
         None => {
-            let root = m.cfg.overlay_dir(id);
+            let root = cfg.overlay_dir(id);
             let dirs = OverlayDirs {
                 upper: root.join("upper"),
                 work: root.join("work"),
@@ -63,33 +63,32 @@ fn make_dirs(m: &Mounts, id: u64, persist: Option<&Path>) -> (PathBuf, OverlayDi
 }
 
 pub(crate) async fn build(
-    m: &mut Mounts,
+    m: &mut Build<'_>,
     id: u64,
     ov: &OverlayMount,
-    undo: &mut Vec<Undo>,
 ) -> Result<Built, MountError> {
     let mut children = Vec::with_capacity(ov.lowers.len());
+    let mut lowers = Vec::with_capacity(ov.lowers.len());
     for lower in &ov.lowers {
-        let child = m.child(id, lower, undo).await?;
+        let (child, mountpoint) = m.child(id, lower).await?;
         if children.contains(&child) {
             return Err(MountError::Invalid(format!(
                 "mount {child} is given twice as a lower"
             )));
         }
         children.push(child);
+        lowers.push(mountpoint);
     }
-    let lowers: Vec<PathBuf> = children
-        .iter()
-        .map(|c| m.db.mounts.get(c).map(|r| r.mountpoint.clone()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| MountError::Internal("a lower vanished while building".into()))?;
-    let (root, dirs) = make_dirs(m, id, ov.persist_dir.as_deref());
+    let cfg = &m.job.ctx.cfg;
+    let (root, dirs) = make_dirs(cfg, id, ov.persist_dir.as_deref());
     let data = options(&lowers, &dirs)?;
 
     let ephemeral = dirs.ephemeral_root.is_some();
-    let parent = m.cfg.overlays_dir();
+    let parent = cfg.overlays_dir();
+    let target = cfg.mountpoint(id);
     let (r, d) = (root.clone(), dirs.clone());
     let created_root = m
+        .job
         .blocking(move |sys| -> Result<bool, MountError> {
             let err = |what: &str, e| MountError::sys(format!("creating {what} {r:?}"), e);
             let existed = match sys.paths.kind(&r).map_err(|e| err("overlay dir", e))? {
@@ -124,18 +123,18 @@ pub(crate) async fn build(
         })
         .await??;
     if created_root {
-        undo.push(Undo::RemoveTree(root));
+        m.undo.push(Undo::RemoveTree(root));
     }
 
-    let target = m.cfg.mountpoint(id);
     let call = MountCall::fs("overlay", &target, "overlay").data(data);
-    m.blocking(move |sys| sys.mounter.mount(&call))
+    m.job
+        .blocking(move |sys| sys.mounter.mount(&call))
         .await?
         .map_err(|source| MountError::Kernel {
             target: target.clone(),
             source,
         })?;
-    undo.push(Undo::Unmount(target));
+    m.undo.push(Undo::Unmount(target));
     Ok(Built {
         kind: Kind::Overlay,
         fs_type: "overlay".into(),
