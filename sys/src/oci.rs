@@ -215,14 +215,53 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
     json!({"destination": dest, "type": typ, "source": source, "options": options})
 }
 
-/// The OCI runtime spec of `cfg`.
+/// The OCI runtime spec of `cfg`: (1) mounts, (2) namespaces, (3) cgroup resources,
+/// (4) annotations, (5) the process, assembled into one document and type-checked.
 pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
-    let cgroup_opts: &[&str] = if cfg.systemd {
+    let doc = json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": cfg.rootfs, "readonly": false},
+        "hostname": cfg.hostname,
+        "annotations": annotations(cfg),
+        "process": process(cfg),
+        "mounts": mounts(cfg),
+        "linux": {
+            "namespaces": namespaces(cfg),
+            "cgroupsPath": cfg.cgroups_path,
+            "resources": resources(cfg),
+            "rootfsPropagation": "rprivate",
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware",
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            ],
+        },
+    });
+    serde_json::from_value(doc).map_err(|e| RuntimeError::Invalid(format!("OCI spec: {e}")))
+}
+
+/// Step 1: the standard mounts, systemd's tmpfs mounts, then the extra binds in order.
+fn mounts(cfg: &BundleConfig) -> Vec<Value> {
+    let mut mounts = standard_mounts(cfg.systemd);
+    if cfg.systemd {
+        mounts.extend(systemd_mounts());
+    }
+    mounts.extend(cfg.binds.iter().map(bind_mount));
+    mounts
+}
+
+/// `/proc`, `/dev`, `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` and the cgroup view
+/// (writable in systemd mode).
+fn standard_mounts(systemd: bool) -> Vec<Value> {
+    let cgroup_opts: &[&str] = if systemd {
         &["nosuid", "noexec", "nodev", "relatime", "rw"]
     } else {
         &["nosuid", "noexec", "nodev", "relatime", "ro"]
     };
-    let mut mounts = vec![
+    vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
             "/dev",
@@ -262,37 +301,36 @@ pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
             &["nosuid", "noexec", "nodev", "ro"],
         ),
         mount("/sys/fs/cgroup", "cgroup", "cgroup", cgroup_opts),
-    ];
-    if cfg.systemd {
-        mounts.push(mount(
-            "/run",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "nodev", "mode=755"],
-        ));
-        mounts.push(mount(
+    ]
+}
+
+/// systemd mode: tmpfs `/run`, `/run/lock` and `/tmp`.
+fn systemd_mounts() -> [Value; 3] {
+    [
+        mount("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755"]),
+        mount(
             "/run/lock",
             "tmpfs",
             "tmpfs",
             &["nosuid", "nodev", "noexec"],
-        ));
-        mounts.push(mount(
-            "/tmp",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "nodev", "mode=1777"],
-        ));
-    }
-    for b in &cfg.binds {
-        let mut opts = vec!["rbind", "rprivate"];
-        if b.read_only {
-            opts.push("ro");
-        }
-        mounts.push(json!({
-            "destination": b.target, "type": "bind", "source": b.source, "options": opts,
-        }));
-    }
+        ),
+        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"]),
+    ]
+}
 
+/// One extra bind: recursive, private propagation, optionally read-only.
+fn bind_mount(b: &BindConfig) -> Value {
+    let mut opts = vec!["rbind", "rprivate"];
+    if b.read_only {
+        opts.push("ro");
+    }
+    json!({
+        "destination": b.target, "type": "bind", "source": b.source, "options": opts,
+    })
+}
+
+/// Step 2: pid, ipc, uts and mount namespaces, plus the network one unless `host`.
+fn namespaces(cfg: &BundleConfig) -> Vec<Value> {
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -304,7 +342,11 @@ pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
         NetworkMode::Private => namespaces.push(json!({"type": "network"})),
         NetworkMode::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
     }
+    namespaces
+}
 
+/// Step 3: devices deny-all, and the memory and CPU limits if any.
+fn resources(cfg: &BundleConfig) -> Value {
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(limit) = cfg.memory_limit {
         resources["memory"] = json!({"limit": limit});
@@ -312,49 +354,33 @@ pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
     if let Some(quota) = cfg.cpu_quota_us {
         resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_US});
     }
+    resources
+}
 
-    let annotations: serde_json::Map<String, Value> = cfg
-        .annotations
+/// Step 4: the annotations as a JSON object.
+fn annotations(cfg: &BundleConfig) -> serde_json::Map<String, Value> {
+    cfg.annotations
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+        .collect()
+}
 
-    let doc = json!({
-        "ociVersion": "1.0.2",
-        "root": {"path": cfg.rootfs, "readonly": false},
-        "hostname": cfg.hostname,
-        "annotations": annotations,
-        "process": {
-            "terminal": false,
-            "user": {"uid": cfg.uid, "gid": cfg.gid},
-            "args": cfg.args,
-            "env": cfg.env,
-            "cwd": cfg.cwd,
-            "capabilities": {
-                "bounding": cfg.capabilities,
-                "effective": cfg.capabilities,
-                "permitted": cfg.capabilities,
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": !cfg.systemd,
+/// Step 5: the init process: user, argv, environment, capabilities, rlimits.
+fn process(cfg: &BundleConfig) -> Value {
+    json!({
+        "terminal": false,
+        "user": {"uid": cfg.uid, "gid": cfg.gid},
+        "args": cfg.args,
+        "env": cfg.env,
+        "cwd": cfg.cwd,
+        "capabilities": {
+            "bounding": cfg.capabilities,
+            "effective": cfg.capabilities,
+            "permitted": cfg.capabilities,
         },
-        "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "cgroupsPath": cfg.cgroups_path,
-            "resources": resources,
-            "rootfsPropagation": "rprivate",
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware",
-            ],
-            "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-            ],
-        },
-    });
-    serde_json::from_value(doc).map_err(|e| RuntimeError::Invalid(format!("OCI spec: {e}")))
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        "noNewPrivileges": !cfg.systemd,
+    })
 }
 
 /// Writes `<dir>/config.json` (creating `dir`) and returns the bundle directory.

@@ -1,235 +1,37 @@
-//! The container actor: an actix actor owning [`Containers`] on its own thread, plus
-//! watcher tasks that report exits back to it. [`ContainerHandle`] is the only way in and
-//! implements [`ContainerModule`] (and zos's interface, see `zos.rs`); nothing outside
-//! this file sees actix.
-//!
-//! actix because the design card and house style ask for it (style-anchors §7.5). Each
-//! trait method is a message; async handlers return an [`AtomicResponse`] that moves the
-//! engine into the future and back, so commands still run one at a time (they await the
-//! mount module and blocking runtime calls). The actor runs in an actix `System` (a tokio
-//! current-thread runtime) on the `container-actor` thread; watchers and the escalation
-//! timer keep sending [`Internal`] messages on a channel that thread forwards to the actor.
-//! `Stop` does not hold the actor while it waits (the answer comes when the watcher reports
-//! the exit), and `Logs`/`Exec` run outside it, in the handle.
+//! The container actor's handle and its start: [`ContainerHandle`] implements
+//! [`ContainerModule`] (and zos's interface, see `zos.rs`) with one small handler per
+//! method: a read of the state, or a command from `engine/`. The state is owned by the
+//! actor host (`imagebus-host`).
 
 use crate::config::{ContainerConfig, ContainerSys};
-use crate::engine::{blocking, Containers, StopWaiter};
+use crate::engine::reconcile::{reconcile, ReconcileReport};
+use crate::engine::{self, blocking, Containers, Engine};
 use crate::error::ContainerError;
-use crate::logs;
-use crate::watch::Internal;
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, AtomicResponse, Handler, WrapFuture,
-};
+use crate::store;
 use futures::StreamExt;
 use imagebus_bus::{EventStream, RemoteError};
+use imagebus_host::Limits;
 use imagebus_schema::container::{
-    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ContainerState,
-    ExecResult, ExecSpec, LogChunk, LogsRequest,
+    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ExecResult,
+    ExecSpec, LogChunk, LogsRequest,
 };
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Selector;
-use imagebus_sys::runtime::{ExecRequest, RuntimeError};
-use std::any::Any;
-use std::future::Future;
+use imagebus_sys::oci;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Default exec deadline.
-pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 30_000;
-const MAX_EXEC_OUTPUT: usize = 1 << 20;
-/// Like the channel of the tokio actor this replaced.
-const MAILBOX: usize = 64;
-
-#[derive(actix::Message)]
-#[rtype(result = "Result<ContainerInfo, ContainerError>")]
-struct Create {
-    spec: Box<ContainerSpec>,
-}
-
-#[derive(actix::Message)]
-#[rtype(result = "Result<ContainerInfo, ContainerError>")]
-struct Start {
-    target: Selector,
-}
-
-/// Begins stopping; `waiter` gets the answer once the init has exited.
-#[derive(actix::Message)]
-#[rtype(result = "Result<(), ContainerError>")]
-struct Stop {
-    target: Selector,
-    timeout_ms: Option<u64>,
-    waiter: StopWaiter,
-}
-
-#[derive(actix::Message)]
-#[rtype(result = "Result<(), ContainerError>")]
-struct Delete {
-    target: Selector,
-}
-
-#[derive(actix::Message)]
-#[rtype(result = "Result<ContainerInfo, ContainerError>")]
-struct Get {
-    target: Selector,
-}
-
-#[derive(actix::Message)]
-#[rtype(result = "Result<Vec<ContainerInfo>, ContainerError>")]
-struct List {
-    filter: ContainerFilter,
-}
-
-/// Runtime id and state, for `Exec`.
-#[derive(actix::Message)]
-#[rtype(result = "Result<(u64, String, ContainerState), ContainerError>")]
-struct Target {
-    target: Selector,
-}
-
-/// A watcher's report, forwarded by the actor thread.
-#[derive(actix::Message)]
-#[rtype(result = "Result<(), ContainerError>")]
-struct Watcher(Internal);
-
-/// The stop token was cancelled: stop after the command in progress.
-#[derive(actix::Message)]
-#[rtype(result = "()")]
-struct Shutdown;
-
-struct ContainerActor {
-    engine: Option<Containers>,
-    span: tracing::Span,
-}
-
-impl Actor for ContainerActor {
-    type Context = actix::Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX);
-    }
-}
-
-type Served<R> = AtomicResponse<ContainerActor, Result<R, ContainerError>>;
-
-impl ContainerActor {
-    /// Runs `f` on the engine, moved into the future and back; no other message runs
-    /// until it is done.
-    fn serve<R, F, Fut>(&mut self, span: tracing::Span, f: F) -> Served<R>
-    where
-        F: FnOnce(Containers) -> Fut + 'static,
-        Fut: Future<Output = (Containers, Result<R, ContainerError>)> + 'static,
-        R: 'static,
-    {
-        let Some(engine) = self.engine.take() else {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(
-                ContainerError::Unavailable,
-            ))));
-        };
-        AtomicResponse::new(Box::pin(f(engine).instrument(span).into_actor(self).map(
-            |(engine, r), act, _| {
-                act.engine = Some(engine);
-                r
-            },
-        )))
-    }
-
-    fn engine(&self) -> Result<&Containers, ContainerError> {
-        self.engine.as_ref().ok_or(ContainerError::Unavailable)
-    }
-}
-
-impl Handler<Create> for ContainerActor {
-    type Result = Served<ContainerInfo>;
-    fn handle(&mut self, msg: Create, _: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!(parent: &self.span, "create", name = ?msg.spec.name);
-        self.serve(span, move |mut c| async move {
-            let r = c.create(*msg.spec).await;
-            (c, r)
-        })
-    }
-}
-
-impl Handler<Start> for ContainerActor {
-    type Result = Served<ContainerInfo>;
-    fn handle(&mut self, msg: Start, _: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!(parent: &self.span, "start", target = %msg.target);
-        self.serve(span, move |mut c| async move {
-            let r = c.start(&msg.target).await;
-            (c, r)
-        })
-    }
-}
-
-impl Handler<Stop> for ContainerActor {
-    type Result = Served<()>;
-    fn handle(&mut self, msg: Stop, _: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!(parent: &self.span, "stop", target = %msg.target);
-        self.serve(span, move |mut c| async move {
-            c.stop(&msg.target, msg.timeout_ms, msg.waiter).await;
-            (c, Ok(()))
-        })
-    }
-}
-
-impl Handler<Delete> for ContainerActor {
-    type Result = Served<()>;
-    fn handle(&mut self, msg: Delete, _: &mut Self::Context) -> Self::Result {
-        let span = tracing::info_span!(parent: &self.span, "delete", target = %msg.target);
-        self.serve(span, move |mut c| async move {
-            let r = c.delete(&msg.target).await;
-            (c, r)
-        })
-    }
-}
-
-impl Handler<Watcher> for ContainerActor {
-    type Result = Served<()>;
-    fn handle(&mut self, msg: Watcher, _: &mut Self::Context) -> Self::Result {
-        self.serve(self.span.clone(), move |mut c| async move {
-            c.internal(msg.0).await;
-            (c, Ok(()))
-        })
-    }
-}
-
-impl Handler<Get> for ContainerActor {
-    type Result = Result<ContainerInfo, ContainerError>;
-    fn handle(&mut self, msg: Get, _: &mut Self::Context) -> Self::Result {
-        self.engine()?.get(&msg.target)
-    }
-}
-
-impl Handler<List> for ContainerActor {
-    type Result = Result<Vec<ContainerInfo>, ContainerError>;
-    fn handle(&mut self, msg: List, _: &mut Self::Context) -> Self::Result {
-        Ok(self.engine()?.list(&msg.filter))
-    }
-}
-
-impl Handler<Target> for ContainerActor {
-    type Result = Result<(u64, String, ContainerState), ContainerError>;
-    fn handle(&mut self, msg: Target, _: &mut Self::Context) -> Self::Result {
-        self.engine()?.exec_target(&msg.target)
-    }
-}
-
-impl Handler<Shutdown> for ContainerActor {
-    type Result = ();
-    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
+/// Events buffered per subscriber.
+const EVENTS: usize = 1024;
 
 /// Cheap to clone; the only way into the container actor.
 #[derive(Clone)]
 pub struct ContainerHandle {
-    addr: actix::Addr<ContainerActor>,
+    engine: Arc<Engine>,
     events: broadcast::Sender<ContainerEvent>,
-    sys: ContainerSys,
 }
 
 impl std::fmt::Debug for ContainerHandle {
@@ -243,227 +45,50 @@ impl std::fmt::Debug for ContainerHandle {
 pub struct Spawned {
     /// The handle (implements [`ContainerModule`] and `ZosContainerModule`).
     pub handle: ContainerHandle,
-    /// Ends when the actor does: `Ok` once `stop` is cancelled (after the command in
-    /// progress) or every handle is dropped, a panic if a command panicked. Containers
-    /// keep running either way.
+    /// What start-up reconciliation did.
+    pub report: ReconcileReport,
+    /// Ends when the actor does: `Ok` once `stop` is cancelled (after the commands in
+    /// flight, bounded by `limits.shutdown_timeout`) or every handle is dropped, a panic
+    /// if a command panicked. Containers keep running either way.
     pub task: JoinHandle<()>,
 }
 
 /// Loads the state, reconciles it with the runtime (re-attaching to containers that kept
-/// running), then starts the actor on its own thread. Fails, starting nothing, on a bad
-/// configuration or unreadable state.
+/// running), then starts the actor. Fails, starting nothing, on a bad configuration or
+/// unreadable state.
 pub async fn spawn(
     cfg: ContainerConfig,
     sys: ContainerSys,
     mounts: Arc<dyn MountModule>,
     stop: CancellationToken,
+    limits: Limits,
 ) -> Result<Spawned, ContainerError> {
-    let (events, _) = broadcast::channel(1024);
-    let (itx, irx) = mpsc::unbounded_channel();
-    let mut containers = Containers::load(cfg, sys.clone(), mounts, events.clone(), itx).await?;
-    containers.reconcile().await?;
-    sys.monitors.prepare();
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let (done_tx, done_rx) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("container-actor".into())
-        .spawn(move || {
-            let ended = actix::System::new().block_on(run(containers, irx, stop, addr_tx));
-            let _ = done_tx.send(ended);
-        })
-        .map_err(|e| ContainerError::state("starting the container actor thread", e))?;
-    let addr = addr_rx.await.map_err(|_| ContainerError::Unavailable)?;
-    let task = tokio::spawn(async move {
-        match done_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => std::panic::resume_unwind(Box::new("the container actor thread died")),
-        }
-    });
+    cfg.validate()?;
+    let (events, _) = broadcast::channel(EVENTS);
+    let c = cfg.clone();
+    let loaded = blocking(move || store::load(&c)).await??;
+    let bounding = blocking(oci::bounding_set)
+        .await?
+        .map_err(|e| ContainerError::runtime("reading CapBnd", e))?;
+    let journal = store::start_writer(cfg.clone(), events.clone());
+    let mut state = Containers::new(loaded, journal);
+    let (report, follow) = reconcile(&cfg, &sys, mounts.as_ref(), &mut state).await?;
+    tracing::info!(%report, "container state reconciled");
+    let monitors = sys.monitors.clone();
+    blocking(move || monitors.prepare()).await?;
+    let started = imagebus_host::start("container", state, limits, stop.clone())
+        .await
+        .map_err(|e| ContainerError::state("starting the container actor", e))?;
+    let engine = Engine::new(cfg, sys, mounts, bounding, started.host, stop.child_token());
+    follow.start(&engine);
     Ok(Spawned {
-        handle: ContainerHandle { addr, events, sys },
-        task,
+        handle: ContainerHandle { engine, events },
+        report,
+        task: started.task,
     })
 }
 
-/// The actor thread's body: starts the actor, forwards watcher reports to it, and returns
-/// once it has stopped, or the panic that killed it.
-async fn run(
-    containers: Containers,
-    mut irx: mpsc::UnboundedReceiver<Internal>,
-    stop: CancellationToken,
-    addr_tx: oneshot::Sender<actix::Addr<ContainerActor>>,
-) -> Result<(), Box<dyn Any + Send>> {
-    let ctx = actix::Context::new();
-    let addr = ctx.address();
-    // Spawned by hand (not `start`) for the JoinHandle: the runtime catches a panicking
-    // actor, and only the JoinHandle tells that apart from a normal stop.
-    let mut actor = actix::spawn(ctx.into_future(ContainerActor {
-        engine: Some(containers),
-        span: tracing::info_span!("container"),
-    }));
-    // Weak, so the actor still stops when every handle is dropped.
-    let weak = addr.downgrade();
-    let _ = addr_tx.send(addr);
-    let mut stopping = false;
-    let ended = loop {
-        tokio::select! {
-            r = &mut actor => break r.or_else(|e| e.try_into_panic().map(Err).unwrap_or(Ok(()))),
-            _ = stop.cancelled(), if !stopping => {
-                stopping = true;
-                if let Some(addr) = weak.upgrade() {
-                    addr.do_send(Shutdown);
-                }
-            }
-            Some(msg) = irx.recv() => {
-                if let Some(addr) = weak.upgrade() {
-                    addr.do_send(Watcher(msg));
-                }
-            }
-        }
-    };
-    match &ended {
-        Ok(()) => tracing::info!("container actor stopped; containers keep running"),
-        Err(_) => tracing::error!("container actor panicked; containers keep running"),
-    }
-    ended
-}
-
 impl ContainerHandle {
-    /// Sends `msg`; a gone actor is [`ContainerError::Unavailable`].
-    async fn call<M, T>(&self, msg: M) -> Result<T, ContainerError>
-    where
-        M: actix::Message<Result = Result<T, ContainerError>> + Send + 'static,
-        T: Send + 'static,
-        ContainerActor: Handler<M>,
-    {
-        self.addr
-            .send(msg)
-            .await
-            .map_err(|_| ContainerError::Unavailable)?
-    }
-
-    /// Stops `target` and waits until its init has exited.
-    async fn stop_wait(
-        &self,
-        target: Selector,
-        timeout_ms: Option<u64>,
-    ) -> Result<ContainerInfo, ContainerError> {
-        let (waiter, rx) = oneshot::channel();
-        self.call(Stop {
-            target,
-            timeout_ms,
-            waiter,
-        })
-        .await?;
-        rx.await.map_err(|_| ContainerError::Unavailable)?
-    }
-
-    /// Stops (if needed) and deletes; with `force` a live container is stopped first.
-    pub(crate) async fn remove(&self, target: Selector, force: bool) -> Result<(), ContainerError> {
-        if force {
-            let info = self.call(Get { target }).await?;
-            if matches!(
-                info.state,
-                ContainerState::Created | ContainerState::Running | ContainerState::Stopping
-            ) {
-                self.stop_wait(Selector::Id(info.id), None).await?;
-            }
-            return self
-                .call(Delete {
-                    target: Selector::Id(info.id),
-                })
-                .await;
-        }
-        self.call(Delete { target }).await
-    }
-
-    pub(crate) async fn read_logs(
-        &self,
-        target: Selector,
-        req: LogsRequest,
-    ) -> Result<LogChunk, ContainerError> {
-        let info = self.call(Get { target }).await?;
-        let path = info.log_file.clone();
-        let deadline = Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0));
-        let mut running = is_running(info.state);
-        loop {
-            let (p, r) = (path.clone(), req.clone());
-            let piece = blocking(move || logs::read(&p, &r))
-                .await?
-                .map_err(|e| ContainerError::state(format!("reading {path:?}"), e))?;
-            let waiting = req.wait_ms.is_some() && piece.data.is_empty() && running;
-            if !waiting || Instant::now() >= deadline {
-                return Ok(LogChunk {
-                    data: piece.data,
-                    offset: piece.offset,
-                    running,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let info = self
-                .call(Get {
-                    target: Selector::Id(info.id),
-                })
-                .await?;
-            running = is_running(info.state);
-        }
-    }
-
-    pub(crate) async fn run_exec(
-        &self,
-        target: Selector,
-        spec: ExecSpec,
-    ) -> Result<ExecResult, ContainerError> {
-        let (id, rid, state) = self.call(Target { target }).await?;
-        if state != ContainerState::Running {
-            return Err(ContainerError::WrongState {
-                id,
-                state,
-                what: "exec needs a running container",
-            });
-        }
-        let args = spec.command.argv().map_err(ContainerError::Invalid)?;
-        if args.first().is_none_or(|a| a.is_empty()) {
-            return Err(ContainerError::Invalid("the exec command is empty".into()));
-        }
-        if let Some(bad) = spec
-            .env
-            .iter()
-            .find(|e| e.split_once('=').is_none_or(|(k, _)| k.is_empty()))
-        {
-            return Err(ContainerError::Invalid(format!(
-                "environment entry {bad:?} is not KEY=VALUE"
-            )));
-        }
-        let ms = spec.timeout_ms.unwrap_or(DEFAULT_EXEC_TIMEOUT_MS);
-        let req = ExecRequest {
-            args,
-            env: spec.env,
-            cwd: spec.working_dir,
-            user: spec.user.map(|u| format!("{}:{}", u.uid, u.gid)),
-            timeout: Duration::from_millis(ms),
-            max_output: MAX_EXEC_OUTPUT,
-        };
-        let runtime = self.sys.runtime.clone();
-        let out = blocking(move || runtime.exec(&rid, &req))
-            .await?
-            .map_err(|e| match e {
-                RuntimeError::Timeout { .. } => ContainerError::ExecTimeout { id, ms },
-                RuntimeError::NotFound(_) => ContainerError::WrongState {
-                    id,
-                    state: ContainerState::Exited,
-                    what: "exec needs a running container",
-                },
-                other => ContainerError::runtime(format!("exec in container {id}"), other),
-            })?;
-        Ok(ExecResult {
-            exit_code: out.exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
-    }
-
     /// Every state change from now on.
     pub fn subscribe(&self) -> EventStream<ContainerEvent> {
         let rx = self.events.subscribe();
@@ -480,27 +105,27 @@ impl ContainerHandle {
         })
         .boxed()
     }
-}
 
-fn is_running(s: ContainerState) -> bool {
-    matches!(
-        s,
-        ContainerState::Created | ContainerState::Running | ContainerState::Stopping
-    )
+    /// The engine, for `zos.rs`.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
 }
 
 #[imagebus_bus::async_trait]
 impl ContainerModule for ContainerHandle {
     async fn create(&self, spec: ContainerSpec) -> Result<ContainerInfo, RemoteError> {
-        Ok(self
-            .call(Create {
-                spec: Box::new(spec),
-            })
+        let span = tracing::info_span!("create", name = ?spec.name);
+        Ok(engine::create::create(&self.engine, spec)
+            .instrument(span)
             .await?)
     }
 
     async fn start(&self, target: Selector) -> Result<ContainerInfo, RemoteError> {
-        Ok(self.call(Start { target }).await?)
+        let span = tracing::info_span!("start", %target);
+        Ok(engine::start::start(&self.engine, target)
+            .instrument(span)
+            .await?)
     }
 
     async fn stop(
@@ -508,27 +133,46 @@ impl ContainerModule for ContainerHandle {
         target: Selector,
         timeout_ms: Option<u64>,
     ) -> Result<ContainerInfo, RemoteError> {
-        Ok(self.stop_wait(target, timeout_ms).await?)
+        let span = tracing::info_span!("stop", %target);
+        Ok(engine::stop::stop(&self.engine, target, timeout_ms)
+            .instrument(span)
+            .await?)
     }
 
     async fn delete(&self, target: Selector, force: bool) -> Result<(), RemoteError> {
-        Ok(self.remove(target, force).await?)
+        let span = tracing::info_span!("delete", %target, force);
+        Ok(engine::remove::delete(&self.engine, target, force)
+            .instrument(span)
+            .await?)
     }
 
     async fn get(&self, target: Selector) -> Result<ContainerInfo, RemoteError> {
-        Ok(self.call(Get { target }).await?)
+        Ok(self
+            .engine
+            .host
+            .read(move |s| s.get(&target))
+            .await
+            .map_err(ContainerError::from)??)
     }
 
     async fn list(&self, filter: ContainerFilter) -> Result<Vec<ContainerInfo>, RemoteError> {
-        Ok(self.call(List { filter }).await?)
+        Ok(self
+            .engine
+            .host
+            .read(move |s| s.list(&filter))
+            .await
+            .map_err(ContainerError::from)?)
     }
 
     async fn logs(&self, target: Selector, request: LogsRequest) -> Result<LogChunk, RemoteError> {
-        Ok(self.read_logs(target, request).await?)
+        Ok(engine::logs::logs(&self.engine, target, request).await?)
     }
 
     async fn exec(&self, target: Selector, spec: ExecSpec) -> Result<ExecResult, RemoteError> {
-        Ok(self.run_exec(target, spec).await?)
+        let span = tracing::info_span!("exec", %target);
+        Ok(engine::exec::exec(&self.engine, target, spec)
+            .instrument(span)
+            .await?)
     }
 
     fn events(&self) -> EventStream<ContainerEvent> {

@@ -1,6 +1,7 @@
 //! The container module's errors and their one mapping to wire codes.
 
 use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_host::HostError;
 use imagebus_schema::container::ContainerState;
 use imagebus_schema::Selector;
 use imagebus_sys::runtime::RuntimeError;
@@ -68,9 +69,22 @@ pub enum ContainerError {
         #[source]
         source: imagebus_sys::state::StateError,
     },
-    /// The actor is gone (shutting down).
+    /// The actor is gone (shutting down, or restarting after a failure).
     #[error("the container actor is not running")]
     Unavailable,
+    /// The caller's deadline passed while the command waited for its turn; nothing was
+    /// started.
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl From<HostError> for ContainerError {
+    fn from(err: HostError) -> Self {
+        match err {
+            HostError::Stopped(_) | HostError::Panicked(_) => Self::Unavailable,
+            HostError::Timeout { .. } => Self::Timeout(err.to_string()),
+        }
+    }
 }
 
 impl ContainerError {
@@ -89,28 +103,35 @@ impl ContainerError {
     }
 }
 
-impl From<ContainerError> for RemoteError {
-    fn from(err: ContainerError) -> Self {
-        let code = match &err {
-            ContainerError::NotFound(_) | ContainerError::Missing(_) => ErrorCode::NotFound,
-            ContainerError::Invalid(_) => ErrorCode::InvalidArgument,
-            ContainerError::NameTaken(_) | ContainerError::WrongState { .. } => ErrorCode::Conflict,
-            ContainerError::Mount(inner) => return inner.clone(),
-            ContainerError::Runtime {
+impl ContainerError {
+    /// The wire code of this error (a mount module error keeps its own).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) | Self::Missing(_) => ErrorCode::NotFound,
+            Self::Invalid(_) => ErrorCode::InvalidArgument,
+            Self::NameTaken(_) | Self::WrongState { .. } => ErrorCode::Conflict,
+            Self::Mount(inner) => inner.code,
+            Self::Runtime {
                 source: RuntimeError::Invalid(_),
                 ..
             } => ErrorCode::InvalidArgument,
-            ContainerError::Runtime {
+            Self::Runtime {
                 source: RuntimeError::NotFound(_),
                 ..
             } => ErrorCode::NotFound,
-            ContainerError::Runtime { .. }
-            | ContainerError::State { .. }
-            | ContainerError::Store { .. } => ErrorCode::Internal,
-            ContainerError::ExecTimeout { .. } => ErrorCode::Timeout,
-            ContainerError::Unavailable => ErrorCode::Unavailable,
-        };
-        RemoteError::with_chain(code, &err)
+            Self::Runtime { .. } | Self::State { .. } | Self::Store { .. } => ErrorCode::Internal,
+            Self::ExecTimeout { .. } | Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<ContainerError> for RemoteError {
+    fn from(err: ContainerError) -> Self {
+        match err {
+            ContainerError::Mount(inner) => inner,
+            other => RemoteError::with_chain(other.code(), &other),
+        }
     }
 }
 
@@ -133,5 +154,16 @@ mod tests {
         assert!(e.message.contains("not executable"), "{}", e.message);
         let e: RemoteError = ContainerError::ExecTimeout { id: 1, ms: 5 }.into();
         assert_eq!(e.code, ErrorCode::Timeout);
+        let e: ContainerError = HostError::Timeout {
+            actor: "container",
+            waited: std::time::Duration::from_millis(5),
+        }
+        .into();
+        assert_eq!(e.code(), ErrorCode::Timeout);
+        assert!(e.to_string().contains("deadline"), "{e}");
+        let e: RemoteError = ContainerError::from(HostError::Panicked("container")).into();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        let e: RemoteError = ContainerError::from(HostError::Stopped("container")).into();
+        assert_eq!(e.code, ErrorCode::Unavailable);
     }
 }

@@ -11,24 +11,34 @@
 //!
 //! Mounts come only through `Arc<dyn MountModule>`; every syscall and tool through the
 //! `imagebus-sys` seams in [`ContainerSys`].
+//!
+//! The state is owned by an actor of the shared host (`imagebus-host`): reads answer at
+//! once, commands are jobs keyed by container (ordered per container, concurrent across
+//! containers, bounded by [`Limits`]), and state changes are short steps whose results are
+//! written, in order, by one writer before the reply.
+//!
+//! Layout: `actor.rs` (the handle and [`spawn`]), `engine/` (one file per verb:
+//! `create`, `start`, `stop`, `remove`, `exec`, `logs`; and `exits`, `watch`, `launch`,
+//! `prepare`, `reconcile`), `store.rs` (records, id floor, the ordered writer),
+//! `config.rs`, `error.rs`, `zos.rs` (zos's interface).
 
 mod actor;
 mod config;
 mod engine;
 mod error;
-mod logs;
-mod prepare;
-mod record;
-mod watch;
+mod store;
 mod zos;
 
 #[cfg(test)]
 mod tests;
 
-pub use actor::{spawn, ContainerHandle, Spawned, DEFAULT_EXEC_TIMEOUT_MS};
+pub use actor::{spawn, ContainerHandle, Spawned};
 pub use config::{default_monitor, ContainerConfig, ContainerSys, MONITOR_BINARY};
+pub use engine::exec::DEFAULT_EXEC_TIMEOUT_MS;
+pub use engine::prepare::CONTAINER_ENV;
+pub use engine::reconcile::ReconcileReport;
 pub use error::ContainerError;
-pub use prepare::CONTAINER_ENV;
+pub use imagebus_host::Limits;
 pub use zos::{spec_from_zos, zos_from_info, ZOS_DEFAULT_MEMORY, ZOS_DEFAULT_SHUTDOWN};
 
 /// The monitor process's `main` body: `imagebus-monitor <config>` (or a hidden subcommand

@@ -1,39 +1,182 @@
-//! Engine tests on trait doubles: create rollback and start-up reconciliation.
+//! Actor tests on trait doubles: create rollback, start-up reconciliation, supervision,
+//! and the concurrency model (reads beside blocked commands, reservations, per-container
+//! order, delete against start, deadlines, shutdown).
+//!
+//! The doubles: [`Kernel`] is the runtime and the monitor launcher at once (a run is a
+//! `sleep` child standing in for its monitor and init; a kill ends it and writes the exit
+//! file as the monitor would), with latches that hold `launch` or `start` inside the
+//! blocking pool to keep a command in flight. [`FakeMounts`] is the mount module, whose
+//! inline `mount` can be held the same way.
 
+use crate::actor::{ContainerHandle, Spawned};
 use crate::config::{ContainerConfig, ContainerSys};
-use crate::engine::Containers;
+use crate::engine::{self, Containers};
 use crate::error::ContainerError;
-use crate::record::{save_record, Record, Watched};
-use imagebus_bus::RemoteError;
+use crate::store::{self, save_record, Loaded, Op, Record, Watched};
+use futures::{FutureExt, StreamExt};
+use imagebus_bus::{ErrorCode, RemoteError};
+use imagebus_host::Limits;
 use imagebus_schema::container::{
-    CommandLine, ContainerInfo, ContainerSpec, ContainerState, InitialState,
+    CommandLine, ContainerInfo, ContainerModule, ContainerSpec, ContainerState, InitialState,
+    LogsRequest,
 };
-use imagebus_schema::mount::{MountInfo, MountModule, MountRef, MountSpec};
+use imagebus_schema::mount::{BindMount, MountInfo, MountModule, MountRef, MountSource, MountSpec};
 use imagebus_schema::{Holder, Selector};
 use imagebus_sys::cgroup::Cgroups;
-use imagebus_sys::monitor::{ExitRecord, MonitorLauncher, MonitorReport};
+use imagebus_sys::monitor::{ExitRecord, MonitorConfig, MonitorLauncher, MonitorReport};
 use imagebus_sys::ns::NetNamespaces;
 use imagebus_sys::runtime::{ExecOutput, ExecRequest, Runtime, RuntimeError, RuntimeState};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Holds threads of the blocking pool until opened (at most [`WAIT`]).
 #[derive(Default)]
-struct FakeRuntime {
-    listed: Vec<RuntimeState>,
-    deleted: Mutex<Vec<String>>,
+struct Latch {
+    state: Mutex<(bool, usize)>,
+    cv: Condvar,
 }
 
-impl Runtime for FakeRuntime {
+impl Latch {
+    fn close(&self) {
+        self.state.lock().unwrap().0 = true;
+    }
+    fn open(&self) {
+        self.state.lock().unwrap().0 = false;
+        self.cv.notify_all();
+    }
+    fn pass(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.1 += 1;
+        let deadline = Instant::now() + WAIT;
+        while st.0 && Instant::now() < deadline {
+            st = self.cv.wait_timeout(st, WAIT).unwrap().0;
+        }
+        st.1 -= 1;
+    }
+    fn waiting(&self) -> usize {
+        self.state.lock().unwrap().1
+    }
+}
+
+/// Polls `cond` until it holds, for at most [`WAIT`].
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One launched run: its stand-in process and where its exit is recorded.
+struct Run {
+    child: Child,
+    exit_file: PathBuf,
+}
+
+/// The runtime and the monitor launcher.
+#[derive(Default)]
+struct Kernel {
+    listed: Vec<RuntimeState>,
+    /// Every launch reports the runtime error "exec failed: boom".
+    fail: bool,
+    runs: Mutex<BTreeMap<String, Run>>,
+    deleted: Mutex<Vec<String>>,
+    calls: Mutex<Vec<String>>,
+    launches: AtomicUsize,
+    hold_launch: Latch,
+    hold_start: Latch,
+}
+
+impl Kernel {
+    fn live(&self) -> BTreeSet<String> {
+        self.runs.lock().unwrap().keys().cloned().collect()
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    /// Ends run `rid` as the monitor would see it killed by `sig`.
+    fn end(&self, rid: &str, sig: i32) {
+        if let Some(mut run) = self.runs.lock().unwrap().remove(rid) {
+            // Like the monitor: the exit file is written before the watched process ends.
+            let exit = ExitRecord {
+                pid: run.child.id(),
+                exit_code: None,
+                signal: Some(sig),
+                exited_at_ms: 1,
+            };
+            std::fs::write(&run.exit_file, serde_json::to_vec(&exit).unwrap()).unwrap();
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+        }
+    }
+    fn kill_all(&self) {
+        for (_, mut run) in std::mem::take(&mut *self.runs.lock().unwrap()) {
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+        }
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+impl MonitorLauncher for Kernel {
+    fn launch(&self, config: &Path, _: Duration) -> Result<MonitorReport, RuntimeError> {
+        let cfg: MonitorConfig = serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+        self.launches.fetch_add(1, Ordering::SeqCst);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("launch {}", cfg.id));
+        self.hold_launch.pass();
+        if self.fail {
+            return Ok(MonitorReport {
+                monitor_pid: 1,
+                init_pid: None,
+                error: Some("exec failed: boom".into()),
+            });
+        }
+        let child = Command::new("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let run = Run {
+            child,
+            exit_file: cfg.exit_file,
+        };
+        self.runs.lock().unwrap().insert(cfg.id, run);
+        Ok(MonitorReport {
+            monitor_pid: pid,
+            init_pid: Some(pid),
+            error: None,
+        })
+    }
+}
+
+impl Runtime for Kernel {
     fn name(&self) -> &str {
         "fake"
     }
     fn create_argv(&self, id: &str, _: &Path, _: &Path, _: &Path, _: bool) -> Vec<String> {
         vec!["fake".into(), id.into()]
     }
-    fn start(&self, _: &str) -> Result<(), RuntimeError> {
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.calls.lock().unwrap().push(format!("start {id}"));
+        self.hold_start.pass();
         Ok(())
     }
     fn state(&self, _: &str) -> Result<Option<RuntimeState>, RuntimeError> {
@@ -42,28 +185,18 @@ impl Runtime for FakeRuntime {
     fn list(&self) -> Result<Vec<RuntimeState>, RuntimeError> {
         Ok(self.listed.clone())
     }
-    fn kill(&self, _: &str, _: i32, _: bool) -> Result<(), RuntimeError> {
+    fn kill(&self, id: &str, sig: i32, _: bool) -> Result<(), RuntimeError> {
+        self.calls.lock().unwrap().push(format!("kill {id} {sig}"));
+        self.end(id, sig);
         Ok(())
     }
     fn delete(&self, id: &str, _: bool) -> Result<(), RuntimeError> {
+        self.end(id, 9);
         self.deleted.lock().unwrap().push(id.into());
         Ok(())
     }
     fn exec(&self, _: &str, _: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
         Ok(ExecOutput::default())
-    }
-}
-
-/// Fails every launch the way runc reports a broken start.
-struct FailingLauncher;
-
-impl MonitorLauncher for FailingLauncher {
-    fn launch(&self, _: &Path, _: Duration) -> Result<MonitorReport, RuntimeError> {
-        Ok(MonitorReport {
-            monitor_pid: 1,
-            init_pid: None,
-            error: Some("exec failed: boom".into()),
-        })
     }
 }
 
@@ -88,10 +221,14 @@ impl Cgroups for FakeCgroups {
     }
 }
 
-/// A mount module with one mount (id 7) on `root`, recording holders.
+/// A mount module with one mount (id 7) on `root`, recording holders; an inline `mount`
+/// waits for `release` while `held` is set.
 struct FakeMounts {
     root: PathBuf,
     holders: Mutex<Vec<Holder>>,
+    held: std::sync::atomic::AtomicBool,
+    entered: AtomicUsize,
+    release: tokio::sync::Notify,
 }
 
 impl FakeMounts {
@@ -105,15 +242,22 @@ impl FakeMounts {
             read_only: false,
             attachment: None,
             children: vec![],
-            holders: self.holders.lock().unwrap().clone(),
+            holders: self.holders(),
             created_at: 0,
         }
+    }
+    fn holders(&self) -> Vec<Holder> {
+        self.holders.lock().unwrap().clone()
     }
 }
 
 #[imagebus_bus::async_trait]
 impl MountModule for FakeMounts {
     async fn mount(&self, _: MountSpec, holder: Option<Holder>) -> Result<MountInfo, RemoteError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        if self.held.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(WAIT, self.release.notified()).await;
+        }
         self.holders
             .lock()
             .unwrap()
@@ -142,12 +286,12 @@ impl MountModule for FakeMounts {
 struct Setup {
     dir: tempfile::TempDir,
     cfg: ContainerConfig,
-    runtime: Arc<FakeRuntime>,
+    kernel: Arc<Kernel>,
     cgroups: Arc<FakeCgroups>,
     mounts: Arc<FakeMounts>,
 }
 
-fn setup(listed: Vec<RuntimeState>) -> Setup {
+fn setup_with(kernel: Kernel) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
@@ -165,44 +309,78 @@ fn setup(listed: Vec<RuntimeState>) -> Setup {
     cfg.instance = "unit".into();
     Setup {
         cfg,
-        runtime: Arc::new(FakeRuntime {
-            listed,
-            ..Default::default()
-        }),
+        kernel: Arc::new(kernel),
         cgroups: Arc::new(FakeCgroups::default()),
         mounts: Arc::new(FakeMounts {
             root,
             holders: Mutex::new(vec![Holder::User]),
+            held: false.into(),
+            entered: AtomicUsize::new(0),
+            release: tokio::sync::Notify::new(),
         }),
         dir,
     }
 }
 
-async fn load(
-    s: &Setup,
-) -> (
-    Containers,
-    broadcast::Receiver<imagebus_schema::container::ContainerEvent>,
-) {
-    let sys = ContainerSys {
-        runtime: s.runtime.clone(),
-        monitors: Arc::new(FailingLauncher),
+/// Runs fail to start, like a broken runc.
+fn setup(listed: Vec<RuntimeState>) -> Setup {
+    let mut kernel = Kernel::default();
+    kernel.listed = listed;
+    kernel.fail = true;
+    setup_with(kernel)
+}
+
+/// Runs start.
+fn setup_ok() -> Setup {
+    setup_with(Kernel::default())
+}
+
+fn fake_sys(s: &Setup) -> ContainerSys {
+    ContainerSys {
+        runtime: s.kernel.clone(),
+        monitors: s.kernel.clone(),
         netns: Arc::new(NoNetns),
         cgroups: s.cgroups.clone(),
-    };
-    let (events, rx) = broadcast::channel(16);
-    let (itx, _irx) = mpsc::unbounded_channel();
-    (
-        Containers::load(s.cfg.clone(), sys, s.mounts.clone(), events, itx)
-            .await
-            .unwrap(),
-        rx,
+    }
+}
+
+fn limits(max: usize) -> Limits {
+    Limits {
+        max_mutations: max,
+        shutdown_timeout: WAIT,
+    }
+}
+
+async fn spawn_on(
+    s: &Setup,
+    mounts: Arc<dyn MountModule>,
+    max: usize,
+) -> (Spawned, CancellationToken) {
+    let stop = CancellationToken::new();
+    let spawned = crate::spawn(
+        s.cfg.clone(),
+        fake_sys(s),
+        mounts,
+        stop.clone(),
+        limits(max),
     )
+    .await
+    .unwrap();
+    (spawned, stop)
+}
+
+async fn spawn(s: &Setup, max: usize) -> (ContainerHandle, tokio::task::JoinHandle<()>) {
+    let (spawned, _stop) = spawn_on(s, s.mounts.clone(), max).await;
+    (spawned.handle, spawned.task)
 }
 
 fn spec(state: InitialState) -> ContainerSpec {
+    named("web", state)
+}
+
+fn named(name: &str, state: InitialState) -> ContainerSpec {
     ContainerSpec {
-        name: Some("web".into()),
+        name: Some(name.into()),
         group: None,
         mount: MountRef::Existing(Selector::Name("root".into())),
         command: CommandLine::Line("/bin/init".into()),
@@ -218,6 +396,21 @@ fn spec(state: InitialState) -> ContainerSpec {
         capabilities: Default::default(),
         stop_signal: None,
         stop_timeout_ms: None,
+    }
+}
+
+fn inline(s: &Setup, name: &str) -> ContainerSpec {
+    ContainerSpec {
+        mount: MountRef::Inline(Box::new(MountSpec {
+            name: None,
+            source: MountSource::Bind(BindMount {
+                path: s.mounts.root.clone(),
+                base: None,
+                read_only: false,
+                recursive: true,
+            }),
+        })),
+        ..named(name, InitialState::Created)
     }
 }
 
@@ -259,34 +452,48 @@ fn record(
     rec
 }
 
+/// This test process, standing in for a monitor that never exits.
+fn me_watched() -> Watched {
+    let me = std::process::id();
+    Watched {
+        pid: me,
+        start_time: imagebus_sys::monitor::process_start_time(me).unwrap(),
+        monitor: true,
+    }
+}
+
 #[tokio::test]
 async fn a_failed_start_returns_the_runtime_error_and_leaves_nothing() {
     let s = setup(vec![]);
-    let (mut c, mut events) = load(&s).await;
-    let err = c.create(spec(InitialState::Running)).await.unwrap_err();
-    let remote: RemoteError = err.into();
-    assert_eq!(remote.code, imagebus_bus::ErrorCode::Internal);
-    assert!(remote.message.contains("boom"), "{remote}");
+    let (h, _task) = spawn(&s, 4).await;
+    let mut events = h.subscribe();
+    let err = h.create(spec(InitialState::Running)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Internal);
+    assert!(err.message.contains("boom"), "{err}");
     assert_eq!(
-        *s.mounts.holders.lock().unwrap(),
+        s.mounts.holders(),
         [Holder::User],
         "the container's reference was released"
     );
-    assert_eq!(*s.runtime.deleted.lock().unwrap(), ["unit-1"]);
+    assert_eq!(*s.kernel.deleted.lock().unwrap(), ["unit-1"]);
     assert_eq!(*s.cgroups.0.lock().unwrap(), ["/unit/unit-1"]);
     assert!(!s.cfg.container_dir(1).exists());
-    assert!(c.list(&Default::default()).is_empty());
+    assert!(h.list(Default::default()).await.unwrap().is_empty());
     assert!(
-        events.try_recv().is_err(),
+        events.next().now_or_never().is_none(),
         "no events for a container that never existed"
     );
     // A missing init is refused before anything is created.
     let mut bad = spec(InitialState::Created);
     bad.command = CommandLine::Line("/bin/missing".into());
     assert!(
-        matches!(c.create(bad).await, Err(ContainerError::Invalid(m)) if m.contains("does not exist"))
+        matches!(engine::create::create(h.engine(), bad).await, Err(ContainerError::Invalid(m)) if m.contains("does not exist"))
     );
-    assert_eq!(*s.mounts.holders.lock().unwrap(), [Holder::User]);
+    assert_eq!(s.mounts.holders(), [Holder::User]);
+    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    // The name is free again.
+    let err = h.create(spec(InitialState::Created)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Internal, "{err}");
     drop(s.dir);
 }
 
@@ -327,34 +534,39 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
     record(&s, 2, ContainerState::Running, gone, Some(u32::MAX - 2));
     // 3: still ours and alive (this test process stands in for its monitor).
     let me = std::process::id();
-    let alive = Watched {
-        pid: me,
-        start_time: imagebus_sys::monitor::process_start_time(me).unwrap(),
-        monitor: true,
-    };
-    record(&s, 3, ContainerState::Running, Some(alive), Some(me));
+    record(&s, 3, ContainerState::Running, Some(me_watched()), Some(me));
     // 4: already exited: untouched.
     record(&s, 4, ContainerState::Exited, None, None);
 
-    let (mut c, _events) = load(&s).await;
-    c.reconcile().await.unwrap();
-    let one = c.get(&Selector::Id(1)).unwrap();
+    let (spawned, _stop) = spawn_on(&s, s.mounts.clone(), 4).await;
+    let c = spawned.handle;
+    assert_eq!(
+        (
+            spawned.report.reattached,
+            spawned.report.ended,
+            spawned.report.orphans_removed
+        ),
+        (1, 2, 1),
+        "{}",
+        spawned.report
+    );
+    let one = c.get(Selector::Id(1)).await.unwrap();
     assert_eq!(
         (one.state, one.exit_code, one.finished_at_ms),
         (ContainerState::Exited, Some(4), Some(42))
     );
-    let two = c.get(&Selector::Id(2)).unwrap();
+    let two = c.get(Selector::Id(2)).await.unwrap();
     assert_eq!(two.state, ContainerState::Dead);
     assert!(two.reason.unwrap().contains("without recording"));
     assert_eq!(
-        c.get(&Selector::Id(3)).unwrap().state,
+        c.get(Selector::Id(3)).await.unwrap().state,
         ContainerState::Running
     );
     assert_eq!(
-        c.get(&Selector::Id(4)).unwrap().state,
+        c.get(Selector::Id(4)).await.unwrap().state,
         ContainerState::Exited
     );
-    let deleted = s.runtime.deleted.lock().unwrap().clone();
+    let deleted = s.kernel.deleted.lock().unwrap().clone();
     assert!(
         deleted.contains(&"unit-99".to_string()),
         "orphan removed: {deleted:?}"
@@ -364,7 +576,6 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         "other instances are left alone"
     );
     assert!(!deleted.contains(&"unit-3".to_string()));
-    // New ids continue after the highest known one.
     let persisted: serde_json::Value =
         serde_json::from_slice(&std::fs::read(s.cfg.container_dir(1).join("record.json")).unwrap())
             .unwrap();
@@ -374,7 +585,8 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
     );
 }
 
-/// A mount module whose every call panics: a command that reaches it panics in the actor.
+/// A mount module whose every call but `List` (start-up lists it) panics: a command that
+/// reaches it panics in its job.
 struct PanickingMounts;
 
 #[imagebus_bus::async_trait]
@@ -388,8 +600,9 @@ impl MountModule for PanickingMounts {
     async fn get(&self, _: Selector) -> Result<MountInfo, RemoteError> {
         panic!("mount double: get")
     }
+    /// Start-up reconciliation lists the mounts (to release stale holds): none here.
     async fn list(&self) -> Result<Vec<MountInfo>, RemoteError> {
-        panic!("mount double: list")
+        Ok(Vec::new())
     }
     async fn acquire(&self, _: Selector, _: Holder) -> Result<MountInfo, RemoteError> {
         panic!("mount double: acquire")
@@ -399,25 +612,10 @@ impl MountModule for PanickingMounts {
     }
 }
 
-fn fake_sys(s: &Setup) -> ContainerSys {
-    ContainerSys {
-        runtime: s.runtime.clone(),
-        monitors: Arc::new(FailingLauncher),
-        netns: Arc::new(NoNetns),
-        cgroups: s.cgroups.clone(),
-    }
-}
-
-const WAIT: Duration = Duration::from_secs(10);
-
 #[tokio::test]
 async fn a_panicking_command_fails_its_caller_and_ends_the_task_with_a_panic() {
-    use imagebus_schema::container::ContainerModule;
     let s = setup(vec![]);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let spawned = crate::spawn(s.cfg.clone(), fake_sys(&s), Arc::new(PanickingMounts), stop)
-        .await
-        .unwrap();
+    let (spawned, _stop) = spawn_on(&s, Arc::new(PanickingMounts), 4).await;
     let h = spawned.handle;
     assert!(ContainerModule::list(&h, Default::default())
         .await
@@ -430,7 +628,7 @@ async fn a_panicking_command_fails_its_caller_and_ends_the_task_with_a_panic() {
     .await
     .expect("the caller of a panicking command is answered")
     .unwrap_err();
-    assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable, "{err}");
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
     let ended = tokio::time::timeout(WAIT, spawned.task)
         .await
         .expect("the actor task ends");
@@ -439,32 +637,28 @@ async fn a_panicking_command_fails_its_caller_and_ends_the_task_with_a_panic() {
         .await
         .expect("calls on a dead actor do not hang")
         .unwrap_err();
-    assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable);
+    assert_eq!(err.code, ErrorCode::Unavailable);
 }
 
 #[tokio::test]
 async fn stop_waits_outside_the_actor_and_the_token_ends_it_cleanly() {
-    use imagebus_schema::container::ContainerModule;
     let s = setup(vec![]);
     // Container 3 is "running", watched through this test process, which never exits.
-    let me = std::process::id();
-    let alive = Watched {
-        pid: me,
-        start_time: imagebus_sys::monitor::process_start_time(me).unwrap(),
-        monitor: true,
-    };
-    record(&s, 3, ContainerState::Running, Some(alive), Some(me));
-    let stop = tokio_util::sync::CancellationToken::new();
-    let spawned = crate::spawn(s.cfg.clone(), fake_sys(&s), s.mounts.clone(), stop.clone())
-        .await
-        .unwrap();
+    record(
+        &s,
+        3,
+        ContainerState::Running,
+        Some(me_watched()),
+        Some(std::process::id()),
+    );
+    let (spawned, stop) = spawn_on(&s, s.mounts.clone(), 4).await;
     let h = spawned.handle;
     let stopper = tokio::spawn({
         let h = h.clone();
         async move { ContainerModule::stop(&h, Selector::Id(3), Some(10)).await }
     });
     // The pending Stop does not hold the actor: Get answers, and sees Stopping.
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         let info = tokio::time::timeout(WAIT, ContainerModule::get(&h, Selector::Id(3)))
             .await
@@ -473,12 +667,16 @@ async fn stop_waits_outside_the_actor_and_the_token_ends_it_cleanly() {
         if info.state == ContainerState::Stopping {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never Stopping: {info:?}"
-        );
+        assert!(Instant::now() < deadline, "never Stopping: {info:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The escalation after 10 ms takes the key, so a Start behind it sees it done.
+    let err = h.start(Selector::Id(3)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    until("the SIGKILL", || {
+        s.kernel.calls().contains(&"kill unit-3 9".to_string())
+    })
+    .await;
     assert!(
         !stopper.is_finished(),
         "Stop answers only once the init has exited"
@@ -489,28 +687,373 @@ async fn stop_waits_outside_the_actor_and_the_token_ends_it_cleanly() {
         .expect("the actor stops when the token is cancelled")
         .expect("a clean stop is not a panic");
     let waiting = tokio::time::timeout(WAIT, stopper).await.unwrap().unwrap();
-    assert_eq!(
-        waiting.unwrap_err().code,
-        imagebus_bus::ErrorCode::Unavailable
-    );
+    assert_eq!(waiting.unwrap_err().code, ErrorCode::Unavailable);
     let err = ContainerModule::list(&h, Default::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable);
+    assert_eq!(err.code, ErrorCode::Unavailable);
 }
 
 #[tokio::test]
 async fn dropping_every_handle_ends_the_actor() {
     let s = setup(vec![]);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let spawned = crate::spawn(s.cfg.clone(), fake_sys(&s), s.mounts.clone(), stop)
-        .await
-        .unwrap();
-    let h2 = spawned.handle.clone();
-    drop(spawned.handle);
+    // A watched container: its watcher must not keep the actor alive.
+    record(
+        &s,
+        3,
+        ContainerState::Running,
+        Some(me_watched()),
+        Some(std::process::id()),
+    );
+    let (h, task) = spawn(&s, 4).await;
+    let h2 = h.clone();
+    drop(h);
     drop(h2);
-    tokio::time::timeout(WAIT, spawned.task)
+    tokio::time::timeout(WAIT, task)
         .await
         .expect("the actor stops when its handles are gone")
         .expect("a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lifecycle_on_the_doubles_with_ordered_events() {
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let mut events = h.subscribe();
+    let info = h.create(spec(InitialState::Running)).await.unwrap();
+    assert_eq!(info.state, ContainerState::Running);
+    assert_eq!(s.kernel.live(), BTreeSet::from(["unit-1".to_string()]));
+    let stopped = h.stop(Selector::Name("web".into()), None).await.unwrap();
+    assert_eq!(
+        (stopped.state, stopped.exit_code),
+        (ContainerState::Exited, Some(128 + 15))
+    );
+    let again = h.start(Selector::Id(1)).await.unwrap();
+    assert_eq!(again.state, ContainerState::Running);
+    h.delete(Selector::Id(1), true).await.unwrap();
+    assert!(s.kernel.live().is_empty());
+    assert_eq!(s.mounts.holders(), [Holder::User]);
+    assert!(!s.cfg.container_dir(1).exists());
+    let mut seen = Vec::new();
+    while let Some(Some(ev)) = events.next().now_or_never() {
+        seen.push((ev.state, ev.deleted));
+    }
+    use ContainerState::*;
+    assert_eq!(
+        seen,
+        [
+            (Created, false),
+            (Running, false),
+            (Stopping, false),
+            (Exited, false),
+            (Running, false),
+            (Stopping, false),
+            (Exited, false),
+            (Exited, true),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_other_creates_answer_while_a_create_waits_for_the_mount_module() {
+    let s = setup_ok();
+    s.mounts.held.store(true, Ordering::SeqCst);
+    let (h, _task) = spawn(&s, 4).await;
+    let slow = tokio::spawn({
+        let (h, spec) = (h.clone(), inline(&s, "slow"));
+        async move { h.create(spec).await }
+    });
+    until("the inline mount", || {
+        s.mounts.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let t = Instant::now();
+    assert!(h.list(Default::default()).await.unwrap().is_empty());
+    let fast = h
+        .create(named("fast", InitialState::Running))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.get(Selector::Name("fast".into())).await.unwrap().id,
+        fast.id
+    );
+    let logs = h
+        .logs(Selector::Id(fast.id), LogsRequest::default())
+        .await
+        .unwrap();
+    assert!(logs.running);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(!slow.is_finished());
+    assert_eq!(
+        h.get(Selector::Name("slow".into())).await.unwrap_err().code,
+        ErrorCode::NotFound,
+        "a create in flight is not visible"
+    );
+    s.mounts.release.notify_one();
+    let slow = tokio::time::timeout(WAIT, slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(slow.state, ContainerState::Created);
+    assert_eq!(h.list(Default::default()).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_creates_of_one_name_give_one_container_and_one_conflict() {
+    let s = setup_ok();
+    s.kernel.hold_launch.close();
+    let (h, _task) = spawn(&s, 4).await;
+    let first = tokio::spawn({
+        let h = h.clone();
+        async move { h.create(spec(InitialState::Running)).await }
+    });
+    until("the first launch", || s.kernel.hold_launch.waiting() == 1).await;
+    // The name is reserved: the second create answers at once, while the first runs.
+    let second = tokio::time::timeout(WAIT, h.create(spec(InitialState::Running)))
+        .await
+        .expect("a taken name is refused without waiting");
+    assert_eq!(second.unwrap_err().code, ErrorCode::Conflict);
+    assert_eq!(
+        s.kernel.hold_launch.waiting(),
+        1,
+        "the first is still in flight"
+    );
+    s.kernel.hold_launch.open();
+    let a = first.await.unwrap().unwrap();
+    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(s.kernel.live(), BTreeSet::from([a.runtime_id.clone()]));
+    assert_eq!(s.mounts.holders(), [Holder::User, Holder::Container(a.id)]);
+    assert_eq!(h.list(Default::default()).await.unwrap().len(), 1);
+    // Once created, the name stays taken.
+    let third = h.create(spec(InitialState::Created)).await.unwrap_err();
+    assert_eq!(third.code, ErrorCode::Conflict);
+    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_name_is_reserved_before_the_slow_work_and_freed_on_failure() {
+    let s = setup_ok();
+    std::fs::create_dir_all(&s.cfg.state_dir).unwrap();
+    let (events, _) = broadcast::channel(4);
+    let journal = store::start_writer(s.cfg.clone(), events);
+    let loaded = Loaded {
+        records: BTreeMap::new(),
+        floor: 1,
+    };
+    let mut c = Containers::new(loaded, journal);
+    let (id, floor) = c.reserve(Some("web".into())).unwrap();
+    floor.wait().await.unwrap();
+    assert_eq!(id, 1);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.cfg.state_dir.join("next_id.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        on_disk["data"],
+        1 + store::ID_BLOCK,
+        "the id block is durable"
+    );
+    assert!(matches!(
+        c.reserve(Some("web".into())),
+        Err(ContainerError::NameTaken(n)) if n == "web"
+    ));
+    assert!(c.find(&Selector::Name("web".into())).is_err(), "invisible");
+    let (other, _) = c.reserve(None).unwrap();
+    assert_eq!(other, 2);
+    c.unreserve(id);
+    let (again, _) = c.reserve(Some("web".into())).unwrap();
+    assert_eq!(again, 3, "ids are never reused");
+}
+
+#[tokio::test]
+async fn the_writer_keeps_the_order_of_the_steps() {
+    let s = setup_ok();
+    let rec = record(&s, 1, ContainerState::Running, None, None);
+    let (events, mut rx) = broadcast::channel(4);
+    let journal = store::start_writer(s.cfg.clone(), events);
+    let mut newer = rec.clone();
+    newer.info.state = ContainerState::Exited;
+    let first = journal.commit(
+        vec![Op::Save(Box::new(rec.clone()))],
+        vec![engine::event(&rec.info, false)],
+    );
+    let second = journal.commit(
+        vec![Op::Save(Box::new(newer.clone()))],
+        vec![engine::event(&newer.info, false)],
+    );
+    second.wait().await.unwrap();
+    first.wait().await.unwrap();
+    let file: imagebus_sys::state::StateFile<Record> =
+        imagebus_sys::state::StateFile::new(store::record_path(&s.cfg, 1), store::RECORD_VERSION);
+    assert_eq!(file.load().unwrap().unwrap(), newer);
+    assert_eq!(rx.try_recv().unwrap().state, ContainerState::Running);
+    assert_eq!(rx.try_recv().unwrap().state, ContainerState::Exited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_one_container_run_in_order_and_others_beside_them() {
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let a = h.create(named("a", InitialState::Created)).await.unwrap();
+    let b = h.create(named("b", InitialState::Created)).await.unwrap();
+    s.kernel.hold_start.close();
+    let start_a = tokio::spawn({
+        let h = h.clone();
+        async move { h.start(Selector::Id(a.id)).await }
+    });
+    until("runc start", || s.kernel.hold_start.waiting() == 1).await;
+    let stop_a = tokio::spawn({
+        let h = h.clone();
+        async move { h.stop(Selector::Id(a.id), None).await }
+    });
+    // Another container is not held up.
+    let stopped_b = tokio::time::timeout(WAIT, h.stop(Selector::Id(b.id), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped_b.state, ContainerState::Exited);
+    assert!(!s
+        .kernel
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("kill unit-1")));
+    assert!(!stop_a.is_finished());
+    s.kernel.hold_start.open();
+    let started = start_a.await.unwrap().unwrap();
+    assert_eq!(started.state, ContainerState::Running);
+    let stopped = tokio::time::timeout(WAIT, stop_a)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.state, ContainerState::Exited);
+    let calls: Vec<String> = s
+        .kernel
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains("unit-1"))
+        .collect();
+    assert_eq!(calls, ["launch unit-1", "start unit-1", "kill unit-1 15"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_and_start_of_one_container_never_leak_a_run_or_a_reference() {
+    let s = setup_ok();
+    let ids: Vec<u64> = (1..=8).collect();
+    for &id in &ids {
+        record(&s, id, ContainerState::Exited, None, None);
+        s.mounts.holders.lock().unwrap().push(Holder::Container(id));
+    }
+    let (h, _task) = spawn(&s, 16).await;
+    let mut calls = Vec::new();
+    for &id in &ids {
+        let (h1, h2) = (h.clone(), h.clone());
+        calls.push(tokio::spawn(async move {
+            let start = tokio::spawn(async move { h1.start(Selector::Id(id)).await });
+            let delete = tokio::spawn(async move { h2.delete(Selector::Id(id), true).await });
+            (start.await.unwrap(), delete.await.unwrap())
+        }));
+    }
+    for c in calls {
+        let (start, delete) = tokio::time::timeout(WAIT, c).await.unwrap().unwrap();
+        delete.unwrap();
+        if let Err(e) = start {
+            assert_eq!(e.code, ErrorCode::NotFound, "{e}");
+        }
+    }
+    assert!(h.list(Default::default()).await.unwrap().is_empty());
+    assert!(s.kernel.live().is_empty(), "{:?}", s.kernel.live());
+    assert_eq!(s.mounts.holders(), [Holder::User]);
+    for &id in &ids {
+        assert!(!s.cfg.container_dir(id).exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_deadline_passes_in_the_queue_is_never_started() {
+    let s = setup_ok();
+    s.kernel.hold_launch.close();
+    let (h, _task) = spawn(&s, 1).await;
+    let first = tokio::spawn({
+        let h = h.clone();
+        async move { h.create(named("first", InitialState::Created)).await }
+    });
+    until("the first launch", || s.kernel.hold_launch.waiting() == 1).await;
+    let holders = s.mounts.holders();
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let err = imagebus_bus::deadline::scope(
+        Some(deadline),
+        h.create(named("late", InitialState::Created)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    assert!(Instant::now() < deadline + Duration::from_secs(2));
+    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        s.mounts.holders(),
+        holders,
+        "the mount module was not called"
+    );
+    s.kernel.hold_launch.open();
+    first.await.unwrap().unwrap();
+    // Its reservation was given up: the name is free.
+    let late = h
+        .create(named("late", InitialState::Created))
+        .await
+        .unwrap();
+    assert_eq!(late.name.as_deref(), Some("late"));
+    let names: Vec<_> = h
+        .list(Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, [Some("first".to_string()), Some("late".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_command_in_flight() {
+    let s = setup_ok();
+    s.kernel.hold_launch.close();
+    let (spawned, stop) = spawn_on(&s, s.mounts.clone(), 4).await;
+    let (h, mut task) = (spawned.handle, spawned.task);
+    let create = tokio::spawn({
+        let h = h.clone();
+        async move { h.create(spec(InitialState::Running)).await }
+    });
+    until("the launch", || s.kernel.hold_launch.waiting() == 1).await;
+    stop.cancel();
+    let refused = h
+        .create(named("other", InitialState::Created))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Unavailable);
+    assert!(
+        h.list(Default::default()).await.unwrap().is_empty(),
+        "reads still answer"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut task)
+            .await
+            .is_err(),
+        "the actor waits for the create in flight"
+    );
+    s.kernel.hold_launch.open();
+    let info = create.await.unwrap().unwrap();
+    assert_eq!(info.state, ContainerState::Running);
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the actor stops after the create")
+        .expect("a clean stop");
+    let saved: imagebus_sys::state::StateFile<Record> = imagebus_sys::state::StateFile::new(
+        store::record_path(&s.cfg, info.id),
+        store::RECORD_VERSION,
+    );
+    assert_eq!(
+        saved.load().unwrap().unwrap().info.state,
+        ContainerState::Running,
+        "the create's record was written before its reply"
+    );
 }

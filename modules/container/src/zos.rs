@@ -9,6 +9,7 @@
 //! crashed containers are not restarted.
 
 use crate::actor::ContainerHandle;
+use crate::engine;
 use crate::error::ContainerError;
 use imagebus_bus::protocol::Timestamp;
 use imagebus_bus::RemoteError;
@@ -179,7 +180,7 @@ impl ZosContainerModule for ContainerHandle {
 
     async fn delete(&self, ns: String, id: String) -> Result<(), RemoteError> {
         let info = self.zos_get(&ns, &id).await?;
-        Ok(self.remove(Selector::Id(info.id), true).await?)
+        Ok(engine::remove::delete(self.engine(), Selector::Id(info.id), true).await?)
     }
 
     async fn list(&self, ns: String) -> Result<Vec<String>, RemoteError> {
@@ -226,7 +227,7 @@ impl ZosContainerModule for ContainerHandle {
             user: None,
             timeout_ms: Some(timeout_ms),
         };
-        let out = match self.run_exec(Selector::Id(info.id), spec).await {
+        let out = match engine::exec::exec(self.engine(), Selector::Id(info.id), spec).await {
             Ok(out) => out,
             Err(ContainerError::ExecTimeout { .. }) => {
                 return Err(RemoteError::timeout("execution timed out"))
@@ -244,15 +245,11 @@ impl ZosContainerModule for ContainerHandle {
 
     async fn logs(&self, ns: String, id: String) -> Result<String, RemoteError> {
         let info = self.zos_get(&ns, &id).await?;
-        let chunk = self
-            .read_logs(
-                Selector::Id(info.id),
-                LogsRequest {
-                    tail: Some(100),
-                    ..Default::default()
-                },
-            )
-            .await?;
+        let req = LogsRequest {
+            tail: Some(100),
+            ..Default::default()
+        };
+        let chunk = engine::logs::logs(self.engine(), Selector::Id(info.id), req).await?;
         Ok(chunk.data)
     }
 
@@ -266,13 +263,12 @@ impl ZosContainerModule for ContainerHandle {
             info.state,
             ContainerState::Running | ContainerState::Created
         ) {
-            // Sends SIGTERM now; the stop (and its SIGKILL fallback) completes in the background.
-            let handle = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = ContainerModule::stop(&handle, Selector::Id(info.id), None).await {
-                    tracing::warn!(id = info.id, error = %e, "SignalDelete stop");
-                }
-            });
+            // Sends SIGTERM now; the SIGKILL fallback fires in the background.
+            match engine::stop::signal(self.engine(), info.id).await {
+                Ok(()) => {}
+                Err(ContainerError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }

@@ -1,9 +1,60 @@
-//! Reading a container's log file: the whole of it, the last N lines, or from an offset.
+//! `Logs`: reading a container's log file (the whole of it, the last N lines, or from an
+//! offset), long-polling for new output. Answered from the current state (a read) and the
+//! file, never waiting for a command in flight.
 
-use imagebus_schema::container::LogsRequest;
+use super::{blocking, Engine};
+use crate::error::ContainerError;
+use imagebus_schema::container::{ContainerState, LogChunk, LogsRequest};
+use imagebus_schema::Selector;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often a long poll looks for new output.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The output `req` asks for; with `wait_ms`, waits up to that long for new output while
+/// the container runs.
+pub async fn logs(
+    e: &Engine,
+    target: Selector,
+    req: LogsRequest,
+) -> Result<LogChunk, ContainerError> {
+    let (id, path, state) = e
+        .host
+        .read(move |s| s.get(&target).map(|i| (i.id, i.log_file, i.state)))
+        .await??;
+    let deadline = Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0));
+    let mut running = is_running(state);
+    loop {
+        let (p, r) = (path.clone(), req.clone());
+        let piece = blocking(move || read(&p, &r))
+            .await?
+            .map_err(|err| ContainerError::state(format!("reading {path:?}"), err))?;
+        let waiting = req.wait_ms.is_some() && piece.data.is_empty() && running;
+        if !waiting || Instant::now() >= deadline {
+            return Ok(LogChunk {
+                data: piece.data,
+                offset: piece.offset,
+                running,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+        let state = e
+            .host
+            .read(move |s| s.get(&Selector::Id(id)).map(|i| i.state))
+            .await??;
+        running = is_running(state);
+    }
+}
+
+fn is_running(s: ContainerState) -> bool {
+    matches!(
+        s,
+        ContainerState::Created | ContainerState::Running | ContainerState::Stopping
+    )
+}
 
 /// Largest chunk returned.
 pub const MAX_CHUNK: u64 = 1 << 20;

@@ -60,24 +60,64 @@ fn plain_absolute(p: &Path) -> bool {
     crate::config::is_plain_absolute(p)
 }
 
-/// Checks `spec` (no side effects). `bounding` is the daemon's capability bounding set.
+/// Checks `spec` and resolves what it names: (1) names, (2) command, (3) environment,
+/// (4) working directory and hostname, (5) network, (6) binds, (7) resource limits,
+/// (8) capabilities, (9) stop signal and timeout. Blocking: it looks at bind sources and
+/// network namespaces. `bounding` is the daemon's capability bounding set.
 pub fn prepare(
     spec: &ContainerSpec,
     netns: &dyn NetNamespaces,
     bounding: u64,
 ) -> Result<Prepared, ContainerError> {
+    check_names(spec)?;
+    let args = command(spec)?;
+    let env = environment(spec)?;
+    let cwd = working_dir(spec)?;
+    check_hostname(spec)?;
+    let network = network(spec, netns)?;
+    let binds = binds(spec)?;
+    let (cpu_quota_us, memory_limit) = resources(spec)?;
+    let capabilities = capabilities(spec, bounding)?;
+    let stop_signal = stop_signal(spec)?;
+    Ok(Prepared {
+        args,
+        env,
+        cwd,
+        hostname: spec.hostname.clone(),
+        user: spec.user.map(|u| (u.uid, u.gid)).unwrap_or((0, 0)),
+        network,
+        binds,
+        cpu_quota_us,
+        memory_limit,
+        capabilities,
+        stop_signal,
+        stop_timeout_ms: spec.stop_timeout_ms.unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
+    })
+}
+
+/// Step 1: the name and group are valid names (pure: done before the name is reserved).
+pub fn check_names(spec: &ContainerSpec) -> Result<(), ContainerError> {
     if let Some(name) = &spec.name {
         validate_name(name).map_err(invalid)?;
     }
     if let Some(group) = &spec.group {
         validate_name(group).map_err(|m| invalid(format!("group: {m}")))?;
     }
+    Ok(())
+}
+
+/// Step 2: the init's argv, non-empty.
+fn command(spec: &ContainerSpec) -> Result<Vec<String>, ContainerError> {
     let args = spec.command.argv().map_err(invalid)?;
     match args.first() {
-        None => return Err(invalid("the command is missing (empty)")),
-        Some(a) if a.is_empty() => return Err(invalid("the command's argv[0] is empty")),
-        Some(_) => {}
+        None => Err(invalid("the command is missing (empty)")),
+        Some(a) if a.is_empty() => Err(invalid("the command's argv[0] is empty")),
+        Some(_) => Ok(args),
     }
+}
+
+/// Step 3: `KEY=VALUE` entries, a default `PATH`, and `container=` in systemd mode.
+fn environment(spec: &ContainerSpec) -> Result<Vec<String>, ContainerError> {
     let mut env = Vec::with_capacity(spec.env.len() + 2);
     for e in &spec.env {
         match e.split_once('=') {
@@ -93,12 +133,22 @@ pub fn prepare(
     if spec.systemd && !env.iter().any(|e| e.starts_with("container=")) {
         env.push(CONTAINER_ENV.to_string());
     }
+    Ok(env)
+}
+
+/// Step 4a: an absolute working directory without `..` (default `/`).
+fn working_dir(spec: &ContainerSpec) -> Result<String, ContainerError> {
     let cwd = spec.working_dir.clone().unwrap_or_else(|| "/".into());
     if !plain_absolute(Path::new(&cwd)) {
         return Err(invalid(format!(
             "working directory {cwd:?} must be absolute without '..'"
         )));
     }
+    Ok(cwd)
+}
+
+/// Step 4b: a hostname of 1-64 characters of A-Z a-z 0-9 - . if given.
+fn check_hostname(spec: &ContainerSpec) -> Result<(), ContainerError> {
     if let Some(h) = &spec.hostname {
         let ok = !h.is_empty()
             && h.len() <= 64
@@ -110,7 +160,12 @@ pub fn prepare(
             )));
         }
     }
-    let network = match &spec.network {
+    Ok(())
+}
+
+/// Step 5: the network mode; a named namespace must exist.
+fn network(spec: &ContainerSpec, netns: &dyn NetNamespaces) -> Result<NetworkMode, ContainerError> {
+    Ok(match &spec.network {
         Network::Host => NetworkMode::Host,
         Network::Private => NetworkMode::Private,
         Network::Namespace(name) => {
@@ -119,7 +174,11 @@ pub fn prepare(
                 other => invalid(other.to_string()),
             })?)
         }
-    };
+    })
+}
+
+/// Step 6: plain absolute sources that exist and targets other than `/`.
+fn binds(spec: &ContainerSpec) -> Result<Vec<BindConfig>, ContainerError> {
     let mut binds = Vec::with_capacity(spec.binds.len());
     for b in &spec.binds {
         if !plain_absolute(&b.source) {
@@ -146,6 +205,11 @@ pub fn prepare(
             read_only: b.read_only,
         });
     }
+    Ok(binds)
+}
+
+/// Step 7: the CFS quota (at least 10 millicores) and the memory limit (at least 4 MiB).
+fn resources(spec: &ContainerSpec) -> Result<(Option<i64>, Option<i64>), ContainerError> {
     let cpu_quota_us = match spec.resources.cpu_millis {
         None => None,
         Some(m) if m < 10 => return Err(invalid(format!("cpu_millis {m} is below 10"))),
@@ -156,37 +220,32 @@ pub fn prepare(
         Some(b) if b < 4 << 20 => return Err(invalid(format!("memory_bytes {b} is below 4 MiB"))),
         Some(b) => Some(i64::try_from(b).map_err(|_| invalid("memory_bytes is too large"))?),
     };
+    Ok((cpu_quota_us, memory_limit))
+}
+
+/// Step 8: containerd's defaults plus `add` (and CAP_SYS_ADMIN for systemd) minus `drop`,
+/// within the bounding set.
+fn capabilities(spec: &ContainerSpec, bounding: u64) -> Result<Vec<String>, ContainerError> {
     let mut add = spec.capabilities.add.clone();
     if spec.systemd {
         add.push("CAP_SYS_ADMIN".into());
     }
-    let capabilities = oci::resolve_capabilities(
+    oci::resolve_capabilities(
         &oci::DEFAULT_CAPABILITIES,
         &add,
         &spec.capabilities.drop,
         bounding,
     )
-    .map_err(|e| invalid(e.to_string()))?;
-    let stop_signal = match &spec.stop_signal {
-        Some(s) => signal::parse_signal(s).map_err(|m| invalid(format!("stop signal: {m}")))?,
-        None if spec.systemd => signal::sigrtmin_plus_3(),
-        None => signal::SIGTERM,
-    };
-    let stop_timeout_ms = spec.stop_timeout_ms.unwrap_or(DEFAULT_STOP_TIMEOUT_MS);
-    Ok(Prepared {
-        args,
-        env,
-        cwd,
-        hostname: spec.hostname.clone(),
-        user: spec.user.map(|u| (u.uid, u.gid)).unwrap_or((0, 0)),
-        network,
-        binds,
-        cpu_quota_us,
-        memory_limit,
-        capabilities,
-        stop_signal,
-        stop_timeout_ms,
-    })
+    .map_err(|e| invalid(e.to_string()))
+}
+
+/// Step 9: the stop signal (SIGRTMIN+3 for systemd, else SIGTERM by default).
+fn stop_signal(spec: &ContainerSpec) -> Result<i32, ContainerError> {
+    match &spec.stop_signal {
+        Some(s) => signal::parse_signal(s).map_err(|m| invalid(format!("stop signal: {m}"))),
+        None if spec.systemd => Ok(signal::sigrtmin_plus_3()),
+        None => Ok(signal::SIGTERM),
+    }
 }
 
 /// The bundle of container `id` on `rootfs`.

@@ -1,0 +1,145 @@
+//! Starting a run: the monitor (and through it `runc create` or `runc run`) for a new
+//! container or a re-run of an exited one, and cleaning up after a failed create.
+
+use super::{blocking, Engine, Files};
+use crate::error::ContainerError;
+use crate::store::{Record, Watched};
+use imagebus_schema::container::ContainerState;
+use imagebus_schema::Holder;
+use imagebus_sys::monitor::{now_ms, process_start_time, MonitorConfig, MonitorReport};
+use imagebus_sys::runtime::RuntimeError;
+use std::time::Duration;
+
+/// How long a monitor may take to create (and start) a container.
+pub const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A started run, to apply to the record with [`Launched::apply`].
+#[derive(Debug, Clone, Copy)]
+pub struct Launched {
+    /// The monitor.
+    pub watched: Watched,
+    /// The init, if the runtime created it.
+    pub init_pid: Option<u32>,
+    /// Whether the init was started (`runc run`) rather than only created.
+    pub started: bool,
+}
+
+impl Launched {
+    /// The record of the new run: generation + 1, state created or running.
+    pub fn apply(&self, record: &mut Record) {
+        record.generation += 1;
+        record.watched = Some(self.watched);
+        record.info.pid = self.init_pid;
+        record.info.exit_code = None;
+        record.info.exit_signal = None;
+        record.info.reason = None;
+        record.info.finished_at_ms = None;
+        if self.started {
+            record.info.state = ContainerState::Running;
+            record.info.started_at_ms = Some(now_ms());
+        } else {
+            record.info.state = ContainerState::Created;
+        }
+    }
+}
+
+/// Runs the monitor for a new run of `record` (with `start`: `runc run`, else `runc
+/// create`), bounded by [`LAUNCH_TIMEOUT`]. Changes nothing in the state.
+pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched, ContainerError> {
+    let id = record.info.id;
+    let files = e.files(id);
+    let rid = record.info.runtime_id.clone();
+    let (runtime, cgroups, monitors) = (
+        e.sys.runtime.clone(),
+        e.sys.cgroups.clone(),
+        e.sys.monitors.clone(),
+    );
+    let cgroup = e.cfg.cgroup_path(id);
+    let argv = runtime.create_argv(&rid, &files.bundle, &files.pid, &files.runtime_log, start);
+    let mcfg = MonitorConfig {
+        id: rid.clone(),
+        argv,
+        log_file: files.log.clone(),
+        pid_file: files.pid.clone(),
+        runtime_log: files.runtime_log.clone(),
+        exit_file: files.exit.clone(),
+        monitor_log: files.monitor_log.clone(),
+    };
+    let mpath = files.monitor_config.clone();
+    let rerun = record.generation > 0;
+    let (report, start_time) = blocking(move || -> Result<_, ContainerError> {
+        // Leftovers of a previous run. A new container's runtime id was never used:
+        // ids are never reused, and start-up removes runtime containers without a record.
+        if rerun {
+            runtime
+                .delete(&rid, true)
+                .map_err(|err| ContainerError::runtime(format!("cleaning {rid}"), err))?;
+            let _ = cgroups.remove(&cgroup);
+            for f in [&mcfg.exit_file, &mcfg.pid_file, &mcfg.runtime_log] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        let text = serde_json::to_vec_pretty(&mcfg).map_err(|err| {
+            ContainerError::state("encoding the monitor config", std::io::Error::other(err))
+        })?;
+        std::fs::write(&mpath, text)
+            .map_err(|err| ContainerError::state(format!("writing {mpath:?}"), err))?;
+        let report: MonitorReport = monitors.launch(&mpath, LAUNCH_TIMEOUT).map_err(|err| {
+            ContainerError::runtime(format!("starting the monitor of {rid}"), err)
+        })?;
+        let start_time = process_start_time(report.monitor_pid).unwrap_or(0);
+        Ok((report, start_time))
+    })
+    .await??;
+    if let Some(err) = report.error {
+        let (program, action) = (e.sys.runtime.name(), if start { "run" } else { "create" });
+        return Err(ContainerError::runtime(
+            format!("{program} failed to {action} container {id}"),
+            RuntimeError::Failed {
+                program: program.to_string(),
+                action,
+                id: record.info.runtime_id.clone(),
+                message: err,
+            },
+        ));
+    }
+    Ok(Launched {
+        watched: Watched {
+            pid: report.monitor_pid,
+            start_time,
+            monitor: true,
+        },
+        init_pid: report.init_pid,
+        started: start,
+    })
+}
+
+/// Removes everything of container `id` (runtime state, cgroups, files) and releases its
+/// mount reference if `mount` is given. Errors are logged: this is the cleanup path.
+pub async fn undo(e: &Engine, id: u64, mount: Option<u64>) {
+    remove_traces(e, id).await;
+    if let Some(m) = mount {
+        if let Err(err) = e.mounts.release(m, Holder::Container(id)).await {
+            tracing::warn!(id, mount = m, error = %err, "releasing the mount during cleanup");
+        }
+    }
+}
+
+/// Runtime state, cgroups, the state directory and the log of container `id`.
+pub async fn remove_traces(e: &Engine, id: u64) {
+    let rid = e.cfg.runtime_id(id);
+    let (runtime, cgroups) = (e.sys.runtime.clone(), e.sys.cgroups.clone());
+    let cgroup = e.cfg.cgroup_path(id);
+    let Files { dir, log, .. } = e.files(id);
+    let _ = blocking(move || {
+        if let Err(err) = runtime.delete(&rid, true) {
+            tracing::warn!(id, error = %err, "runtime delete during cleanup");
+        }
+        if let Err(err) = cgroups.remove(&cgroup) {
+            tracing::warn!(id, error = %err, "cgroup cleanup");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&log);
+    })
+    .await;
+}

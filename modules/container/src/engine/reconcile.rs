@@ -1,0 +1,239 @@
+//! Start-up reconciliation, before the actor starts: (1) remove this instance's runtime
+//! containers that have no record (a crash in the middle of a create, possibly many at
+//! once); (2) for every live record, re-attach to its monitor if it still runs (re-arming
+//! the SIGKILL timer of a stopping one), (3) else watch the init directly if it outlived
+//! the monitor, (4) else record the end (`exited` from the exit file, or `dead`); (5) give
+//! back the mounts that containers without a record still hold (a create cut short after
+//! its mount was made), which collects them and what they nest.
+//! Watchers and timers are started once the actor runs ([`FollowUps::start`]).
+
+use super::exits::{self, End};
+use super::{blocking, stop, watch, Containers, Engine};
+use crate::config::{ContainerConfig, ContainerSys};
+use crate::error::ContainerError;
+use crate::store::Watched;
+use imagebus_schema::container::ContainerState;
+use imagebus_schema::mount::MountModule;
+use imagebus_schema::Holder;
+use imagebus_sys::monitor::process_start_time;
+use imagebus_sys::runtime::RuntimeState;
+use std::fmt;
+use std::time::Duration;
+
+/// What start-up reconciliation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Containers whose monitor still runs, watched again.
+    pub reattached: usize,
+    /// Containers whose monitor is gone but whose init runs, now watched directly.
+    pub monitor_lost: usize,
+    /// Containers whose run ended while no actor watched (now `exited` or `dead`).
+    pub ended: usize,
+    /// Runtime containers of this instance without a record, removed.
+    pub orphans_removed: usize,
+    /// Mount holds of containers without a record, released.
+    pub stale_holds_released: usize,
+}
+
+impl fmt::Display for ReconcileReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} re-attached, {} watched without their monitor, {} ended, {} orphan runtime containers removed, {} stale mount holds released",
+            self.reattached, self.monitor_lost, self.ended, self.orphans_removed, self.stale_holds_released
+        )
+    }
+}
+
+/// Watchers and timers to start once the actor runs.
+#[derive(Debug, Default)]
+pub struct FollowUps {
+    watch: Vec<(Watched, u64, u64)>,
+    arm: Vec<(u64, u64, Duration)>,
+}
+
+impl FollowUps {
+    /// Starts them.
+    pub fn start(self, e: &Engine) {
+        for (w, id, generation) in self.watch {
+            watch::watch(e, w, id, generation);
+        }
+        for (id, generation, after) in self.arm {
+            stop::arm(e, id, generation, after);
+        }
+    }
+}
+
+/// Brings `s` in line with the monitors and the runtime.
+pub async fn reconcile(
+    cfg: &ContainerConfig,
+    sys: &ContainerSys,
+    mounts: &dyn MountModule,
+    s: &mut Containers,
+) -> Result<(ReconcileReport, FollowUps), ContainerError> {
+    let mut report = ReconcileReport::default();
+    let mut follow = FollowUps::default();
+    let runtime = sys.runtime.clone();
+    let listed = blocking(move || runtime.list())
+        .await?
+        .map_err(|e| ContainerError::runtime("listing runtime containers", e))?;
+    report.orphans_removed = remove_orphans(cfg, sys, s, &listed).await?;
+    for id in s.ids() {
+        let Ok(rec) = s.record(id) else {
+            continue;
+        };
+        if !rec.is_live() {
+            continue;
+        }
+        let (generation, stopping) = (rec.generation, rec.info.state == ContainerState::Stopping);
+        let after = Duration::from_millis(rec.stop_timeout_ms);
+        match rec.watched {
+            // 2.
+            Some(w) if blocking(move || watch::is_alive(&w)).await? => {
+                tracing::info!(id, pid = w.pid, "re-attached to a live container");
+                follow.watch.push((w, id, generation));
+                if stopping {
+                    follow.arm.push((id, generation, after));
+                }
+                report.reattached += 1;
+            }
+            _ => match outlived(rec.info.pid, &rec.info.runtime_id, &listed).await? {
+                // 3.
+                Some(w) => {
+                    if let Some(d) = exits::apply_outlived(s, id, generation, w) {
+                        let _ = d.wait().await;
+                    }
+                    follow.watch.push((w, id, generation));
+                    report.monitor_lost += 1;
+                }
+                // 4.
+                None => {
+                    if let Some(w) = end(cfg, sys, s, id, generation).await? {
+                        follow.watch.push((w, id, generation));
+                        report.monitor_lost += 1;
+                    } else {
+                        report.ended += 1;
+                    }
+                }
+            },
+        }
+    }
+    report.stale_holds_released = release_stale_holds(mounts, s).await;
+    Ok((report, follow))
+}
+
+/// Step 5: releases every mount hold `Container(n)` whose container `n` has no record. A
+/// mount module that cannot be reached now (a split deployment starting out of order) is
+/// logged, not fatal: the next start tries again.
+async fn release_stale_holds(mounts: &dyn MountModule, s: &Containers) -> usize {
+    let listed = match mounts.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing mounts to release stale container holds");
+            return 0;
+        }
+    };
+    let mut released = 0;
+    for m in listed {
+        for h in &m.holders {
+            let Holder::Container(n) = h else { continue };
+            if s.record(*n).is_ok() {
+                continue;
+            }
+            match mounts.release(m.id, h.clone()).await {
+                Ok(()) => {
+                    tracing::info!(
+                        mount = m.id,
+                        container = n,
+                        "released a mount held by a container that does not exist"
+                    );
+                    released += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(mount = m.id, container = n, error = %e, "releasing a stale container hold")
+                }
+            }
+        }
+    }
+    released
+}
+
+/// Step 1: runtime containers of this instance without a record.
+async fn remove_orphans(
+    cfg: &ContainerConfig,
+    sys: &ContainerSys,
+    s: &Containers,
+    listed: &[RuntimeState],
+) -> Result<usize, ContainerError> {
+    let prefix = format!("{}-", cfg.instance);
+    let known = s.runtime_ids();
+    let orphans: Vec<String> = listed
+        .iter()
+        .filter(|st| st.id.starts_with(&prefix) && !known.contains(&st.id))
+        .map(|st| st.id.clone())
+        .collect();
+    let count = orphans.len();
+    let (runtime, cgroups, instance) = (
+        sys.runtime.clone(),
+        sys.cgroups.clone(),
+        cfg.instance.clone(),
+    );
+    blocking(move || {
+        for rid in orphans {
+            tracing::warn!(runtime_id = %rid, "removing a runtime container without a record");
+            let _ = runtime.delete(&rid, true);
+            let _ = cgroups.remove(&format!("/{instance}/{rid}"));
+        }
+    })
+    .await?;
+    Ok(count)
+}
+
+/// Step 3: the init `pid` still runs as the runtime's container `rid`.
+async fn outlived(
+    pid: Option<u32>,
+    rid: &str,
+    listed: &[RuntimeState],
+) -> Result<Option<Watched>, ContainerError> {
+    let Some(pid) = pid else {
+        return Ok(None);
+    };
+    if !listed.iter().any(|st| st.id == rid && st.pid == pid) {
+        return Ok(None);
+    }
+    let start_time = blocking(move || process_start_time(pid)).await?;
+    Ok(start_time.map(|start_time| Watched {
+        pid,
+        start_time,
+        monitor: false,
+    }))
+}
+
+/// Step 4: the end of the run, as `exits.rs` records it; the init to watch if it turns out
+/// to have outlived its monitor after all.
+async fn end(
+    cfg: &ContainerConfig,
+    sys: &ContainerSys,
+    s: &mut Containers,
+    id: u64,
+    generation: u64,
+) -> Result<Option<Watched>, ContainerError> {
+    let Some(run) = exits::current_run(s, id, generation) else {
+        return Ok(None);
+    };
+    let (c, y) = (cfg.clone(), sys.clone());
+    match blocking(move || exits::probe(&c, &y, id, &run)).await? {
+        End::Outlived(w) => {
+            if let Some(d) = exits::apply_outlived(s, id, generation, w) {
+                let _ = d.wait().await;
+            }
+            Ok(Some(w))
+        }
+        End::Over(exit) => {
+            if let Some(ended) = exits::apply_end(s, id, generation, exit) {
+                exits::answer(ended).await;
+            }
+            Ok(None)
+        }
+    }
+}

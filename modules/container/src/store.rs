@@ -1,0 +1,329 @@
+//! Persistence: the per-container record (`<state_dir>/<id>/record.json`), the id floor
+//! (`<state_dir>/next_id.json`), loading them at start-up, and the ordered writer.
+//!
+//! Every change of the state that must be durable is queued, *inside the step that made
+//! it*, as a [`Commit`] on the [`Journal`]. One writer task takes commits in queue order
+//! (which is step order), writes them, then publishes their events and answers
+//! [`Durable::wait`]. So a newer record is never overwritten by an older one, a reply
+//! waits until the state it reports is on disk, and events come out in the order of the
+//! changes. Commits queued together are written in one blocking batch, keeping only the
+//! last version of each record.
+
+use crate::config::ContainerConfig;
+use crate::error::ContainerError;
+use imagebus_schema::container::{ContainerEvent, ContainerInfo, ContainerState};
+use imagebus_sys::state::StateFile;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Format version of record files.
+pub const RECORD_VERSION: u32 = 1;
+
+/// Ids reserved per write of `next_id.json`; after a crash the rest of a block is skipped.
+pub const ID_BLOCK: u64 = 64;
+
+/// Commits written in one blocking batch at most.
+const BATCH: usize = 256;
+
+/// The process whose exit ends a run: the monitor (normally), or the init itself when the
+/// monitor was lost. `start_time` (clock ticks since boot) guards against pid reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    /// Pid.
+    pub pid: u32,
+    /// Start time from `/proc/<pid>/stat`.
+    pub start_time: u64,
+    /// Whether this is the monitor (so an exit file is expected).
+    pub monitor: bool,
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// What `Get` returns.
+    pub info: ContainerInfo,
+    /// Stop signal number.
+    pub stop_signal: i32,
+    /// Grace period before SIGKILL.
+    pub stop_timeout_ms: u64,
+    /// Incremented at every run, so stale watcher and timer reports are ignored.
+    pub generation: u64,
+    /// What is being watched while the container is created, running or stopping.
+    #[serde(default)]
+    pub watched: Option<Watched>,
+}
+
+impl Record {
+    /// Whether the init may still be alive.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.info.state,
+            ContainerState::Created | ContainerState::Running | ContainerState::Stopping
+        )
+    }
+}
+
+/// Writes a record in the [`imagebus_sys::state::StateFile`] layout (`{"version", "data"}`)
+/// atomically (temp file + rename) but without fsync: records only matter while the host
+/// stays up (a crash of the host ends its containers too, and start-up then finds them
+/// dead either way), and a daemon crash does not lose the page cache. This keeps two
+/// disk flushes off every create, start and stop.
+pub fn save_record(path: &Path, record: &Record) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let body = serde_json::to_vec(&serde_json::json!({"version": RECORD_VERSION, "data": record}))
+        .map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&body)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// Path of container `id`'s record.
+pub fn record_path(cfg: &ContainerConfig, id: u64) -> PathBuf {
+    cfg.container_dir(id).join("record.json")
+}
+
+fn counter(cfg: &ContainerConfig) -> StateFile<u64> {
+    StateFile::new(cfg.state_dir.join("next_id.json"), 1)
+}
+
+/// What start-up finds on disk.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The records, by id.
+    pub records: BTreeMap<u64, Record>,
+    /// The id floor on disk: ids below it were handed out (or skipped).
+    pub floor: u64,
+}
+
+/// Creates the module's directories and reads every record and the id floor (blocking).
+pub fn load(cfg: &ContainerConfig) -> Result<Loaded, ContainerError> {
+    for d in [
+        &cfg.state_dir,
+        &cfg.run_dir,
+        &cfg.log_dir,
+        &cfg.runtime_root(),
+    ] {
+        std::fs::create_dir_all(d)
+            .map_err(|e| ContainerError::state(format!("creating {d:?}"), e))?;
+    }
+    let state_dir = &cfg.state_dir;
+    let entries = std::fs::read_dir(state_dir)
+        .map_err(|e| ContainerError::state(format!("reading {state_dir:?}"), e))?;
+    let mut records = BTreeMap::new();
+    for entry in entries.flatten() {
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let file: StateFile<Record> = StateFile::new(record_path(cfg, id), RECORD_VERSION);
+        match file.load() {
+            Ok(Some(r)) if r.info.id == id => {
+                records.insert(id, r);
+            }
+            Ok(_) => tracing::warn!(id, "container directory without a record; ignored"),
+            Err(e) => tracing::warn!(id, error = %e, "unreadable container record; ignored"),
+        }
+    }
+    let floor = counter(cfg)
+        .load()
+        .map_err(|e| ContainerError::Store {
+            what: "reading next_id.json".into(),
+            source: e,
+        })?
+        .unwrap_or(1);
+    Ok(Loaded { records, floor })
+}
+
+/// One write.
+#[derive(Debug)]
+pub enum Op {
+    /// Write this version of a record.
+    Save(Box<Record>),
+    /// Raise the id floor on disk to this value.
+    Floor(u64),
+}
+
+/// What one step made durable: its writes, and the events to publish once written.
+#[derive(Debug)]
+pub struct Commit {
+    ops: Vec<Op>,
+    events: Vec<ContainerEvent>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The writer's queue; held by the state, fed inside steps.
+#[derive(Debug, Clone)]
+pub struct Journal(mpsc::UnboundedSender<Commit>);
+
+/// Resolves once a commit (and every commit queued before it) is written.
+#[derive(Debug)]
+#[must_use = "a reply waits until its change is durable"]
+pub struct Durable(oneshot::Receiver<Result<(), String>>);
+
+impl Journal {
+    /// Queues `ops` and `events`; call it in the step that made the change.
+    pub fn commit(&self, ops: Vec<Op>, events: Vec<ContainerEvent>) -> Durable {
+        let (done, rx) = oneshot::channel();
+        // A closed queue drops `done`: the waiter then sees Unavailable.
+        let _ = self.0.send(Commit { ops, events, done });
+        Durable(rx)
+    }
+
+    /// A commit with nothing to write: resolves once everything queued before it is written.
+    pub fn barrier(&self) -> Durable {
+        self.commit(Vec::new(), Vec::new())
+    }
+}
+
+impl Durable {
+    /// Waits until the commit is on disk.
+    pub async fn wait(self) -> Result<(), ContainerError> {
+        match self.0.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(ContainerError::state(
+                "saving the container state",
+                std::io::Error::other(msg),
+            )),
+            Err(_) => Err(ContainerError::Unavailable),
+        }
+    }
+}
+
+/// Starts the writer task on the current runtime. It ends once every [`Journal`] clone
+/// is dropped (the state is gone) and the queue is drained.
+pub fn start_writer(cfg: ContainerConfig, events: broadcast::Sender<ContainerEvent>) -> Journal {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(writer(cfg, rx, events));
+    Journal(tx)
+}
+
+async fn writer(
+    cfg: ContainerConfig,
+    mut rx: mpsc::UnboundedReceiver<Commit>,
+    events: broadcast::Sender<ContainerEvent>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let writes = Writes::of(&batch);
+        let failed = if writes.is_empty() {
+            Failed::default()
+        } else {
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || writes.run(&cfg))
+                .await
+                .unwrap_or_else(|e| Failed::all(format!("the writer failed: {e}")))
+        };
+        for c in batch {
+            let result = failed.of(&c.ops);
+            if result.is_ok() {
+                for ev in c.events {
+                    let _ = events.send(ev);
+                }
+            }
+            let _ = c.done.send(result);
+        }
+    }
+}
+
+/// The writes of one batch: the last version of each record, the highest floor.
+struct Writes {
+    records: BTreeMap<u64, Box<Record>>,
+    floor: Option<u64>,
+}
+
+impl Writes {
+    fn of(batch: &[Commit]) -> Self {
+        let mut w = Writes {
+            records: BTreeMap::new(),
+            floor: None,
+        };
+        for op in batch.iter().flat_map(|c| &c.ops) {
+            match op {
+                Op::Save(r) => {
+                    w.records.insert(r.info.id, r.clone());
+                }
+                Op::Floor(f) => w.floor = Some(w.floor.map_or(*f, |g| g.max(*f))),
+            }
+        }
+        w
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.floor.is_none()
+    }
+
+    /// Writes the floor first (ids must be reserved before anything uses them).
+    fn run(self, cfg: &ContainerConfig) -> Failed {
+        let mut failed = Failed::default();
+        if let Some(floor) = self.floor {
+            if let Err(e) = counter(cfg).save(&floor) {
+                failed.floor = Some(format!("saving next_id.json: {e}"));
+            }
+        }
+        for (id, rec) in self.records {
+            if let Err(e) = save_record(&record_path(cfg, id), &rec) {
+                tracing::error!(id, error = %e, "saving the container record");
+                failed
+                    .records
+                    .insert(id, format!("saving container {id}: {e}"));
+            }
+        }
+        failed
+    }
+}
+
+/// What failed in a batch.
+#[derive(Default)]
+struct Failed {
+    all: Option<String>,
+    floor: Option<String>,
+    records: BTreeMap<u64, String>,
+}
+
+impl Failed {
+    fn all(msg: String) -> Self {
+        Self {
+            all: Some(msg),
+            ..Self::default()
+        }
+    }
+
+    /// The result of a commit with `ops`.
+    fn of(&self, ops: &[Op]) -> Result<(), String> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        if let Some(m) = &self.all {
+            return Err(m.clone());
+        }
+        for op in ops {
+            let err = match op {
+                Op::Save(r) => self.records.get(&r.info.id),
+                Op::Floor(_) => self.floor.as_ref(),
+            };
+            if let Some(m) = err {
+                return Err(m.clone());
+            }
+        }
+        Ok(())
+    }
+}
