@@ -21,8 +21,13 @@ pub const DEFAULT_BROKER: &str = "unix:///var/run/redis.sock";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
     /// The scheme is none of `redis`, `tcp`, `unix`, `redis+unix`.
-    #[error("broker url {0:?}: unsupported scheme (use redis://host:port, tcp://host:port or unix:///path)")]
-    Scheme(String),
+    #[error("broker url {url:?}: unsupported scheme {scheme:?} (use redis://host:port, tcp://host:port or unix:///path)")]
+    Scheme {
+        /// The URL as given, with any password replaced by `***`.
+        url: String,
+        /// The scheme found.
+        scheme: String,
+    },
     /// The URL is malformed.
     #[error("broker url {url:?}: {reason}")]
     Invalid {
@@ -105,7 +110,12 @@ impl Broker {
                 }
                 ConnectionAddr::Tcp(host, port)
             }
-            other => return Err(BrokerError::Scheme(other.to_string())),
+            other => {
+                return Err(BrokerError::Scheme {
+                    url: display,
+                    scheme: other.to_string(),
+                })
+            }
         };
         let mut redis = RedisConnectionInfo::default().set_db(db);
         if let Some(u) = user {
@@ -125,6 +135,65 @@ impl Broker {
     pub fn connection_info(&self) -> &ConnectionInfo {
         &self.info
     }
+
+    /// Where the broker listens.
+    pub fn endpoint(&self) -> Endpoint {
+        match self.info.addr() {
+            ConnectionAddr::Unix(p) => Endpoint::Unix(p.clone()),
+            ConnectionAddr::Tcp(h, p)
+            | ConnectionAddr::TcpTls {
+                host: h, port: p, ..
+            } => Endpoint::Tcp(format!("{h}:{p}")),
+            #[allow(unreachable_patterns)]
+            _ => Endpoint::Tcp(String::new()),
+        }
+    }
+}
+
+/// Where a broker listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket.
+    Unix(std::path::PathBuf),
+    /// `host:port`.
+    Tcp(String),
+}
+
+/// True when something at `url` answers a RESP `PING` within `timeout` over a fresh
+/// connection. Any RESP reply (`+PONG`, or `-NOAUTH` from a password-protected server)
+/// counts: the question is whether a broker is there, not whether we may use it. A URL
+/// that does not parse never answers.
+pub async fn answers(url: &str, timeout: std::time::Duration) -> bool {
+    let Ok(broker) = Broker::parse(url) else {
+        return false;
+    };
+    tokio::time::timeout(timeout, ping(broker.endpoint()))
+        .await
+        .unwrap_or(false)
+}
+
+async fn ping(ep: Endpoint) -> bool {
+    match ep {
+        Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
+            Ok(s) => exchange(s).await,
+            Err(_) => false,
+        },
+        Endpoint::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => exchange(s).await,
+            Err(_) => false,
+        },
+    }
+}
+
+async fn exchange<S>(mut s: S) -> bool
+where
+    S: tokio::io::AsyncReadExt + tokio::io::AsyncWriteExt + Unpin,
+{
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).await.is_ok() && (first[0] == b'+' || first[0] == b'-')
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -169,8 +238,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The URL with its credentials replaced, for logs and errors.
-fn redact(url: &str) -> String {
+/// The URL with its credentials replaced by `***`, for logs and errors.
+pub fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, r)) => format!("{scheme}://***@{r}"),
@@ -251,10 +320,62 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_and_redaction() {
+        let ep = |u: &str| Broker::parse(u).unwrap().endpoint();
+        assert_eq!(
+            ep("unix:///var/run/redis.sock"),
+            Endpoint::Unix("/var/run/redis.sock".into())
+        );
+        assert_eq!(
+            ep("redis://127.0.0.1:7000"),
+            Endpoint::Tcp("127.0.0.1:7000".into())
+        );
+        assert_eq!(
+            ep("redis://u:p@localhost/0"),
+            Endpoint::Tcp("localhost:6379".into())
+        );
+        assert_eq!(ep("unix://pw@/r.sock"), Endpoint::Unix("/r.sock".into()));
+        assert_eq!(ep("redis+unix:///r.sock"), Endpoint::Unix("/r.sock".into()));
+        assert_eq!(
+            ep("tcp://pw@10.0.0.1:6380"),
+            Endpoint::Tcp("10.0.0.1:6380".into())
+        );
+        assert_eq!(redact("redis://u:secret@h:1"), "redis://***@h:1");
+        assert_eq!(redact("redis://u:se@cret@h:1"), "redis://***@h:1");
+        assert_eq!(redact("unix:///a.sock"), "unix:///a.sock");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_or_a_bad_url_does_not_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("unix://{}/none.sock", dir.path().display());
+        assert!(!answers(&url, std::time::Duration::from_millis(500)).await);
+        assert!(!answers("http://x", std::time::Duration::from_millis(500)).await);
+    }
+
+    #[tokio::test]
+    async fn a_resp_speaker_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 6];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"PING\r\n");
+            s.write_all(b"+PONG\r\n").await.unwrap();
+        });
+        let url = format!("unix://{}", path.display());
+        assert!(answers(&url, std::time::Duration::from_secs(2)).await);
+        server.await.unwrap();
+    }
+
+    #[test]
     fn bad_urls_are_rejected_without_echoing_passwords() {
         assert!(matches!(
             Broker::parse("http://h:1"),
-            Err(BrokerError::Scheme(_))
+            Err(BrokerError::Scheme { .. })
         ));
         assert!(Broker::parse("h:6379").is_err());
         assert!(Broker::parse("tcp://h").is_err());

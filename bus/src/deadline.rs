@@ -12,12 +12,19 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 tokio::task_local! {
-    static DEADLINE: Instant;
+    static DEADLINE: Option<Instant>;
 }
 
 /// The deadline of the call this task serves, if it has one.
 pub fn current() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok()
+    DEADLINE.try_with(|d| *d).ok().flatten()
+}
+
+/// Runs `fut` with no deadline, whatever the surrounding scope says: for clean-up that
+/// must go on after the caller gave up (releasing what a failed command took). Calls made
+/// in it are still bounded by their own timeouts.
+pub async fn unbounded<F: Future>(fut: F) -> F::Output {
+    DEADLINE.scope(None, fut).await
 }
 
 /// Runs `fut` with `deadline` as its [`current`] deadline (nothing changes for `None`,
@@ -28,7 +35,7 @@ pub async fn scope<F: Future>(deadline: Option<Instant>, fut: F) -> F::Output {
         (d, outer) => d.or(outer),
     };
     match effective {
-        Some(d) => DEADLINE.scope(d, fut).await,
+        Some(d) => DEADLINE.scope(Some(d), fut).await,
         None => fut.await,
     }
 }
@@ -61,6 +68,7 @@ mod tests {
             assert_eq!(current(), Some(near));
             scope(Some(far), async { assert_eq!(current(), Some(near)) }).await;
             scope(None, async { assert_eq!(current(), Some(near)) }).await;
+            unbounded(async { assert_eq!(current(), None) }).await;
         })
         .await;
         assert_eq!(current(), None);

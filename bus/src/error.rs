@@ -34,6 +34,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, domain codes first (docs are checked against this list).
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::NotFound,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Conflict,
+        ErrorCode::Unsupported,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+        ErrorCode::UnknownObject,
+        ErrorCode::UnknownMethod,
+        ErrorCode::Decode,
+    ];
+
     /// The code's wire and display name.
     pub fn as_str(self) -> &'static str {
         match self {

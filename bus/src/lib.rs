@@ -15,8 +15,8 @@
 pub mod broker;
 pub mod client;
 pub mod codec;
-pub mod deadline;
 mod conn;
+pub mod deadline;
 pub mod error;
 pub mod object;
 pub mod protocol;

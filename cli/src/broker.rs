@@ -7,18 +7,12 @@
 use crate::args::Global;
 use std::time::Duration;
 
-// One source of truth for "does a Redis answer here", shared with imagebusd (the CLI only
-// needs `answers`).
-#[allow(dead_code)]
-#[path = "../../daemon/src/probe.rs"]
-mod probe;
-
 /// The broker URL to connect to.
 pub async fn resolve(g: &Global) -> String {
     if let Some(url) = &g.broker {
         return url.clone();
     }
-    if probe::answers(&g.default_broker, Duration::from_millis(500)).await {
+    if imagebus_bus::broker::answers(&g.default_broker, Duration::from_millis(500)).await {
         return g.default_broker.clone();
     }
     let file = g.run_dir.join("broker");

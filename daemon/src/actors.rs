@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use imagebus_schema::attach::AttachModule;
 use imagebus_schema::mount::MountModule;
+use imagebus_schema::system::ModuleState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,8 @@ pub struct ActorDirs {
     pub runtime: PathBuf,
     /// `--instance`: prefix of runtime ids and cgroups.
     pub instance: String,
+    /// `--max-mutations` and `--shutdown-timeout`, for each actor's host.
+    pub limits: imagebus_host::Limits,
 }
 
 /// A started actor: its handle and, when the actor exposes one, its task.
@@ -42,12 +45,13 @@ pub type Starter<T> =
 /// The attach actor (no peers).
 pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
     Box::new(move |stop| {
+        let limits = dirs.limits;
         let cfg = imagebus_attach::AttachConfig {
             state_dir: dirs.state_dir.join("attach"),
             run_dir: dirs.run_dir.join("attach"),
         };
         Box::pin(async move {
-            let s = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux(), stop)
+            let s = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux(), stop, limits)
                 .await
                 .context("starting the attach actor")?;
             tracing::info!(report = ?s.report, "attach actor started");
@@ -62,15 +66,17 @@ pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
 /// The mount actor, reaching attach through `attach`.
 pub fn mount_starter(dirs: ActorDirs, attach: Arc<dyn AttachModule>) -> Starter<dyn MountModule> {
     Box::new(move |stop| {
+        let limits = dirs.limits;
         let cfg = imagebus_mount::MountConfig {
             state_dir: dirs.state_dir.join("mount"),
             run_dir: dirs.run_dir.join("mount"),
         };
         let attach = attach.clone();
         Box::pin(async move {
-            let s = imagebus_mount::spawn(cfg, imagebus_mount::MountSys::linux(), attach, stop)
-                .await
-                .context("starting the mount actor")?;
+            let s =
+                imagebus_mount::spawn(cfg, imagebus_mount::MountSys::linux(), attach, stop, limits)
+                    .await
+                    .context("starting the mount actor")?;
             tracing::info!(report = ?s.report, "mount actor started");
             Ok(Running {
                 handle: Arc::new(s.handle) as Arc<dyn MountModule>,
@@ -86,6 +92,7 @@ pub fn container_starter(
     mount: Arc<dyn MountModule>,
 ) -> Starter<dyn ContainerActor> {
     Box::new(move |stop| {
+        let limits = dirs.limits;
         let mut cfg = imagebus_container::ContainerConfig::new(
             dirs.state_dir.join("container"),
             dirs.run_dir.join("container"),
@@ -96,7 +103,7 @@ pub fn container_starter(
         let mount = mount.clone();
         Box::pin(async move {
             let sys = imagebus_container::ContainerSys::linux(&cfg);
-            let s = imagebus_container::spawn(cfg, sys, mount, stop)
+            let s = imagebus_container::spawn(cfg, sys, mount, stop, limits)
                 .await
                 .context("starting the container actor")?;
             tracing::info!("container actor started");
@@ -132,7 +139,7 @@ pub async fn supervise<T: ?Sized + Send + Sync + 'static>(
         match start(actor_stop.clone()).await {
             Ok(Running { handle, task }) => {
                 slot.set(Some(handle));
-                registry.set_state(module, "running", failures > 0);
+                registry.set_state(module, ModuleState::Running, failures > 0);
                 let Some(mut task) = task else {
                     // No task to watch: the actor lives as long as its handle.
                     stop.cancelled().await;
@@ -168,7 +175,7 @@ pub async fn supervise<T: ?Sized + Send + Sync + 'static>(
         }
         let delay = backoff(failures);
         failures = failures.saturating_add(1);
-        registry.set_state(module, "restarting", false);
+        registry.set_state(module, ModuleState::Restarting, false);
         tracing::info!(module, delay = ?delay, "restarting actor");
         tokio::select! {
             () = stop.cancelled() => return,
@@ -207,7 +214,7 @@ mod tests {
             module: "x".into(),
             objects: vec![],
             workers: 1,
-            state: "starting".into(),
+            state: ModuleState::Starting,
             restarts: 0,
         });
         let slot: Arc<Slot<Probe>> = Arc::new(Slot::new("x"));
@@ -251,7 +258,7 @@ mod tests {
             .await
             .expect("generation 2 never came up");
         let m = &registry.list()[0];
-        assert_eq!((m.state.as_str(), m.restarts), ("running", 1));
+        assert_eq!((m.state, m.restarts), (ModuleState::Running, 1));
         stop.cancel();
         sup.await.unwrap();
         assert!(slot.get().is_err(), "the slot is emptied on stop");
@@ -269,13 +276,14 @@ mod tests {
             log_dir: dir.path().join("log"),
             runtime: "runc".into(),
             instance: "test".into(),
+            limits: imagebus_host::Limits::default(),
         };
         let registry = Arc::new(Registry::default());
         registry.set(ModuleInfo {
             module: "attach".into(),
             objects: vec![],
             workers: 1,
-            state: "starting".into(),
+            state: ModuleState::Starting,
             restarts: 0,
         });
         let slot: Arc<Slot<dyn AttachModule>> = Arc::new(Slot::new("attach"));
@@ -318,7 +326,7 @@ mod tests {
         assert_eq!(err.code, imagebus_bus::ErrorCode::Unavailable, "{err:?}");
         assert!(slot.get().unwrap().list().await.unwrap().is_empty());
         let m = &registry.list()[0];
-        assert_eq!((m.state.as_str(), m.restarts), ("running", 1));
+        assert_eq!((m.state, m.restarts), (ModuleState::Running, 1));
         stop.cancel();
         sup.await.unwrap();
         assert!(slot.get().is_err(), "the slot is emptied on stop");

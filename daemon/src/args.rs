@@ -3,8 +3,12 @@
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
-/// zos's broker address; probed when no broker is configured.
-pub const ZOS_BROKER: &str = "unix:///var/run/redis.sock";
+/// zos's broker address (the bus's default); probed when no broker is configured.
+pub const ZOS_BROKER: &str = imagebus_bus::broker::DEFAULT_BROKER;
+
+/// Default of `--workers`: room for every mutation slot of a small host plus as many
+/// concurrent reads.
+pub const DEFAULT_WORKERS: u32 = 32;
 
 /// imagebusd: serves the imagebus actors (attach, mount, container) on a Redis bus.
 #[derive(Debug, Parser)]
@@ -24,9 +28,17 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_REDIS_SERVER", default_value = "redis-server")]
     pub redis_server: PathBuf,
 
-    /// Server workers per module (concurrent requests each module handles).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Server workers per module: requests each module has in hand at once (running,
+    /// waiting for a mutation slot, or reading). Keep it above --max-mutations so reads
+    /// find a free worker while every mutation slot is taken.
+    #[arg(long, env = "IMAGEBUS_WORKERS", default_value_t = DEFAULT_WORKERS, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
+
+    /// Mutations each actor runs at once (creates, deletes, ...); the rest wait in FIFO
+    /// order, and one whose caller's deadline passes while it waits is never started.
+    /// Default: 8 per core, at least 8.
+    #[arg(long, env = "IMAGEBUS_MAX_MUTATIONS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_mutations: Option<u32>,
 
     /// Persistent state of the actors (one subdirectory per module).
     #[arg(long, env = "IMAGEBUS_STATE_DIR", default_value = "/var/lib/imagebus")]
@@ -102,5 +114,10 @@ mod tests {
         assert_eq!(a.only, vec!["mount".to_string()]);
         assert_eq!(a.log_format, LogFormat::Json);
         assert!(Args::try_parse_from(["imagebusd", "--workers", "0"]).is_err());
+        assert_eq!(a.max_mutations, None);
+        let b = Args::try_parse_from(["imagebusd", "--max-mutations", "3"]).unwrap();
+        assert_eq!(b.max_mutations, Some(3));
+        assert_eq!(b.workers, DEFAULT_WORKERS);
+        assert!(Args::try_parse_from(["imagebusd", "--max-mutations", "0"]).is_err());
     }
 }

@@ -10,7 +10,6 @@
 //! `imagebus-sys` seam: this is the binary supervising its own dependency (as zinit would),
 //! not module logic, and it is covered end to end by `tests/tests/daemon_lifecycle.rs`.
 
-use crate::probe;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -56,22 +55,19 @@ pub async fn resolve(cfg: BrokerConfig<'_>) -> Result<Broker> {
     let socket = cfg.run_dir.join("redis.sock");
     let private_url = format!("unix://{}", socket.display());
     let (url, private) = if let Some(url) = cfg.configured {
-        if probe::endpoint(url).is_none() {
-            bail!(
-                "broker URL {:?} is neither unix:///path nor redis://host:port nor tcp://host:port",
-                probe::redact(url)
-            );
+        if let Err(e) = imagebus_bus::broker::Broker::parse(url) {
+            bail!("{e}");
         }
-        tracing::info!(broker = %probe::redact(url), "using the configured broker");
+        tracing::info!(broker = %imagebus_bus::broker::redact(url), "using the configured broker");
         (url.to_string(), None)
-    } else if probe::answers(cfg.default, PROBE_TIMEOUT).await {
-        tracing::info!(broker = %probe::redact(cfg.default), "using the default broker");
+    } else if imagebus_bus::broker::answers(cfg.default, PROBE_TIMEOUT).await {
+        tracing::info!(broker = %imagebus_bus::broker::redact(cfg.default), "using the default broker");
         (cfg.default.to_string(), None)
-    } else if probe::answers(&private_url, PROBE_TIMEOUT).await {
+    } else if imagebus_bus::broker::answers(&private_url, PROBE_TIMEOUT).await {
         tracing::warn!(broker = %private_url, "reusing a private broker left by an earlier run");
         (private_url, None)
     } else {
-        tracing::info!(default = %probe::redact(cfg.default), "no broker answers; starting a private redis-server");
+        tracing::info!(default = %imagebus_bus::broker::redact(cfg.default), "no broker answers; starting a private redis-server");
         let child = start_private(cfg.redis_server, &socket, &private_url).await?;
         (private_url, Some(PrivateRedis { child, socket }))
     };
@@ -142,7 +138,7 @@ async fn start_private(exe: &Path, socket: &Path, url: &str) -> Result<Child> {
         })?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if probe::answers(url, Duration::from_millis(200)).await {
+        if imagebus_bus::broker::answers(url, Duration::from_millis(200)).await {
             tracing::info!(broker = %url, pid = child.id(), "private redis-server is up");
             return Ok(child);
         }

@@ -10,7 +10,7 @@ use imagebus_bus::{Client, Object, Server};
 use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub};
 use imagebus_schema::container::ContainerModuleServer;
 use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub};
-use imagebus_schema::system::{ModuleInfo, SystemModuleServer};
+use imagebus_schema::system::{ModuleInfo, ModuleState, SystemModuleServer};
 use imagebus_schema::zos::ZosContainerModuleServer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +89,7 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<()> {
         return Ok(());
     }
     tracing::info!(
-        broker = %crate::probe::redact(&cfg.broker),
+        broker = %imagebus_bus::broker::redact(&cfg.broker),
         modules = ?w.registry.list().iter().map(|m| m.module.clone()).collect::<Vec<_>>(),
         "imagebusd ready"
     );
@@ -134,7 +134,8 @@ impl Wiring<'_> {
             vec![Arc::new(SystemModuleServer::new(Arc::new(system)))],
         )
         .await?;
-        self.registry.set_state("imagebus", "running", false);
+        self.registry
+            .set_state("imagebus", ModuleState::Running, false);
 
         let dirs = self.cfg.dirs.clone();
         let need_attach = self.wanted("attach") || self.wanted("mount");
@@ -206,7 +207,7 @@ impl Wiring<'_> {
             module: module.to_string(),
             objects: Vec::new(),
             workers: self.cfg.workers,
-            state: "starting".to_string(),
+            state: ModuleState::Starting,
             restarts: 0,
         });
         let mut up = slot.watch();
@@ -238,7 +239,7 @@ impl Wiring<'_> {
             .with_context(|| {
                 format!(
                     "connecting module {module} to {}",
-                    crate::probe::redact(&cfg.broker)
+                    imagebus_bus::broker::redact(&cfg.broker)
                 )
             })?;
         let ids = objects.iter().map(|o| o.id().to_string()).collect();
@@ -254,9 +255,7 @@ impl Wiring<'_> {
             module: module.to_string(),
             objects: ids,
             workers: cfg.workers,
-            state: state
-                .as_ref()
-                .map_or("starting".to_string(), |m| m.state.clone()),
+            state: state.as_ref().map_or(ModuleState::Starting, |m| m.state),
             restarts: state.map_or(0, |m| m.restarts),
         });
         let token = self.server_stop.clone();
@@ -273,7 +272,8 @@ impl Wiring<'_> {
     /// Servers first (no new requests; in-flight ones finish), then the actors.
     async fn shutdown(&mut self) {
         for m in self.registry.list() {
-            self.registry.set_state(&m.module, "stopping", false);
+            self.registry
+                .set_state(&m.module, ModuleState::Stopping, false);
         }
         let grace = self.cfg.shutdown_timeout;
         self.server_stop.cancel();

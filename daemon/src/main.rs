@@ -6,7 +6,6 @@ mod args;
 mod broker;
 mod daemon;
 mod logging;
-mod probe;
 mod slot;
 mod system;
 
@@ -68,6 +67,12 @@ async fn run(args: args::Args) -> Result<()> {
             log_dir: args.log_dir.clone(),
             runtime: args.runtime.clone(),
             instance: args.instance.clone(),
+            limits: imagebus_host::Limits {
+                max_mutations: args
+                    .max_mutations
+                    .map_or_else(imagebus_host::default_max_mutations, |n| n as usize),
+                shutdown_timeout: args.shutdown_timeout,
+            },
         },
     };
     let served = daemon::run(cfg, stop).await;

@@ -2,7 +2,9 @@
 
 use futures::StreamExt;
 use imagebus_bus::{EventStream, RemoteError};
-use imagebus_schema::system::{Heartbeat, ModuleInfo, SystemModule, VersionInfo, MAX_PING_LEN};
+use imagebus_schema::system::{
+    Heartbeat, ModuleInfo, ModuleState, SystemModule, VersionInfo, MAX_PING_LEN,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,9 +22,9 @@ impl Registry {
     }
 
     /// Changes a module's state, counting restarts.
-    pub fn set_state(&self, module: &str, state: &str, restarted: bool) {
+    pub fn set_state(&self, module: &str, state: ModuleState, restarted: bool) {
         if let Some(m) = self.lock().get_mut(module) {
-            m.state = state.to_string();
+            m.state = state;
             if restarted {
                 m.restarts += 1;
             }
@@ -123,13 +125,13 @@ mod tests {
             module: "mount".into(),
             objects: vec!["mount@1".into()],
             workers: 2,
-            state: "running".into(),
+            state: ModuleState::Running,
             restarts: 0,
         });
-        reg.set_state("mount", "restarting", true);
+        reg.set_state("mount", ModuleState::Restarting, true);
         let m = h.modules().await.unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].state.as_str(), m[0].restarts), ("restarting", 1));
+        assert_eq!((m[0].state, m[0].restarts), (ModuleState::Restarting, 1));
         assert_eq!(h.version().await.unwrap().protocol, "zbus");
     }
 

@@ -34,11 +34,51 @@ pub struct ModuleInfo {
     pub objects: Vec<String>,
     /// Server workers of the module.
     pub workers: u32,
-    /// `running`, `restarting` (its actor failed and is waiting for a restart) or `stopped`.
-    pub state: String,
+    /// Where the module's actor is in its life.
+    pub state: ModuleState,
     /// How many times the supervisor restarted the module's actor.
     #[serde(default)]
     pub restarts: u32,
+}
+
+/// The life of a module's actor, as `Modules` reports it (lower-case strings on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleState {
+    /// Starting (reconciling its state) for the first time; calls get `Unavailable`.
+    Starting,
+    /// Serving.
+    Running,
+    /// Its actor failed and waits for a restart (with backoff); calls get `Unavailable`.
+    Restarting,
+    /// The daemon is shutting down.
+    Stopping,
+}
+
+impl ModuleState {
+    /// Every state, in life order (docs are checked against this list).
+    pub const ALL: [ModuleState; 4] = [
+        ModuleState::Starting,
+        ModuleState::Running,
+        ModuleState::Restarting,
+        ModuleState::Stopping,
+    ];
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleState::Starting => "starting",
+            ModuleState::Running => "running",
+            ModuleState::Restarting => "restarting",
+            ModuleState::Stopping => "stopping",
+        }
+    }
+}
+
+impl std::fmt::Display for ModuleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Published periodically by every daemon process on `imagebus.system@1.Heartbeat`.

@@ -68,16 +68,22 @@ impl Stack {
         (acfg, mcfg): (AttachConfig, MountConfig),
         wrap: impl FnOnce(AttachHandle) -> Arc<dyn AttachModule>,
     ) -> Result<Stack, String> {
-        let attach = imagebus_attach::spawn(acfg, AttachSys::linux(), CancellationToken::new())
-            .await
-            .map_err(|e| format!("starting attach: {e}"))?
-            .handle;
+        let attach = imagebus_attach::spawn(
+            acfg,
+            AttachSys::linux(),
+            CancellationToken::new(),
+            imagebus_attach::Limits::default(),
+        )
+        .await
+        .map_err(|e| format!("starting attach: {e}"))?
+        .handle;
         let stop = CancellationToken::new();
         let spawned = imagebus_mount::spawn(
             mcfg.clone(),
             MountSys::linux(),
             wrap(attach.clone()),
             stop.clone(),
+            imagebus_mount::Limits::default(),
         )
         .await
         .map_err(|e| format!("starting mount: {e}"))?;

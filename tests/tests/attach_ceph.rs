@@ -6,7 +6,7 @@ mod attach_common;
 
 use attach_common::{sys_attr, Child, Env};
 use imagebus_schema::attach::{AttachModule, AttachSource, AttachSpec, RbdSource, Secret};
-use imagebus_schema::{ErrorCode, Selector};
+use imagebus_schema::{ErrorCode, Holder, Selector};
 use imagebus_tests::ceph::{ceph, CephEnv};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -274,19 +274,24 @@ async fn rbd_fuse_outlives_an_actor_crash_and_is_restarted_when_dead() {
     // rbd-fuse dies while the actor runs: the actor reaps its child and restarts it.
     imagebus_tests::ceph::kill_rbd_fuse_under(env.path());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let info = loop {
+    loop {
         let now = imagebus_tests::ceph::rbd_fuse_under(env.path());
-        // Commands are serialised behind the restart, so this reply follows it.
-        let current = attach.get(Selector::Id(infos[0].id)).await.unwrap();
         if now.len() == 1 && now != pids {
-            break current;
+            break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "rbd-fuse was not restarted: {now:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    }
+    // The restart runs as a job on the attachment's key: another command on the same
+    // attachment (an Acquire by a holder it already has, which changes nothing) is ordered
+    // after it, so once it answers the device has been moved onto the new rbd-fuse.
+    let info = attach
+        .acquire(Selector::Id(infos[0].id), Holder::User)
+        .await
+        .unwrap();
     assert_eq!(info.device, infos[0].device, "the device changed");
     assert_device_holds_image(&info.device);
     mounted.assert_reads_busybox();

@@ -232,7 +232,10 @@ async fn status_answers_while_every_worker_is_busy() {
     let st = client.status(MODULE).await.unwrap();
     assert_eq!(st.workers[0].state, "free");
     let freed = st.workers[0].start_time.to_system().unwrap();
-    assert!(freed >= started, "free since the end of the call, after it started");
+    assert!(
+        freed >= started,
+        "free since the end of the call, after it started"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

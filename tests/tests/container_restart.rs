@@ -94,19 +94,31 @@ fn child_daemon() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let (acfg, mcfg, ccfg) = configs(&PathBuf::from(dir), &instance);
-        let attach = imagebus_attach::spawn(acfg, AttachSys::linux(), CancellationToken::new())
-            .await
-            .unwrap()
-            .handle;
+        let attach = imagebus_attach::spawn(
+            acfg,
+            AttachSys::linux(),
+            CancellationToken::new(),
+            imagebus_attach::Limits::default(),
+        )
+        .await
+        .unwrap()
+        .handle;
         let stop = CancellationToken::new();
-        let m = imagebus_mount::spawn(mcfg, MountSys::linux(), Arc::new(attach), stop.clone())
-            .await
-            .unwrap();
+        let m = imagebus_mount::spawn(
+            mcfg,
+            MountSys::linux(),
+            Arc::new(attach),
+            stop.clone(),
+            imagebus_mount::Limits::default(),
+        )
+        .await
+        .unwrap();
         let c = imagebus_container::spawn(
             ccfg.clone(),
             ContainerSys::linux(&ccfg),
             Arc::new(m.handle),
             stop.clone(),
+            imagebus_container::Limits::default(),
         )
         .await
         .unwrap();

@@ -31,6 +31,7 @@ async fn nested_mount_over_the_bus_with_attach_over_the_bus() {
         acfg,
         imagebus_attach::AttachSys::linux(),
         CancellationToken::new(),
+        imagebus_attach::Limits::default(),
     )
     .await
     .unwrap()
@@ -52,6 +53,7 @@ async fn nested_mount_over_the_bus_with_attach_over_the_bus() {
         MountSys::linux(),
         attach_stub.clone(),
         stop.clone(),
+        imagebus_mount::Limits::default(),
     )
     .await
     .unwrap();

@@ -183,7 +183,10 @@ impl<S: Unpin + Send + 'static> Host<S> {
     }
 
     /// Runs `fut` beside the jobs (tracked for shutdown, but taking no slot and no key):
-    /// for follow-ups that must not hold up their caller, such as watching a process.
+    /// for short follow-ups that must not hold up their caller, such as handling a
+    /// process's exit. Shutdown waits for these too, so a long-lived loop must end on the
+    /// stop token itself (or run as a plain task holding no `Host`, which would keep the
+    /// actor alive).
     pub fn spawn<Fut>(&self, fut: Fut)
     where
         Fut: Future<Output = ()> + Send + 'static,

@@ -17,6 +17,7 @@ pub fn generate(names: &Names, iface: &Interface) -> TokenStream {
         ..
     } = names;
     let wires: Vec<&str> = iface.methods.iter().map(|m| m.wire.as_str()).collect();
+    let event_wires: Vec<&str> = iface.streams.iter().map(|s| s.wire.as_str()).collect();
     let arms =
         iface.methods.iter().map(|m| {
             let wire = &m.wire;
@@ -90,6 +91,13 @@ pub fn generate(names: &Names, iface: &Interface) -> TokenStream {
             /// `name@version` of the served object, for logs.
             const OBJECT: &'static str = #object;
 
+            /// The wire names of the methods, in declaration order (what `methods()` returns;
+            /// also what docs are checked against).
+            #vis const METHODS: &'static [&'static str] = &[#(#wires),*];
+
+            /// The wire names of the events, in declaration order.
+            #vis const EVENTS: &'static [&'static str] = &[#(#event_wires),*];
+
             /// Wraps the implementation that will serve calls.
             #vis fn new(inner: ::std::sync::Arc<T>) -> Self {
                 Self { inner }
@@ -125,7 +133,7 @@ pub fn generate(names: &Names, iface: &Interface) -> TokenStream {
             }
 
             fn methods(&self) -> &'static [&'static str] {
-                &[#(#wires),*]
+                Self::METHODS
             }
 
             async fn dispatch(

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// zos's broker address, tried first when --broker is not given.
-pub const ZOS_BROKER: &str = "unix:///var/run/redis.sock";
+pub const ZOS_BROKER: &str = imagebus_bus::broker::DEFAULT_BROKER;
 
 /// imagebus: operate an imagebus node over its Redis bus.
 #[derive(Debug, Parser)]

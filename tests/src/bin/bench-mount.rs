@@ -131,6 +131,7 @@ async fn split_stack(
         acfg,
         imagebus_attach::AttachSys::linux(),
         CancellationToken::new(),
+        imagebus_attach::Limits::default(),
     )
     .await?
     .handle;
@@ -138,7 +139,14 @@ async fn split_stack(
     server.register(AttachModuleServer::new(Arc::new(attach)))?;
     tokio::spawn(server.run(stop.clone()));
     let stub: Arc<dyn AttachModule> = Arc::new(AttachModuleStub::new(Client::connect(url).await?));
-    let spawned = imagebus_mount::spawn(mcfg, MountSys::linux(), stub, stop.clone()).await?;
+    let spawned = imagebus_mount::spawn(
+        mcfg,
+        MountSys::linux(),
+        stub,
+        stop.clone(),
+        imagebus_mount::Limits::default(),
+    )
+    .await?;
     Ok((Arc::new(spawned.handle), spawned.task))
 }
 

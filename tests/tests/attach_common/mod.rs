@@ -38,6 +38,7 @@ impl Env {
             self.cfg.clone(),
             AttachSys::linux(),
             CancellationToken::new(),
+            imagebus_attach::Limits::default(),
         )
         .await
         .expect("starting attach");
@@ -137,10 +138,15 @@ pub fn child_entry() {
             run_dir: state.join("run"),
             state_dir: state,
         };
-        let attach = imagebus_attach::spawn(cfg, AttachSys::linux(), CancellationToken::new())
-            .await
-            .unwrap()
-            .handle;
+        let attach = imagebus_attach::spawn(
+            cfg,
+            AttachSys::linux(),
+            CancellationToken::new(),
+            imagebus_attach::Limits::default(),
+        )
+        .await
+        .unwrap()
+        .handle;
         let specs: Vec<AttachSpec> = serde_json::from_slice(&fs::read(specs).unwrap()).unwrap();
         let mut infos = Vec::new();
         for spec in specs {

@@ -248,16 +248,22 @@ impl Node {
 
     pub async fn start_in(scratch: KernelScratch, instance: &str) -> Node {
         let (acfg, mcfg, ccfg) = configs(scratch.path(), instance);
-        let attach = imagebus_attach::spawn(acfg, AttachSys::linux(), CancellationToken::new())
-            .await
-            .expect("attach actor")
-            .handle;
+        let attach = imagebus_attach::spawn(
+            acfg,
+            AttachSys::linux(),
+            CancellationToken::new(),
+            imagebus_attach::Limits::default(),
+        )
+        .await
+        .expect("attach actor")
+        .handle;
         let stop = CancellationToken::new();
         let m = imagebus_mount::spawn(
             mcfg,
             MountSys::linux(),
             Arc::new(attach.clone()),
             stop.clone(),
+            imagebus_mount::Limits::default(),
         )
         .await
         .expect("mount actor");
@@ -267,6 +273,7 @@ impl Node {
             ContainerSys::linux(&ccfg),
             Arc::new(m.handle.clone()),
             container_stop.clone(),
+            imagebus_container::Limits::default(),
         )
         .await
         .expect("container actor");
@@ -291,6 +298,7 @@ impl Node {
             ContainerSys::linux(&self.cfg),
             Arc::new(self.mount.clone()),
             self.container_stop.clone(),
+            imagebus_container::Limits::default(),
         )
         .await
         .expect("container actor restart");
