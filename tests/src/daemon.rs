@@ -219,15 +219,14 @@ impl Daemon {
         if !self.extra.iter().any(|a| a == "--workers") {
             cmd.args(["--workers", "2"]);
         }
-        cmd
-            .env(
-                "IMAGEBUS_DEFAULT_BROKER",
-                format!("unix://{}/none.sock", dir.display()),
-            )
-            .env("IMAGEBUS_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log);
+        cmd.env(
+            "IMAGEBUS_DEFAULT_BROKER",
+            format!("unix://{}/none.sock", dir.display()),
+        )
+        .env("IMAGEBUS_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log);
         if let Some(b) = &self.broker {
             cmd.arg("--broker").arg(b);
         }

@@ -130,9 +130,7 @@ pub fn spare_monitors_of(daemon: u32) -> Vec<u32> {
             c.first().is_some_and(|a| a.ends_with("imagebus-monitor"))
                 && c.last().is_some_and(|a| a == "-")
         })
-        .filter(|p| {
-            std::fs::read_link(format!("/proc/{p}/fd/0")).is_ok_and(|t| pipes.contains(&t))
-        })
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/fd/0")).is_ok_and(|t| pipes.contains(&t)))
         .collect()
 }
 

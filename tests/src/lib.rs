@@ -1,10 +1,17 @@
 //! Fixtures for the integration tests and benchmarks: real redis-server instances
 //! ([`redis`]), a one-node Ceph ([`ceph`]), test images and a busybox rootfs ([`image`],
 //! [`rootfs`]), attach + mount stacks on real loop devices ([`mount_stack`]), a running
-//! `imagebusd` with its CLI ([`daemon`]), and a TCP relay that can go silent ([`relay`]).
+//! `imagebusd` with its CLI ([`daemon`]), a TCP relay that can go silent ([`relay`]), a
+//! Ceph monitor that never answers ([`blackhole`]), a daemon node reached through the bus
+//! stubs and compared with the kernel ([`bus_node`], [`kernel_probe`]), and pieces of the
+//! container benchmark's concurrency sections ([`bench_concurrency`]).
+pub mod bench_concurrency;
+pub mod blackhole;
+pub mod bus_node;
 pub mod ceph;
 pub mod daemon;
 pub mod image;
+pub mod kernel_probe;
 pub mod mount_stack;
 pub mod redis;
 pub mod relay;

@@ -11,25 +11,38 @@
 //! 3. 100 containers created, listed and deleted over the bus, with this process's
 //!    VmRSS/VmHWM (it is the daemon here: attach, mount and container actors and the bus
 //!    server run in it, as in `imagebusd`).
+//! 4. Concurrency (issue 7): for each N of `--concurrency` (default 1,4,16), N callers each
+//!    doing `--rounds` (default 4) `Create(state=running)` over the bus one after another,
+//!    as creates/s, next to N threads each doing as many `runc run --detach` of equivalent
+//!    bundles (the generated `config.json`, own cgroup each), in the same run.
+//! 5. With `--hang`: `List` p50/p99 of the three modules over the bus, idle and while 8
+//!    creates hang on a black-hole Ceph monitor (overlay → image → RBD attachment through a
+//!    listener that never answers; needs ceph-common), and how those creates end.
 //!
 //! Run: `cargo build --release -p imagebus-container --bins &&
-//! cargo run --release -p imagebus-tests --bin bench-container [-- --iters 30 --many 100]`
+//! cargo run --release -p imagebus-tests --bin bench-container [-- --iters 30 --many 100
+//! --concurrency 1,4,16 --rounds 4 --hang]`
 
 use imagebus_attach::{AttachConfig, AttachSys};
 use imagebus_bus::{Client, Server};
 use imagebus_container::{ContainerConfig, ContainerSys, MONITOR_BINARY};
 use imagebus_mount::{MountConfig, MountSys};
+use imagebus_schema::attach::{AttachModuleServer, AttachModuleStub};
 use imagebus_schema::container::{
     CommandLine, ContainerFilter, ContainerModule, ContainerModuleServer, ContainerModuleStub,
     ContainerSpec, ContainerState, InitialState,
 };
 use imagebus_schema::mount::{BindMount, MountModule, MountRef, MountSource, MountSpec};
+use imagebus_schema::mount::{MountModuleServer, MountModuleStub};
 use imagebus_schema::{Holder, Selector};
+use imagebus_tests::bench_concurrency::{
+    concurrent_creates, concurrent_runc, hang_section, list_flag,
+};
+use imagebus_tests::blackhole::require_rbd_tools;
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::rootfs::{busybox_squashfs, KernelScratch};
-use std::fs::OpenOptions;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -130,25 +143,24 @@ fn chain(image: &Path) -> MountRef {
     inline(overlay(vec![inline(image_on_loop(image))]))
 }
 
-/// `runc run --detach` of `bundle` as container `id`, stdio on `log`.
-fn runc_run(root: &Path, bundle: &Path, id: &str, log: &Path) -> Result<Duration, BoxError> {
-    let out = OpenOptions::new().create(true).append(true).open(log)?;
-    let t = Instant::now();
-    let status = Command::new("runc")
-        .arg("--root")
-        .arg(root)
-        .args(["run", "--detach", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .status()?;
-    let took = t.elapsed();
-    if !status.success() {
-        return Err(format!("runc run {id}: {status}").into());
-    }
-    Ok(took)
+use imagebus_tests::bench_concurrency::runc_run;
+
+/// What section 4 and 5 run.
+struct Concurrency {
+    /// Numbers of concurrent callers.
+    callers: Vec<usize>,
+    /// Creates per caller.
+    rounds: usize,
+    /// Whether to run section 5.
+    hang: bool,
+}
+
+/// A container on the shared bind root.
+fn bench_spec() -> ContainerSpec {
+    spec(
+        MountRef::Existing(Selector::Name("benchroot".into())),
+        "sleep 1000",
+    )
 }
 
 fn runc_delete(root: &Path, id: &str) {
@@ -164,6 +176,14 @@ async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     let iters = flag(&args, "--iters", 30);
     let many = flag(&args, "--many", 100);
+    let conc = Concurrency {
+        callers: list_flag(&args, "--concurrency", &[1, 4, 16]),
+        rounds: flag(&args, "--rounds", 4).max(1),
+        hang: args.iter().any(|a| a == "--hang"),
+    };
+    if conc.hang {
+        require_rbd_tools();
+    }
     let monitor = std::env::current_exe()?
         .parent()
         .map(|d| d.join(MONITOR_BINARY))
@@ -185,7 +205,7 @@ async fn main() -> Result<(), BoxError> {
     );
     ccfg.monitor = vec![monitor.display().to_string()];
     ccfg.instance = instance.clone();
-    let result = bench(&redis, &dir, &ccfg, iters, many).await;
+    let result = bench(&redis, &dir, &ccfg, iters, many, &conc).await;
     // Cleanup whatever is left, also after a failure.
     let root = ccfg.runtime_root();
     if let Ok(out) = Command::new("runc")
@@ -212,7 +232,10 @@ async fn bench(
     ccfg: &ContainerConfig,
     iters: usize,
     many: usize,
+    conc: &Concurrency,
 ) -> Result<(), BoxError> {
+    // Enough bus workers that no caller of sections 4 and 5 waits for one.
+    let workers = 4.max(conc.callers.iter().max().copied().unwrap_or(1) * 2 + 16);
     let attach = imagebus_attach::spawn(
         AttachConfig {
             state_dir: dir.join("state/attach"),
@@ -220,6 +243,7 @@ async fn bench(
         },
         AttachSys::linux(),
         CancellationToken::new(),
+        imagebus_attach::Limits::default(),
     )
     .await?
     .handle;
@@ -230,20 +254,35 @@ async fn bench(
             run_dir: dir.join("run"),
         },
         MountSys::linux(),
-        Arc::new(attach),
+        Arc::new(attach.clone()),
         stop.clone(),
+        imagebus_mount::Limits::default(),
     )
     .await?;
     let mount = m.handle.clone();
+    // attach and mount are served too (section 5 lists them over the bus).
+    let mut aserver = Server::builder(redis.url(), "attach")
+        .workers(workers)
+        .build()
+        .await?;
+    aserver.register(AttachModuleServer::new(Arc::new(attach.clone())))?;
+    tokio::spawn(aserver.run(stop.clone()));
+    let mut mserver = Server::builder(redis.url(), "mount")
+        .workers(workers)
+        .build()
+        .await?;
+    mserver.register(MountModuleServer::new(Arc::new(mount.clone())))?;
+    tokio::spawn(mserver.run(stop.clone()));
     let c = imagebus_container::spawn(
         ccfg.clone(),
         ContainerSys::linux(ccfg),
         Arc::new(m.handle),
         stop.clone(),
+        imagebus_container::Limits::default(),
     )
     .await?;
     let mut server = Server::builder(redis.url(), "container")
-        .workers(4)
+        .workers(workers)
         .build()
         .await?;
     server.register(ContainerModuleServer::new(Arc::new(c.handle.clone())))?;
@@ -251,7 +290,7 @@ async fn bench(
     let client = Client::connect(redis.url())
         .await?
         .with_timeout(Duration::from_secs(60));
-    let stub = ContainerModuleStub::new(client);
+    let stub = ContainerModuleStub::new(client.clone());
 
     // A busybox root as an existing bind mount (shared by every container), and its image.
     let image = busybox_squashfs(dir, "bench", &[], &[]);
@@ -372,7 +411,83 @@ async fn bench(
         "monitors: {monitors} running with {many} containers, {monitors_kb} kB VmRSS in total ({:.0} kB each)",
         monitors_kb as f64 / monitors.max(1) as f64
     );
+
+    // 4. Concurrent callers.
+    concurrency(&stub, ccfg, dir, &config, conc).await?;
+    // 5. Lists while creates hang.
+    if conc.hang {
+        let a = AttachModuleStub::new(client.clone());
+        let m = MountModuleStub::new(client.clone());
+        hang_section(&client, &stub, &m, &a, spec).await?;
+    }
+
     mount.unmount(Selector::Id(root.id), true).await?;
     stop.cancel();
+    Ok(())
+}
+
+/// Section 4: creates/s of N concurrent callers over the bus vs N concurrent `runc run -d`.
+async fn concurrency(
+    stub: &ContainerModuleStub,
+    ccfg: &ContainerConfig,
+    dir: &Path,
+    config: &serde_json::Value,
+    conc: &Concurrency,
+) -> Result<(), BoxError> {
+    let raw_root = dir.join("run/raw-runc");
+    println!(
+        "\n{:>11} {:>7} {:>16} {:>22} {:>7}",
+        "concurrency", "creates", "ours creates/s", "runc run -d creates/s", "ratio"
+    );
+    for &n in &conc.callers {
+        let total = n * conc.rounds;
+        let (ids, ours) = concurrent_creates(stub, n, conc.rounds, bench_spec).await?;
+        let deletes: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (stub, id) = (stub.clone(), *id);
+                tokio::spawn(async move { stub.delete(Selector::Id(id), true).await })
+            })
+            .collect();
+        for d in deletes {
+            d.await??;
+        }
+
+        let mut work = Vec::new();
+        let mut raw_ids = Vec::new();
+        for caller in 0..n {
+            let mut items = Vec::new();
+            for r in 0..conc.rounds {
+                let id = format!("{}-n{n}-{caller}-{r}", ccfg.instance);
+                let mut config = config.clone();
+                config["linux"]["cgroupsPath"] =
+                    serde_json::json!(format!("/{}/{id}", ccfg.instance));
+                let bundle = dir.join("raw-bundles").join(&id);
+                std::fs::create_dir_all(&bundle)?;
+                std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+                items.push((bundle, id.clone()));
+                raw_ids.push(id);
+            }
+            work.push(items);
+        }
+        let (root, log) = (raw_root.clone(), dir.join("raw.log"));
+        let raw = tokio::task::spawn_blocking(move || concurrent_runc(&root, work, &log)).await?;
+        for id in &raw_ids {
+            runc_delete(&raw_root, id);
+            let _ = imagebus_sys::cgroup::Cgroups::remove(
+                &imagebus_sys::cgroup::LinuxCgroups,
+                &format!("/{}/{id}", ccfg.instance),
+            );
+        }
+        let raw = raw?;
+        let (ours_rate, raw_rate) = (
+            total as f64 / ours.as_secs_f64(),
+            total as f64 / raw.as_secs_f64(),
+        );
+        println!(
+            "{n:>11} {total:>7} {ours_rate:>16.1} {raw_rate:>22.1} {:>7.2}",
+            ours_rate / raw_rate
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,234 @@
+//! docs/ stays true to the code: every table or list there that names methods, events,
+//! error codes, module states, daemon flags (with their env vars) or CLI commands is
+//! compared with the code that defines them, so changing one without the other fails.
+
+use imagebus_bus::ErrorCode;
+use imagebus_schema::attach::{AttachModule, AttachModuleServer};
+use imagebus_schema::container::{ContainerModule, ContainerModuleServer};
+use imagebus_schema::mount::{MountModule, MountModuleServer};
+use imagebus_schema::system::{ModuleState, SystemModule, SystemModuleServer};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+fn doc(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
+}
+
+/// The text of the `## \`heading\`` section of `md` (up to the next `## `).
+fn section<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start = md
+        .find(&format!("## `{heading}`"))
+        .unwrap_or_else(|| panic!("no section for {heading}"));
+    let rest = &md[start + 3..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The backticked first cells of the rows of the table whose header starts with `| first |`.
+fn table_keys(text: &str, first: &str) -> BTreeSet<String> {
+    let header = format!("| {first} |");
+    let Some(start) = text.find(&header) else {
+        return BTreeSet::new();
+    };
+    text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cell = l.trim_start_matches('|').split('|').next()?.trim();
+            Some(cell.trim_matches('`').to_string())
+        })
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every backticked word on the first line of `md` that starts with `prefix`.
+fn backticked_after(md: &str, prefix: &str) -> BTreeSet<String> {
+    let start = md
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no line starting {prefix:?}"));
+    let para = &md[start..];
+    let para = &para[..para.find("\n\n").unwrap_or(para.len())];
+    let first_sentence = &para[..para.find('.').unwrap_or(para.len())];
+    first_sentence
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn objects_md_lists_every_method_and_event_of_every_object() {
+    let md = doc("objects.md");
+    let objects: [(&str, &[&str], &[&str]); 4] = [
+        (
+            "imagebus.system@1",
+            SystemModuleServer::<dyn SystemModule>::METHODS,
+            SystemModuleServer::<dyn SystemModule>::EVENTS,
+        ),
+        (
+            "attach.attach@1",
+            AttachModuleServer::<dyn AttachModule>::METHODS,
+            AttachModuleServer::<dyn AttachModule>::EVENTS,
+        ),
+        (
+            "mount.mount@1",
+            MountModuleServer::<dyn MountModule>::METHODS,
+            MountModuleServer::<dyn MountModule>::EVENTS,
+        ),
+        (
+            "container.container@1",
+            ContainerModuleServer::<dyn ContainerModule>::METHODS,
+            ContainerModuleServer::<dyn ContainerModule>::EVENTS,
+        ),
+    ];
+    for (object, methods, events) in objects {
+        let text = section(&md, object);
+        assert_eq!(
+            table_keys(text, "method"),
+            set(methods),
+            "methods of {object} in docs/objects.md"
+        );
+        assert_eq!(
+            table_keys(text, "event"),
+            set(events),
+            "events of {object} in docs/objects.md"
+        );
+    }
+}
+
+#[test]
+fn objects_md_lists_every_error_code_and_module_state() {
+    let md = doc("objects.md");
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(
+        backticked_after(&md, "Error codes (every method)"),
+        set(&codes)
+    );
+    let states: Vec<&str> = ModuleState::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(backticked_after(&md, "States of a module in `Modules`"), {
+        let mut s = set(&states);
+        s.insert("Modules".into());
+        s.insert("state".into());
+        s
+    });
+}
+
+/// `--flag` → `Some(env)` (or `None`) from a binary's `--help`.
+fn help_flags(help: &str) -> std::collections::BTreeMap<String, Option<String>> {
+    let mut flags = std::collections::BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in help.lines() {
+        let t = line.trim_start();
+        if t.starts_with('-') {
+            current = t
+                .split([' ', ','])
+                .find(|w| w.starts_with("--"))
+                .map(String::from)
+                .filter(|n| n != "--help" && n != "--version");
+            if let Some(name) = &current {
+                flags.insert(name.clone(), None);
+            }
+        }
+        // `[env: X=]` may sit on a wrapped line of the flag's description.
+        if let (Some(name), Some(rest)) = (&current, line.split("[env: ").nth(1)) {
+            let env = rest.split(['=', ']']).next().map(String::from);
+            flags.insert(name.clone(), env);
+        }
+    }
+    flags
+}
+
+fn help_of(bin: &str, args: &[&str]) -> String {
+    let out = Command::new(imagebus_tests::daemon::bin(bin))
+        .args(args)
+        .arg("--help")
+        .env_remove("IMAGEBUS_BROKER")
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} --help: {e}"));
+    assert!(out.status.success(), "{bin} --help failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn operations_md_lists_every_daemon_flag_with_its_env_var() {
+    let md = doc("operations.md");
+    let help = help_flags(&help_of("imagebusd", &[]));
+    let start = md.find("| flag | env | default | meaning |").unwrap();
+    let mut documented = std::collections::BTreeMap::new();
+    for row in md[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let flag = cells[0].trim_matches('`').to_string();
+        let env = Some(cells[1].trim_matches('`').to_string()).filter(|e| !e.is_empty());
+        documented.insert(flag, env);
+    }
+    assert_eq!(
+        documented, help,
+        "docs/operations.md's imagebusd table vs `imagebusd --help`"
+    );
+}
+
+/// The command names a `--help` lists under `Commands:` (without `help`).
+fn help_commands(help: &str) -> BTreeSet<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn operations_md_shows_every_cli_command() {
+    let md = doc("operations.md");
+    let start = md.find("## imagebus (CLI)").unwrap();
+    let block = &md[start..];
+    let block = &block[block.find("```\n").unwrap() + 4..];
+    let block = &block[..block.find("```").unwrap()];
+    // Each line holds one or more commands, separated by runs of spaces.
+    let mut top = BTreeSet::new();
+    let mut sub: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for line in block.lines().skip(1) {
+        for part in line.split("   ").map(str::trim).filter(|p| !p.is_empty()) {
+            for alt in part.split(" | ") {
+                let words: Vec<&str> = alt.split_whitespace().collect();
+                let Some(first) = words.first() else { continue };
+                if !first.chars().all(|c| c.is_ascii_lowercase()) {
+                    continue;
+                }
+                top.insert(first.to_string());
+                if let Some(second) = words.get(1) {
+                    if second.chars().all(|c| c.is_ascii_lowercase()) {
+                        sub.entry(first.to_string())
+                            .or_default()
+                            .insert(second.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let commands = help_commands(&help_of("imagebus", &[]));
+    assert_eq!(
+        top, commands,
+        "docs/operations.md's CLI synopsis vs `imagebus --help`"
+    );
+    for group in ["attach", "mount"] {
+        assert_eq!(
+            sub.get(group).cloned().unwrap_or_default(),
+            help_commands(&help_of("imagebus", &[group])),
+            "`imagebus {group}` subcommands"
+        );
+    }
+}
