@@ -12,7 +12,7 @@
 # Environment: CEPH_MICRO_DIR (default /tmp/imagebus-ceph), CEPH_MICRO_MON_PORT (v1, 16789),
 # CEPH_MICRO_MON_V2_PORT (13300), CEPH_MICRO_OSD_PORT_MIN/MAX (16800/16899).
 # Needs: ceph-mon ceph-osd ceph-common (and rbd-fuse for the tests' userspace attach).
-# See docs/attach.md and the spike notes this follows (shared/reference/ceph-test-cluster.md).
+# See docs/attach.md (the test cluster: one mon and one memstore OSD on loopback, cephx).
 set -Eeuo pipefail
 
 DIR=${CEPH_MICRO_DIR:-/tmp/imagebus-ceph}

@@ -1,4 +1,5 @@
-//! Golden bytes of zbus v1 (shared/reference/zbus-wire.md §5), checked in both directions:
+//! Golden bytes of zbus v1 (as Go zbus v1.0.1 with vmihailenco/msgpack v4 writes them; see
+//! docs/protocol.md, "Golden bytes"), checked in both directions:
 //! our encoders produce exactly these bytes, and our decoders read them into the expected
 //! values. The vectors are the call `calculator@1.0` `Add(1.0, 2.0)` on module `server`.
 

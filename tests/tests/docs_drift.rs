@@ -123,6 +123,20 @@ fn objects_md_lists_every_error_code_and_module_state() {
 
 /// `--flag` → `Some(env)` (or `None`) from a binary's `--help`.
 fn help_flags(help: &str) -> std::collections::BTreeMap<String, Option<String>> {
+    help_flag_attr(help, "[env: ", &['=', ']'])
+}
+
+/// `--flag` → the value of its `[default: X]`, if it shows one.
+fn help_defaults(help: &str) -> std::collections::BTreeMap<String, Option<String>> {
+    help_flag_attr(help, "[default: ", &[']'])
+}
+
+/// `--flag` → what follows `marker` in its help text, up to one of `ends`.
+fn help_flag_attr(
+    help: &str,
+    marker: &str,
+    ends: &[char],
+) -> std::collections::BTreeMap<String, Option<String>> {
     let mut flags = std::collections::BTreeMap::new();
     let mut current: Option<String> = None;
     for line in help.lines() {
@@ -137,10 +151,10 @@ fn help_flags(help: &str) -> std::collections::BTreeMap<String, Option<String>> 
                 flags.insert(name.clone(), None);
             }
         }
-        // `[env: X=]` may sit on a wrapped line of the flag's description.
-        if let (Some(name), Some(rest)) = (&current, line.split("[env: ").nth(1)) {
-            let env = rest.split(['=', ']']).next().map(String::from);
-            flags.insert(name.clone(), env);
+        // `[env: X=]` or `[default: X]` may sit on a wrapped line of the description.
+        if let (Some(name), Some(rest)) = (&current, line.split(marker).nth(1)) {
+            let value = rest.split(ends).next().map(String::from);
+            flags.insert(name.clone(), value);
         }
     }
     flags
@@ -176,6 +190,42 @@ fn operations_md_lists_every_daemon_flag_with_its_env_var() {
     assert_eq!(
         documented, help,
         "docs/operations.md's imagebusd table vs `imagebusd --help`"
+    );
+    // Where clap shows a default, the table's default column names it.
+    let defaults = help_defaults(&help_of("imagebusd", &[]));
+    for row in md[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let flag = cells[0].trim_matches('`');
+        if let Some(Some(default)) = defaults.get(flag) {
+            assert_eq!(
+                cells[2].trim_matches('`'),
+                default,
+                "default of {flag} in docs/operations.md"
+            );
+        }
+    }
+}
+
+#[test]
+fn operations_md_names_the_state_files_the_modules_write() {
+    let md = doc("operations.md");
+    let table = &md[md.find("| module | state | runtime files |").unwrap()..];
+    let mount = table.lines().find(|l| l.starts_with("| mount |")).unwrap();
+    let cells: Vec<&str> = mount.trim_matches('|').split('|').map(str::trim).collect();
+    assert!(
+        cells[1].contains(&format!("`<state-dir>/mount/{}`", imagebus_mount::IDS_FILE)),
+        "{mount}"
+    );
+    assert!(
+        cells[2].contains(&format!(
+            "`<run-dir>/mount/{}`",
+            imagebus_mount::RECORDS_FILE
+        )),
+        "{mount}"
     );
 }
 
