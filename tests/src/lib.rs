@@ -3,8 +3,9 @@
 //! [`rootfs`]), attach + mount stacks on real loop devices ([`mount_stack`]), a running
 //! `imagebusd` with its CLI ([`daemon`]), a TCP relay that can go silent ([`relay`]), a
 //! Ceph monitor that never answers ([`blackhole`]), a daemon node reached through the bus
-//! stubs and compared with the kernel ([`bus_node`], [`kernel_probe`]), and pieces of the
-//! container benchmark's concurrency sections ([`bench_concurrency`]).
+//! stubs and compared with the kernel ([`bus_node`], [`kernel_probe`]), pieces of the
+//! container benchmark's concurrency sections ([`bench_concurrency`]), and a node's
+//! configuration passed to a crash-test child binary on its command line ([`node_args`]).
 pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod image;
 pub mod kernel_probe;
 pub mod mount_stack;
+pub mod node_args;
 pub mod redis;
 pub mod relay;
 pub mod rootfs;

@@ -13,13 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Not a test of its own: the entry point of the re-executed child (see
-/// `attach_common::child_entry`); returns at once in a normal run.
-#[test]
-fn crash_child_entry() {
-    attach_common::child_entry();
-}
-
 fn unique_image(ceph: &CephEnv) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(

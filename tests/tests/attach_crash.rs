@@ -1,7 +1,7 @@
 //! Crash safety of the attach actor on the real kernel: the actor runs in a child process
-//! (this test binary re-executed), is killed with SIGKILL, and a new actor on the same state
-//! directory must know every attachment, map nothing twice, drop what vanished, and clean
-//! and report orphans.
+//! (the `attach-crash-child` binary), is killed with SIGKILL, and a new actor on the same
+//! state directory must know every attachment, map nothing twice, drop what vanished, and
+//! clean and report orphans.
 
 mod attach_common;
 
@@ -9,13 +9,6 @@ use attach_common::{loop_spec, sys_attr, Child, Env};
 use imagebus_schema::attach::AttachModule;
 use imagebus_schema::Selector;
 use imagebus_sys::loopdev::{LinuxLoopDevices, LoopAttach, LoopDevices};
-
-/// Not a test of its own: the entry point of the re-executed child (see
-/// `attach_common::child_entry`); returns at once in a normal run.
-#[test]
-fn crash_child_entry() {
-    attach_common::child_entry();
-}
 
 #[tokio::test]
 async fn kill_9_then_restart_reconciles_without_leaks() {

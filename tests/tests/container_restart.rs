@@ -1,32 +1,22 @@
 //! Containers survive their actor and their daemon: logs keep being captured and exit
 //! codes recorded by the per-container monitors while no actor runs, and a new actor
-//! reconciles. The kill -9 case runs the actors in a child process (this test binary
-//! re-executed as `child_daemon`, serving over a private Redis) and talks to it through
+//! reconciles. The kill -9 case runs the actors in a child process (the
+//! `container-restart-child` binary, serving over a private Redis) and talks to it through
 //! the generated `ContainerModuleStub`.
 
 mod container_common;
 
 use container_common::*;
-use imagebus_attach::AttachSys;
-use imagebus_bus::{Client, Server};
-use imagebus_container::ContainerSys;
-use imagebus_mount::MountSys;
+use imagebus_bus::Client;
 use imagebus_schema::container::{
-    ContainerFilter, ContainerModule, ContainerModuleServer, ContainerModuleStub, ContainerState,
-    InitialState, LogsRequest,
+    ContainerFilter, ContainerModule, ContainerModuleStub, ContainerState, InitialState,
+    LogsRequest,
 };
 use imagebus_schema::Selector;
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::rootfs::KernelScratch;
-use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-
-const CHILD_DIR: &str = "IBT_CONTAINER_CHILD_DIR";
-const CHILD_INSTANCE: &str = "IBT_CONTAINER_CHILD_INSTANCE";
-const CHILD_BROKER: &str = "IBT_CONTAINER_CHILD_BROKER";
 
 /// A container that prints a counter every 100 ms and exits 5 when /root/stop appears.
 const TICKER: &str = "sh -c 'i=0; while [ ! -e /root/stop ]; do i=$((i+1)); echo tick$i; sleep 0.1; done; echo done; exit 5'";
@@ -82,71 +72,18 @@ async fn containers_outlive_the_actor_and_exit_codes_are_recorded_meanwhile() {
         .unwrap();
 }
 
-/// Runs the actors and serves them on the bus, until killed. Does nothing unless the
-/// parent test set the environment.
-#[test]
-fn child_daemon() {
-    let Some(dir) = std::env::var_os(CHILD_DIR) else {
-        return;
-    };
-    let instance = std::env::var(CHILD_INSTANCE).expect("instance");
-    let broker = std::env::var(CHILD_BROKER).expect("broker");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        let (acfg, mcfg, ccfg) = configs(&PathBuf::from(dir), &instance);
-        let attach = imagebus_attach::spawn(
-            acfg,
-            AttachSys::linux(),
-            CancellationToken::new(),
-            imagebus_attach::Limits::default(),
-        )
-        .await
-        .unwrap()
-        .handle;
-        let stop = CancellationToken::new();
-        let m = imagebus_mount::spawn(
-            mcfg,
-            MountSys::linux(),
-            Arc::new(attach),
-            stop.clone(),
-            imagebus_mount::Limits::default(),
-        )
-        .await
-        .unwrap();
-        let c = imagebus_container::spawn(
-            ccfg.clone(),
-            ContainerSys::linux(&ccfg),
-            Arc::new(m.handle),
-            stop.clone(),
-            imagebus_container::Limits::default(),
-        )
-        .await
-        .unwrap();
-        let mut server = Server::builder(broker, "container")
-            .workers(4)
-            .build()
-            .await
-            .unwrap();
-        server
-            .register(ContainerModuleServer::new(Arc::new(c.handle)))
-            .unwrap();
-        server.run(stop).await.unwrap();
-    });
-}
-
-/// The child daemon process; killed (SIGKILL) on drop.
+/// The child daemon process (the `container-restart-child` binary: the attach, mount and
+/// container actors of the node `configs(dir, instance)`, serving container@1 on `broker`
+/// until killed); killed (SIGKILL) on drop.
 struct ChildDaemon(Child);
 
 impl ChildDaemon {
     fn spawn(dir: &std::path::Path, instance: &str, broker: &str) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let child = Command::new(exe)
-            .args(["--exact", "child_daemon", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, dir)
-            .env(CHILD_INSTANCE, instance)
-            .env(CHILD_BROKER, broker)
+        let child = Command::new(env!("CARGO_BIN_EXE_container-restart-child"))
+            .arg(broker)
+            .args(imagebus_tests::node_args::to_args(&configs(dir, instance)))
             .spawn()
-            .unwrap();
+            .expect("starting container-restart-child");
         ChildDaemon(child)
     }
 

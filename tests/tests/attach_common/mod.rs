@@ -1,6 +1,7 @@
 //! Shared helpers of the attach integration tests: a scratch directory per test that is
 //! swept on drop (loop devices, FUSE mounts, rbd-fuse processes), the real attach actor on
-//! it, and kernel-state probes.
+//! it, the actor in a child process to kill (the `attach-crash-child` binary), and
+//! kernel-state probes.
 
 #![allow(dead_code)]
 
@@ -114,58 +115,12 @@ pub fn sys_attr(device: &Path, attr: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Environment variables of the crash-test child (see [`child_entry`]).
-const CHILD_STATE: &str = "IMAGEBUS_ATTACH_CHILD_STATE";
-const CHILD_SPECS: &str = "IMAGEBUS_ATTACH_CHILD_SPECS";
-const CHILD_READY: &str = "IMAGEBUS_ATTACH_CHILD_READY";
-
-/// Body of the `crash_child_entry` test of each crash-testing file. In a normal run the
-/// variables are unset and it returns at once; when a crash test re-executes the test binary
-/// with them set, it runs the attach actor in that child process, attaches the given specs,
-/// writes the results to the ready file, and waits to be killed with SIGKILL.
-pub fn child_entry() {
-    let (Ok(state), Ok(specs), Ok(ready)) = (
-        std::env::var(CHILD_STATE),
-        std::env::var(CHILD_SPECS),
-        std::env::var(CHILD_READY),
-    ) else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        let state = PathBuf::from(state);
-        let cfg = AttachConfig {
-            run_dir: state.join("run"),
-            state_dir: state,
-        };
-        let attach = imagebus_attach::spawn(
-            cfg,
-            AttachSys::linux(),
-            CancellationToken::new(),
-            imagebus_attach::Limits::default(),
-        )
-        .await
-        .unwrap()
-        .handle;
-        let specs: Vec<AttachSpec> = serde_json::from_slice(&fs::read(specs).unwrap()).unwrap();
-        let mut infos = Vec::new();
-        for spec in specs {
-            use imagebus_schema::attach::AttachModule;
-            infos.push(attach.attach(spec, None).await.unwrap());
-        }
-        let tmp = format!("{ready}.tmp");
-        fs::write(&tmp, serde_json::to_vec(&infos).unwrap()).unwrap();
-        fs::rename(&tmp, &ready).unwrap();
-        std::future::pending::<()>().await;
-    });
-}
-
 /// A child process running the attach actor; killed with SIGKILL on drop.
 pub struct Child(std::process::Child);
 
 impl Child {
-    /// Re-executes this test binary's `crash_child_entry` with `state_dir` and `specs`, and
-    /// waits (60 s at most) until it has attached them all.
+    /// Starts the `attach-crash-child` binary with `state_dir` and `specs`, and waits (60 s
+    /// at most) until it has attached them all.
     pub fn start(
         state_dir: &Path,
         specs: &[AttachSpec],
@@ -175,18 +130,12 @@ impl Child {
         let ready = work.join("child-ready.json");
         let _ = fs::remove_file(&ready);
         fs::write(&specs_path, serde_json::to_vec(specs).unwrap()).unwrap();
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash_child_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_STATE, state_dir)
-            .env(CHILD_SPECS, &specs_path)
-            .env(CHILD_READY, &ready)
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_attach-crash-child"))
+            .arg(state_dir)
+            .arg(&specs_path)
+            .arg(&ready)
             .spawn()
-            .expect("re-executing the test binary");
+            .expect("starting attach-crash-child");
         let mut child = Child(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
