@@ -7,7 +7,8 @@
 //! - [`Server`]: N workers per module, each with its own Redis connection, serving
 //!   registered [`Object`]s, the reserved `zbus@1.0` status object and event streams.
 //! - [`object`](macro@object): turns an interface trait into a server dispatcher
-//!   (`XServer<T>`) and a typed client stub (`XStub`).
+//!   (`XServer<T>`), a typed client stub (`XStub`) and a forwarding trait (`XForward`) that
+//!   lets a wrapper implement the interface without a line per method.
 //!
 //! See `docs/protocol.md` for the wire format and every difference from Go zbus.
 #![warn(missing_docs)]

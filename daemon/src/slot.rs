@@ -5,14 +5,10 @@
 
 use futures::StreamExt;
 use imagebus_bus::{EventStream, RemoteError};
-use imagebus_schema::attach::{AttachInfo, AttachModule, AttachSpec};
-use imagebus_schema::container::{
-    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ExecResult,
-    ExecSpec, LogChunk, LogsRequest,
-};
-use imagebus_schema::mount::{MountInfo, MountModule, MountSpec};
-use imagebus_schema::zos::{ZosContainer, ZosContainerModule};
-use imagebus_schema::{Holder, Selector};
+use imagebus_schema::attach::{AttachModule, AttachModuleForward};
+use imagebus_schema::container::{ContainerModule, ContainerModuleForward};
+use imagebus_schema::mount::{MountModule, MountModuleForward};
+use imagebus_schema::zos::{ZosContainerModule, ZosContainerModuleForward};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -102,124 +98,42 @@ impl<T: ?Sized + Send + Sync + 'static> Slot<T> {
     }
 }
 
+// Every schema trait reaches the slot's current handle through its generated `<Trait>Forward`
+// (hand-written for zos's): an empty slot answers `Unavailable` (see `Slot::get`), and
+// event streams follow the handle across restarts.
+
 #[imagebus_bus::async_trait]
-impl AttachModule for Slot<dyn AttachModule> {
-    async fn attach(
-        &self,
-        spec: AttachSpec,
-        holder: Option<Holder>,
-    ) -> Result<AttachInfo, RemoteError> {
-        self.get()?.attach(spec, holder).await
-    }
-    async fn detach(&self, target: Selector, force: bool) -> Result<(), RemoteError> {
-        self.get()?.detach(target, force).await
-    }
-    async fn get(&self, target: Selector) -> Result<AttachInfo, RemoteError> {
-        Slot::get(self)?.get(target).await
-    }
-    async fn list(&self) -> Result<Vec<AttachInfo>, RemoteError> {
-        self.get()?.list().await
-    }
-    async fn acquire(&self, target: Selector, holder: Holder) -> Result<AttachInfo, RemoteError> {
-        self.get()?.acquire(target, holder).await
-    }
-    async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
-        self.get()?.release(id, holder).await
+impl<T: AttachModule + ?Sized + 'static> AttachModuleForward for Slot<T> {
+    type Target = T;
+    async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
+        Slot::get(self)
     }
 }
 
 #[imagebus_bus::async_trait]
-impl MountModule for Slot<dyn MountModule> {
-    async fn mount(
-        &self,
-        spec: MountSpec,
-        holder: Option<Holder>,
-    ) -> Result<MountInfo, RemoteError> {
-        self.get()?.mount(spec, holder).await
-    }
-    async fn unmount(&self, target: Selector, force: bool) -> Result<(), RemoteError> {
-        self.get()?.unmount(target, force).await
-    }
-    async fn get(&self, target: Selector) -> Result<MountInfo, RemoteError> {
-        Slot::get(self)?.get(target).await
-    }
-    async fn list(&self) -> Result<Vec<MountInfo>, RemoteError> {
-        self.get()?.list().await
-    }
-    async fn acquire(&self, target: Selector, holder: Holder) -> Result<MountInfo, RemoteError> {
-        self.get()?.acquire(target, holder).await
-    }
-    async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
-        self.get()?.release(id, holder).await
+impl<T: MountModule + ?Sized + 'static> MountModuleForward for Slot<T> {
+    type Target = T;
+    async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
+        Slot::get(self)
     }
 }
 
 #[imagebus_bus::async_trait]
-impl ContainerModule for Slot<dyn ContainerActor> {
-    async fn create(&self, spec: ContainerSpec) -> Result<ContainerInfo, RemoteError> {
-        self.get()?.create(spec).await
+impl<T: ContainerModule + ?Sized + 'static> ContainerModuleForward for Slot<T> {
+    type Target = T;
+    async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
+        Slot::get(self)
     }
-    async fn start(&self, target: Selector) -> Result<ContainerInfo, RemoteError> {
-        self.get()?.start(target).await
-    }
-    async fn stop(
-        &self,
-        target: Selector,
-        timeout_ms: Option<u64>,
-    ) -> Result<ContainerInfo, RemoteError> {
-        self.get()?.stop(target, timeout_ms).await
-    }
-    async fn delete(&self, target: Selector, force: bool) -> Result<(), RemoteError> {
-        ContainerModule::delete(&*self.get()?, target, force).await
-    }
-    async fn get(&self, target: Selector) -> Result<ContainerInfo, RemoteError> {
-        ContainerModule::get(&*Slot::get(self)?, target).await
-    }
-    async fn list(&self, filter: ContainerFilter) -> Result<Vec<ContainerInfo>, RemoteError> {
-        ContainerModule::list(&*self.get()?, filter).await
-    }
-    async fn logs(&self, target: Selector, request: LogsRequest) -> Result<LogChunk, RemoteError> {
-        ContainerModule::logs(&*self.get()?, target, request).await
-    }
-    async fn exec(&self, target: Selector, spec: ExecSpec) -> Result<ExecResult, RemoteError> {
-        ContainerModule::exec(&*self.get()?, target, spec).await
-    }
-    fn events(&self) -> EventStream<ContainerEvent> {
-        self.follow(|h| h.events())
+    fn forward_stream<E: Send + 'static>(&self, open: fn(&T) -> EventStream<E>) -> EventStream<E> {
+        self.follow(open)
     }
 }
 
 #[imagebus_bus::async_trait]
-impl ZosContainerModule for Slot<dyn ContainerActor> {
-    async fn run(&self, ns: String, data: ZosContainer) -> Result<String, RemoteError> {
-        self.get()?.run(ns, data).await
-    }
-    async fn inspect(&self, ns: String, id: String) -> Result<ZosContainer, RemoteError> {
-        self.get()?.inspect(ns, id).await
-    }
-    async fn delete(&self, ns: String, id: String) -> Result<(), RemoteError> {
-        ZosContainerModule::delete(&*self.get()?, ns, id).await
-    }
-    async fn list(&self, ns: String) -> Result<Vec<String>, RemoteError> {
-        ZosContainerModule::list(&*self.get()?, ns).await
-    }
-    async fn list_ns(&self) -> Result<Vec<String>, RemoteError> {
-        self.get()?.list_ns().await
-    }
-    async fn exec(
-        &self,
-        ns: String,
-        id: String,
-        timeout_ns: i64,
-        args: Vec<String>,
-    ) -> Result<(), RemoteError> {
-        ZosContainerModule::exec(&*self.get()?, ns, id, timeout_ns, args).await
-    }
-    async fn logs(&self, ns: String, id: String) -> Result<String, RemoteError> {
-        ZosContainerModule::logs(&*self.get()?, ns, id).await
-    }
-    async fn signal_delete(&self, ns: String, id: String) -> Result<(), RemoteError> {
-        self.get()?.signal_delete(ns, id).await
+impl<T: ZosContainerModule + ?Sized + 'static> ZosContainerModuleForward for Slot<T> {
+    type Target = T;
+    async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
+        Slot::get(self)
     }
 }
 
@@ -227,6 +141,12 @@ impl ZosContainerModule for Slot<dyn ContainerActor> {
 mod tests {
     use super::*;
     use imagebus_bus::ErrorCode;
+    use imagebus_schema::attach::{AttachInfo, AttachSpec};
+    use imagebus_schema::container::{
+        ContainerEvent, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ExecResult,
+        ExecSpec, LogChunk, LogsRequest,
+    };
+    use imagebus_schema::{Holder, Selector};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Fake {
@@ -325,5 +245,66 @@ mod tests {
         assert_eq!(e.next().await, Some(4));
         drop(ended);
         assert_eq!(e.next().await, None);
+    }
+
+    /// A container actor that only has events: one per call of `events`, with id `n`.
+    struct Events(u64);
+
+    #[imagebus_bus::async_trait]
+    impl ContainerModule for Events {
+        async fn create(&self, _: ContainerSpec) -> Result<ContainerInfo, RemoteError> {
+            Err(RemoteError::internal(format!("events {}", self.0)))
+        }
+        async fn start(&self, _: Selector) -> Result<ContainerInfo, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn stop(&self, _: Selector, _: Option<u64>) -> Result<ContainerInfo, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn delete(&self, _: Selector, _: bool) -> Result<(), RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn get(&self, _: Selector) -> Result<ContainerInfo, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn list(&self, _: ContainerFilter) -> Result<Vec<ContainerInfo>, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn logs(&self, _: Selector, _: LogsRequest) -> Result<LogChunk, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn exec(&self, _: Selector, _: ExecSpec) -> Result<ExecResult, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        fn events(&self) -> EventStream<ContainerEvent> {
+            futures::stream::iter([ContainerEvent {
+                id: self.0,
+                name: None,
+                group: None,
+                state: ContainerState::Running,
+                exit_code: None,
+                reason: None,
+                deleted: false,
+                at_ms: 0,
+            }])
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn container_calls_and_events_follow_the_handle() {
+        let slot: Slot<Events> = Slot::new("container");
+        let spec = ContainerSpec::new(
+            imagebus_schema::mount::MountRef::Existing(Selector::Id(1)),
+            imagebus_schema::container::CommandLine::Line("x".into()),
+        );
+        let err = slot.create(spec.clone()).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unavailable);
+        let mut events = slot.events();
+        slot.set(Some(Arc::new(Events(1))));
+        assert_eq!(events.next().await.map(|e| e.id), Some(1));
+        assert_eq!(slot.create(spec).await.unwrap_err().message, "events 1");
+        slot.set(Some(Arc::new(Events(2))));
+        assert_eq!(events.next().await.map(|e| e.id), Some(2));
     }
 }

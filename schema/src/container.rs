@@ -244,6 +244,32 @@ pub struct ContainerSpec {
     pub stop_timeout_ms: Option<u64>,
 }
 
+impl ContainerSpec {
+    /// A spec with the two fields the wire requires and every other field at the default
+    /// it takes when absent on the wire. Set the rest with struct update syntax:
+    /// `ContainerSpec { name: Some("web".into()), ..ContainerSpec::new(mount, command) }`.
+    pub fn new(mount: MountRef, command: CommandLine) -> Self {
+        Self {
+            name: None,
+            group: None,
+            mount,
+            command,
+            env: Vec::new(),
+            working_dir: None,
+            hostname: None,
+            user: None,
+            systemd: false,
+            state: InitialState::default(),
+            network: Network::default(),
+            binds: Vec::new(),
+            resources: Resources::default(),
+            capabilities: CapabilityChanges::default(),
+            stop_signal: None,
+            stop_timeout_ms: None,
+        }
+    }
+}
+
 /// Container states: created → running → stopping → exited, or dead when the init could
 /// not be watched or started (with a reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -523,5 +549,20 @@ mod tests {
         );
         assert_eq!(UserSpec::parse("7").unwrap(), UserSpec { uid: 7, gid: 7 });
         assert!(UserSpec::parse("x").is_err());
+    }
+
+    #[test]
+    fn new_is_the_wire_defaults_and_mount_and_command_stay_required() {
+        let wire: ContainerSpec =
+            serde_json::from_str(r#"{"mount":{"existing":{"id":1}},"command":"x"}"#).unwrap();
+        let built = ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        );
+        assert_eq!(built, wire);
+        assert!(serde_json::from_str::<ContainerSpec>(r#"{"command":"x"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ContainerSpec>(r#"{"mount":{"existing":{"id":1}}}"#).is_err()
+        );
     }
 }

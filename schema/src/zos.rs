@@ -5,7 +5,7 @@
 //! flattens the variadic part into one input per element, which `#[object]` cannot express,
 //! so this object's dispatcher ([`ZosContainerModuleServer`]) and stub
 //! ([`ZosContainerModuleStub`]) are written by hand against `imagebus_bus::Object` and
-//! `Client::call`.
+//! `Client::call`, and so is its forwarding trait ([`ZosContainerModuleForward`]).
 
 use imagebus_bus::codec::{decode_arg, encode_arg, encode_reply};
 use imagebus_bus::protocol::Timestamp;
@@ -14,6 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod forward;
+pub use forward::ZosContainerModuleForward;
 
 /// Object name.
 pub const NAME: &str = "container";

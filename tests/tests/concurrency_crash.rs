@@ -51,21 +51,13 @@ fn kind_of(i: usize) -> Kind {
 fn container_spec(name: &str, image: &std::path::Path) -> ContainerSpec {
     ContainerSpec {
         name: Some(name.into()),
-        group: None,
-        mount: inline(overlay(vec![inline(image_on_loop(image))])),
-        command: CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
-        env: vec![],
-        working_dir: None,
-        hostname: None,
-        user: None,
-        systemd: false,
         state: InitialState::Running,
-        network: Default::default(),
-        binds: vec![],
-        resources: Default::default(),
-        capabilities: Default::default(),
         stop_signal: Some("KILL".into()),
         stop_timeout_ms: Some(500),
+        ..ContainerSpec::new(
+            inline(overlay(vec![inline(image_on_loop(image))])),
+            CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
+        )
     }
 }
 

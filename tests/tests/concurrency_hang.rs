@@ -32,21 +32,12 @@ const HANGING: usize = 8;
 fn hang_spec(hole: &BlackHole, key: &str, i: usize) -> ContainerSpec {
     ContainerSpec {
         name: Some(format!("hang-{i}")),
-        group: None,
-        mount: overlay_on_rbd(&hole.monitor(), &format!("hang-{i}"), key),
-        command: CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
-        env: vec![],
-        working_dir: None,
-        hostname: None,
-        user: None,
-        systemd: false,
         state: InitialState::Running,
-        network: Default::default(),
-        binds: vec![],
-        resources: Default::default(),
-        capabilities: Default::default(),
-        stop_signal: None,
         stop_timeout_ms: Some(1000),
+        ..ContainerSpec::new(
+            overlay_on_rbd(&hole.monitor(), &format!("hang-{i}"), key),
+            CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
+        )
     }
 }
 

@@ -90,21 +90,13 @@ fn copies(node: &BusNode, tag: &str) -> Vec<PathBuf> {
 fn container_spec(name: &str, mount: MountRef) -> ContainerSpec {
     ContainerSpec {
         name: Some(name.into()),
-        group: None,
-        mount,
-        command: CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
-        env: vec![],
-        working_dir: None,
-        hostname: None,
-        user: None,
-        systemd: false,
         state: InitialState::Running,
-        network: Default::default(),
-        binds: vec![],
-        resources: Default::default(),
-        capabilities: Default::default(),
         stop_signal: Some("KILL".into()),
         stop_timeout_ms: Some(500),
+        ..ContainerSpec::new(
+            mount,
+            CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
+        )
     }
 }
 

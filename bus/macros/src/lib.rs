@@ -1,9 +1,11 @@
-//! `#[object]`: turns an interface trait into a bus server dispatcher and a typed client stub.
+//! `#[object]`: turns an interface trait into a bus server dispatcher, a typed client stub
+//! and a forwarding trait for wrappers.
 //!
 //! Use it through the re-export `imagebus_bus::object`; see its documentation there.
 #![warn(missing_docs)]
 
 mod attr;
+mod forward;
 mod model;
 mod server;
 mod stub;
@@ -15,7 +17,8 @@ use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
 use syn::{Ident, ItemTrait, LitStr, Visibility};
 
-/// Turns an interface trait into a bus server dispatcher and a typed client stub.
+/// Turns an interface trait into a bus server dispatcher, a typed client stub and a
+/// forwarding trait for wrappers.
 ///
 /// ```text
 /// use imagebus_bus::{EventStream, RemoteError};
@@ -44,7 +47,16 @@ use syn::{Ident, ItemTrait, LitStr, Visibility};
 ///   `#[bus(..)]` helper attributes removed;
 /// - `XServer<T: X + ?Sized>`: `new(Arc<T>)`, implements `imagebus_bus::Object`;
 /// - `XStub`: `new(client)`, `with_module(client, module)`, `with_timeout(d)`,
-///   `MODULE`/`NAME`/`VERSION`, `object_id()`, and `impl X for XStub`.
+///   `MODULE`/`NAME`/`VERSION`, `object_id()`, and `impl X for XStub`;
+/// - `XForward` (with `X`'s supertraits) and `impl<F: XForward + ?Sized> X for F`: a wrapper
+///   (a swappable slot, a proxy) implements `X` by implementing only
+///   `type Target: X + ?Sized` and `async fn forward_target(&self) -> Result<Arc<Self::Target>,
+///   RemoteError>`; every method becomes `forward_target().await?.method(args).await`. When
+///   `X` has stream methods, `XForward` also requires
+///   `fn forward_stream<E: Send + 'static>(&self, open: fn(&Self::Target) -> EventStream<E>)
+///   -> EventStream<E>`, which opens stream `open` (`|t| t.events()`) on the target(s). A type
+///   implements either `X` or `XForward`, never both; no `impl X for Arc<T>` or `Box<T>` is
+///   generated (see `forward.rs`).
 ///
 /// # Methods
 /// - `async fn name(&self, arg: A, ..) -> Result<T, RemoteError>`: wire name is the
@@ -97,6 +109,7 @@ pub(crate) struct Names {
     trait_ident: Ident,
     server: Ident,
     stub: Ident,
+    forward: Ident,
     vis: Visibility,
     module: Option<LitStr>,
     name: LitStr,
@@ -119,6 +132,7 @@ fn expand(args: ObjectArgs, item: &mut ItemTrait) -> TokenStream2 {
     let names = Names {
         server: format_ident!("{}Server", ident),
         stub: format_ident!("{}Stub", ident),
+        forward: format_ident!("{}Forward", ident),
         vis: item.vis.clone(),
         module: args.module,
         name: args
@@ -129,9 +143,11 @@ fn expand(args: ObjectArgs, item: &mut ItemTrait) -> TokenStream2 {
     };
     let server = server::generate(&names, &iface);
     let stub = stub::generate(&names, &iface);
+    let forward = forward::generate(&names, &iface, item);
     quote! {
         #trait_out
         #server
         #stub
+        #forward
     }
 }

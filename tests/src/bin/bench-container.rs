@@ -119,22 +119,10 @@ fn monitors_rss(dir: &Path) -> (usize, u64) {
 
 fn spec(mount: MountRef, command: &str) -> ContainerSpec {
     ContainerSpec {
-        name: None,
-        group: None,
-        mount,
-        command: CommandLine::Line(command.into()),
-        env: vec![],
-        working_dir: None,
-        hostname: None,
-        user: None,
-        systemd: false,
         state: InitialState::Running,
-        network: Default::default(),
-        binds: vec![],
-        resources: Default::default(),
-        capabilities: Default::default(),
         stop_signal: Some("KILL".into()),
         stop_timeout_ms: Some(100),
+        ..ContainerSpec::new(mount, CommandLine::Line(command.into()))
     }
 }
 

@@ -137,24 +137,7 @@ pub fn overlay_on_image(image: &Path) -> MountRef {
 
 /// A spec with defaults around `mount` and `command`.
 pub fn spec(mount: MountRef, command: &str) -> ContainerSpec {
-    ContainerSpec {
-        name: None,
-        group: None,
-        mount,
-        command: CommandLine::Line(command.into()),
-        env: vec![],
-        working_dir: None,
-        hostname: None,
-        user: None,
-        systemd: false,
-        state: Default::default(),
-        network: Default::default(),
-        binds: vec![],
-        resources: Default::default(),
-        capabilities: Default::default(),
-        stop_signal: None,
-        stop_timeout_ms: None,
-    }
+    ContainerSpec::new(mount, CommandLine::Line(command.into()))
 }
 
 /// A unique runtime instance name for this test (cgroups and runtime ids never collide

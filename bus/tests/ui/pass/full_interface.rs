@@ -45,12 +45,30 @@ impl ThingModule for Local {
     }
 }
 
+/// Forwards every call and event stream to `inner`.
+struct Wrapper {
+    inner: Arc<Local>,
+}
+
+#[imagebus_bus::async_trait]
+impl ThingModuleForward for Wrapper {
+    type Target = Local;
+    async fn forward_target(&self) -> Result<Arc<Local>, RemoteError> {
+        Ok(self.inner.clone())
+    }
+    fn forward_stream<E: Send + 'static>(&self, open: fn(&Local) -> EventStream<E>) -> EventStream<E> {
+        open(&self.inner)
+    }
+}
+
 fn assert_object<O: imagebus_bus::Object>(_: &O) {}
 
 fn main() {
     let local: Arc<dyn ThingModule> = Arc::new(Local);
     let server = ThingModuleServer::new(local);
     assert_object(&server);
+    let wrapper: Arc<dyn ThingModule> = Arc::new(Wrapper { inner: Arc::new(Local) });
+    assert_object(&ThingModuleServer::new(wrapper));
     let _: &Arc<dyn ThingModule> = server.inner();
     let _: &str = ThingModuleStub::MODULE;
     let _ = |client: imagebus_bus::Client| -> Arc<dyn ThingModule> {
