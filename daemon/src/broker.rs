@@ -153,20 +153,10 @@ async fn start_private(exe: &Path, socket: &Path, url: &str) -> Result<Child> {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename; mode 0600 when the text
-/// holds credentials (`user:password@`), else 0644.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+/// Writes `text` to `path` through the one atomic writer
+/// ([`imagebus_sys::state::write_atomic`]); mode 0600 when the text holds credentials
+/// (`user:password@`), else 0644.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), imagebus_sys::state::StateError> {
     let mode = if text.contains('@') { 0o600 } else { 0o644 };
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    imagebus_sys::state::write_atomic(path, text.as_bytes(), mode)
 }

@@ -1,5 +1,22 @@
-//! The one error type of the syscall layer: what was attempted, on what, and the OS error.
+//! The error types of the syscall layer. There are exactly three, one per kind of caller,
+//! and each says what was attempted, on what, and the OS error:
+//!
+//! - [`SysError`] (here): syscalls, ioctls, sysfs and external commands of the block and
+//!   mount seams (`LoopDevices`, `RbdBus`, `Files`, `Runner`, `FuseMounts`, `Processes`,
+//!   `Mounter`, `MountTable`, `FsProbe`, `PathOps`). Callers branch on the errno
+//!   ([`SysError::errno`]).
+//! - [`RuntimeError`] (in [`crate::runtime`]): the container seams (`Runtime`,
+//!   `MonitorLauncher`, `Cgroups`, `NetNamespaces`) and bundle files. Callers branch on
+//!   what the OCI runtime said (`NotFound`, `Failed` with its message, `Timeout`), which
+//!   has no errno.
+//! - [`StateError`] (in [`crate::state`]): versioned state files, where the caller must
+//!   tell a corrupt file and one from another format version from an I/O error.
+//!
+//! They stay separate because each caller matches on different cases; a state failure
+//! inside a container seam becomes a [`RuntimeError`] through the `From` below.
 
+pub use crate::runtime::RuntimeError;
+pub use crate::state::StateError;
 use std::io;
 use std::path::PathBuf;
 
@@ -118,5 +135,17 @@ impl SysError {
     }
 }
 
-/// Result alias of this crate.
+impl From<StateError> for RuntimeError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Io { op, path, source } => RuntimeError::Io { op, path, source },
+            other => RuntimeError::Parse {
+                what: "a state file".into(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Result alias of the [`SysError`] seams.
 pub type SysResult<T> = Result<T, SysError>;

@@ -112,40 +112,6 @@ impl FsProbe for LinuxFsProbe {
     }
 }
 
-/// Test doubles.
-#[cfg(any(test, feature = "fake"))]
-pub mod fake {
-    use super::*;
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-    use std::sync::{Arc, Mutex};
-
-    /// [`FsProbe`] answering from a table; devices not in it have no known filesystem.
-    #[derive(Debug, Default, Clone)]
-    pub struct FakeFsProbe {
-        table: Arc<Mutex<HashMap<PathBuf, FsType>>>,
-    }
-
-    impl FakeFsProbe {
-        /// Declares what `device` holds.
-        pub fn set(&self, device: impl Into<PathBuf>, fs: FsType) {
-            if let Ok(mut t) = self.table.lock() {
-                t.insert(device.into(), fs);
-            }
-        }
-    }
-
-    impl FsProbe for FakeFsProbe {
-        fn probe(&self, device: &Path) -> SysResult<Option<FsType>> {
-            let t = self
-                .table
-                .lock()
-                .map_err(|_| SysError::Invalid("poisoned".into()))?;
-            Ok(t.get(device).copied())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

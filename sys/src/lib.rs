@@ -2,16 +2,20 @@
 //!
 //! Every syscall, ioctl, sysfs write and external command that an actor needs goes through
 //! one of the small traits here (one per concern), so actor logic is testable with the
-//! recording doubles of the `fake` feature. `unsafe` lives only in this crate, each block
-//! with a `// SAFETY:` comment.
+//! recording doubles of the `fake` feature (module `fake`, one double for every trait).
+//! `unsafe` lives only in this crate, each block with a `// SAFETY:` comment.
 //!
 //! - [`loopdev`]: loop devices (`LoopDevices`).
 //! - [`rbd`]: kernel RBD through `/sys/bus/rbd` (`RbdBus`).
 //! - [`blockdev`]: `stat` of device and image paths (`Files`).
 //! - [`cmd`]: external commands (`Runner`).
 //! - [`fuse`]: FUSE mounts (`FuseMounts`).
-//! - [`proc`]: process liveness, signals, reaping (`Processes`).
-//! - [`state`]: the versioned atomic state store (`StateFile`).
+//! - [`proc`]: process liveness, start times, signals, reaping, exit waits (`Processes`).
+//! - [`state`]: the versioned atomic state store (`StateFile`) and the one atomic file
+//!   writer (`write_atomic`).
+//! - [`task`]: [`blocking`], the one way to run blocking work from async code.
+//! - [`error`]: the three error types (`SysError`, `RuntimeError`, `StateError`) and why
+//!   there are three.
 //! - [`mount`], [`mountinfo`], [`fsdetect`], [`paths`]: mount(2) (`Mounter`), the mount table
 //!   (`MountTable`), superblock probing (`FsProbe`) and managed directories (`PathOps`).
 //! - [`runtime`], [`oci_cli`], [`crun`], [`oci`], [`monitor`], [`ns`], [`cgroup`],
@@ -25,7 +29,7 @@ pub mod cgroup;
 pub mod cmd;
 pub mod crun;
 pub mod error;
-#[cfg(feature = "fake")]
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod fsdetect;
 pub mod fuse;
@@ -42,5 +46,7 @@ pub mod rbd;
 pub mod runtime;
 pub mod signal;
 pub mod state;
+pub mod task;
 
 pub use error::{SysError, SysResult};
+pub use task::blocking;

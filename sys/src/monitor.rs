@@ -96,13 +96,11 @@ pub fn read_exit_file(path: &Path) -> Result<Option<ExitRecord>, RuntimeError> {
     }
 }
 
-/// Start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`); with the
-/// pid it identifies a process across pid reuse. `None` if it is gone.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // Fields after comm start at field 3 (state); starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// Writes an exit file through the one atomic writer ([`crate::state::write_atomic`]),
+/// mode 0644; the monitor does this when the init dies, test doubles when they end a run.
+pub fn write_exit_file(path: &Path, rec: &ExitRecord) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec(rec).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+    crate::state::write_atomic(path, &bytes, 0o644).map_err(RuntimeError::from)
 }
 
 /// Starts monitors.
@@ -289,14 +287,6 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn write_exit(path: &Path, rec: &ExitRecord) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(rec).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 /// The monitor process's body (called by the monitor binary's `main` while it is still
 /// single-threaded). Returns the process exit code.
 pub fn run_monitor(config_arg: &Path) -> i32 {
@@ -400,7 +390,7 @@ pub fn run_monitor(config_arg: &Path) -> i32 {
     drop(clog);
     let rec = wait_for_init(pid, &mlog);
     log(&mlog, &format!("init {pid} exited: {rec:?}"));
-    if let Err(e) = write_exit(&cfg.exit_file, &rec) {
+    if let Err(e) = write_exit_file(&cfg.exit_file, &rec) {
         log(&mlog, &format!("writing {:?}: {e}", cfg.exit_file));
         return 1;
     }
@@ -462,14 +452,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_time_identifies_this_process() {
-        let me = std::process::id();
-        let t = process_start_time(me).unwrap();
-        assert_eq!(process_start_time(me), Some(t));
-        assert_eq!(process_start_time(u32::MAX), None);
-    }
-
-    #[test]
     fn exit_records_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("exit.json");
@@ -480,7 +462,7 @@ mod tests {
             signal: Some(9),
             exited_at_ms: 1,
         };
-        write_exit(&p, &rec).unwrap();
+        write_exit_file(&p, &rec).unwrap();
         assert_eq!(read_exit_file(&p).unwrap(), Some(rec.clone()));
         assert_eq!(rec.shell_code(), Some(137));
     }

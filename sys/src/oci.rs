@@ -389,9 +389,9 @@ pub fn write_bundle(dir: &Path, spec: &Spec) -> Result<PathBuf, RuntimeError> {
     let path = dir.join("config.json");
     let text = serde_json::to_vec_pretty(spec)
         .map_err(|e| RuntimeError::Invalid(format!("encoding OCI spec: {e}")))?;
-    let tmp = dir.join("config.json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| RuntimeError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("rename", &path, e))?;
+    // Written once per run for the runtime: atomic, but not worth two disk flushes.
+    crate::state::write_atomic_with(&path, &text, 0o644, crate::state::Durability::Unsynced)
+        .map_err(RuntimeError::from)?;
     Ok(dir.to_path_buf())
 }
 

@@ -36,6 +36,12 @@ pub fn is_plain_absolute(path: &Path) -> bool {
     path.is_absolute() && !path.components().any(|c| matches!(c, Component::ParentDir))
 }
 
+/// Whether something exists at `path` (following symlinks). For actors' checks of their
+/// own files and of caller-given paths that need no [`PathOps`] double.
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
 /// Why [`PathOps::resolve_beneath`] failed, from its errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveFailure {

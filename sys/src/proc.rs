@@ -1,5 +1,6 @@
-//! Processes: liveness through `/proc/<pid>/stat` (a zombie is dead), command lines,
-//! signals, and reaping our own children.
+//! Processes: liveness and start times through `/proc/<pid>/stat` (a zombie is dead), the
+//! one parser of that file ([`parse_stat`]), command lines, signals, reaping our own
+//! children, and waiting for a process to exit (a pidfd).
 //!
 //! On machines whose init reaps orphans slowly, a killed daemon stays a zombie for seconds,
 //! so `kill -0` would call it alive; [`Processes::alive`] reads the state letter instead.
@@ -9,7 +10,10 @@ use nix::sys::signal::{kill, Signal as NixSignal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
 
 /// A signal we send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,34 @@ pub enum Reaped {
     NotChild,
 }
 
+/// What [`Processes::exited`] returns: resolves once the process has exited.
+pub type ExitWait = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// The fields of `/proc/<pid>/stat` that imagebus reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The state letter (`R`, `S`, `Z`, ...; field 3).
+    pub state: char,
+    /// Start time in clock ticks since boot (field 22); with the pid it identifies a
+    /// process across pid reuse.
+    pub start_time: u64,
+}
+
+/// Parses a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Fields after comm start at field 3 (state); starttime is field 22.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+fn read_stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 /// Process inspection and control.
 pub trait Processes: Send + Sync + 'static {
     /// Whether `pid` exists and is not a zombie.
@@ -48,6 +80,13 @@ pub trait Processes: Send + Sync + 'static {
     fn reap(&self, pid: u32) -> Reaped;
     /// Every live process whose `argv[0]` file name is `program`, with its command line.
     fn find(&self, program: &str) -> Vec<(u32, Vec<String>)>;
+    /// The start time of `pid` ([`ProcStat::start_time`]), `None` if it is gone. A zombie
+    /// still has one.
+    fn start_time(&self, pid: u32) -> Option<u64>;
+    /// Resolves once the process `pid` that started at `start_time` has exited; at once if
+    /// it is already gone or its pid now belongs to another process. Must be polled inside
+    /// a tokio runtime.
+    fn exited(&self, pid: u32, start_time: u64) -> ExitWait;
 }
 
 /// [`Processes`] for the real machine.
@@ -62,18 +101,46 @@ fn nix_pid(pid: u32) -> SysResult<Pid> {
         .ok_or_else(|| SysError::Invalid(format!("pid {pid}")))
 }
 
-/// The state letter from `/proc/<pid>/stat` (the field after the parenthesised comm).
-fn state_letter(stat: &str) -> Option<char> {
-    let close = stat.rfind(')')?;
-    stat[close + 1..].trim_start().chars().next()
+/// Whether `pid` still is the process that started at `start_time`.
+fn same_process(pid: u32, start_time: u64) -> bool {
+    read_stat(pid).map(|s| s.start_time) == Some(start_time)
+}
+
+/// Waits for `pid` through a pidfd (falls back to polling `/proc` when the pidfd cannot
+/// be registered with the reactor).
+async fn wait_exit(pid: u32, start_time: u64) {
+    let open = crate::blocking(move || {
+        crate::signal::Pidfd::open(pid)
+            .ok()
+            .filter(|_| same_process(pid, start_time))
+    });
+    // Checked after opening, so a pid reused before the open is caught.
+    let Some(fd) = open.await.ok().flatten() else {
+        return;
+    };
+    // The deprecation is about registering a borrowed fd that may be closed while
+    // registered; the pidfd is owned by the AsyncFd here, so it cannot be.
+    #[allow(deprecated)]
+    let registered = tokio::io::unix::AsyncFd::new(fd);
+    match registered {
+        Ok(afd) => {
+            let _ = afd.readable().await;
+        }
+        Err(err) => {
+            tracing::warn!(pid, error = %err, "cannot poll a pidfd; polling /proc");
+            while crate::blocking(move || same_process(pid, start_time))
+                .await
+                .unwrap_or(false)
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 impl Processes for LinuxProcesses {
     fn alive(&self, pid: u32) -> bool {
-        match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => !matches!(state_letter(&stat), Some('Z' | 'X') | None),
-            Err(_) => false,
-        }
+        read_stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
     }
 
     fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
@@ -134,6 +201,14 @@ impl Processes for LinuxProcesses {
             })
             .collect()
     }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        read_stat(pid).map(|s| s.start_time)
+    }
+
+    fn exited(&self, pid: u32, start_time: u64) -> ExitWait {
+        Box::pin(wait_exit(pid, start_time))
+    }
 }
 
 #[cfg(test)]
@@ -141,10 +216,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_state_letter_with_odd_comm() {
-        assert_eq!(state_letter("12 (a) b) S 1 2"), Some('S'));
-        assert_eq!(state_letter("12 (x) Z 1"), Some('Z'));
-        assert_eq!(state_letter("garbage"), None);
+    fn parses_stat_with_odd_comm() {
+        let tail = "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 19";
+        assert_eq!(
+            parse_stat(&format!("12 (a) b) S {tail}")),
+            Some(ProcStat {
+                state: 'S',
+                start_time: 4242
+            })
+        );
+        assert_eq!(
+            parse_stat(&format!("12 (x) Z {tail}")).map(|s| s.state),
+            Some('Z')
+        );
+        assert_eq!(parse_stat("12 (x) Z 1"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn start_time_identifies_this_process() {
+        let me = std::process::id();
+        let t = LinuxProcesses.start_time(me).unwrap();
+        assert_eq!(LinuxProcesses.start_time(me), Some(t));
+        assert_eq!(LinuxProcesses.start_time(u32::MAX), None);
+    }
+
+    #[tokio::test]
+    async fn exited_resolves_for_a_gone_or_reused_pid_and_for_an_exiting_child() {
+        let me = std::process::id();
+        let t = LinuxProcesses.start_time(me).unwrap();
+        LinuxProcesses.exited(u32::MAX, 1).await;
+        LinuxProcesses.exited(me, t + 1).await;
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let st = LinuxProcesses.start_time(pid).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), LinuxProcesses.exited(pid, st))
+            .await
+            .expect("the exit of a child is seen");
+        child.wait().unwrap();
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! A versioned, atomically written JSON state store, shared by the attach, mount and
 //! container actors.
 //!
-//! On disk a state file is `{"version": N, "data": <T>}`. [`StateFile::save`] writes a
-//! temporary file in the same directory (mode 0600), fsyncs it, renames it over the old
-//! file and fsyncs the directory, so a crash at any point leaves either the old or the new
-//! state, never a torn file. [`StateFile::load`] refuses a file whose version is not the
+//! On disk a state file is `{"version": N, "data": <T>}`. [`StateFile::save`] writes it
+//! through [`write_atomic`], the one atomic writer of the workspace: a temporary file in
+//! the same directory (mode 0600), fsynced, renamed over the old file, and an fsync of the
+//! directory, so a crash at any point leaves either the old or the new state, never a torn
+//! file. The small file helpers below ([`read_optional`], [`remove_file`], ...) are how
+//! actors touch the data files of their own state directories. [`StateFile::load`] refuses a file whose version is not the
 //! one this build writes ([`StateError::Version`]); a migration, when one is needed, reads
 //! the old layout with its own type first.
 //!
@@ -155,10 +157,34 @@ impl<T: Serialize + DeserializeOwned> StateFile<T> {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Writes `bytes` to `path` atomically with permission `mode`: temp file in the same
-/// directory, fsync, rename, fsync of the directory. Also used for private files such as
-/// per-attachment Ceph configs (mode 0600).
+/// How far [`write_atomic_with`] goes to make a write survive a crash of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file before the rename and the directory after it: the new content
+    /// survives a power loss once the call returns. What state files need.
+    Synced,
+    /// Rename only: readers never see a torn file and a crash of the process loses
+    /// nothing (the page cache stays), but a crash of the host may keep the old content.
+    /// For files that only matter while the host stays up.
+    Unsynced,
+}
+
+/// Writes `bytes` to `path` atomically and durably with permission `mode`: temp file in
+/// the same directory, fsync, rename, fsync of the directory. The one writer of every
+/// state file, record, id floor and private config (mode 0600) of imagebus.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+    write_atomic_with(path, bytes, mode, Durability::Synced)
+}
+
+/// [`write_atomic`] with a choice of [`Durability`]. The temporary file is created fresh
+/// (`O_EXCL`, named after the target, the pid and a counter, so concurrent writers never
+/// share one), gets exactly `mode` whatever the umask, and is removed when a step fails.
+pub fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> Result<(), StateError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -169,6 +195,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateErr
         std::process::id(),
         TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
+    let synced = durability == Durability::Synced;
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -180,16 +207,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateErr
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", &tmp))?;
         f.write_all(bytes).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        if synced {
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
+        drop(f);
         fs::rename(&tmp, path).map_err(io_err("rename", path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync", dir))
+        if synced {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("fsync", dir))?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads a whole data file; `Ok(None)` when it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", path)(e)),
+    }
+}
+
+/// Removes a file; a missing one is fine (`Ok(false)`).
+pub fn remove_file(path: &Path) -> Result<bool, StateError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
+}
+
+/// Creates `dir` and its missing parents (the umask applies); an existing one is fine.
+pub fn create_dir_all(dir: &Path) -> Result<(), StateError> {
+    fs::create_dir_all(dir).map_err(io_err("mkdir", dir))
+}
+
+/// The names of the entries of `dir` that are valid UTF-8, unsorted.
+pub fn list_names(dir: &Path) -> Result<Vec<String>, StateError> {
+    let entries = fs::read_dir(dir).map_err(io_err("read directory", dir))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
 }
 
 /// Creates `dir` (and parents) and makes it mode 0700: state directories hold secrets.
@@ -255,6 +320,23 @@ mod tests {
         ));
         fs::write(&path, "not json").unwrap();
         assert!(matches!(v2.load(), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn unsynced_writes_are_atomic_too_and_helpers_tolerate_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        assert_eq!(read_optional(&p).unwrap(), None);
+        write_atomic_with(&p, b"one", 0o640, Durability::Unsynced).unwrap();
+        write_atomic_with(&p, b"two", 0o640, Durability::Unsynced).unwrap();
+        assert_eq!(read_optional(&p).unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(list_names(dir.path()).unwrap(), ["r.json"]);
+        assert!(remove_file(&p).unwrap());
+        assert!(!remove_file(&p).unwrap());
     }
 
     #[test]

@@ -5,8 +5,10 @@ use imagebus_sys::cgroup::{Cgroups, LinuxCgroups};
 use imagebus_sys::monitor::{LinuxMonitorLauncher, MonitorLauncher};
 use imagebus_sys::ns::{LinuxNetNamespaces, NetNamespaces};
 use imagebus_sys::oci_cli::{Flavour, OciCli};
+use imagebus_sys::paths::is_plain_absolute;
+use imagebus_sys::proc::{LinuxProcesses, Processes};
 use imagebus_sys::runtime::Runtime;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Name of the monitor binary installed next to `imagebusd`.
@@ -59,7 +61,7 @@ impl ContainerConfig {
             ("run_dir", &self.run_dir),
             ("log_dir", &self.log_dir),
         ] {
-            if !dir.is_absolute() || dir.components().any(|c| c == Component::ParentDir) {
+            if !is_plain_absolute(dir) {
                 return Err(ContainerError::Invalid(format!(
                     "{what} {dir:?} must be an absolute path without '..'"
                 )));
@@ -137,6 +139,8 @@ pub struct ContainerSys {
     pub netns: Arc<dyn NetNamespaces>,
     /// Cgroup cleanup.
     pub cgroups: Arc<dyn Cgroups>,
+    /// Process start times (telling a pid from its reuse) and exit waits (pidfds).
+    pub procs: Arc<dyn Processes>,
 }
 
 impl std::fmt::Debug for ContainerSys {
@@ -150,7 +154,7 @@ impl std::fmt::Debug for ContainerSys {
 impl ContainerSys {
     /// The real machine: runc or crun (wrapped on hybrid cgroup hosts, detected now) under
     /// `cfg.runtime_root()`, the configured monitor,
-    /// `/var/run/netns`, cgroups from the mount table.
+    /// `/var/run/netns`, cgroups from the mount table, processes from `/proc` and pidfds.
     pub fn linux(cfg: &ContainerConfig) -> Self {
         let (program, args) = match cfg.monitor.split_first() {
             Some((p, a)) => (PathBuf::from(p), a.to_vec()),
@@ -161,18 +165,15 @@ impl ContainerSys {
             monitors: Arc::new(LinuxMonitorLauncher::new(program, args)),
             netns: Arc::new(LinuxNetNamespaces::default()),
             cgroups: Arc::new(LinuxCgroups),
+            procs: Arc::new(LinuxProcesses),
         }
     }
-}
-
-/// Whether `p` is absolute and free of `..`.
-pub(crate) fn is_plain_absolute(p: &Path) -> bool {
-    p.is_absolute() && p.components().all(|c| c != Component::ParentDir)
 }
 
 #[cfg(test)]
 mod config_tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn the_runtime_setting_selects_the_flavour_and_its_root() {

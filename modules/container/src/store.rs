@@ -12,7 +12,7 @@
 use crate::config::ContainerConfig;
 use crate::error::ContainerError;
 use imagebus_schema::container::{ContainerEvent, ContainerInfo, ContainerState};
-use imagebus_sys::state::StateFile;
+use imagebus_sys::state::{self, Durability, StateError, StateFile};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,25 +66,18 @@ impl Record {
 }
 
 /// Writes a record in the [`imagebus_sys::state::StateFile`] layout (`{"version", "data"}`)
-/// atomically (temp file + rename) but without fsync: records only matter while the host
+/// through the one atomic writer, mode 0600, but without fsync
+/// ([`Durability::Unsynced`]): records only matter while the host
 /// stays up (a crash of the host ends its containers too, and start-up then finds them
 /// dead either way), and a daemon crash does not lose the page cache. This keeps two
 /// disk flushes off every create, start and stop.
-pub fn save_record(path: &Path, record: &Record) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+pub fn save_record(path: &Path, record: &Record) -> Result<(), StateError> {
     let body = serde_json::to_vec(&serde_json::json!({"version": RECORD_VERSION, "data": record}))
-        .map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&body)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+        .map_err(|source| StateError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    state::write_atomic_with(path, &body, 0o600, Durability::Unsynced)
 }
 
 /// Path of container `id`'s record.
@@ -113,19 +106,19 @@ pub fn load(cfg: &ContainerConfig) -> Result<Loaded, ContainerError> {
         &cfg.log_dir,
         &cfg.runtime_root(),
     ] {
-        std::fs::create_dir_all(d)
-            .map_err(|e| ContainerError::state(format!("creating {d:?}"), e))?;
+        state::create_dir_all(d).map_err(|source| ContainerError::Store {
+            what: format!("creating {d:?}"),
+            source,
+        })?;
     }
     let state_dir = &cfg.state_dir;
-    let entries = std::fs::read_dir(state_dir)
-        .map_err(|e| ContainerError::state(format!("reading {state_dir:?}"), e))?;
+    let names = state::list_names(state_dir).map_err(|source| ContainerError::Store {
+        what: format!("reading {state_dir:?}"),
+        source,
+    })?;
     let mut records = BTreeMap::new();
-    for entry in entries.flatten() {
-        let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+    for name in names {
+        let Ok(id) = name.parse::<u64>() else {
             continue;
         };
         let file: StateFile<Record> = StateFile::new(record_path(cfg, id), RECORD_VERSION);
@@ -228,7 +221,7 @@ async fn writer(
             Failed::default()
         } else {
             let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || writes.run(&cfg))
+            imagebus_sys::blocking(move || writes.run(&cfg))
                 .await
                 .unwrap_or_else(|e| Failed::all(format!("the writer failed: {e}")))
         };
@@ -281,6 +274,10 @@ impl Writes {
         }
         for (id, rec) in self.records {
             if let Err(e) = save_record(&record_path(cfg, id), &rec) {
+                let e = match std::error::Error::source(&e) {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                };
                 tracing::error!(id, error = %e, "saving the container record");
                 failed
                     .records

@@ -2,11 +2,12 @@
 //! and the concurrency model (reads beside blocked commands, reservations, per-container
 //! order, delete against start, deadlines, shutdown).
 //!
-//! The doubles: [`Kernel`] is the runtime and the monitor launcher at once (a run is a
-//! `sleep` child standing in for its monitor and init; a kill ends it and writes the exit
-//! file as the monitor would), with latches that hold `launch` or `start` inside the
-//! blocking pool to keep a command in flight. [`FakeMounts`] is the mount module, whose
-//! inline `mount` can be held the same way.
+//! The doubles are the sys crate's: [`FakeRuntime`] is the runtime and the monitor
+//! launcher at once (a run is a process in its [`FakeProcesses`] standing in for its
+//! monitor and init; a kill ends it and writes the exit file as the monitor would), with
+//! gates that hold `launch` or `start` inside the blocking pool to keep a command in
+//! flight. [`FakeMounts`] is the mount module, whose inline `mount` can be held the same
+//! way.
 
 use crate::actor::{ContainerHandle, Spawned};
 use crate::config::{ContainerConfig, ContainerSys};
@@ -22,50 +23,20 @@ use imagebus_schema::container::{
 };
 use imagebus_schema::mount::{BindMount, MountInfo, MountModule, MountRef, MountSource, MountSpec};
 use imagebus_schema::{Holder, Selector};
-use imagebus_sys::cgroup::Cgroups;
-use imagebus_sys::monitor::{ExitRecord, MonitorConfig, MonitorLauncher, MonitorReport};
-use imagebus_sys::ns::NetNamespaces;
-use imagebus_sys::runtime::{ExecOutput, ExecRequest, Runtime, RuntimeError, RuntimeState};
+use imagebus_sys::fake::{FakeCgroups, FakeNetNamespaces, FakeProcesses, FakeRuntime};
+use imagebus_sys::monitor::ExitRecord;
+use imagebus_sys::proc::Processes;
+use imagebus_sys::runtime::RuntimeState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Holds threads of the blocking pool until opened (at most [`WAIT`]).
-#[derive(Default)]
-struct Latch {
-    state: Mutex<(bool, usize)>,
-    cv: Condvar,
-}
-
-impl Latch {
-    fn close(&self) {
-        self.state.lock().unwrap().0 = true;
-    }
-    fn open(&self) {
-        self.state.lock().unwrap().0 = false;
-        self.cv.notify_all();
-    }
-    fn pass(&self) {
-        let mut st = self.state.lock().unwrap();
-        st.1 += 1;
-        let deadline = Instant::now() + WAIT;
-        while st.0 && Instant::now() < deadline {
-            st = self.cv.wait_timeout(st, WAIT).unwrap().0;
-        }
-        st.1 -= 1;
-    }
-    fn waiting(&self) -> usize {
-        self.state.lock().unwrap().1
-    }
-}
 
 /// Polls `cond` until it holds, for at most [`WAIT`].
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -73,151 +44,6 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// One launched run: its stand-in process and where its exit is recorded.
-struct Run {
-    child: Child,
-    exit_file: PathBuf,
-}
-
-/// The runtime and the monitor launcher.
-#[derive(Default)]
-struct Kernel {
-    listed: Vec<RuntimeState>,
-    /// Every launch reports the runtime error "exec failed: boom".
-    fail: bool,
-    runs: Mutex<BTreeMap<String, Run>>,
-    deleted: Mutex<Vec<String>>,
-    calls: Mutex<Vec<String>>,
-    launches: AtomicUsize,
-    hold_launch: Latch,
-    hold_start: Latch,
-}
-
-impl Kernel {
-    fn live(&self) -> BTreeSet<String> {
-        self.runs.lock().unwrap().keys().cloned().collect()
-    }
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-    /// Ends run `rid` as the monitor would see it killed by `sig`.
-    fn end(&self, rid: &str, sig: i32) {
-        if let Some(mut run) = self.runs.lock().unwrap().remove(rid) {
-            // Like the monitor: the exit file is written before the watched process ends.
-            let exit = ExitRecord {
-                pid: run.child.id(),
-                exit_code: None,
-                signal: Some(sig),
-                exited_at_ms: 1,
-            };
-            std::fs::write(&run.exit_file, serde_json::to_vec(&exit).unwrap()).unwrap();
-            let _ = run.child.kill();
-            let _ = run.child.wait();
-        }
-    }
-    fn kill_all(&self) {
-        for (_, mut run) in std::mem::take(&mut *self.runs.lock().unwrap()) {
-            let _ = run.child.kill();
-            let _ = run.child.wait();
-        }
-    }
-}
-
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        self.kill_all();
-    }
-}
-
-impl MonitorLauncher for Kernel {
-    fn launch(&self, config: &Path, _: Duration) -> Result<MonitorReport, RuntimeError> {
-        let cfg: MonitorConfig = serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
-        self.launches.fetch_add(1, Ordering::SeqCst);
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("launch {}", cfg.id));
-        self.hold_launch.pass();
-        if self.fail {
-            return Ok(MonitorReport {
-                monitor_pid: 1,
-                init_pid: None,
-                error: Some("exec failed: boom".into()),
-            });
-        }
-        let child = Command::new("sleep")
-            .arg("600")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let run = Run {
-            child,
-            exit_file: cfg.exit_file,
-        };
-        self.runs.lock().unwrap().insert(cfg.id, run);
-        Ok(MonitorReport {
-            monitor_pid: pid,
-            init_pid: Some(pid),
-            error: None,
-        })
-    }
-}
-
-impl Runtime for Kernel {
-    fn name(&self) -> &str {
-        "fake"
-    }
-    fn create_argv(&self, id: &str, _: &Path, _: &Path, _: &Path, _: bool) -> Vec<String> {
-        vec!["fake".into(), id.into()]
-    }
-    fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.calls.lock().unwrap().push(format!("start {id}"));
-        self.hold_start.pass();
-        Ok(())
-    }
-    fn state(&self, _: &str) -> Result<Option<RuntimeState>, RuntimeError> {
-        Ok(None)
-    }
-    fn list(&self) -> Result<Vec<RuntimeState>, RuntimeError> {
-        Ok(self.listed.clone())
-    }
-    fn kill(&self, id: &str, sig: i32, _: bool) -> Result<(), RuntimeError> {
-        self.calls.lock().unwrap().push(format!("kill {id} {sig}"));
-        self.end(id, sig);
-        Ok(())
-    }
-    fn delete(&self, id: &str, _: bool) -> Result<(), RuntimeError> {
-        self.end(id, 9);
-        self.deleted.lock().unwrap().push(id.into());
-        Ok(())
-    }
-    fn exec(&self, _: &str, _: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
-        Ok(ExecOutput::default())
-    }
-}
-
-struct NoNetns;
-
-impl NetNamespaces for NoNetns {
-    fn resolve(&self, name: &str) -> Result<PathBuf, RuntimeError> {
-        Err(RuntimeError::NotFound(name.into()))
-    }
-}
-
-#[derive(Default)]
-struct FakeCgroups(Mutex<Vec<String>>);
-
-impl Cgroups for FakeCgroups {
-    fn hierarchies(&self) -> Vec<PathBuf> {
-        vec![]
-    }
-    fn remove(&self, rel: &str) -> Result<Vec<PathBuf>, RuntimeError> {
-        self.0.lock().unwrap().push(rel.into());
-        Ok(vec![])
     }
 }
 
@@ -286,12 +112,13 @@ impl MountModule for FakeMounts {
 struct Setup {
     dir: tempfile::TempDir,
     cfg: ContainerConfig,
-    kernel: Arc<Kernel>,
-    cgroups: Arc<FakeCgroups>,
+    kernel: FakeRuntime,
+    procs: FakeProcesses,
+    cgroups: FakeCgroups,
     mounts: Arc<FakeMounts>,
 }
 
-fn setup_with(kernel: Kernel) -> Setup {
+fn setup_with(kernel: FakeRuntime) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
@@ -309,8 +136,9 @@ fn setup_with(kernel: Kernel) -> Setup {
     cfg.instance = "unit".into();
     Setup {
         cfg,
-        kernel: Arc::new(kernel),
-        cgroups: Arc::new(FakeCgroups::default()),
+        procs: kernel.processes(),
+        kernel,
+        cgroups: FakeCgroups::default(),
         mounts: Arc::new(FakeMounts {
             root,
             holders: Mutex::new(vec![Holder::User]),
@@ -324,23 +152,24 @@ fn setup_with(kernel: Kernel) -> Setup {
 
 /// Runs fail to start, like a broken runc.
 fn setup(listed: Vec<RuntimeState>) -> Setup {
-    let mut kernel = Kernel::default();
-    kernel.listed = listed;
-    kernel.fail = true;
+    let kernel = FakeRuntime::default();
+    kernel.set_listed(listed);
+    kernel.fail_launches(true);
     setup_with(kernel)
 }
 
 /// Runs start.
 fn setup_ok() -> Setup {
-    setup_with(Kernel::default())
+    setup_with(FakeRuntime::default())
 }
 
 fn fake_sys(s: &Setup) -> ContainerSys {
     ContainerSys {
-        runtime: s.kernel.clone(),
-        monitors: s.kernel.clone(),
-        netns: Arc::new(NoNetns),
-        cgroups: s.cgroups.clone(),
+        runtime: Arc::new(s.kernel.clone()),
+        monitors: Arc::new(s.kernel.clone()),
+        netns: Arc::new(FakeNetNamespaces::default()),
+        cgroups: Arc::new(s.cgroups.clone()),
+        procs: Arc::new(s.procs.clone()),
     }
 }
 
@@ -381,21 +210,11 @@ fn spec(state: InitialState) -> ContainerSpec {
 fn named(name: &str, state: InitialState) -> ContainerSpec {
     ContainerSpec {
         name: Some(name.into()),
-        group: None,
-        mount: MountRef::Existing(Selector::Name("root".into())),
-        command: CommandLine::Line("/bin/init".into()),
-        env: vec![],
-        working_dir: None,
-        hostname: None,
-        user: None,
-        systemd: false,
         state,
-        network: Default::default(),
-        binds: vec![],
-        resources: Default::default(),
-        capabilities: Default::default(),
-        stop_signal: None,
-        stop_timeout_ms: None,
+        ..ContainerSpec::new(
+            MountRef::Existing(Selector::Name("root".into())),
+            CommandLine::Line("/bin/init".into()),
+        )
     }
 }
 
@@ -452,12 +271,16 @@ fn record(
     rec
 }
 
-/// This test process, standing in for a monitor that never exits.
-fn me_watched() -> Watched {
+/// This test process, standing in for a monitor that never exits (declared to the fake
+/// processes of `s`).
+fn me_watched(s: &Setup) -> Watched {
     let me = std::process::id();
+    if !s.procs.alive(me) {
+        s.procs.add(me, &["imagebus-monitor"]);
+    }
     Watched {
         pid: me,
-        start_time: imagebus_sys::monitor::process_start_time(me).unwrap(),
+        start_time: s.procs.start_time(me).unwrap(),
         monitor: true,
     }
 }
@@ -475,8 +298,8 @@ async fn a_failed_start_returns_the_runtime_error_and_leaves_nothing() {
         [Holder::User],
         "the container's reference was released"
     );
-    assert_eq!(*s.kernel.deleted.lock().unwrap(), ["unit-1"]);
-    assert_eq!(*s.cgroups.0.lock().unwrap(), ["/unit/unit-1"]);
+    assert_eq!(s.kernel.deleted(), ["unit-1"]);
+    assert_eq!(s.cgroups.removed(), ["/unit/unit-1"]);
     assert!(!s.cfg.container_dir(1).exists());
     assert!(h.list(Default::default()).await.unwrap().is_empty());
     assert!(
@@ -490,7 +313,7 @@ async fn a_failed_start_returns_the_runtime_error_and_leaves_nothing() {
         matches!(engine::create::create(h.engine(), bad).await, Err(ContainerError::Invalid(m)) if m.contains("does not exist"))
     );
     assert_eq!(s.mounts.holders(), [Holder::User]);
-    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(s.kernel.launches(), 1);
     // The name is free again.
     let err = h.create(spec(InitialState::Created)).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Internal, "{err}");
@@ -534,7 +357,13 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
     record(&s, 2, ContainerState::Running, gone, Some(u32::MAX - 2));
     // 3: still ours and alive (this test process stands in for its monitor).
     let me = std::process::id();
-    record(&s, 3, ContainerState::Running, Some(me_watched()), Some(me));
+    record(
+        &s,
+        3,
+        ContainerState::Running,
+        Some(me_watched(&s)),
+        Some(me),
+    );
     // 4: already exited: untouched.
     record(&s, 4, ContainerState::Exited, None, None);
 
@@ -566,7 +395,7 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         c.get(Selector::Id(4)).await.unwrap().state,
         ContainerState::Exited
     );
-    let deleted = s.kernel.deleted.lock().unwrap().clone();
+    let deleted = s.kernel.deleted();
     assert!(
         deleted.contains(&"unit-99".to_string()),
         "orphan removed: {deleted:?}"
@@ -648,7 +477,7 @@ async fn stop_waits_outside_the_actor_and_the_token_ends_it_cleanly() {
         &s,
         3,
         ContainerState::Running,
-        Some(me_watched()),
+        Some(me_watched(&s)),
         Some(std::process::id()),
     );
     let (spawned, stop) = spawn_on(&s, s.mounts.clone(), 4).await;
@@ -702,7 +531,7 @@ async fn dropping_every_handle_ends_the_actor() {
         &s,
         3,
         ContainerState::Running,
-        Some(me_watched()),
+        Some(me_watched(&s)),
         Some(std::process::id()),
     );
     let (h, task) = spawn(&s, 4).await;
@@ -802,33 +631,33 @@ async fn reads_and_other_creates_answer_while_a_create_waits_for_the_mount_modul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_creates_of_one_name_give_one_container_and_one_conflict() {
     let s = setup_ok();
-    s.kernel.hold_launch.close();
+    s.kernel.launch_gate().close();
     let (h, _task) = spawn(&s, 4).await;
     let first = tokio::spawn({
         let h = h.clone();
         async move { h.create(spec(InitialState::Running)).await }
     });
-    until("the first launch", || s.kernel.hold_launch.waiting() == 1).await;
+    until("the first launch", || s.kernel.launch_gate().waiting() == 1).await;
     // The name is reserved: the second create answers at once, while the first runs.
     let second = tokio::time::timeout(WAIT, h.create(spec(InitialState::Running)))
         .await
         .expect("a taken name is refused without waiting");
     assert_eq!(second.unwrap_err().code, ErrorCode::Conflict);
     assert_eq!(
-        s.kernel.hold_launch.waiting(),
+        s.kernel.launch_gate().waiting(),
         1,
         "the first is still in flight"
     );
-    s.kernel.hold_launch.open();
+    s.kernel.launch_gate().open();
     let a = first.await.unwrap().unwrap();
-    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(s.kernel.launches(), 1);
     assert_eq!(s.kernel.live(), BTreeSet::from([a.runtime_id.clone()]));
     assert_eq!(s.mounts.holders(), [Holder::User, Holder::Container(a.id)]);
     assert_eq!(h.list(Default::default()).await.unwrap().len(), 1);
     // Once created, the name stays taken.
     let third = h.create(spec(InitialState::Created)).await.unwrap_err();
     assert_eq!(third.code, ErrorCode::Conflict);
-    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(s.kernel.launches(), 1);
 }
 
 #[tokio::test]
@@ -896,12 +725,12 @@ async fn commands_on_one_container_run_in_order_and_others_beside_them() {
     let (h, _task) = spawn(&s, 4).await;
     let a = h.create(named("a", InitialState::Created)).await.unwrap();
     let b = h.create(named("b", InitialState::Created)).await.unwrap();
-    s.kernel.hold_start.close();
+    s.kernel.start_gate().close();
     let start_a = tokio::spawn({
         let h = h.clone();
         async move { h.start(Selector::Id(a.id)).await }
     });
-    until("runc start", || s.kernel.hold_start.waiting() == 1).await;
+    until("runc start", || s.kernel.start_gate().waiting() == 1).await;
     let stop_a = tokio::spawn({
         let h = h.clone();
         async move { h.stop(Selector::Id(a.id), None).await }
@@ -918,7 +747,7 @@ async fn commands_on_one_container_run_in_order_and_others_beside_them() {
         .iter()
         .any(|c| c.starts_with("kill unit-1")));
     assert!(!stop_a.is_finished());
-    s.kernel.hold_start.open();
+    s.kernel.start_gate().open();
     let started = start_a.await.unwrap().unwrap();
     assert_eq!(started.state, ContainerState::Running);
     let stopped = tokio::time::timeout(WAIT, stop_a)
@@ -972,13 +801,13 @@ async fn delete_and_start_of_one_container_never_leak_a_run_or_a_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_deadline_passes_in_the_queue_is_never_started() {
     let s = setup_ok();
-    s.kernel.hold_launch.close();
+    s.kernel.launch_gate().close();
     let (h, _task) = spawn(&s, 1).await;
     let first = tokio::spawn({
         let h = h.clone();
         async move { h.create(named("first", InitialState::Created)).await }
     });
-    until("the first launch", || s.kernel.hold_launch.waiting() == 1).await;
+    until("the first launch", || s.kernel.launch_gate().waiting() == 1).await;
     let holders = s.mounts.holders();
     let deadline = Instant::now() + Duration::from_millis(200);
     let err = imagebus_bus::deadline::scope(
@@ -989,13 +818,13 @@ async fn a_create_whose_deadline_passes_in_the_queue_is_never_started() {
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout, "{err}");
     assert!(Instant::now() < deadline + Duration::from_secs(2));
-    assert_eq!(s.kernel.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(s.kernel.launches(), 1);
     assert_eq!(
         s.mounts.holders(),
         holders,
         "the mount module was not called"
     );
-    s.kernel.hold_launch.open();
+    s.kernel.launch_gate().open();
     first.await.unwrap().unwrap();
     // Its reservation was given up: the name is free.
     let late = h
@@ -1016,14 +845,14 @@ async fn a_create_whose_deadline_passes_in_the_queue_is_never_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_a_command_in_flight() {
     let s = setup_ok();
-    s.kernel.hold_launch.close();
+    s.kernel.launch_gate().close();
     let (spawned, stop) = spawn_on(&s, s.mounts.clone(), 4).await;
     let (h, mut task) = (spawned.handle, spawned.task);
     let create = tokio::spawn({
         let h = h.clone();
         async move { h.create(spec(InitialState::Running)).await }
     });
-    until("the launch", || s.kernel.hold_launch.waiting() == 1).await;
+    until("the launch", || s.kernel.launch_gate().waiting() == 1).await;
     stop.cancel();
     let refused = h
         .create(named("other", InitialState::Created))
@@ -1040,7 +869,7 @@ async fn shutdown_waits_for_a_command_in_flight() {
             .is_err(),
         "the actor waits for the create in flight"
     );
-    s.kernel.hold_launch.open();
+    s.kernel.launch_gate().open();
     let info = create.await.unwrap().unwrap();
     assert_eq!(info.state, ContainerState::Running);
     tokio::time::timeout(WAIT, task)

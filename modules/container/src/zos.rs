@@ -73,24 +73,20 @@ pub fn spec_from_zos(ns: &str, data: &ZosContainer) -> Result<ContainerSpec, Rem
     } else {
         ZOS_DEFAULT_SHUTDOWN
     };
+    let root = MountRef::Inline(Box::new(MountSpec {
+        name: None,
+        source: MountSource::Bind(BindMount {
+            path: data.root_fs.clone().into(),
+            base: None,
+            read_only: false,
+            recursive: true,
+        }),
+    }));
     Ok(ContainerSpec {
         name: Some(name_in(ns, &data.name)),
         group: (!ns.is_empty()).then(|| ns.to_string()),
-        mount: MountRef::Inline(Box::new(MountSpec {
-            name: None,
-            source: MountSource::Bind(BindMount {
-                path: data.root_fs.clone().into(),
-                base: None,
-                read_only: false,
-                recursive: true,
-            }),
-        })),
-        command: CommandLine::Line(data.entrypoint.clone()),
         env: data.env.clone(),
         working_dir: (!data.working_dir.is_empty()).then(|| data.working_dir.clone()),
-        hostname: None,
-        user: None,
-        systemd: false,
         state: InitialState::Running,
         network: Network::Namespace(data.network.namespace.clone()),
         binds: data
@@ -120,6 +116,7 @@ pub fn spec_from_zos(ns: &str, data: &ZosContainer) -> Result<ContainerSpec, Rem
         },
         stop_signal: Some("SIGTERM".into()),
         stop_timeout_ms: Some(u64::try_from(shutdown.as_millis()).unwrap_or(u64::MAX)),
+        ..ContainerSpec::new(root, CommandLine::Line(data.entrypoint.clone()))
     })
 }
 

@@ -207,7 +207,7 @@ impl Store {
         let ids: StateFile<IdFloor> = StateFile::new(cfg.ids_file(), STATE_VERSION);
         let (state_dir, run_dir) = (cfg.state_dir.clone(), cfg.run_dir.clone());
         let (r, i, paths) = (records.clone(), ids.clone(), sys.paths.clone());
-        let (db, floor) = tokio::task::spawn_blocking(move || -> Result<_, MountError> {
+        let (db, floor) = imagebus_sys::blocking(move || -> Result<_, MountError> {
             imagebus_sys::state::ensure_private_dir(&state_dir)?;
             paths
                 .create_dir_all(&run_dir, 0o755)
@@ -241,7 +241,7 @@ impl Store {
         }
         let raise = (snap.db.next_id > written.id_floor).then(|| snap.db.next_id + ID_BLOCK - 1);
         let (records, ids) = (self.records.clone(), self.ids.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), MountError> {
+        imagebus_sys::blocking(move || -> Result<(), MountError> {
             if let Some(id_floor) = raise {
                 ids.save(&IdFloor { id_floor })?;
             }

@@ -11,9 +11,8 @@ use imagebus_schema::mount::{
     BindMount, ImageMount, MountInfo, MountModule, MountRef, MountSource, MountSpec, OverlayMount,
 };
 use imagebus_schema::{Holder, Selector};
-use imagebus_sys::fsdetect::fake::FakeFsProbe;
+use imagebus_sys::fake::{FakeFsProbe, FakeMounter};
 use imagebus_sys::fsdetect::FsType;
-use imagebus_sys::mount::fake::FakeMounter;
 use imagebus_sys::mount::{MountCall, MountFlag, Mounter, Unmounted};
 use imagebus_sys::paths::LinuxPaths;
 use imagebus_sys::{SysError, SysResult};

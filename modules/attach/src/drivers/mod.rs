@@ -8,7 +8,7 @@ pub(crate) mod rbd_fuse;
 
 use crate::error::AttachError;
 use crate::store::Backing;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// What a driver created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub fn check_path(what: &str, path: &Path) -> Result<(), AttachError> {
             "{what} {path:?} must be an absolute path"
         )));
     }
-    if path.components().any(|c| c == Component::ParentDir) {
+    if !imagebus_sys::paths::is_plain_absolute(path) {
         return Err(AttachError::Invalid(format!(
             "{what} {path:?} must not contain '..'"
         )));

@@ -221,15 +221,15 @@ impl Engine {
     }
 }
 
-/// Runs `f` on the blocking pool in the current tracing span. A panic in `f` is resumed
-/// in the caller (inside a job it kills the actor, as a panic in a step would).
+/// Runs `f` on the blocking pool in the current tracing span ([`imagebus_sys::blocking`]).
+/// A panic in `f` is resumed in the caller (inside a job it kills the actor, as a panic in
+/// a step would).
 pub(crate) async fn blocking<R, F>(f: F) -> Result<R, AttachError>
 where
     R: Send + 'static,
     F: FnOnce() -> Result<R, AttachError> + Send + 'static,
 {
-    let span = tracing::Span::current();
-    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
+    match imagebus_sys::blocking(f).await {
         Ok(r) => r,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),

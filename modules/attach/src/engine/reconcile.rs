@@ -159,7 +159,7 @@ fn check(ctx: &Ctx, db: &mut Db, id: u64) -> Result<Check, AttachError> {
             let looped = drivers::loopdev::present(sys, *loop_number, &tag, &mnt, None);
             if alive && looped {
                 true
-            } else if !rbd_fuse::conf_path(dir).exists() {
+            } else if !imagebus_sys::paths::exists(&rbd_fuse::conf_path(dir)) {
                 return Ok(Check::Vanished);
             } else {
                 if let Some(rev) = revive_kernel(ctx, &record)? {
@@ -279,9 +279,9 @@ fn clean_orphan_fuse(ctx: &Ctx, db: &Db, report: &mut ReconcileReport) {
             }
         }
     }
-    if let Ok(entries) = std::fs::read_dir(&rbd_dir) {
-        for e in entries.flatten() {
-            let path = e.path();
+    if let Ok(names) = imagebus_sys::state::list_names(&rbd_dir) {
+        for name in names {
+            let path = rbd_dir.join(name);
             if !owned_dirs.contains(path.as_path())
                 && imagebus_sys::state::remove_tree(&path).is_ok()
             {

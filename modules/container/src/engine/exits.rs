@@ -12,7 +12,8 @@ use super::{blocking, event, watch, Containers, Engine, StopWaiter};
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::store::{Durable, Watched};
 use imagebus_schema::container::{ContainerInfo, ContainerState};
-use imagebus_sys::monitor::{now_ms, process_start_time, read_exit_file, ExitRecord};
+use imagebus_sys::monitor::{now_ms, read_exit_file, ExitRecord};
+use imagebus_sys::paths::exists;
 
 /// What the end of a run needs to know about it.
 #[derive(Debug, Clone)]
@@ -82,7 +83,7 @@ fn init_outlived_monitor(
     run: &Run,
 ) -> Option<Watched> {
     // The monitor writes the exit file before it exits: present means a normal end.
-    if cfg.container_dir(id).join("exit.json").exists() {
+    if exists(&cfg.container_dir(id).join("exit.json")) {
         return None;
     }
     let pid = run.pid?;
@@ -90,7 +91,7 @@ fn init_outlived_monitor(
     if state.pid != pid || state.status == "stopped" {
         return None;
     }
-    let start_time = process_start_time(pid)?;
+    let start_time = sys.procs.start_time(pid)?;
     Some(Watched {
         pid,
         start_time,

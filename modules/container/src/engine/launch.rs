@@ -6,8 +6,9 @@ use crate::error::ContainerError;
 use crate::store::{Record, Watched};
 use imagebus_schema::container::ContainerState;
 use imagebus_schema::Holder;
-use imagebus_sys::monitor::{now_ms, process_start_time, MonitorConfig, MonitorReport};
+use imagebus_sys::monitor::{now_ms, MonitorConfig, MonitorReport};
 use imagebus_sys::runtime::RuntimeError;
+use imagebus_sys::state::{self, Durability};
 use std::time::Duration;
 
 /// How long a monitor may take to create (and start) a container.
@@ -49,10 +50,11 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
     let id = record.info.id;
     let files = e.files(id);
     let rid = record.info.runtime_id.clone();
-    let (runtime, cgroups, monitors) = (
+    let (runtime, cgroups, monitors, procs) = (
         e.sys.runtime.clone(),
         e.sys.cgroups.clone(),
         e.sys.monitors.clone(),
+        e.sys.procs.clone(),
     );
     let cgroup = e.cfg.cgroup_path(id);
     let argv = runtime.create_argv(&rid, &files.bundle, &files.pid, &files.runtime_log, start);
@@ -76,18 +78,20 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
                 .map_err(|err| ContainerError::runtime(format!("cleaning {rid}"), err))?;
             let _ = cgroups.remove(&cgroup);
             for f in [&mcfg.exit_file, &mcfg.pid_file, &mcfg.runtime_log] {
-                let _ = std::fs::remove_file(f);
+                let _ = state::remove_file(f);
             }
         }
         let text = serde_json::to_vec_pretty(&mcfg).map_err(|err| {
             ContainerError::state("encoding the monitor config", std::io::Error::other(err))
         })?;
-        std::fs::write(&mpath, text)
-            .map_err(|err| ContainerError::state(format!("writing {mpath:?}"), err))?;
+        // Read once by the monitor: atomic, not worth a disk flush.
+        state::write_atomic_with(&mpath, &text, 0o644, Durability::Unsynced).map_err(|err| {
+            ContainerError::state(format!("writing {mpath:?}"), std::io::Error::other(err))
+        })?;
         let report: MonitorReport = monitors.launch(&mpath, LAUNCH_TIMEOUT).map_err(|err| {
             ContainerError::runtime(format!("starting the monitor of {rid}"), err)
         })?;
-        let start_time = process_start_time(report.monitor_pid).unwrap_or(0);
+        let start_time = procs.start_time(report.monitor_pid).unwrap_or(0);
         Ok((report, start_time))
     })
     .await??;
@@ -138,8 +142,8 @@ pub async fn remove_traces(e: &Engine, id: u64) {
         if let Err(err) = cgroups.remove(&cgroup) {
             tracing::warn!(id, error = %err, "cgroup cleanup");
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(&log);
+        let _ = state::remove_tree(&dir);
+        let _ = state::remove_file(&log);
     })
     .await;
 }

@@ -48,11 +48,12 @@ pub fn key(id: u64) -> Key {
 /// A pending `Stop` caller: answered with the container once its init has exited.
 pub type StopWaiter = oneshot::Sender<Result<ContainerInfo, ContainerError>>;
 
-/// Runs blocking work (runc, files, `/proc`) on the blocking pool.
+/// Runs blocking work (runc, files, `/proc`) on the blocking pool
+/// ([`imagebus_sys::blocking`]); a failed task is a state error.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ContainerError> {
-    tokio::task::spawn_blocking(f)
+    imagebus_sys::blocking(f)
         .await
         .map_err(|e| ContainerError::state("blocking task", std::io::Error::other(e.to_string())))
 }

@@ -57,7 +57,7 @@ fn invalid(msg: impl Into<String>) -> ContainerError {
 }
 
 fn plain_absolute(p: &Path) -> bool {
-    crate::config::is_plain_absolute(p)
+    imagebus_sys::paths::is_plain_absolute(p)
 }
 
 /// Checks `spec` and resolves what it names: (1) names, (2) command, (3) environment,
@@ -193,7 +193,7 @@ fn binds(spec: &ContainerSpec) -> Result<Vec<BindConfig>, ContainerError> {
                 b.target
             )));
         }
-        if !b.source.exists() {
+        if !imagebus_sys::paths::exists(&b.source) {
             return Err(ContainerError::Missing(format!(
                 "bind source {:?} does not exist",
                 b.source
@@ -286,18 +286,13 @@ mod tests {
     use imagebus_schema::container::{BindSpec, CommandLine, Resources};
     use imagebus_schema::mount::MountRef;
     use imagebus_schema::Selector;
+    use imagebus_sys::fake::FakeNetNamespaces;
 
-    struct NoNs;
-    impl NetNamespaces for NoNs {
-        fn resolve(&self, name: &str) -> Result<PathBuf, RuntimeError> {
-            if name == "blue" {
-                Ok("/var/run/netns/blue".into())
-            } else {
-                Err(RuntimeError::NotFound(format!(
-                    "network namespace {name:?}"
-                )))
-            }
-        }
+    /// Network namespaces where only "blue" exists.
+    fn netns() -> FakeNetNamespaces {
+        let ns = FakeNetNamespaces::default();
+        ns.add("blue");
+        ns
     }
 
     fn spec(cmd: &str) -> ContainerSpec {
@@ -309,7 +304,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let p = prepare(&spec("sleep 10"), &NoNs, u64::MAX).unwrap();
+        let p = prepare(&spec("sleep 10"), &netns(), u64::MAX).unwrap();
         assert_eq!(p.args, ["sleep", "10"]);
         assert_eq!(p.env, [format!("PATH={DEFAULT_PATH}")]);
         assert_eq!(p.stop_signal, 15);
@@ -321,7 +316,7 @@ mod tests {
     fn systemd_mode() {
         let mut s = spec("/sbin/init");
         s.systemd = true;
-        let p = prepare(&s, &NoNs, u64::MAX).unwrap();
+        let p = prepare(&s, &netns(), u64::MAX).unwrap();
         assert_eq!(p.stop_signal, 37);
         assert!(p.env.contains(&CONTAINER_ENV.to_string()));
         assert!(p.capabilities.contains(&"CAP_SYS_ADMIN".to_string()));
@@ -329,7 +324,7 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_typed() {
-        let bad = |s: ContainerSpec| prepare(&s, &NoNs, u64::MAX).unwrap_err();
+        let bad = |s: ContainerSpec| prepare(&s, &netns(), u64::MAX).unwrap_err();
         assert!(matches!(bad(spec("")), ContainerError::Invalid(m) if m.contains("missing")));
         assert!(matches!(bad(spec("'x")), ContainerError::Invalid(_)));
         let mut s = spec("x");
@@ -338,7 +333,7 @@ mod tests {
         let mut s = spec("x");
         s.network = Network::Namespace("../etc".into());
         assert!(matches!(
-            prepare(&s, &NoNs, u64::MAX),
+            prepare(&s, &netns(), u64::MAX),
             Err(ContainerError::Missing(_) | ContainerError::Invalid(_))
         ));
         let mut s = spec("x");
@@ -382,7 +377,7 @@ mod tests {
             memory_bytes: Some(64 << 20),
         };
         s.network = Network::Namespace("blue".into());
-        let p = prepare(&s, &NoNs, u64::MAX).unwrap();
+        let p = prepare(&s, &netns(), u64::MAX).unwrap();
         assert_eq!(p.cpu_quota_us, Some(50_000));
         assert_eq!(p.memory_limit, Some(64 << 20));
         assert_eq!(p.network, NetworkMode::Join("/var/run/netns/blue".into()));

@@ -15,7 +15,6 @@ use crate::store::Watched;
 use imagebus_schema::container::ContainerState;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Holder;
-use imagebus_sys::monitor::process_start_time;
 use imagebus_sys::runtime::RuntimeState;
 use std::fmt;
 use std::time::Duration;
@@ -89,7 +88,7 @@ pub async fn reconcile(
         let after = Duration::from_millis(rec.stop_timeout_ms);
         match rec.watched {
             // 2.
-            Some(w) if blocking(move || watch::is_alive(&w)).await? => {
+            Some(w) if watch::is_alive(sys, w).await? => {
                 tracing::info!(id, pid = w.pid, "re-attached to a live container");
                 follow.watch.push((w, id, generation));
                 if stopping {
@@ -97,7 +96,7 @@ pub async fn reconcile(
                 }
                 report.reattached += 1;
             }
-            _ => match outlived(rec.info.pid, &rec.info.runtime_id, &listed).await? {
+            _ => match outlived(sys, rec.info.pid, &rec.info.runtime_id, &listed).await? {
                 // 3.
                 Some(w) => {
                     if let Some(d) = exits::apply_outlived(s, id, generation, w) {
@@ -191,6 +190,7 @@ async fn remove_orphans(
 
 /// Step 3: the init `pid` still runs as the runtime's container `rid`.
 async fn outlived(
+    sys: &ContainerSys,
     pid: Option<u32>,
     rid: &str,
     listed: &[RuntimeState],
@@ -201,7 +201,8 @@ async fn outlived(
     if !listed.iter().any(|st| st.id == rid && st.pid == pid) {
         return Ok(None);
     }
-    let start_time = blocking(move || process_start_time(pid)).await?;
+    let procs = sys.procs.clone();
+    let start_time = blocking(move || procs.start_time(pid)).await?;
     Ok(start_time.map(|start_time| Watched {
         pid,
         start_time,

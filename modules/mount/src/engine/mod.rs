@@ -237,14 +237,14 @@ impl Job {
         }
     }
 
-    /// Runs `f` with the syscall seams on the blocking pool.
+    /// Runs `f` with the syscall seams on the blocking pool ([`imagebus_sys::blocking`]).
     pub(crate) async fn blocking<R, F>(&self, f: F) -> Result<R, MountError>
     where
         R: Send + 'static,
         F: FnOnce(&MountSys) -> R + Send + 'static,
     {
         let sys = self.ctx.sys.clone();
-        tokio::task::spawn_blocking(move || f(&sys))
+        imagebus_sys::blocking(move || f(&sys))
             .await
             .map_err(|e| MountError::Internal(format!("blocking task: {e}")))
     }

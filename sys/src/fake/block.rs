@@ -1,22 +1,13 @@
-//! Hand-written recording doubles of every trait in this crate, for unit tests of the
-//! actors (feature `fake`). Each fake is `Clone` and shares its state between clones, so a
-//! test keeps one clone to inspect while the actor owns another.
+//! Doubles of the block-device seams: [`Files`], [`LoopDevices`], [`RbdBus`].
 
+use super::lock;
 use crate::blockdev::{FileKind, FileStat, Files};
-use crate::cmd::{CommandCall, CommandOutput, Runner};
 use crate::error::{SysError, SysResult};
-use crate::fuse::{FuseMount, FuseMounts};
 use crate::loopdev::{LoopAttach, LoopDevice, LoopDevices};
-use crate::proc::{Processes, Reaped, Signal};
 use crate::rbd::{RbdBus, RbdDevice, RbdMap};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use std::sync::{Arc, Mutex};
 
 /// Files with declared kinds; anything undeclared does not exist.
 #[derive(Debug, Clone, Default)]
@@ -214,114 +205,5 @@ impl RbdBus for FakeRbdBus {
     }
     fn list(&self) -> SysResult<Vec<RbdDevice>> {
         Ok(self.devices())
-    }
-}
-
-/// A runner that records calls and answers every `run` with a scripted output.
-#[derive(Debug, Clone, Default)]
-pub struct FakeRunner {
-    state: Arc<Mutex<(Vec<CommandCall>, CommandOutput, u32)>>,
-}
-
-impl FakeRunner {
-    /// Every call so far (run and spawn).
-    pub fn calls(&self) -> Vec<CommandCall> {
-        lock(&self.state).0.clone()
-    }
-    /// What `run` returns from now on.
-    pub fn respond(&self, out: CommandOutput) {
-        lock(&self.state).1 = out;
-    }
-}
-
-impl Runner for FakeRunner {
-    fn run(&self, call: &CommandCall, _timeout: Duration) -> SysResult<CommandOutput> {
-        let mut s = lock(&self.state);
-        s.0.push(call.clone());
-        Ok(s.1.clone())
-    }
-    fn spawn(&self, call: &CommandCall) -> SysResult<u32> {
-        let mut s = lock(&self.state);
-        s.0.push(call.clone());
-        s.2 += 1;
-        Ok(100_000 + s.2)
-    }
-}
-
-/// Processes in memory: a pid is alive while it is in the table.
-#[derive(Debug, Clone, Default)]
-pub struct FakeProcesses {
-    state: Arc<Mutex<ProcTable>>,
-}
-
-type ProcTable = (BTreeMap<u32, Vec<String>>, Vec<(u32, Signal)>);
-
-impl FakeProcesses {
-    /// Declares a live process.
-    pub fn add(&self, pid: u32, cmdline: &[&str]) {
-        lock(&self.state)
-            .0
-            .insert(pid, cmdline.iter().map(|s| s.to_string()).collect());
-    }
-    /// Every signal sent.
-    pub fn signals(&self) -> Vec<(u32, Signal)> {
-        lock(&self.state).1.clone()
-    }
-}
-
-impl Processes for FakeProcesses {
-    fn alive(&self, pid: u32) -> bool {
-        lock(&self.state).0.contains_key(&pid)
-    }
-    fn cmdline(&self, pid: u32) -> Option<Vec<String>> {
-        lock(&self.state).0.get(&pid).cloned()
-    }
-    fn signal(&self, pid: u32, sig: Signal) -> SysResult<()> {
-        let mut s = lock(&self.state);
-        s.1.push((pid, sig));
-        s.0.remove(&pid);
-        Ok(())
-    }
-    fn reap(&self, pid: u32) -> Reaped {
-        if self.alive(pid) {
-            Reaped::Running
-        } else {
-            Reaped::NotChild
-        }
-    }
-    fn find(&self, program: &str) -> Vec<(u32, Vec<String>)> {
-        lock(&self.state)
-            .0
-            .iter()
-            .filter(|(_, c)| c.first().is_some_and(|a| a.ends_with(program)))
-            .map(|(p, c)| (*p, c.clone()))
-            .collect()
-    }
-}
-
-/// FUSE mounts in memory.
-#[derive(Debug, Clone, Default)]
-pub struct FakeFuseMounts {
-    mounts: Arc<Mutex<Vec<FuseMount>>>,
-}
-
-impl FakeFuseMounts {
-    /// Adds a mount.
-    pub fn add(&self, mountpoint: impl Into<PathBuf>) {
-        lock(&self.mounts).push(FuseMount {
-            mountpoint: mountpoint.into(),
-            fs_type: "fuse.rbd-fuse".into(),
-            source: "rbd-fuse".into(),
-        });
-    }
-}
-
-impl FuseMounts for FakeFuseMounts {
-    fn list(&self) -> SysResult<Vec<FuseMount>> {
-        Ok(lock(&self.mounts).clone())
-    }
-    fn unmount(&self, mountpoint: &Path, _lazy: bool) -> SysResult<()> {
-        lock(&self.mounts).retain(|m| m.mountpoint != mountpoint);
-        Ok(())
     }
 }
