@@ -26,6 +26,9 @@ stage() {
 
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
+# No unwrap/expect in product code (libraries and binaries; test code and the test-support
+# crate may use them): enforced here rather than kept by discipline.
+stage no-unwrap cargo clippy --workspace --exclude imagebus-tests --lib --bins -- -D warnings -D clippy::unwrap_used -D clippy::expect_used
 stage build cargo build --workspace --bins
 stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
