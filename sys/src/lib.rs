@@ -33,6 +33,7 @@ pub mod error;
 pub mod fake;
 pub mod fsdetect;
 pub mod fuse;
+pub mod logfile;
 pub mod loopdev;
 pub mod monitor;
 pub mod mount;

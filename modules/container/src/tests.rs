@@ -886,3 +886,36 @@ async fn shutdown_waits_for_a_command_in_flight() {
         "the create's record was written before its reply"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_for_logs_answers_before_its_callers_deadline() {
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let info = h.create(spec(InitialState::Running)).await.unwrap();
+    let req = LogsRequest {
+        offset: Some(0),
+        wait_ms: Some(60_000),
+        ..LogsRequest::default()
+    };
+    let asked = Instant::now();
+    let caller_deadline = asked + Duration::from_millis(1_500);
+    let chunk = tokio::time::timeout(
+        Duration::from_secs(10),
+        imagebus_bus::deadline::scope(Some(caller_deadline), h.logs(Selector::Id(info.id), req)),
+    )
+    .await
+    .expect("a 60 s long poll outlived its caller's 1.5 s deadline")
+    .unwrap();
+    // Nothing was written: the poll waited, then answered ahead of the caller's deadline.
+    assert!(chunk.data.is_empty() && chunk.running);
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_000),
+        "answered after {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1_500),
+        "answered after {took:?}"
+    );
+    h.delete(Selector::Id(info.id), true).await.unwrap();
+}
