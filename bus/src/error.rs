@@ -161,18 +161,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_through_their_names() {
-        for code in [
-            ErrorCode::NotFound,
-            ErrorCode::InvalidArgument,
-            ErrorCode::Conflict,
-            ErrorCode::Unsupported,
-            ErrorCode::Unavailable,
-            ErrorCode::Timeout,
-            ErrorCode::Internal,
-            ErrorCode::UnknownObject,
-            ErrorCode::UnknownMethod,
-            ErrorCode::Decode,
-        ] {
+        for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::parse("Nope"), None);

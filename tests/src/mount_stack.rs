@@ -68,15 +68,7 @@ impl Stack {
         (acfg, mcfg): (AttachConfig, MountConfig),
         wrap: impl FnOnce(AttachHandle) -> Arc<dyn AttachModule>,
     ) -> Result<Stack, String> {
-        let attach = imagebus_attach::spawn(
-            acfg,
-            AttachSys::linux(),
-            CancellationToken::new(),
-            imagebus_attach::Limits::default(),
-        )
-        .await
-        .map_err(|e| format!("starting attach: {e}"))?
-        .handle;
+        let attach = attach_actor(acfg).await?;
         let stop = CancellationToken::new();
         let spawned = imagebus_mount::spawn(
             mcfg.clone(),
@@ -160,4 +152,17 @@ pub fn bind(path: &str, base: Option<MountRef>) -> MountSpec {
 /// The two-lower overlay of the issue (loop → image → overlay), nested in one spec.
 pub fn nested(a: &Path, b: &Path) -> MountSpec {
     overlay(vec![inline(image_on_loop(a)), inline(image_on_loop(b))])
+}
+
+/// The real attach actor on `cfg`, with default limits; it stops when its last handle goes.
+pub async fn attach_actor(cfg: AttachConfig) -> Result<AttachHandle, String> {
+    Ok(imagebus_attach::spawn(
+        cfg,
+        AttachSys::linux(),
+        CancellationToken::new(),
+        imagebus_attach::Limits::default(),
+    )
+    .await
+    .map_err(|e| format!("starting attach: {e}"))?
+    .handle)
 }

@@ -8,14 +8,13 @@
 //! Usage: `attach-crash-child <state-dir> <specs.json> <ready.json>`. Exits non-zero with a
 //! message on stderr if anything fails before the ready file is written.
 
-use imagebus_attach::{AttachConfig, AttachSys};
+use imagebus_attach::AttachConfig;
 use imagebus_schema::attach::{AttachModule, AttachSpec};
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 async fn run(args: &[OsString]) -> Result<(), String> {
     let [state, specs, ready] = args else {
@@ -26,15 +25,7 @@ async fn run(args: &[OsString]) -> Result<(), String> {
         run_dir: state.join("run"),
         state_dir: state,
     };
-    let attach = imagebus_attach::spawn(
-        cfg,
-        AttachSys::linux(),
-        CancellationToken::new(),
-        imagebus_attach::Limits::default(),
-    )
-    .await
-    .map_err(|e| format!("starting attach: {e}"))?
-    .handle;
+    let attach = imagebus_tests::mount_stack::attach_actor(cfg).await?;
     let bytes = fs::read(specs).map_err(|e| format!("reading {specs:?}: {e}"))?;
     let specs: Vec<AttachSpec> =
         serde_json::from_slice(&bytes).map_err(|e| format!("parsing {specs:?}: {e}"))?;

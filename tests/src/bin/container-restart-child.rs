@@ -7,7 +7,6 @@
 //! monitor command the parent computed). Exits non-zero with a message on stderr if the
 //! actors or the server fail.
 
-use imagebus_attach::AttachSys;
 use imagebus_bus::Server;
 use imagebus_container::ContainerSys;
 use imagebus_mount::MountSys;
@@ -27,15 +26,7 @@ async fn run(args: &[OsString]) -> Result<(), String> {
         .ok_or_else(|| format!("the broker is not UTF-8: {broker:?}"))?
         .to_string();
     let (acfg, mcfg, ccfg) = imagebus_tests::node_args::parse(node)?;
-    let attach = imagebus_attach::spawn(
-        acfg,
-        AttachSys::linux(),
-        CancellationToken::new(),
-        imagebus_attach::Limits::default(),
-    )
-    .await
-    .map_err(|e| format!("starting attach: {e}"))?
-    .handle;
+    let attach = imagebus_tests::mount_stack::attach_actor(acfg).await?;
     let stop = CancellationToken::new();
     let m = imagebus_mount::spawn(
         mcfg,

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use futures::StreamExt;
-use imagebus_attach::{AttachConfig, AttachHandle, AttachSys};
+use imagebus_attach::{AttachConfig, AttachHandle};
 use imagebus_container::{ContainerConfig, ContainerHandle, ContainerSys};
 use imagebus_mount::{MountConfig, MountHandle, MountSys};
 use imagebus_schema::container::{
@@ -231,15 +231,9 @@ impl Node {
 
     pub async fn start_in(scratch: KernelScratch, instance: &str) -> Node {
         let (acfg, mcfg, ccfg) = configs(scratch.path(), instance);
-        let attach = imagebus_attach::spawn(
-            acfg,
-            AttachSys::linux(),
-            CancellationToken::new(),
-            imagebus_attach::Limits::default(),
-        )
-        .await
-        .expect("attach actor")
-        .handle;
+        let attach = imagebus_tests::mount_stack::attach_actor(acfg)
+            .await
+            .expect("attach actor");
         let stop = CancellationToken::new();
         let m = imagebus_mount::spawn(
             mcfg,
