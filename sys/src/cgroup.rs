@@ -15,6 +15,21 @@ pub trait Cgroups: Send + Sync + 'static {
     /// in every hierarchy, deepest first. Missing directories are fine. Returns what was
     /// removed.
     fn remove(&self, rel: &str) -> Result<Vec<PathBuf>, RuntimeError>;
+
+    /// Removes the directory of cgroup `rel` in every hierarchy where it is empty (no child
+    /// cgroup, no task: the kernel refuses `rmdir` otherwise, so a cgroup in use is never
+    /// touched). For an instance's parent cgroup once its last container is gone. Returns
+    /// how many directories went.
+    fn remove_if_empty(&self, rel: &str) -> usize {
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty() {
+            return 0;
+        }
+        self.hierarchies()
+            .into_iter()
+            .filter(|h| std::fs::remove_dir(h.join(rel)).is_ok())
+            .count()
+    }
 }
 
 /// [`Cgroups`] from `/proc/self/mountinfo`.

@@ -169,6 +169,16 @@ async fn kill_9_amid_twenty_concurrent_creates_loses_and_leaks_nothing() {
     node.daemon.signal("TERM");
     assert!(node.daemon.wait_exit(Duration::from_secs(15)).is_some());
     node.assert_kernel_clean();
+    // With no container left, the stopped daemon removed its instance cgroup too.
+    use imagebus_sys::cgroup::{Cgroups, LinuxCgroups};
+    let instance = node.daemon.instance().to_string();
+    let left: Vec<_> = LinuxCgroups
+        .hierarchies()
+        .into_iter()
+        .map(|h| h.join(&instance))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "instance cgroups left: {left:?}");
 }
 
 /// Every committed object is listed exactly once with its name; containers reported

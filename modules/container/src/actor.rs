@@ -79,12 +79,25 @@ pub async fn spawn(
     let started = imagebus_host::start("container", state, limits, stop.clone())
         .await
         .map_err(|e| ContainerError::state("starting the container actor", e))?;
+    let (cgroups, parent) = (sys.cgroups.clone(), cfg.cgroup_parent());
     let engine = Engine::new(cfg, sys, mounts, bounding, started.host, stop.child_token());
     follow.start(&engine);
+    // Once the actor has stopped (no create in flight), the instance's cgroup goes if no
+    // container is left in it; running containers keep it (the kernel refuses the rmdir).
+    let actor = started.task;
+    let task = tokio::spawn(async move {
+        let ended = actor.await;
+        let _ = blocking(move || cgroups.remove_if_empty(&parent)).await;
+        if let Err(e) = ended {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    });
     Ok(Spawned {
         handle: ContainerHandle { engine, events },
         report,
-        task: started.task,
+        task,
     })
 }
 

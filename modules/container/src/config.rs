@@ -103,9 +103,14 @@ impl ContainerConfig {
         format!("{}-{id}", self.instance)
     }
 
+    /// The cgroup every container of this instance lives under.
+    pub fn cgroup_parent(&self) -> String {
+        format!("/{}", self.instance)
+    }
+
     /// Absolute cgroup path of container `id`.
     pub fn cgroup_path(&self, id: u64) -> String {
-        format!("/{}/{}", self.instance, self.runtime_id(id))
+        format!("{}/{}", self.cgroup_parent(), self.runtime_id(id))
     }
 
     /// State directory of container `id`.

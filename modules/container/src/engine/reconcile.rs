@@ -183,6 +183,8 @@ async fn remove_orphans(
             let _ = runtime.delete(&rid, true);
             let _ = cgroups.remove(&format!("/{instance}/{rid}"));
         }
+        // Left empty by a daemon that stopped with no container, or by the orphans above.
+        cgroups.remove_if_empty(&format!("/{instance}"));
     })
     .await?;
     Ok(count)
