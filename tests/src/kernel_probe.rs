@@ -41,6 +41,14 @@ pub fn runc_list(root: &Path) -> Vec<(String, String, u32)> {
 
 /// Names of the cgroup directories below `/<instance>` in any hierarchy (`<instance>-<id>`).
 pub fn cgroups_of(instance: &str) -> BTreeSet<String> {
+    cgroup_dirs_of(instance)
+        .into_iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// The child cgroups (directories) below `/<instance>` in any hierarchy.
+pub fn cgroup_dirs_of(instance: &str) -> Vec<std::path::PathBuf> {
     LinuxCgroups
         .hierarchies()
         .into_iter()
@@ -49,7 +57,7 @@ pub fn cgroups_of(instance: &str) -> BTreeSet<String> {
         .flat_map(|rd| {
             rd.flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .map(|e| e.path())
         })
         .collect()
 }

@@ -194,19 +194,8 @@ pub fn purge_runtime(cfg: &ContainerConfig) {
 }
 
 /// Child cgroups (directories) left below `instance` in any hierarchy.
-pub fn cgroups_of(instance: &str) -> Vec<PathBuf> {
-    LinuxCgroups
-        .hierarchies()
-        .into_iter()
-        .map(|h| h.join(instance))
-        .filter_map(|p| std::fs::read_dir(p).ok())
-        .flat_map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-                .map(|e| e.path())
-        })
-        .collect()
-}
+#[allow(unused_imports)] // not every test file that includes this module uses it
+pub use imagebus_tests::kernel_probe::cgroup_dirs_of as cgroups_of;
 
 /// attach + mount + container actors on a scratch directory.
 pub struct Node {
