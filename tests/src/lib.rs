@@ -5,10 +5,12 @@
 //! Ceph monitor that never answers ([`blackhole`]), a daemon node reached through the bus
 //! stubs and compared with the kernel ([`bus_node`], [`kernel_probe`]), pieces of the
 //! container benchmark's concurrency sections ([`bench_concurrency`]), and a node's
-//! configuration passed to a crash-test child binary on its command line ([`node_args`]).
+//! configuration passed to a crash-test child binary on its command line ([`node_args`]),
+//! and the CPU time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]).
 pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
+pub mod cpu_meter;
 pub mod ceph;
 pub mod daemon;
 pub mod image;

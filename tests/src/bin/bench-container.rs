@@ -14,10 +14,18 @@
 //! 4. Concurrency (issue 7): for each N of `--concurrency` (default 1,4,16), N callers each
 //!    doing `--rounds` (default 4) `Create(state=running)` over the bus one after another,
 //!    as creates/s, next to N threads each doing as many `runc run --detach` of equivalent
-//!    bundles (the generated `config.json`, own cgroup each), in the same run.
+//!    bundles (the generated `config.json`, own cgroup each), in the same run. Each phase
+//!    also reports its CPU time per create from cgroup accounting (this process and all it
+//!    starts: redis, monitors, runc, the containers' inits), which load from elsewhere on
+//!    the machine does not skew the way it skews the rates, and the part spent in this
+//!    process (daemon, bus, callers).
 //! 5. With `--hang`: `List` p50/p99 of the three modules over the bus, idle and while 8
 //!    creates hang on a black-hole Ceph monitor (overlay → image → RBD attachment through a
 //!    listener that never answers; needs ceph-common), and how those creates end.
+//!
+//! State, bundles and logs go under `--scratch DIR` (default `/tmp`); run directories
+//! (runtime roots, the runs' files, mount records) under `--run-scratch DIR` (default
+//! `/dev/shm`), a tmpfs as `/run` is on a standard host, for the raw runc as for us.
 //!
 //! Run: `cargo build --release -p imagebus-container --bins &&
 //! cargo run --release -p imagebus-tests --bin bench-container [-- --iters 30 --many 100
@@ -39,9 +47,10 @@ use imagebus_tests::bench_concurrency::{
     concurrent_creates, concurrent_runc, hang_section, list_flag,
 };
 use imagebus_tests::blackhole::require_rbd_tools;
+use imagebus_tests::cpu_meter::CpuMeter;
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::rootfs::{busybox_squashfs, KernelScratch};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,7 +98,7 @@ fn memory() -> (u64, u64) {
 }
 
 /// Number and total VmRSS (kB) of the monitors with a file open below `dir` (their
-/// `monitor.log`; spare-started monitors get their config on stdin, so their command line
+/// `monitor.log`, in the run dir; monitors get their config on stdin, so their command line
 /// is just `imagebus-monitor -`).
 fn monitors_rss(dir: &Path) -> (usize, u64) {
     let needle = dir.display().to_string();
@@ -182,18 +191,45 @@ async fn main() -> Result<(), BoxError> {
         )
         .into());
     }
+    // First, so that redis, the monitors and runc are charged to it (and it goes last).
+    let meter = CpuMeter::enter(&format!("ibbench-ctl-{}", std::process::id()));
     let redis = RedisFixture::start();
-    let scratch = KernelScratch::new("ibc-bench-");
+    // `--scratch DIR`: where state, run dirs and bundles go (default /tmp).
+    let parent = args
+        .windows(2)
+        .find(|w| w[0] == "--scratch")
+        .map(|w| PathBuf::from(&w[1]))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let scratch = KernelScratch::new_in(&parent, "ibc-bench-");
     let dir = scratch.path().to_path_buf();
+    // Run dirs (runtime roots, mount records) on a tmpfs, as `/run` is on a standard host,
+    // for us and for the raw runc alike: `--run-scratch DIR` (default /dev/shm).
+    let run_parent = args
+        .windows(2)
+        .find(|w| w[0] == "--run-scratch")
+        .map(|w| PathBuf::from(&w[1]))
+        .unwrap_or_else(|| PathBuf::from("/dev/shm"));
+    let run_scratch = KernelScratch::new_in(&run_parent, "ibc-bench-run-");
+    let run = run_scratch.path().to_path_buf();
     let instance = format!("ibbench-{}", std::process::id());
     let mut ccfg = ContainerConfig::new(
         dir.join("state/container"),
-        dir.join("run/container"),
+        run.join("container"),
         dir.join("log"),
     );
     ccfg.monitor = vec![monitor.display().to_string()];
     ccfg.instance = instance.clone();
-    let result = bench(&redis, &dir, &ccfg, iters, many, &conc).await;
+    let result = bench(
+        &redis,
+        &dir,
+        &run,
+        &ccfg,
+        iters,
+        many,
+        &conc,
+        meter.as_ref(),
+    )
+    .await;
     // Cleanup whatever is left, also after a failure.
     let root = ccfg.runtime_root();
     if let Ok(out) = Command::new("runc")
@@ -211,23 +247,27 @@ async fn main() -> Result<(), BoxError> {
         &format!("/{instance}"),
     );
     drop(scratch);
+    drop(run_scratch);
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn bench(
     redis: &RedisFixture,
     dir: &Path,
+    run: &Path,
     ccfg: &ContainerConfig,
     iters: usize,
     many: usize,
     conc: &Concurrency,
+    meter: Option<&CpuMeter>,
 ) -> Result<(), BoxError> {
     // Enough bus workers that no caller of sections 4 and 5 waits for one.
     let workers = 4.max(conc.callers.iter().max().copied().unwrap_or(1) * 2 + 16);
     let attach = imagebus_attach::spawn(
         AttachConfig {
             state_dir: dir.join("state/attach"),
-            run_dir: dir.join("run/attach"),
+            run_dir: run.join("attach"),
         },
         AttachSys::linux(),
         CancellationToken::new(),
@@ -239,7 +279,7 @@ async fn bench(
     let m = imagebus_mount::spawn(
         MountConfig {
             state_dir: dir.join("state/mount"),
-            run_dir: dir.join("run"),
+            run_dir: run.join("mount"),
         },
         MountSys::linux(),
         Arc::new(attach.clone()),
@@ -305,7 +345,7 @@ async fn bench(
     let generated = ccfg.container_dir(first.id).join("bundle/config.json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&generated)?)?;
     stub.delete(Selector::Id(first.id), true).await?;
-    let raw_root = dir.join("run/raw-runc");
+    let raw_root = run.join("raw-runc");
     std::fs::create_dir_all(&raw_root)?;
     let (mut ours, mut raw, mut local, mut acquire) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -373,7 +413,7 @@ async fn bench(
     }
     let created = t.elapsed();
     let (rss1, hwm1) = memory();
-    let (monitors, monitors_kb) = monitors_rss(dir);
+    let (monitors, monitors_kb) = monitors_rss(run);
     let t = Instant::now();
     let listed = stub.list(ContainerFilter::default()).await?;
     let list_took = t.elapsed();
@@ -401,7 +441,7 @@ async fn bench(
     );
 
     // 4. Concurrent callers.
-    concurrency(&stub, ccfg, dir, &config, conc).await?;
+    concurrency(&stub, ccfg, dir, run, &config, conc, meter).await?;
     // 5. Lists while creates hang.
     if conc.hang {
         let a = AttachModuleStub::new(client.clone());
@@ -419,17 +459,30 @@ async fn concurrency(
     stub: &ContainerModuleStub,
     ccfg: &ContainerConfig,
     dir: &Path,
+    run: &Path,
     config: &serde_json::Value,
     conc: &Concurrency,
+    meter: Option<&CpuMeter>,
 ) -> Result<(), BoxError> {
-    let raw_root = dir.join("run/raw-runc");
+    let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
+    let group = format!("/{}", ccfg.instance);
+    let raw_root = run.join("raw-runc");
     println!(
-        "\n{:>11} {:>7} {:>16} {:>22} {:>7}",
-        "concurrency", "creates", "ours creates/s", "runc run -d creates/s", "ratio"
+        "\n{:>11} {:>7} {:>16} {:>22} {:>7} {:>17} {:>17}",
+        "concurrency",
+        "creates",
+        "ours creates/s",
+        "runc run -d creates/s",
+        "ratio",
+        "ours CPU ms/each",
+        "runc CPU ms/each"
     );
+    let own = CpuMeter::own_process;
     for &n in &conc.callers {
         let total = n * conc.rounds;
+        let (c0, o0) = (cpu(&group), own());
         let (ids, ours) = concurrent_creates(stub, n, conc.rounds, bench_spec).await?;
+        let (ours_cpu, ours_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
         let deletes: Vec<_> = ids
             .iter()
             .map(|id| {
@@ -459,7 +512,9 @@ async fn concurrency(
             work.push(items);
         }
         let (root, log) = (raw_root.clone(), dir.join("raw.log"));
+        let (c0, o0) = (cpu(&group), own());
         let raw = tokio::task::spawn_blocking(move || concurrent_runc(&root, work, &log)).await?;
+        let (raw_cpu, raw_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
         for id in &raw_ids {
             runc_delete(&raw_root, id);
             let _ = imagebus_sys::cgroup::Cgroups::remove(
@@ -472,9 +527,18 @@ async fn concurrency(
             total as f64 / ours.as_secs_f64(),
             total as f64 / raw.as_secs_f64(),
         );
+        let each = |d: Duration| d.as_secs_f64() * 1000.0 / total as f64;
         println!(
-            "{n:>11} {total:>7} {ours_rate:>16.1} {raw_rate:>22.1} {:>7.2}",
-            ours_rate / raw_rate
+            "{n:>11} {total:>7} {ours_rate:>16.1} {raw_rate:>22.1} {:>7.2} {:>17.1} {:>17.1}",
+            ours_rate / raw_rate,
+            each(ours_cpu),
+            each(raw_cpu)
+        );
+        println!(
+            "{:>11} CPU ms/each in this process (daemon, bus, callers): ours {:.1}, raw {:.1}",
+            "",
+            each(ours_own),
+            each(raw_own)
         );
     }
     Ok(())

@@ -1,0 +1,109 @@
+//! CPU time spent by this process, its children and a cgroup subtree, from the kernel's
+//! cgroup accounting: the benchmarks' "CPU ms per create", which other load on the
+//! machine does not skew the way wall-clock rates are skewed.
+//!
+//! [`CpuMeter::enter`] moves this process into a cgroup of its own (cgroup v1 `cpuacct`,
+//! or the v2 unified hierarchy), so everything it starts afterwards (redis, monitors,
+//! runc, runc's init) is charged there; containers moved by the runtime into their own
+//! cgroups are charged to the subtree passed to [`CpuMeter::usage`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A cgroup this process runs in, removed (after moving back to the original) on drop.
+#[derive(Debug)]
+pub struct CpuMeter {
+    mount: PathBuf,
+    own: PathBuf,
+    parent: PathBuf,
+    v2: bool,
+}
+
+impl CpuMeter {
+    /// Moves this process into a new cgroup `<name>` next to its current one; `None` when
+    /// no cpu accounting hierarchy is writable (not root, or no cgroup fs).
+    pub fn enter(name: &str) -> Option<Self> {
+        let v1 = Path::new("/sys/fs/cgroup/cpuacct");
+        let (mount, v2) = if v1.join("cpuacct.usage").is_file() {
+            (v1.to_path_buf(), false)
+        } else if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+            (PathBuf::from("/sys/fs/cgroup"), true)
+        } else {
+            return None;
+        };
+        let parent = mount.join(current(v2)?.trim_start_matches('/'));
+        let own = parent.join(name);
+        std::fs::create_dir_all(&own).ok()?;
+        std::fs::write(own.join("cgroup.procs"), std::process::id().to_string()).ok()?;
+        Some(Self {
+            mount,
+            own,
+            parent,
+            v2,
+        })
+    }
+
+    /// CPU time charged so far to this process's cgroup plus the subtree `extra` (a
+    /// cgroup path such as `/<instance>`, which may not exist yet).
+    pub fn usage(&self, extra: &str) -> Duration {
+        let extra = self.mount.join(extra.trim_start_matches('/'));
+        self.read(&self.own) + self.read(&extra)
+    }
+
+    /// CPU time of this process alone (all its threads), not of its children.
+    pub fn own_process() -> Duration {
+        // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks.
+        let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        // USER_HZ, which /proc reports in, is 100 on every Linux architecture we run on.
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn read(&self, dir: &Path) -> Duration {
+        if self.v2 {
+            std::fs::read_to_string(dir.join("cpu.stat"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+                .map(Duration::from_micros)
+                .unwrap_or_default()
+        } else {
+            std::fs::read_to_string(dir.join("cpuacct.usage"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Duration::from_nanos)
+                .unwrap_or_default()
+        }
+    }
+}
+
+impl Drop for CpuMeter {
+    fn drop(&mut self) {
+        let me = std::process::id().to_string();
+        let _ = std::fs::write(self.parent.join("cgroup.procs"), &me);
+        let _ = std::fs::remove_dir(&self.own);
+    }
+}
+
+/// This process's cgroup path in the cpu accounting hierarchy.
+fn current(v2: bool) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = if v2 {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == "cpuacct")
+        };
+        hit.then(|| path.to_string())
+    })
+}
