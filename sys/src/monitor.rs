@@ -4,13 +4,15 @@
 //! a file when the init dies. It lives in its own session, so the container keeps running,
 //! logging and having its exit code recorded while the daemon restarts or is killed.
 //!
-//! Protocol: the actor writes a [`MonitorConfig`] JSON file and runs
-//! `<monitor binary> <config path>` through [`MonitorLauncher::launch`]. The monitor forks
+//! Protocol: the launcher starts `<monitor binary> -` ([`SPARE_ARG`]); the monitor forks
 //! (the first process exits at once and is reaped by the launcher), the grandchild calls
-//! `setsid`, runs the runtime and prints one JSON [`MonitorReport`] line on the stdout pipe
-//! (then points stdout at `/dev/null`). When the init exits it writes an [`ExitRecord`] to
-//! `exit_file` (temp file + rename) and exits; watchers see that through a pidfd on the
-//! monitor.
+//! `setsid` and reads one line from its stdin: the [`MonitorConfig`] as JSON (a line not
+//! starting with `{` is read as the path of a JSON config file, and so is a path given
+//! instead of `-`, for running a monitor by hand). It runs the runtime and prints one JSON
+//! [`MonitorReport`] line on the stdout pipe (then points stdout at `/dev/null`). When the
+//! init exits it writes an [`ExitRecord`] to `exit_file` (temp file + rename) and exits;
+//! watchers see that through a pidfd on the monitor. No config file is written: a launch
+//! creates no file besides the logs, the pid file and (at the end) the exit file.
 
 use crate::runtime::RuntimeError;
 use serde::{Deserialize, Serialize};
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the monitor does; written by the actor as JSON.
+/// What the monitor does; sent by the launcher as one JSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitorConfig {
     /// Runtime container id.
@@ -105,26 +107,39 @@ pub fn write_exit_file(path: &Path, rec: &ExitRecord) -> Result<(), RuntimeError
 
 /// Starts monitors.
 pub trait MonitorLauncher: Send + Sync + 'static {
-    /// Runs the monitor on `config` and waits (up to `timeout`) for its report.
-    fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError>;
+    /// Runs a monitor on `config` and waits (up to `timeout`) for its report.
+    fn launch(
+        &self,
+        config: &MonitorConfig,
+        timeout: Duration,
+    ) -> Result<MonitorReport, RuntimeError>;
 
     /// Gets ready for the next launch (e.g. starts a spare monitor); never fails.
     fn prepare(&self) {}
 }
 
-/// The argument that starts a spare monitor: it detaches at once and then reads the
-/// config path from its stdin.
+/// The argument that starts a monitor reading its config from stdin: it detaches at once
+/// and then waits for one line.
 pub const SPARE_ARG: &str = "-";
 
-/// Launches a monitor binary: `program args... <config>`. One spare monitor is kept
-/// started and detached (`program args... -`), waiting for a config path on its stdin, so a
-/// launch costs a pipe write instead of an exec and a fork. A spare whose launcher is gone
+/// Launches a monitor binary: `program args... -`, then writes the config line. One spare
+/// monitor is kept started and detached, waiting on its stdin, so a launch costs a pipe
+/// write instead of an exec and a fork on the caller's path. While launches run
+/// concurrently, those that find no spare start their own, and at most one refill is in
+/// flight, so no monitor is started only to be thrown away. A spare whose launcher is gone
 /// sees end-of-file and exits.
 #[derive(Debug, Clone)]
 pub struct LinuxMonitorLauncher {
     program: PathBuf,
     args: Vec<String>,
-    spare: std::sync::Arc<std::sync::Mutex<Option<Spare>>>,
+    spare: std::sync::Arc<std::sync::Mutex<SpareSlot>>,
+}
+
+/// The spare, and whether a refill is starting one.
+#[derive(Debug, Default)]
+struct SpareSlot {
+    spare: Option<Spare>,
+    refilling: bool,
 }
 
 /// A started, detached monitor waiting for its config path.
@@ -144,14 +159,11 @@ impl LinuxMonitorLauncher {
         }
     }
 
-    fn start(
-        &self,
-        arg: &std::ffi::OsStr,
-    ) -> Result<(std::process::ChildStdin, std::process::ChildStdout), RuntimeError> {
+    fn start(&self) -> Result<Spare, RuntimeError> {
         let program = self.program.display().to_string();
         let mut child = Command::new(&self.program)
             .args(&self.args)
-            .arg(arg)
+            .arg(SPARE_ARG)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -164,34 +176,48 @@ impl LinuxMonitorLauncher {
         // The first process exits right after forking; reap it.
         let _ = child.wait();
         match (stdin, stdout) {
-            (Some(i), Some(o)) => Ok((i, o)),
+            (Some(stdin), Some(stdout)) => Ok(Spare { stdin, stdout }),
             _ => Err(RuntimeError::Invalid("monitor pipes missing".into())),
         }
     }
 
+    /// The spare, if there is one; otherwise a refill is started (unless one is running).
     fn take_spare(&self) -> Option<Spare> {
-        self.spare.lock().ok().and_then(|mut s| s.take())
+        let mut slot = self.spare.lock().ok()?;
+        let spare = slot.spare.take();
+        if !slot.refilling {
+            slot.refilling = true;
+            drop(slot);
+            self.refill();
+        }
+        spare
     }
 
+    /// Starts a spare in the background.
     fn refill(&self) {
         let me = self.clone();
-        std::thread::spawn(move || match me.start(std::ffi::OsStr::new(SPARE_ARG)) {
-            Ok((stdin, stdout)) => {
-                if let Ok(mut slot) = me.spare.lock() {
-                    *slot = Some(Spare { stdin, stdout });
+        std::thread::spawn(move || {
+            let started = me.start();
+            if let Ok(mut slot) = me.spare.lock() {
+                slot.refilling = false;
+                match started {
+                    // Only refills fill the slot, one at a time: it is empty here.
+                    Ok(spare) => slot.spare = Some(spare),
+                    Err(e) => tracing::warn!(error = %e, "starting a spare monitor"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "starting a spare monitor"),
         });
     }
 }
 
-/// Reads the monitor's one-line report, waiting at most `timeout`.
+/// Reads the monitor's one-line report, waiting at most `timeout`; `mlog` (the monitor's
+/// log) names it in errors.
 fn read_report(
     out: std::process::ChildStdout,
-    config: &Path,
+    mlog: &Path,
     timeout: Duration,
 ) -> Result<MonitorReport, RuntimeError> {
+    let config = mlog;
     let deadline = Instant::now() + timeout;
     let mut pfd = libc::pollfd {
         fd: out.as_raw_fd(),
@@ -227,7 +253,7 @@ fn read_report(
         .map_err(|e| RuntimeError::io("read monitor report", config, e))?;
     if line.trim().is_empty() {
         return Err(RuntimeError::Invalid(format!(
-            "the monitor exited without a report (see monitor.log beside {config:?})"
+            "the monitor exited without a report (see {config:?})"
         )));
     }
     serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Parse {
@@ -237,8 +263,13 @@ fn read_report(
 }
 
 impl MonitorLauncher for LinuxMonitorLauncher {
-    fn launch(&self, config: &Path, timeout: Duration) -> Result<MonitorReport, RuntimeError> {
-        let mut line = config.as_os_str().as_encoded_bytes().to_vec();
+    fn launch(
+        &self,
+        config: &MonitorConfig,
+        timeout: Duration,
+    ) -> Result<MonitorReport, RuntimeError> {
+        let mut line =
+            serde_json::to_vec(config).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         line.push(b'\n');
         // A spare, unless it died (then its pipe is broken) or there is none yet.
         let from_spare = self
@@ -246,14 +277,27 @@ impl MonitorLauncher for LinuxMonitorLauncher {
             .and_then(|mut s| s.stdin.write_all(&line).ok().map(|()| s.stdout));
         let out = match from_spare {
             Some(out) => out,
-            None => self.start(config.as_os_str())?.1,
+            None => {
+                let mut fresh = self.start()?;
+                fresh.stdin.write_all(&line).map_err(|e| {
+                    RuntimeError::io("writing the monitor config", &config.monitor_log, e)
+                })?;
+                fresh.stdout
+            }
         };
-        self.refill();
-        read_report(out, config, timeout)
+        read_report(out, &config.monitor_log, timeout)
     }
 
     fn prepare(&self) {
-        if self.spare.lock().map(|s| s.is_none()).unwrap_or(false) {
+        let idle = self
+            .spare
+            .lock()
+            .map(|s| s.spare.is_none() && !s.refilling)
+            .unwrap_or(false);
+        if idle {
+            if let Ok(mut slot) = self.spare.lock() {
+                slot.refilling = true;
+            }
             self.refill();
         }
     }
@@ -314,22 +358,11 @@ pub fn run_monitor(config_arg: &Path) -> i32 {
         });
         1
     };
-    // A spare waits for its config path on stdin (end of file: not needed after all).
-    let config_path = if config_arg == Path::new(SPARE_ARG) {
-        let mut line = String::new();
-        match std::io::stdin().read_line(&mut line) {
-            Ok(n) if n > 0 && line.ends_with('\n') => PathBuf::from(line.trim_end_matches('\n')),
-            _ => return 0,
-        }
-    } else {
-        config_arg.to_path_buf()
-    };
-    let cfg: MonitorConfig = match std::fs::read(&config_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => return fail(format!("monitor config {config_path:?}: {e}")),
+    let cfg = match read_config(config_arg) {
+        Ok(Some(c)) => c,
+        // End of file: a spare that was not needed after all.
+        Ok(None) => return 0,
+        Err(e) => return fail(e),
     };
     let mlog = match open_append(&cfg.monitor_log) {
         Ok(f) => f,
@@ -395,6 +428,32 @@ pub fn run_monitor(config_arg: &Path) -> i32 {
         return 1;
     }
     0
+}
+
+/// The config: one line on stdin for [`SPARE_ARG`] (JSON, or a path to a JSON file), else
+/// the file at `arg`; `Ok(None)` at end of file.
+fn read_config(arg: &Path) -> Result<Option<MonitorConfig>, String> {
+    let path = if arg == Path::new(SPARE_ARG) {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => {}
+            _ => return Ok(None),
+        }
+        let line = line.trim_end_matches('\n');
+        if line.starts_with('{') {
+            return serde_json::from_str(line)
+                .map(Some)
+                .map_err(|e| format!("monitor config line: {e}"));
+        }
+        PathBuf::from(line)
+    } else {
+        arg.to_path_buf()
+    };
+    std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map(Some)
+        .map_err(|e| format!("monitor config {path:?}: {e}"))
 }
 
 /// Reaps children until `pid` exits (we are its subreaper once the runtime has exited).

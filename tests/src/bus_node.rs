@@ -203,12 +203,17 @@ impl BusNode {
         }
         let ids: BTreeSet<String> = l.containers.iter().map(|c| c.id.to_string()).collect();
         let state = self.daemon.dir().join("state/container");
+        let run = self.daemon.run_dir().join("container");
+        let of_listed = |f: &std::path::Path, dir: &std::path::Path| {
+            f.strip_prefix(dir)
+                .ok()
+                .and_then(|r| r.iter().next())
+                .is_some_and(|id| ids.contains(id.to_string_lossy().as_ref()))
+        };
         for (pid, files) in monitors_under(self.daemon.dir()) {
             let known = files.iter().any(|f| {
-                f.strip_prefix(&state)
-                    .ok()
-                    .and_then(|r| r.iter().next())
-                    .is_some_and(|id| ids.contains(id.to_string_lossy().as_ref()))
+                of_listed(f, &state)
+                    || of_listed(f, &run)
                     || by_rid
                         .keys()
                         .any(|rid| f.to_string_lossy().contains(&format!("{rid}.log")))
@@ -216,6 +221,20 @@ impl BusNode {
             assert!(
                 known,
                 "monitor {pid} ({files:?}) belongs to no listed container"
+            );
+        }
+        // Per-container directories (record and bundle; the run's files): only listed ids.
+        for dir in [&state, &run] {
+            let left: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<u64>().is_ok() && !ids.contains(n))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{dir:?}: directories of unlisted ids {left:?}"
             );
         }
     }

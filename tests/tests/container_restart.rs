@@ -44,7 +44,7 @@ async fn containers_outlive_the_actor_and_exit_codes_are_recorded_meanwhile() {
         "log keeps growing without the actor"
     );
     std::fs::write(root.join("root/stop"), "").unwrap();
-    let exit_file = node.cfg.container_dir(info.id).join("exit.json");
+    let exit_file = node.cfg.run_files_dir(info.id).join("exit.json");
     assert!(
         imagebus_tests::daemon::wait_until(Duration::from_secs(10), || exit_file.exists()),
         "monitor records the exit"

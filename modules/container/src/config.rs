@@ -17,18 +17,20 @@ pub const MONITOR_BINARY: &str = "imagebus-monitor";
 /// Configuration of the container module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerConfig {
-    /// Persistent per-container state (`<id>/record.json`, bundle, exit file), e.g.
+    /// Persistent per-container state (`<id>/record.json`, `<id>/bundle/`), e.g.
     /// `/var/lib/imagebus/container`.
     pub state_dir: PathBuf,
-    /// Runtime state (`runc/` or `crun/`, the runtime's `--root`), e.g.
-    /// `/run/imagebus/container`.
+    /// Runtime state: `runc/` or `crun/` (the runtime's `--root`) and the files of each
+    /// container's current run (`<id>/`: pid file, exit file, runtime and monitor logs),
+    /// e.g. `/run/imagebus/container`, a tmpfs: none of it outlives a reboot.
     pub run_dir: PathBuf,
     /// Container logs (`<runtime id>.log`), e.g. `/var/log/imagebus/containers`.
     pub log_dir: PathBuf,
     /// The OCI runtime: `runc` (default), `crun`, or a path to either binary (a file name
     /// starting with `crun` selects crun; see [`Flavour::of_binary`]).
     pub runtime: PathBuf,
-    /// The monitor command: program and leading arguments (the config path is appended).
+    /// The monitor command: program and leading arguments (`-` is appended: the monitor
+    /// reads its config from stdin).
     /// Default: `imagebus-monitor` next to the running executable.
     pub monitor: Vec<String>,
     /// Prefix of runtime ids (`<instance>-<id>`) and the cgroup directory
@@ -116,6 +118,12 @@ impl ContainerConfig {
     /// State directory of container `id`.
     pub fn container_dir(&self, id: u64) -> PathBuf {
         self.state_dir.join(id.to_string())
+    }
+
+    /// Directory of the current run's files of container `id` (pid file, exit file,
+    /// runtime and monitor logs).
+    pub fn run_files_dir(&self, id: u64) -> PathBuf {
+        self.run_dir.join(id.to_string())
     }
 
     /// Log file of container `id`.

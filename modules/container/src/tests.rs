@@ -301,6 +301,7 @@ async fn a_failed_start_returns_the_runtime_error_and_leaves_nothing() {
     assert_eq!(s.kernel.deleted(), ["unit-1"]);
     assert_eq!(s.cgroups.removed(), ["/unit/unit-1"]);
     assert!(!s.cfg.container_dir(1).exists());
+    assert!(!s.cfg.run_files_dir(1).exists());
     assert!(h.list(Default::default()).await.unwrap().is_empty());
     assert!(
         events.next().now_or_never().is_none(),
@@ -348,8 +349,9 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         signal: None,
         exited_at_ms: 42,
     };
+    std::fs::create_dir_all(s.cfg.run_files_dir(1)).unwrap();
     std::fs::write(
-        s.cfg.container_dir(1).join("exit.json"),
+        s.cfg.run_files_dir(1).join("exit.json"),
         serde_json::to_vec(&exit).unwrap(),
     )
     .unwrap();
@@ -366,6 +368,17 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
     );
     // 4: already exited: untouched.
     record(&s, 4, ContainerState::Exited, None, None);
+    // 7: files of a create cut short before its record was written.
+    let leftovers = [
+        s.cfg.container_dir(7).join("bundle"),
+        s.cfg.run_files_dir(7),
+    ];
+    for d in &leftovers {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::create_dir_all(&s.cfg.log_dir).unwrap();
+    std::fs::write(s.cfg.log_file(7), "partial").unwrap();
+    std::fs::write(s.cfg.log_file(4), "kept").unwrap();
 
     let (spawned, _stop) = spawn_on(&s, s.mounts.clone(), 4).await;
     let c = spawned.handle;
@@ -373,12 +386,24 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         (
             spawned.report.reattached,
             spawned.report.ended,
-            spawned.report.orphans_removed
+            spawned.report.orphans_removed,
+            spawned.report.leftover_files_removed
         ),
-        (1, 2, 1),
+        (1, 2, 1, 1),
         "{}",
         spawned.report
     );
+    assert!(
+        !s.cfg.container_dir(7).exists(),
+        "leftover state dir removed"
+    );
+    assert!(!s.cfg.run_files_dir(7).exists(), "leftover run dir removed");
+    assert!(!s.cfg.log_file(7).exists(), "leftover log removed");
+    assert!(
+        s.cfg.log_file(4).exists(),
+        "a recorded container's log stays"
+    );
+    assert!(s.cfg.container_dir(4).exists());
     let one = c.get(Selector::Id(1)).await.unwrap();
     assert_eq!(
         (one.state, one.exit_code, one.finished_at_ms),
@@ -563,6 +588,7 @@ async fn a_lifecycle_on_the_doubles_with_ordered_events() {
     assert!(s.kernel.live().is_empty());
     assert_eq!(s.mounts.holders(), [Holder::User]);
     assert!(!s.cfg.container_dir(1).exists());
+    assert!(!s.cfg.run_files_dir(1).exists());
     let mut seen = Vec::new();
     while let Some(Some(ev)) = events.next().now_or_never() {
         seen.push((ev.state, ev.deleted));

@@ -63,7 +63,7 @@ struct RuntimeTable {
     launches: usize,
 }
 
-/// An OCI runtime and monitor launcher in memory. A launch reads the monitor config,
+/// An OCI runtime and monitor launcher in memory. A launch takes the monitor config,
 /// starts a process in its [`FakeProcesses`] standing in for both the monitor and the
 /// init, and reports it; `kill` and `delete` end the run as the monitor would see it
 /// (the exit file first, then the process exits). Calls are recorded as `launch <id>`,
@@ -133,13 +133,8 @@ impl FakeRuntime {
 }
 
 impl MonitorLauncher for FakeRuntime {
-    fn launch(&self, config: &Path, _: Duration) -> Result<MonitorReport, RuntimeError> {
-        let bytes = std::fs::read(config).map_err(|e| RuntimeError::io("read", config, e))?;
-        let cfg: MonitorConfig =
-            serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Parse {
-                what: config.display().to_string(),
-                detail: e.to_string(),
-            })?;
+    fn launch(&self, config: &MonitorConfig, _: Duration) -> Result<MonitorReport, RuntimeError> {
+        let cfg = config.clone();
         let fail = {
             let mut t = lock(&self.table);
             t.launches += 1;

@@ -8,7 +8,7 @@
 //! for this exit. The generation check in each step keeps a stale report from touching a
 //! newer run, and nothing can start a new run before step 3 (it needs `exited`/`dead`).
 
-use super::{blocking, event, watch, Containers, Engine, StopWaiter};
+use super::{blocking, event, watch, Containers, Engine, Files, StopWaiter};
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::store::{Durable, Watched};
 use imagebus_schema::container::{ContainerInfo, ContainerState};
@@ -62,7 +62,7 @@ pub fn probe(cfg: &ContainerConfig, sys: &ContainerSys, id: u64, run: &Run) -> E
             return End::Outlived(w);
         }
     }
-    let file = read_exit_file(&cfg.container_dir(id).join("exit.json")).map_err(|e| e.to_string());
+    let file = read_exit_file(&Files::of(cfg, id).exit).map_err(|e| e.to_string());
     if let Err(e) = sys.runtime.delete(&run.rid, true) {
         tracing::warn!(rid = %run.rid, error = %e, "runtime delete after exit");
     }
@@ -83,7 +83,7 @@ fn init_outlived_monitor(
     run: &Run,
 ) -> Option<Watched> {
     // The monitor writes the exit file before it exits: present means a normal end.
-    if exists(&cfg.container_dir(id).join("exit.json")) {
+    if exists(&Files::of(cfg, id).exit) {
         return None;
     }
     let pid = run.pid?;

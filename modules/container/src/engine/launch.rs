@@ -8,7 +8,7 @@ use imagebus_schema::container::ContainerState;
 use imagebus_schema::Holder;
 use imagebus_sys::monitor::{now_ms, MonitorConfig, MonitorReport};
 use imagebus_sys::runtime::RuntimeError;
-use imagebus_sys::state::{self, Durability};
+use imagebus_sys::state;
 use std::time::Duration;
 
 /// How long a monitor may take to create (and start) a container.
@@ -67,7 +67,7 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         exit_file: files.exit.clone(),
         monitor_log: files.monitor_log.clone(),
     };
-    let mpath = files.monitor_config.clone();
+    let run_dir = files.run.clone();
     let rerun = record.generation > 0;
     let (report, start_time) = blocking(move || -> Result<_, ContainerError> {
         // Leftovers of a previous run. A new container's runtime id was never used:
@@ -81,14 +81,11 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
                 let _ = state::remove_file(f);
             }
         }
-        let text = serde_json::to_vec_pretty(&mcfg).map_err(|err| {
-            ContainerError::state("encoding the monitor config", std::io::Error::other(err))
+        state::create_dir_all(&run_dir).map_err(|err| {
+            ContainerError::state(format!("creating {run_dir:?}"), std::io::Error::other(err))
         })?;
-        // Read once by the monitor: atomic, not worth a disk flush.
-        state::write_atomic_with(&mpath, &text, 0o644, Durability::Unsynced).map_err(|err| {
-            ContainerError::state(format!("writing {mpath:?}"), std::io::Error::other(err))
-        })?;
-        let report: MonitorReport = monitors.launch(&mpath, LAUNCH_TIMEOUT).map_err(|err| {
+        // The config goes over the monitor's stdin: no file to write, sync or remove.
+        let report: MonitorReport = monitors.launch(&mcfg, LAUNCH_TIMEOUT).map_err(|err| {
             ContainerError::runtime(format!("starting the monitor of {rid}"), err)
         })?;
         let start_time = procs.start_time(report.monitor_pid).unwrap_or(0);
@@ -129,12 +126,12 @@ pub async fn undo(e: &Engine, id: u64, mount: Option<u64>) {
     }
 }
 
-/// Runtime state, cgroups, the state directory and the log of container `id`.
+/// Runtime state, cgroups, the state and run directories and the log of container `id`.
 pub async fn remove_traces(e: &Engine, id: u64) {
     let rid = e.cfg.runtime_id(id);
     let (runtime, cgroups) = (e.sys.runtime.clone(), e.sys.cgroups.clone());
     let cgroup = e.cfg.cgroup_path(id);
-    let Files { dir, log, .. } = e.files(id);
+    let Files { dir, run, log, .. } = e.files(id);
     let _ = blocking(move || {
         if let Err(err) = runtime.delete(&rid, true) {
             tracing::warn!(id, error = %err, "runtime delete during cleanup");
@@ -143,6 +140,7 @@ pub async fn remove_traces(e: &Engine, id: u64) {
             tracing::warn!(id, error = %err, "cgroup cleanup");
         }
         let _ = state::remove_tree(&dir);
+        let _ = state::remove_tree(&run);
         let _ = state::remove_file(&log);
     })
     .await;

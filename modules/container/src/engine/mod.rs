@@ -61,12 +61,12 @@ pub async fn blocking<T: Send + 'static>(
 /// Paths of one container's files.
 #[derive(Debug, Clone)]
 pub struct Files {
-    /// `<state_dir>/<id>`.
+    /// `<state_dir>/<id>`: the record and the bundle.
     pub dir: PathBuf,
     /// The OCI bundle.
     pub bundle: PathBuf,
-    /// The monitor's config.
-    pub monitor_config: PathBuf,
+    /// `<run_dir>/<id>`: the current run's files, below.
+    pub run: PathBuf,
     /// The init's pid file.
     pub pid: PathBuf,
     /// The monitor's exit file.
@@ -82,16 +82,16 @@ pub struct Files {
 impl Files {
     /// The files of container `id`.
     pub fn of(cfg: &ContainerConfig, id: u64) -> Self {
-        let dir = cfg.container_dir(id);
+        let (dir, run) = (cfg.container_dir(id), cfg.run_files_dir(id));
         Self {
             bundle: dir.join("bundle"),
-            monitor_config: dir.join("monitor.json"),
-            pid: dir.join("init.pid"),
-            exit: dir.join("exit.json"),
-            runtime_log: dir.join("runtime.log"),
-            monitor_log: dir.join("monitor.log"),
+            pid: run.join("init.pid"),
+            exit: run.join("exit.json"),
+            runtime_log: run.join("runtime.log"),
+            monitor_log: run.join("monitor.log"),
             log: cfg.log_file(id),
             dir,
+            run,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! the SIGKILL timer of a stopping one), (3) else watch the init directly if it outlived
 //! the monitor, (4) else record the end (`exited` from the exit file, or `dead`); (5) give
 //! back the mounts that containers without a record still hold (a create cut short after
-//! its mount was made), which collects them and what they nest.
+//! its mount was made), which collects them and what they nest; (6) remove the files of
+//! ids without a record (state and run directories, log file) that such a create left.
 //! Watchers and timers are started once the actor runs ([`FollowUps::start`]).
 
 use super::exits::{self, End};
@@ -16,6 +17,8 @@ use imagebus_schema::container::ContainerState;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Holder;
 use imagebus_sys::runtime::RuntimeState;
+use imagebus_sys::state;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -32,14 +35,16 @@ pub struct ReconcileReport {
     pub orphans_removed: usize,
     /// Mount holds of containers without a record, released.
     pub stale_holds_released: usize,
+    /// Ids without a record whose leftover files were removed.
+    pub leftover_files_removed: usize,
 }
 
 impl fmt::Display for ReconcileReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} re-attached, {} watched without their monitor, {} ended, {} orphan runtime containers removed, {} stale mount holds released",
-            self.reattached, self.monitor_lost, self.ended, self.orphans_removed, self.stale_holds_released
+            "{} re-attached, {} watched without their monitor, {} ended, {} orphan runtime containers removed, {} stale mount holds released, {} leftover file sets removed",
+            self.reattached, self.monitor_lost, self.ended, self.orphans_removed, self.stale_holds_released, self.leftover_files_removed
         )
     }
 }
@@ -118,6 +123,10 @@ pub async fn reconcile(
         }
     }
     report.stale_holds_released = release_stale_holds(mounts, s).await;
+    // 6.
+    let known = s.ids().into_iter().collect();
+    let c = cfg.clone();
+    report.leftover_files_removed = blocking(move || remove_leftover_files(&c, &known)).await?;
     Ok((report, follow))
 }
 
@@ -188,6 +197,36 @@ async fn remove_orphans(
     })
     .await?;
     Ok(count)
+}
+
+/// Step 6 (blocking): the state and run directories and the log of every id that has no
+/// record. Ids are never reused, so these belong to no container and never will.
+fn remove_leftover_files(cfg: &ContainerConfig, known: &BTreeSet<u64>) -> usize {
+    let mut ids = BTreeSet::new();
+    for dir in [&cfg.state_dir, &cfg.run_dir] {
+        for name in state::list_names(dir).unwrap_or_default() {
+            if let Ok(id) = name.parse::<u64>() {
+                ids.insert(id);
+            }
+        }
+    }
+    let prefix = format!("{}-", cfg.instance);
+    for name in state::list_names(&cfg.log_dir).unwrap_or_default() {
+        let id = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|r| r.parse::<u64>().ok());
+        ids.extend(id);
+    }
+    let mut removed = 0;
+    for id in ids.difference(known) {
+        tracing::warn!(id, "removing the files of a container without a record");
+        let _ = state::remove_tree(&cfg.container_dir(*id));
+        let _ = state::remove_tree(&cfg.run_files_dir(*id));
+        let _ = state::remove_file(&cfg.log_file(*id));
+        removed += 1;
+    }
+    removed
 }
 
 /// Step 3: the init `pid` still runs as the runtime's container `rid`.
