@@ -21,6 +21,16 @@ pub struct AttachSpec {
     pub source: AttachSource,
 }
 
+impl AttachSpec {
+    /// The same spec with any secret replaced by [`Secret::REDACTED`].
+    pub fn redacted(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            source: self.source.redacted(),
+        }
+    }
+}
+
 /// The kinds of attachment. msgpack/JSON form: `{"kind": "loop", "path": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -186,6 +196,16 @@ pub enum AttachRef {
     Existing(Selector),
     /// A new attachment owned by the parent and collected with it.
     Inline(Box<AttachSpec>),
+}
+
+impl AttachRef {
+    /// The same reference with any secret of an inline spec redacted.
+    pub fn redacted(&self) -> Self {
+        match self {
+            AttachRef::Existing(sel) => AttachRef::Existing(sel.clone()),
+            AttachRef::Inline(spec) => AttachRef::Inline(Box::new(spec.redacted())),
+        }
+    }
 }
 
 /// Maps and unmaps block devices. Served as `attach.attach@1`.

@@ -245,6 +245,16 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
+    /// The same spec with the secret of every inline RBD attachment of its root chain
+    /// redacted: what a container's record stores and what replies carry. The key is
+    /// needed once, by the attach module, which keeps its own private copy.
+    pub fn redacted(&self) -> Self {
+        Self {
+            mount: self.mount.redacted(),
+            ..self.clone()
+        }
+    }
+
     /// A spec with the two fields the wire requires and every other field at the default
     /// it takes when absent on the wire. Set the rest with struct update syntax:
     /// `ContainerSpec { name: Some("web".into()), ..ContainerSpec::new(mount, command) }`.

@@ -20,6 +20,32 @@ pub struct MountSpec {
     pub source: MountSource,
 }
 
+impl MountSpec {
+    /// The same spec with the secret of every inline RBD attachment, at any depth,
+    /// replaced by [`crate::attach::Secret::REDACTED`]: what may be stored beside a
+    /// container or returned, since only the attach module needs the key.
+    pub fn redacted(&self) -> Self {
+        let source = match &self.source {
+            MountSource::Image(m) => MountSource::Image(ImageMount {
+                attach: m.attach.redacted(),
+                ..m.clone()
+            }),
+            MountSource::Overlay(o) => MountSource::Overlay(OverlayMount {
+                lowers: o.lowers.iter().map(MountRef::redacted).collect(),
+                persist_dir: o.persist_dir.clone(),
+            }),
+            MountSource::Bind(b) => MountSource::Bind(BindMount {
+                base: b.base.as_ref().map(|m| Box::new(m.redacted())),
+                ..b.clone()
+            }),
+        };
+        Self {
+            name: self.name.clone(),
+            source,
+        }
+    }
+}
+
 /// The kinds of mount. msgpack/JSON form: `{"kind": "overlay", "lowers": [...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -105,6 +131,16 @@ pub enum MountRef {
     Existing(Selector),
     /// A new mount owned by the parent and collected with it.
     Inline(Box<MountSpec>),
+}
+
+impl MountRef {
+    /// The same reference with every inline secret redacted ([`MountSpec::redacted`]).
+    pub fn redacted(&self) -> Self {
+        match self {
+            MountRef::Existing(sel) => MountRef::Existing(sel.clone()),
+            MountRef::Inline(spec) => MountRef::Inline(Box::new(spec.redacted())),
+        }
+    }
 }
 
 /// A mount as the module reports it. Reply type: tolerant of unknown fields.

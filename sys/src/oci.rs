@@ -383,14 +383,16 @@ fn process(cfg: &BundleConfig) -> Value {
     })
 }
 
-/// Writes `<dir>/config.json` (creating `dir`) and returns the bundle directory.
+/// Writes `<dir>/config.json` (mode 0600; `dir` is created or made mode 0700) and returns
+/// the bundle directory.
 pub fn write_bundle(dir: &Path, spec: &Spec) -> Result<PathBuf, RuntimeError> {
-    std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io("create directory", dir, e))?;
+    // The config holds the container's environment (often secrets): 0700 and 0600.
+    crate::state::ensure_private_dir(dir).map_err(RuntimeError::from)?;
     let path = dir.join("config.json");
     let text = serde_json::to_vec_pretty(spec)
         .map_err(|e| RuntimeError::Invalid(format!("encoding OCI spec: {e}")))?;
     // Written once per run for the runtime: atomic, but not worth two disk flushes.
-    crate::state::write_atomic_with(&path, &text, 0o644, crate::state::Durability::Unsynced)
+    crate::state::write_atomic_with(&path, &text, 0o600, crate::state::Durability::Unsynced)
         .map_err(RuntimeError::from)?;
     Ok(dir.to_path_buf())
 }

@@ -190,3 +190,51 @@ async fn nested_inline_chain_cascades_away_on_delete() {
     assert!(loops_under(node.dir()).is_empty());
     assert!(cgroups_of(&node.cfg.instance).is_empty());
 }
+
+/// Tries to read `path` as the unprivileged uid/gid 65534 (nobody); the error text, if any.
+fn read_as_nobody(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("cat")
+        .arg(path)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("running cat as nobody");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprivileged_user_cannot_read_a_containers_spec_or_env() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::start("private").await;
+    // Open the scratch directory to everyone, as /var/lib is: only our modes protect.
+    std::fs::set_permissions(node.scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = node.rootfs("r", &[]);
+    let mut s = spec(bind_root(&root), "sleep 1000");
+    s.state = InitialState::Running;
+    s.env = vec!["SECRET=hunter2".into()];
+    s.stop_timeout_ms = Some(100);
+    let info = node.container.create(s).await.expect("create");
+    let dir = node.cfg.container_dir(info.id);
+    let config = dir.join("bundle/config.json");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("SECRET=hunter2"));
+    // The control: nobody can read a world-readable file beside them.
+    let open = node.scratch.path().join("public.txt");
+    std::fs::write(&open, "x").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    read_as_nobody(&open).expect("the control file is readable by nobody");
+    for f in [config, dir.join("record.json")] {
+        let err = read_as_nobody(&f).expect_err("nobody read a container's spec");
+        assert!(err.contains("Permission denied"), "{f:?}: {err}");
+    }
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .unwrap();
+}

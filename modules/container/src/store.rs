@@ -100,12 +100,15 @@ pub struct Loaded {
 
 /// Creates the module's directories and reads every record and the id floor (blocking).
 pub fn load(cfg: &ContainerConfig) -> Result<Loaded, ContainerError> {
-    for d in [
-        &cfg.state_dir,
-        &cfg.run_dir,
-        &cfg.log_dir,
-        &cfg.runtime_root(),
-    ] {
+    // State and run directories hold specs and environments: 0700. The log directory
+    // keeps the operator's mode (its files are 0640).
+    for d in [&cfg.state_dir, &cfg.run_dir, &cfg.runtime_root()] {
+        state::ensure_private_dir(d).map_err(|source| ContainerError::Store {
+            what: format!("creating {d:?}"),
+            source,
+        })?;
+    }
+    for d in [&cfg.log_dir] {
         state::create_dir_all(d).map_err(|source| ContainerError::Store {
             what: format!("creating {d:?}"),
             source,
@@ -123,7 +126,15 @@ pub fn load(cfg: &ContainerConfig) -> Result<Loaded, ContainerError> {
         };
         let file: StateFile<Record> = StateFile::new(record_path(cfg, id), RECORD_VERSION);
         match file.load() {
-            Ok(Some(r)) if r.info.id == id => {
+            Ok(Some(mut r)) if r.info.id == id => {
+                // Records written before keys were redacted: purge the key from the disk.
+                let redacted = r.info.spec.redacted();
+                if redacted != r.info.spec {
+                    r.info.spec = redacted;
+                    if let Err(e) = save_record(&record_path(cfg, id), &r) {
+                        tracing::warn!(id, error = %e, "rewriting a record without its key");
+                    }
+                }
                 records.insert(id, r);
             }
             Ok(_) => tracing::warn!(id, "container directory without a record; ignored"),

@@ -945,3 +945,107 @@ async fn a_long_poll_for_logs_answers_before_its_callers_deadline() {
     );
     h.delete(Selector::Id(info.id), true).await.unwrap();
 }
+
+/// An RBD attachment inline at the bottom of an overlay chain, with a real-looking key.
+fn rbd_chain(key: &str) -> MountRef {
+    use imagebus_schema::attach::{AttachRef, AttachSource, AttachSpec, RbdSource, Secret};
+    use imagebus_schema::mount::{ImageMount, OverlayMount};
+    let image = MountSpec {
+        name: None,
+        source: MountSource::Image(ImageMount {
+            attach: AttachRef::Inline(Box::new(AttachSpec {
+                name: None,
+                source: AttachSource::Rbd(RbdSource {
+                    monitors: vec!["127.0.0.1".into()],
+                    pool: "rbd".into(),
+                    image: "root".into(),
+                    snapshot: None,
+                    namespace: None,
+                    user: "admin".into(),
+                    secret: Secret::new(key),
+                    read_only: true,
+                    shared: false,
+                }),
+            })),
+            fs_type: None,
+            options: vec![],
+            read_only: true,
+        }),
+    };
+    MountRef::Inline(Box::new(MountSpec {
+        name: None,
+        source: MountSource::Overlay(OverlayMount {
+            lowers: vec![MountRef::Inline(Box::new(image))],
+            persist_dir: None,
+        }),
+    }))
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{p:?}: {e}"))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test]
+async fn the_rbd_key_is_never_returned_nor_stored_and_specs_are_private() {
+    const KEY: &str = "AQBzA4VlAAAAABAAsecretsecretsecretsecret==";
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let mut events = h.subscribe();
+    let created = h
+        .create(ContainerSpec {
+            mount: rbd_chain(KEY),
+            env: vec!["TOKEN=hunter2".into()],
+            ..named("secretive", InitialState::Running)
+        })
+        .await
+        .unwrap();
+    let get = h.get(Selector::Id(created.id)).await.unwrap();
+    let list = h.list(Default::default()).await.unwrap();
+    for (what, text) in [
+        ("Create reply", serde_json::to_string(&created).unwrap()),
+        ("Get reply", serde_json::to_string(&get).unwrap()),
+        ("List reply", serde_json::to_string(&list).unwrap()),
+    ] {
+        assert!(!text.contains(KEY), "{what} carries the key: {text}");
+        assert!(text.contains("<redacted>"), "{what}: {text}");
+        assert!(text.contains("hunter2"), "{what} keeps the env");
+    }
+    while let Some(Some(ev)) = events.next().now_or_never() {
+        assert!(!format!("{ev:?}").contains(KEY));
+    }
+    let dir = s.cfg.container_dir(created.id);
+    let record = std::fs::read_to_string(dir.join("record.json")).unwrap();
+    assert!(!record.contains(KEY), "record.json stores the key");
+    // Files holding a spec or an environment: 0600 under 0700 directories.
+    for d in [
+        s.cfg.state_dir.clone(),
+        dir.clone(),
+        dir.join("bundle"),
+        s.cfg.run_dir.clone(),
+        s.cfg.run_files_dir(created.id),
+    ] {
+        assert_eq!(mode(&d), 0o700, "{d:?}");
+    }
+    for f in [dir.join("record.json"), dir.join("bundle/config.json")] {
+        assert_eq!(mode(&f), 0o600, "{f:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_stored_with_a_key_is_rewritten_without_it_at_start() {
+    const KEY: &str = "AQBzA4VlAAAAABAAoldoldoldoldoldoldold==";
+    let s = setup_ok();
+    let mut rec = record(&s, 9, ContainerState::Exited, None, None);
+    rec.info.spec.mount = rbd_chain(KEY);
+    let path = s.cfg.container_dir(9).join("record.json");
+    save_record(&path, &rec).unwrap();
+    assert!(std::fs::read_to_string(&path).unwrap().contains(KEY));
+    let (h, _task) = spawn(&s, 4).await;
+    let got = serde_json::to_string(&h.get(Selector::Id(9)).await.unwrap()).unwrap();
+    assert!(!got.contains(KEY), "{got}");
+    assert!(!std::fs::read_to_string(&path).unwrap().contains(KEY));
+}

@@ -22,7 +22,7 @@ use imagebus_schema::container::{ContainerInfo, ContainerSpec, ContainerState, I
 use imagebus_schema::mount::MountRef;
 use imagebus_schema::Holder;
 use imagebus_sys::monitor::now_ms;
-use imagebus_sys::oci;
+use imagebus_sys::{oci, state};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -195,10 +195,14 @@ async fn on_root(
     let files = e.files(id);
     let bundle = bundle_config(&prepared, &spec, id, rootfs.clone(), e.cfg.cgroup_path(id));
     let (argv0, path_env) = (prepared.args[0].clone(), prepared.path_env().to_string());
-    let (root, bdir) = (rootfs.clone(), files.bundle.clone());
+    let (root, bdir, cdir) = (rootfs.clone(), files.bundle.clone(), files.dir.clone());
     blocking(move || -> Result<(), ContainerError> {
         oci::find_executable(&root, &argv0, &path_env)
             .map_err(|err| ContainerError::Invalid(err.to_string()))?;
+        // The record and the bundle hold the environment: 0700 down to the files.
+        state::ensure_private_dir(&cdir).map_err(|err| {
+            ContainerError::state(format!("creating {cdir:?}"), std::io::Error::other(err))
+        })?;
         let spec = oci::build_spec(&bundle)
             .map_err(|err| ContainerError::runtime("building the OCI spec", err))?;
         oci::write_bundle(&bdir, &spec)
@@ -225,7 +229,7 @@ async fn on_root(
             created_at_ms: now_ms(),
             started_at_ms: None,
             finished_at_ms: None,
-            spec,
+            spec: spec.redacted(),
         },
         stop_signal: prepared.stop_signal,
         stop_timeout_ms: prepared.stop_timeout_ms,

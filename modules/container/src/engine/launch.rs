@@ -81,7 +81,7 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
                 let _ = state::remove_file(f);
             }
         }
-        state::create_dir_all(&run_dir).map_err(|err| {
+        state::ensure_private_dir(&run_dir).map_err(|err| {
             ContainerError::state(format!("creating {run_dir:?}"), std::io::Error::other(err))
         })?;
         // The config goes over the monitor's stdin: no file to write, sync or remove.
