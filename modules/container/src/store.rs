@@ -108,12 +108,11 @@ pub fn load(cfg: &ContainerConfig) -> Result<Loaded, ContainerError> {
             source,
         })?;
     }
-    for d in [&cfg.log_dir] {
-        state::create_dir_all(d).map_err(|source| ContainerError::Store {
-            what: format!("creating {d:?}"),
-            source,
-        })?;
-    }
+    let logs = &cfg.log_dir;
+    state::create_dir_all(logs).map_err(|source| ContainerError::Store {
+        what: format!("creating {logs:?}"),
+        source,
+    })?;
     let state_dir = &cfg.state_dir;
     let names = state::list_names(state_dir).map_err(|source| ContainerError::Store {
         what: format!("reading {state_dir:?}"),
