@@ -29,6 +29,9 @@ PACKAGES=(
     ceph-common       # rbd, ceph CLIs
     rbd-fuse          # userspace RBD fallback
     ca-certificates
+    curl              # ImageAPI gateway tests drive it with curl
+    openssl           # certificates for the gateway's TLS tests
+    mmdebstrap        # scripts/systemd-rootfs.sh: a Debian rootfs with systemd for the real-systemd tests
     pkg-config
     build-essential   # cc/linker for cargo
 )

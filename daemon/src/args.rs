@@ -75,6 +75,36 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub heartbeat: std::time::Duration,
 
+    /// Serve ImageAPI's REST API (v0.1 and v0.2 paths under /imageapi/v1) on `HOST:PORT`
+    /// or `unix:/path`. Off by default.
+    #[arg(long, env = "IMAGEBUS_IMAGEAPI", value_name = "ADDR")]
+    pub imageapi: Option<String>,
+
+    /// PEM certificate (chain) of the ImageAPI server: turns on TLS (with --tls-key).
+    #[arg(
+        long,
+        env = "IMAGEBUS_TLS_CERTIFICATE",
+        requires = "tls_key",
+        requires = "imageapi"
+    )]
+    pub tls_certificate: Option<PathBuf>,
+
+    /// PEM private key of the ImageAPI server's certificate.
+    #[arg(long, env = "IMAGEBUS_TLS_KEY", requires = "tls_certificate")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: ImageAPI clients must present a certificate signed by one.
+    #[arg(long, env = "IMAGEBUS_TLS_CA", requires = "tls_certificate")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Longest time one ImageAPI request may take (then 500).
+    #[arg(long, env = "IMAGEBUS_IMAGEAPI_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub imageapi_timeout: std::time::Duration,
+
+    /// Largest ImageAPI request body in bytes (then 413).
+    #[arg(long, env = "IMAGEBUS_IMAGEAPI_BODY_LIMIT", default_value_t = imagebus_gateway::config::DEFAULT_BODY_LIMIT)]
+    pub imageapi_body_limit: usize,
+
     /// Longest wait for modules to stop after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
@@ -119,5 +149,42 @@ mod tests {
         assert_eq!(b.max_mutations, Some(3));
         assert_eq!(b.workers, DEFAULT_WORKERS);
         assert!(Args::try_parse_from(["imagebusd", "--max-mutations", "0"]).is_err());
+    }
+
+    #[test]
+    fn imageapi_flags_parse() {
+        let a = Args::try_parse_from(["imagebusd"]).unwrap();
+        assert_eq!(a.imageapi, None);
+        assert_eq!(a.imageapi_timeout, std::time::Duration::from_secs(120));
+        let a = Args::try_parse_from([
+            "imagebusd",
+            "--imageapi",
+            "127.0.0.1:8080",
+            "--tls-certificate",
+            "/c.pem",
+            "--tls-key",
+            "/k.pem",
+            "--tls-ca",
+            "/ca.pem",
+            "--imageapi-timeout",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(a.imageapi.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(a.tls_ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(a.imageapi_timeout, std::time::Duration::from_secs(5));
+        // A certificate needs its key, and TLS needs the gateway.
+        assert!(Args::try_parse_from([
+            "imagebusd",
+            "--imageapi",
+            "x:1",
+            "--tls-certificate",
+            "/c"
+        ])
+        .is_err());
+        assert!(
+            Args::try_parse_from(["imagebusd", "--tls-certificate", "/c", "--tls-key", "/k"])
+                .is_err()
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::system::{Registry, SystemHandle};
 use anyhow::{Context, Result};
 use imagebus_bus::{Client, Object, Server};
 use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub};
-use imagebus_schema::container::ContainerModuleServer;
+use imagebus_schema::container::{ContainerModule, ContainerModuleServer, ContainerModuleStub};
 use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub};
 use imagebus_schema::system::{ModuleInfo, ModuleState, SystemModuleServer};
 use imagebus_schema::zos::ZosContainerModuleServer;
@@ -32,6 +32,8 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// Where the actors keep their files.
     pub dirs: ActorDirs,
+    /// The ImageAPI gateway (`--imageapi`), if on.
+    pub imageapi: Option<imagebus_gateway::GatewayConfig>,
 }
 
 /// Every module this daemon knows, in start order (peers first). `imagebus` (the system
@@ -62,6 +64,17 @@ struct Wiring<'a> {
     server_stop: CancellationToken,
     actor_stop: CancellationToken,
     client: Option<Client>,
+    /// This process's handles (slots) of the modules it serves, for the gateway.
+    local: LocalHandles,
+    gateway_stop: CancellationToken,
+    gateway: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct LocalHandles {
+    attach: Option<Arc<dyn AttachModule>>,
+    mount: Option<Arc<dyn MountModule>>,
+    container: Option<Arc<dyn ContainerModule>>,
 }
 
 /// Serves until `stop` is cancelled, then stops servers and actors (each bounded).
@@ -74,9 +87,12 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<()> {
         server_stop: CancellationToken::new(),
         actor_stop: CancellationToken::new(),
         client: None,
+        local: LocalHandles::default(),
+        gateway_stop: CancellationToken::new(),
+        gateway: None,
     };
     let wired = tokio::select! {
-        r = w.wire() => r,
+        r = async { w.wire().await?; w.start_gateway().await } => r,
         () = stop.cancelled() => Ok(()),
     };
     if let Err(e) = wired {
@@ -148,6 +164,7 @@ impl Wiring<'_> {
                 vec![Arc::new(AttachModuleServer::new(slot.clone()))],
             )
             .await?;
+            self.local.attach = Some(slot.clone());
             Some(slot)
         } else if need_attach {
             Some(Arc::new(AttachModuleStub::new(self.client().await?)))
@@ -170,6 +187,7 @@ impl Wiring<'_> {
                     vec![Arc::new(MountModuleServer::new(slot.clone()))],
                 )
                 .await?;
+                self.local.mount = Some(slot.clone());
                 Some(slot)
             }
             _ if need_mount => Some(Arc::new(MountModuleStub::new(self.client().await?))),
@@ -192,7 +210,39 @@ impl Wiring<'_> {
                 ],
             )
             .await?;
+            self.local.container = Some(slot);
         }
+        Ok(())
+    }
+
+    /// Starts the ImageAPI gateway (`--imageapi`) on this process's modules, reaching the
+    /// ones served elsewhere (`--only`) through their bus stubs.
+    async fn start_gateway(&mut self) -> Result<()> {
+        let Some(cfg) = self.cfg.imageapi.clone() else {
+            return Ok(());
+        };
+        let timeout = cfg.request_timeout;
+        let attach: Arc<dyn AttachModule> = match self.local.attach.clone() {
+            Some(h) => h,
+            None => Arc::new(AttachModuleStub::new(self.client().await?).with_timeout(timeout)),
+        };
+        let mount: Arc<dyn MountModule> = match self.local.mount.clone() {
+            Some(h) => h,
+            None => Arc::new(MountModuleStub::new(self.client().await?).with_timeout(timeout)),
+        };
+        let container: Arc<dyn ContainerModule> = match self.local.container.clone() {
+            Some(h) => h,
+            None => Arc::new(ContainerModuleStub::new(self.client().await?).with_timeout(timeout)),
+        };
+        let modules = imagebus_gateway::Modules {
+            attach,
+            mount,
+            container,
+        };
+        let (task, _) = imagebus_gateway::start(cfg, modules, self.gateway_stop.clone())
+            .await
+            .context("starting the ImageAPI gateway")?;
+        self.gateway = Some(task);
         Ok(())
     }
 
@@ -269,8 +319,16 @@ impl Wiring<'_> {
         Ok(())
     }
 
-    /// Servers first (no new requests; in-flight ones finish), then the actors.
+    /// The gateway and the servers first (no new requests; in-flight ones finish), then
+    /// the actors.
     async fn shutdown(&mut self) {
+        self.gateway_stop.cancel();
+        if let Some(task) = self.gateway.take() {
+            let grace = self.cfg.shutdown_timeout;
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("the ImageAPI gateway did not stop in time");
+            }
+        }
         for m in self.registry.list() {
             self.registry
                 .set_state(&m.module, ModuleState::Stopping, false);

@@ -45,6 +45,7 @@ async fn run(args: args::Args) -> Result<()> {
     for dir in [&args.run_dir, &args.state_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let imageapi = imageapi_config(&args)?;
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone())?;
 
@@ -74,6 +75,7 @@ async fn run(args: args::Args) -> Result<()> {
                 shutdown_timeout: args.shutdown_timeout,
             },
         },
+        imageapi,
     };
     let served = daemon::run(cfg, stop).await;
     if broker.is_private() {
@@ -82,6 +84,28 @@ async fn run(args: args::Args) -> Result<()> {
     broker.stop().await;
     tracing::info!("imagebusd stopped");
     served
+}
+
+/// The gateway's configuration from `--imageapi` and the TLS flags (None: off).
+fn imageapi_config(args: &args::Args) -> Result<Option<imagebus_gateway::GatewayConfig>> {
+    let Some(addr) = &args.imageapi else {
+        return Ok(None);
+    };
+    let listen = imagebus_gateway::Listen::parse(addr)?;
+    let tls = match (&args.tls_certificate, &args.tls_key) {
+        (Some(certificate), Some(key)) => Some(imagebus_gateway::TlsConfig {
+            certificate: certificate.clone(),
+            key: key.clone(),
+            ca: args.tls_ca.clone(),
+        }),
+        _ => None,
+    };
+    Ok(Some(imagebus_gateway::GatewayConfig {
+        listen,
+        tls,
+        body_limit: args.imageapi_body_limit,
+        request_timeout: args.imageapi_timeout,
+    }))
 }
 
 /// First SIGTERM/SIGINT cancels `stop`; a second one exits at once.

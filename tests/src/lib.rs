@@ -6,14 +6,16 @@
 //! stubs and compared with the kernel ([`bus_node`], [`kernel_probe`]), pieces of the
 //! container benchmark's concurrency sections ([`bench_concurrency`]), and a node's
 //! configuration passed to a crash-test child binary on its command line ([`node_args`]),
-//! and the CPU time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]).
+//! an `imagebusd --imageapi` node driven with the real `curl` ([`imageapi`]), and the CPU
+//! time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]).
 pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
-pub mod cpu_meter;
 pub mod ceph;
+pub mod cpu_meter;
 pub mod daemon;
 pub mod image;
+pub mod imageapi;
 pub mod kernel_probe;
 pub mod mount_stack;
 pub mod node_args;

@@ -282,3 +282,39 @@ fn operations_md_shows_every_cli_command() {
         );
     }
 }
+
+#[test]
+fn imageapi_md_maps_every_path_the_gateway_serves() {
+    let md = doc("imageapi.md");
+    let (_, api) = imagebus_gateway::openapi::routes();
+    let api = imagebus_gateway::openapi::document(api);
+    let mut served = BTreeSet::new();
+    for (path, item) in &api.paths.paths {
+        let json = serde_json::to_value(item).unwrap();
+        for method in json.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                served.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    assert_eq!(
+        table_keys(&md, "call"),
+        served,
+        "docs/imageapi.md's call table vs the gateway's routes"
+    );
+    // Every flag of the gateway is in the flag table (checked against --help above).
+    let ops = doc("operations.md");
+    for flag in [
+        "--imageapi",
+        "--tls-certificate",
+        "--tls-key",
+        "--tls-ca",
+        "--imageapi-timeout",
+        "--imageapi-body-limit",
+    ] {
+        assert!(
+            ops.contains(&format!("| `{flag}` |")),
+            "{flag} in operations.md"
+        );
+    }
+}
