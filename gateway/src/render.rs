@@ -108,18 +108,22 @@ pub fn mount_ref(id: u64, index: &MountIndex) -> Mount {
     }
 }
 
-/// The upper and work directories of an ephemeral overlay: the mount module keeps them
-/// in `<run-dir>/overlays/<id>/`, next to `<run-dir>/mounts/<id>`, the mountpoint.
+/// The upper and work directories of an overlay, as the mount module reports them.
 pub fn overlay_dirs(m: &MountInfo) -> (String, String) {
-    let root = m
-        .mountpoint
-        .parent()
-        .and_then(Path::parent)
-        .map_or_else(PathBuf::new, |r| r.join("overlays").join(m.id.to_string()));
-    (
-        path_string(&root.join("upper")),
-        path_string(&root.join("work")),
-    )
+    let dir = |d: &Option<PathBuf>| d.as_deref().map(path_string).unwrap_or_default();
+    (dir(&m.upper_dir), dir(&m.work_dir))
+}
+
+/// A bind's path as ImageAPI gives it: relative to its base mount, or the host path.
+fn bind_path(m: &MountInfo, base: Option<&MountInfo>) -> String {
+    match base {
+        Some(b) => m
+            .source
+            .strip_prefix(&b.mountpoint)
+            .map(path_string)
+            .unwrap_or_else(|_| path_string(&m.source)),
+        None => path_string(&m.source),
+    }
 }
 
 fn options_of(m: &MountInfo) -> Option<Vec<String>> {
@@ -154,7 +158,7 @@ pub fn mount(m: &MountInfo, index: &MountIndex) -> Mount {
         MountKind::Bind => {
             let base_mount = m.children.first();
             out.bind = Some(MountBind {
-                path: String::new(),
+                path: bind_path(m, base_mount.and_then(|c| index.get(c))),
                 base: if base_mount.is_some() {
                     Base::Mount
                 } else {

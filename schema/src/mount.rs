@@ -159,6 +159,16 @@ pub struct MountInfo {
     pub fs_type: String,
     /// Whether the mount is read-only.
     pub read_only: bool,
+    /// What is mounted: the device of an image mount, the host path of a bind (resolved
+    /// inside its base mount, if any), `overlay` for an overlay.
+    #[serde(default)]
+    pub source: PathBuf,
+    /// An overlay's upper directory (where its writes go).
+    #[serde(default)]
+    pub upper_dir: Option<PathBuf>,
+    /// An overlay's work directory.
+    #[serde(default)]
+    pub work_dir: Option<PathBuf>,
     /// The attachment under an image mount.
     #[serde(default)]
     pub attachment: Option<u64>,

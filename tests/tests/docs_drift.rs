@@ -318,3 +318,47 @@ fn imageapi_md_maps_every_path_the_gateway_serves() {
         );
     }
 }
+
+/// The field names inside `Name { a, b, ... }` as a doc writes a reply type.
+fn struct_fields(md: &str, name: &str) -> BTreeSet<String> {
+    let start = md
+        .find(&format!("`{name} {{"))
+        .unwrap_or_else(|| panic!("no `{name} {{ ... }}` in the doc"));
+    let rest = &md[start + name.len() + 3..];
+    let body = &rest[..rest.find('}').expect("closing brace")];
+    body.split(',')
+        .map(|f| f.split_whitespace().collect::<String>())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+/// The keys of `value` serialized as a JSON object.
+fn json_keys<T: serde::Serialize>(value: &T) -> BTreeSet<String> {
+    match serde_json::to_value(value).expect("serializes") {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        other => panic!("not an object: {other}"),
+    }
+}
+
+#[test]
+fn mount_md_lists_every_field_of_mount_info() {
+    let info = imagebus_schema::mount::MountInfo {
+        id: 1,
+        name: None,
+        kind: "bind".into(),
+        mountpoint: "/m".into(),
+        fs_type: "none".into(),
+        read_only: false,
+        source: "/s".into(),
+        upper_dir: None,
+        work_dir: None,
+        attachment: None,
+        children: vec![],
+        holders: vec![],
+        created_at: 0,
+    };
+    assert_eq!(
+        struct_fields(&doc("mount.md"), "MountInfo"),
+        json_keys(&info)
+    );
+}

@@ -122,6 +122,15 @@ fn v02_flow(api: &Endpoint, image: &Path, host_dir: &Path) {
 
     let kinds = api.expect("GET", "/mount?kind=bind", None, 200);
     assert_eq!(kinds.as_array().map(Vec::len), Some(2), "{kinds}");
+    // GET reports the paths as given: the host path, and the path inside the base mount.
+    let got = api.expect("GET", &format!("/mount?id={bid}"), None, 200);
+    assert_eq!(
+        got[0]["bind"]["path"],
+        host_dir.display().to_string(),
+        "{got}"
+    );
+    let got = api.expect("GET", &format!("/mount?id={biid}"), None, 200);
+    assert_eq!(got[0]["bind"]["path"], "bin", "{got}");
 
     // A container on the overlay (by reference), created, then PATCHed.
     let c = api.expect(
