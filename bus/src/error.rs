@@ -88,6 +88,41 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// The most characters of one piece of user input (a name, a path, an argument) that an
+/// error message echoes; see [`echo`].
+pub const ECHO_MAX: usize = 128;
+
+/// The longest error message (bytes) a [`RemoteError`] carries, and so any reply: longer
+/// ones are cut (see [`bounded_message`]). A message echoing a 1 MB name must not become
+/// a multi-megabyte reply.
+pub const MAX_MESSAGE: usize = 4096;
+
+/// `input` as an error message may echo it: at most [`ECHO_MAX`] characters, then
+/// `…(N bytes in all)`. Use it wherever a message repeats what a caller sent.
+pub fn echo(input: &str) -> std::borrow::Cow<'_, str> {
+    match input.char_indices().nth(ECHO_MAX) {
+        None => std::borrow::Cow::Borrowed(input),
+        Some((cut, _)) => {
+            std::borrow::Cow::Owned(format!("{}…({} bytes in all)", &input[..cut], input.len()))
+        }
+    }
+}
+
+/// `message` cut to at most [`MAX_MESSAGE`] bytes (at a character boundary, with a marker).
+pub fn bounded_message(mut message: String) -> String {
+    const MARK: &str = "…(cut)";
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut cut = MAX_MESSAGE - MARK.len();
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(MARK);
+    message
+}
+
 /// The one error type of every bus interface method, local or remote.
 ///
 /// Interface traits return `Result<T, RemoteError>` whether they are served in-process by an
@@ -102,11 +137,11 @@ pub struct RemoteError {
 }
 
 impl RemoteError {
-    /// An error with the given code and message.
+    /// An error with the given code and message (cut to [`MAX_MESSAGE`] bytes).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
-            message: message.into(),
+            message: bounded_message(message.into()),
         }
     }
 
@@ -121,8 +156,14 @@ impl RemoteError {
                 message.push_str(&text);
             }
             source = s.source();
+            if message.len() > MAX_MESSAGE {
+                break;
+            }
         }
-        Self { code, message }
+        Self {
+            code,
+            message: bounded_message(message),
+        }
     }
 }
 
@@ -165,6 +206,26 @@ mod tests {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::parse("Nope"), None);
+    }
+
+    /// Issue 10: a 1 MB name made a 5 MB error reply.
+    #[test]
+    fn echoed_input_and_messages_are_bounded() {
+        assert_eq!(echo("short"), "short");
+        let name = "é".repeat(1 << 19);
+        let e = echo(&name);
+        assert!(e.starts_with(&"é".repeat(ECHO_MAX)), "{e}");
+        assert!(e.ends_with("…(1048576 bytes in all)"), "{e}");
+        let r = RemoteError::not_found(format!("{name} {name} {name}"));
+        assert!(r.message.len() <= MAX_MESSAGE, "{}", r.message.len());
+        assert!(r.message.ends_with("…(cut)"));
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer {0}")]
+        struct Outer(String, #[source] std::io::Error);
+        let err = Outer(name.clone(), std::io::Error::other(name.clone()));
+        let r = RemoteError::with_chain(ErrorCode::Internal, &err);
+        assert!(r.message.len() <= MAX_MESSAGE, "{}", r.message.len());
+        assert_eq!(bounded_message("ok".into()), "ok");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod protocol;
 pub mod server;
 
 pub use client::{Client, ClientBuilder, Subscription};
-pub use error::{ErrorCode, RemoteError};
+pub use error::{echo, ErrorCode, RemoteError};
 pub use imagebus_bus_macros::object;
 pub use object::{DispatchError, EventStream, Object, Reply, StreamSource};
 pub use protocol::ObjectId;

@@ -25,7 +25,7 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DispatchError {
     /// The object has no method with this wire name. Go's text is "not a function".
-    #[error("unknown method '{0}'")]
+    #[error("unknown method '{}'", crate::echo(.0))]
     UnknownMethod(String),
     /// Wrong number of inputs; the text is Go's.
     #[error("invalid number of arguments expecting {expected} got {got}")]

@@ -19,7 +19,8 @@ impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Selector::Id(id) => write!(f, "{id}"),
-            Selector::Name(name) => write!(f, "{name:?}"),
+            // Echoed in error messages: bounded, however long the name sent.
+            Selector::Name(name) => write!(f, "{:?}", imagebus_bus::echo(name)),
         }
     }
 }
@@ -65,6 +66,7 @@ impl fmt::Display for Holder {
 /// Checks an object name: 1–64 characters from `[A-Za-z0-9._-]`, not starting with `.` or
 /// `-`, and not all digits (so it never reads as an id). The error text says what is wrong.
 pub fn validate_name(name: &str) -> Result<(), String> {
+    let name = &*imagebus_bus::echo(name);
     if name.is_empty() || name.len() > 64 {
         return Err(format!("name {name:?} must be 1 to 64 characters long"));
     }
@@ -83,9 +85,44 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a NUL byte in `value`, a string that reaches a syscall or an exec (a path, an
+/// argument, an environment entry): none takes one, so it would fail later, after
+/// something ran, as an internal error. The error names `what`.
+pub fn no_nul(what: &str, value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        return Err(format!(
+            "{what} {:?} must not contain a NUL byte",
+            imagebus_bus::echo(value)
+        ));
+    }
+    Ok(())
+}
+
+/// [`no_nul`] for a path.
+pub fn no_nul_path(what: &str, path: &std::path::Path) -> Result<(), String> {
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(format!(
+            "{what} {:?} must not contain a NUL byte",
+            imagebus_bus::echo(&path.to_string_lossy())
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_bytes_are_refused_and_long_names_are_not_echoed_whole() {
+        assert!(no_nul("argument", "a\0b").unwrap_err().contains("NUL"));
+        assert!(no_nul("argument", "ab").is_ok());
+        assert!(no_nul_path("path", std::path::Path::new("/a\0")).is_err());
+        let long = "x".repeat(1 << 20);
+        let err = validate_name(&long).unwrap_err();
+        assert!(err.len() < 400, "{}", err.len());
+        assert!(validate_name("a\0b").is_err());
+    }
 
     #[test]
     fn names_are_checked() {

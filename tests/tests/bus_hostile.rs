@@ -249,3 +249,48 @@ async fn a_reply_key_of_the_wrong_type_loses_no_other_request() {
         .unwrap();
     assert_eq!(kind, "string");
 }
+
+/// Issue 10, defect 10: a request whose `ID` (and `ReplyTo`) can be read but whose body is
+/// cut short, nested too deep, or holds an echo of a 1 MB name is answered with a bounded
+/// `Decode` (or call) error; none goes unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_cut_short_or_too_deep_are_answered_with_decode() {
+    let redis = RedisFixture::start();
+    let _s = serve(&redis.url(), 1, vec![Arc::new(Calc::default())]).await;
+    let client = Client::connect(redis.url()).await.unwrap();
+    let mut conn = patient(&redis).await;
+    // {"ID": "deep-1", "Inputs": [[[[... 1000 deep ...]]]], "ReplyTo": "deep-1-reply", ...}
+    let mut deep = vec![0x84];
+    deep.extend(encode("ID").unwrap());
+    deep.extend(encode("deep-1").unwrap());
+    deep.extend(encode("Inputs").unwrap());
+    deep.extend(std::iter::repeat_n(0x91, 1000));
+    deep.push(0xc0);
+    deep.extend(encode("ReplyTo").unwrap());
+    deep.extend(encode("deep-1-reply").unwrap());
+    deep.extend(encode("Method").unwrap());
+    deep.extend(encode("Add").unwrap());
+    push(&mut conn, QUEUE, &deep).await;
+    let resp = pop_reply(&mut conn, "deep-1-reply").await;
+    assert_eq!(resp.id, "deep-1");
+    assert_eq!(resp.code.as_deref(), Some("Decode"), "{resp:?}");
+    // Cut short inside its Inputs: ReplyTo (after them) is unreadable, so the reply goes
+    // to the ID, where Go zbus callers wait.
+    let whole = request("cut-1", "cut-1", "Add", args2(1.0, 2.0));
+    push(&mut conn, QUEUE, &whole[..whole.len() - 30]).await;
+    let resp = pop_reply(&mut conn, "cut-1").await;
+    assert_eq!(resp.id, "cut-1");
+    assert_eq!(resp.code.as_deref(), Some("Decode"), "{resp:?}");
+    // An unknown method of 1 MB: the error echoes a bounded part of it.
+    let bytes = request("long-1", "long-1-reply", &"M".repeat(1 << 20), vec![]);
+    push(&mut conn, QUEUE, &bytes).await;
+    let resp = pop_reply(&mut conn, "long-1-reply").await;
+    assert_eq!(resp.code.as_deref(), Some("UnknownMethod"), "{resp:?}");
+    let msg = resp.error.unwrap();
+    assert!(
+        msg.len() <= imagebus_bus::error::MAX_MESSAGE,
+        "{} bytes",
+        msg.len()
+    );
+    handled_so_far(&client).await;
+}

@@ -222,16 +222,29 @@ impl Field {
     }
 }
 
+/// Skips one value of any nesting. It keeps only a count of the values still to skip (no
+/// stack), so depth costs no memory, and every value read consumes at least one byte, so
+/// the work is bounded by the length of `bytes`.
+fn skip(r: &mut Reader<'_>) -> Result<(), ScanError> {
+    let mut pending = 1usize;
+    while pending > 0 {
+        pending -= 1;
+        if let Head::Container(n) = head(r)? {
+            if n > r.bytes.len().saturating_sub(r.pos) {
+                return Err(ScanError::Truncated);
+            }
+            pending = pending.checked_add(n).ok_or(ScanError::Truncated)?;
+        }
+    }
+    Ok(())
+}
+
 /// The top-level map keys `names` of `bytes`, read without decoding the rest. Values that
-/// are containers are skipped, however many items they hold (the walk allocates only its
-/// nesting, bounded by `budget.max_depth`). For answering a payload that does not decode as
-/// a request: what was read before the walk failed is kept.
-pub fn top_level_fields(
-    bytes: &[u8],
-    names: &[&str],
-    max_len: usize,
-    budget: Budget,
-) -> Vec<Field> {
+/// are containers are skipped, however many items they hold and however deeply they nest
+/// (see [`skip`]): a field after a value too deep to decode is still read. For answering
+/// a payload that does not decode as a request: what was read before the walk failed (a
+/// truncated payload) is kept.
+pub fn top_level_fields(bytes: &[u8], names: &[&str], max_len: usize) -> Vec<Field> {
     let mut found = vec![Field::Absent; names.len()];
     let is_map = bytes.first().is_some_and(|b| {
         matches!(
@@ -246,11 +259,6 @@ pub fn top_level_fields(
     let Ok(Head::Container(n)) = head(&mut r) else {
         return found;
     };
-    let skip = Budget {
-        max_items: usize::MAX,
-        max_depth: budget.max_depth,
-    };
-    let mut items = 0usize;
     for _ in 0..n / 2 {
         let key = match head(&mut r) {
             Ok(Head::Leaf(k)) => k,
@@ -263,9 +271,9 @@ pub fn top_level_fields(
                 _ => Field::Other,
             }),
             Ok(Head::Container(_)) => {
-                // Skip the container: walk it from its start.
+                // Skip the container: from its start.
                 r.pos = at;
-                if walk(&mut r, skip, &mut items).is_err() {
+                if skip(&mut r).is_err() {
                     if let Some(i) = key.and_then(|k| names.iter().position(|n| n.as_bytes() == k))
                     {
                         found[i] = Field::Other;
@@ -346,6 +354,30 @@ mod tests {
         assert!(check_all([&one[..], &one[..]], b).is_err());
     }
 
+    /// Issue 10: a request too deep to decode, or cut short, is answered with `Decode`
+    /// whenever its `ID` (and `ReplyTo`) can be read: a field after a value nested far
+    /// beyond the decoding budget is still found.
+    #[test]
+    fn fields_after_a_value_too_deep_or_before_a_cut_are_read() {
+        // {"ID": "d1", "Inputs": [[[[...1000 deep...]]]], "ReplyTo": "r1"}
+        let mut deep = vec![0x83, 0xa2, b'I', b'D', 0xa2, b'd', b'1'];
+        deep.extend_from_slice(&[0xa6, b'I', b'n', b'p', b'u', b't', b's']);
+        deep.extend(std::iter::repeat_n(0x91, 1000));
+        deep.push(0xc0);
+        deep.extend_from_slice(&[
+            0xa7, b'R', b'e', b'p', b'l', b'y', b'T', b'o', 0xa2, b'r', b'1',
+        ]);
+        assert_eq!(check(&deep, Budget::REQUEST), Err(ScanError::TooDeep(64)));
+        let got = top_level_fields(&deep, &["ID", "ReplyTo"], 64);
+        assert_eq!(
+            got,
+            vec![Field::Text("d1".into()), Field::Text("r1".into())]
+        );
+        // Cut inside the deep value: the ID before it is kept.
+        let got = top_level_fields(&deep[..500], &["ID", "ReplyTo"], 64);
+        assert_eq!(got, vec![Field::Text("d1".into()), Field::Absent]);
+    }
+
     #[test]
     fn reads_id_and_reply_to_without_decoding_the_rest() {
         #[derive(serde::Serialize)]
@@ -363,12 +395,7 @@ mod tests {
             reply_to: "r",
         })
         .unwrap();
-        let got = top_level_fields(
-            &bytes,
-            &["ID", "ReplyTo", "Nope", "Inputs"],
-            64,
-            Budget::REQUEST,
-        );
+        let got = top_level_fields(&bytes, &["ID", "ReplyTo", "Nope", "Inputs"], 64);
         assert_eq!(
             got,
             vec![
@@ -380,16 +407,10 @@ mod tests {
         );
         // Not a map, truncated, or an over-long value: nothing usable.
         assert_eq!(
-            top_level_fields(&[0x91, 0x01], &["ID"], 64, Budget::REQUEST),
+            top_level_fields(&[0x91, 0x01], &["ID"], 64),
             vec![Field::Absent]
         );
-        assert_eq!(
-            top_level_fields(&bytes[..4], &["ID"], 64, Budget::REQUEST)[0].text(),
-            None
-        );
-        assert_eq!(
-            top_level_fields(&bytes, &["ID"], 2, Budget::REQUEST),
-            vec![Field::Other]
-        );
+        assert_eq!(top_level_fields(&bytes[..4], &["ID"], 64)[0].text(), None);
+        assert_eq!(top_level_fields(&bytes, &["ID"], 2), vec![Field::Other]);
     }
 }

@@ -429,7 +429,7 @@ async fn handle(shared: &Shared, role: Role, payload: Vec<u8>) -> Option<Pending
 async fn call(shared: &Shared, slot: usize, req: Request) -> Response {
     let Some(object) = shared.objects.get(&req.object) else {
         tracing::debug!("unknown object");
-        let text = format!("unknown object '{}'", req.object);
+        let text = format!("unknown object '{}'", crate::echo(&req.object.to_string()));
         return protocol_error(&req.id, ErrorCode::UnknownObject, &text);
     };
     let slot = &shared.slots[slot];
@@ -463,7 +463,7 @@ async fn call(shared: &Shared, slot: usize, req: Request) -> Response {
         Ok(Reply::Error(e)) => {
             tracing::debug!(code = %e.code, error = %e.message, "call error");
             let err = CallError {
-                message: e.message,
+                message: crate::error::bounded_message(e.message),
                 code: Some(e.code.as_str().into()),
             };
             response(&req.id, vec![NIL], Some(err))
@@ -502,7 +502,7 @@ fn protocol_error(id: &str, code: ErrorCode, text: &str) -> Response {
             data: ByteBuf::from(vec![NIL]),
             error: None,
         },
-        error: Some(text.to_string()),
+        error: Some(crate::error::bounded_message(text.to_string())),
         code: Some(code.as_str().into()),
     }
 }
@@ -557,12 +557,7 @@ impl Malformed {
     /// Reads `ID`, `ReplyTo` and whether there is an `Output` by a bounded walk, never by
     /// decoding the whole payload.
     fn read(payload: &[u8], why: String) -> Self {
-        let fields = scan::top_level_fields(
-            payload,
-            &["ID", "ReplyTo", "Output"],
-            MAX_REPLY_KEY,
-            Budget::REQUEST,
-        );
+        let fields = scan::top_level_fields(payload, &["ID", "ReplyTo", "Output"], MAX_REPLY_KEY);
         tracing::warn!(request_id = ?fields[0].text(), len = payload.len(), error = %why, "malformed request");
         Self {
             id: fields[0].text(),
