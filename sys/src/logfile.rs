@@ -29,7 +29,8 @@ pub struct Want {
     pub max_bytes: Option<u32>,
 }
 
-/// Reads what `req` asks for. A missing file reads as empty.
+/// Reads what `req` asks for. A missing file reads as empty. An offset past the end of the
+/// file (it was rotated: truncated to 0 and written again) reads from the start.
 pub fn read(path: &Path, req: &Want) -> std::io::Result<Piece> {
     let max = req
         .max_bytes
@@ -48,7 +49,10 @@ pub fn read(path: &Path, req: &Want) -> std::io::Result<Piece> {
     };
     let len = f.metadata()?.len();
     let start = match (req.offset, req.tail) {
-        (Some(off), _) => off.min(len),
+        // An offset past the end: the log was rotated (truncated) since; its new content
+        // starts at 0.
+        (Some(off), _) if off > len => 0,
+        (Some(off), _) => off,
         (None, Some(n)) => tail_start(&mut f, len, n)?,
         (None, None) => 0,
     };
@@ -148,6 +152,23 @@ mod tests {
         std::fs::write(&p, "a\nbb\nccc\nd").unwrap();
         assert_eq!(read(&p, &req(None, Some(1))).unwrap().data, "d");
         assert_eq!(read(&p, &req(Some(9), None)).unwrap().data, "d");
+    }
+
+    /// A follower's offset past the end (the log was rotated meanwhile) reads the new
+    /// content from the start, not nothing.
+    #[test]
+    fn an_offset_past_the_end_of_a_rotated_log_reads_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.log");
+        std::fs::write(&p, "new\n").unwrap();
+        let piece = read(&p, &req(Some(1000), None)).unwrap();
+        assert_eq!(
+            piece,
+            Piece {
+                data: "new\n".into(),
+                offset: 4
+            }
+        );
     }
 
     #[test]

@@ -50,8 +50,12 @@ impl Flavour {
         }
     }
 
-    /// Whether `message` (from [`error_message`]) says that container `id` is unknown.
+    /// Whether `message` (from [`error_message`]) says that container `id` is unknown
+    /// (not that the command to exec is: see [`cannot_exec`]).
     fn is_not_found(self, message: &str) -> bool {
+        if cannot_exec(message) {
+            return false;
+        }
         match self {
             Self::Runc => message.contains("does not exist") || message.contains("not found"),
             Self::Crun => {
@@ -274,6 +278,37 @@ impl OciCli {
     }
 }
 
+/// Whether the runtime's `message` says that the command it was to run cannot be
+/// executed: not found in `$PATH` (runc: `exec: "x": executable file not found in $PATH`;
+/// crun: ``executable file `x` not found in $PATH``), a missing path
+/// (`exec: "/x": stat /x: no such file or directory`), or a file that is no executable
+/// (`permission denied`, `exec format error`). The caller's mistake, not a runtime failure.
+pub fn cannot_exec(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    if m.contains("executable file") && m.contains("not found") {
+        return true;
+    }
+    let exec_failed = [
+        "exec: \"",
+        "exec failed",
+        "execv",
+        "exec `",
+        "exec the container process",
+    ]
+    .iter()
+    .any(|p| m.contains(p));
+    exec_failed
+        && [
+            "no such file or directory",
+            "permission denied",
+            "not a directory",
+            "exec format error",
+            "is a directory",
+        ]
+        .iter()
+        .any(|why| m.contains(why))
+}
+
 /// The `msg` of the runtime's JSON error lines (the last one wins), or the trimmed text.
 pub fn error_message(stderr: &str) -> String {
     let mut msg = None;
@@ -454,10 +489,17 @@ impl Runtime for OciCli {
             .code()
             .or_else(|| status.signal().map(|s| 128 + s))
             .unwrap_or(255);
-        if exit_code == self.flavour.exec_failure_code()
-            && self.flavour.is_not_found(&error_message(&stderr))
-            && stdout.is_empty()
-        {
+        let failed = exit_code == self.flavour.exec_failure_code() && stdout.is_empty();
+        let message = error_message(&stderr);
+        // crun reports a command it cannot exec with 255 (its own failures with 1).
+        let exec_failed = matches!(exit_code, 1 | 126 | 127 | 255) && stdout.is_empty();
+        if exec_failed && cannot_exec(&message) {
+            // The runtime's message names the command.
+            return Err(RuntimeError::Invalid(format!(
+                "the command cannot run in the container: {message}"
+            )));
+        }
+        if failed && self.flavour.is_not_found(&message) {
             return Err(RuntimeError::NotFound(id.to_string()));
         }
         Ok(ExecOutput {
@@ -655,6 +697,30 @@ mod tests {
             "executable file `nosuch` not found in $PATH: No such file or directory"
         ));
         assert!(Flavour::Runc.is_not_found("container does not exist"));
+    }
+
+    /// Issue 10: runc's "executable file not found in $PATH" was read as "no such
+    /// container", and `exec c -- nosuchcmd` answered `Conflict: container is exited`.
+    #[test]
+    fn a_command_that_cannot_run_is_no_missing_container() {
+        for m in [
+            "exec failed: unable to start container process: exec: \"nosuchcmd\": executable file not found in $PATH",
+            "exec failed: unable to start container process: exec: \"/no/cmd\": stat /no/cmd: no such file or directory",
+            "exec failed: unable to start container process: exec: \"/etc/passwd\": permission denied",
+            "executable file `nosuch` not found in $PATH: No such file or directory",
+            "exec `/no/cmd`: No such file or directory",
+        ] {
+            assert!(cannot_exec(m), "{m}");
+            assert!(!Flavour::Runc.is_not_found(m), "{m}");
+            assert!(!Flavour::Crun.is_not_found(m), "{m}");
+        }
+        for m in [
+            "container does not exist",
+            "container not found",
+            "error opening file `/run/ib/crun/c1/status`: No such file or directory",
+        ] {
+            assert!(!cannot_exec(m), "{m}");
+        }
     }
 
     fn require(binary: &str) {

@@ -70,6 +70,8 @@ async fn bad_sources_are_typed_errors_and_leave_nothing() {
     let image = env.image("a.sqsh");
     let (attach, _) = env.start().await;
     let missing = env.path().join("missing.sqsh");
+    let mem_link = env.path().join("mem.sqsh");
+    std::os::unix::fs::symlink("/proc/self/mem", &mem_link).unwrap();
     let cases = [
         (loop_spec(None, &missing, true), "does not exist"),
         (loop_spec(None, env.path(), true), "not a regular file"),
@@ -81,6 +83,16 @@ async fn bad_sources_are_typed_errors_and_leave_nothing() {
         (local_spec(&PathBuf::from("/dev/null")), "character device"),
         (local_spec(&image), "not a block device"),
         (local_spec(&env.path().join("nodev")), "does not exist"),
+        // Issue 10: these were `Internal` errors from the kernel.
+        (
+            loop_spec(None, &PathBuf::from("/srv/a\0.sqsh"), true),
+            "NUL",
+        ),
+        (
+            loop_spec(None, &PathBuf::from("/proc/self/mem"), true),
+            "pseudo filesystem",
+        ),
+        (loop_spec(None, &mem_link, true), "pseudo filesystem"),
     ];
     for (spec, what) in cases {
         let err = attach.attach(spec, None).await.unwrap_err();

@@ -129,6 +129,16 @@ async fn crun_runs_execs_logs_stops_and_deletes() {
 
     assert_exec_timeout_kills(&node.container, info.id).await;
 
+    // Issue 10: a command crun cannot run is the caller's mistake, not a missing container.
+    for cmd in ["nosuchcmd", "/nosuch/cmd"] {
+        let err = node
+            .container
+            .exec(Selector::Id(info.id), exec_spec(cmd, None))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{cmd}: {err}");
+    }
+
     let t = Instant::now();
     let stopped = node
         .container

@@ -497,3 +497,149 @@ async fn bad_inputs_are_typed_errors_and_leave_nothing() {
         .collect();
     assert!(dirs.is_empty(), "{dirs:?}");
 }
+
+/// Issue 10, defect 8: an init that ignores TERM, stopped with a huge timeout, stays
+/// `stopping`, and that `Stop` answers `Timeout` before its caller's deadline; a later
+/// stop with a short timeout kills it at once, and so does a forced delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_stuck_on_a_huge_timeout_is_escalated_by_a_shorter_stop_or_a_forced_delete() {
+    let node = Node::start("stuck").await;
+    let mut ids = Vec::new();
+    for name in ["r1", "r2"] {
+        let mut s = spec(
+            bind_root(&node.rootfs(name, &[])),
+            "sh -c 'trap \"\" TERM; echo up; while :; do sleep 1; done'",
+        );
+        s.state = InitialState::Running;
+        let info = node.container.create(s).await.unwrap();
+        node.wait_log(info.id, "up", Duration::from_secs(10)).await;
+        let asked = Instant::now();
+        let err = tokio::time::timeout(
+            Duration::from_secs(20),
+            imagebus_bus::deadline::scope(
+                Some(asked + Duration::from_secs(2)),
+                node.container
+                    .stop(Selector::Id(info.id), Some(u64::MAX / 2)),
+            ),
+        )
+        .await
+        .expect("Stop held its caller past its deadline")
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+        assert!(asked.elapsed() < Duration::from_secs(2));
+        let now = node.container.get(Selector::Id(info.id)).await.unwrap();
+        assert_eq!(now.state, ContainerState::Stopping);
+        ids.push(info.id);
+    }
+    let t = Instant::now();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(15),
+        node.container.stop(Selector::Id(ids[0]), Some(200)),
+    )
+    .await
+    .expect("a shorter stop never escalated")
+    .unwrap();
+    assert_eq!(stopped.state, ContainerState::Exited);
+    assert_eq!(stopped.exit_signal, Some(9));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let t = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        node.container.delete(Selector::Id(ids[1]), true),
+    )
+    .await
+    .expect("a forced delete never escalated")
+    .expect("forced delete");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    node.container
+        .delete(Selector::Id(ids[0]), false)
+        .await
+        .unwrap();
+}
+
+/// Issue 10, defect 10: exec of a command that is not there is `InvalidArgument` naming
+/// it, not `Conflict: container is exited`; the container keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_of_a_missing_command_is_invalid_argument() {
+    let node = Node::start("nocmd").await;
+    let mut s = spec(bind_root(&node.rootfs("r", &[])), "sleep 1000");
+    s.state = InitialState::Running;
+    s.stop_timeout_ms = Some(100);
+    let info = node.container.create(s).await.unwrap();
+    for cmd in ["nosuchcmd", "/nosuch/cmd", "/etc/passwd"] {
+        let err = node
+            .container
+            .exec(Selector::Id(info.id), exec_spec(cmd, None))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{cmd}: {err}");
+        let what = cmd.rsplit('/').next().unwrap_or(cmd);
+        assert!(err.message.contains(what), "{cmd}: {err}");
+    }
+    let now = node.container.get(Selector::Id(info.id)).await.unwrap();
+    assert_eq!(now.state, ContainerState::Running);
+    let r = node
+        .container
+        .exec(Selector::Id(info.id), exec_spec("true", None))
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, 0);
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .unwrap();
+}
+
+/// Issue 10, defect 10: container logs had no cap (237 MB in 5 s). With a cap, the
+/// monitor rotates a log that outgrows it (`<log>.1`, then truncation), on a real runc
+/// container writing without pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_log_is_capped_by_rotation() {
+    const CAP: u64 = 1 << 20;
+    let mut node = Node::start("logcap").await;
+    node.cfg.log_max_bytes = Some(CAP);
+    node.restart_container_actor().await;
+    let mut s = spec(
+        bind_root(&node.rootfs("r", &[])),
+        // 64 KiB per write, as often as a 5 ms pause lets it (~10 MB/s): fast enough to
+        // pass the cap many times, slow enough to keep the test's disk use small.
+        "sh -c 'echo started; while :; do yes 0123456789abcdef | head -c 65536; sleep 0.005; done'",
+    );
+    s.state = InitialState::Running;
+    s.stop_timeout_ms = Some(100);
+    let info = node.container.create(s).await.unwrap();
+    let log = info.log_file.clone();
+    let rotated = imagebus_sys::monitor::rotated_log(&log);
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while size(&rotated) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never rotated; the log has {} bytes",
+            size(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It keeps writing; the log stays near its cap (it may pass it by what is written
+    // between two checks, 200 ms apart).
+    let mut biggest = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        biggest = biggest.max(size(&log)).max(size(&rotated));
+    }
+    assert!(biggest < 16 << 20, "the log reached {biggest} bytes");
+    let chunk = node
+        .container
+        .logs(Selector::Id(info.id), LogsRequest::default())
+        .await
+        .unwrap();
+    assert!(chunk.running);
+    node.container
+        .delete(Selector::Id(info.id), true)
+        .await
+        .unwrap();
+    assert!(
+        !log.exists() && !rotated.exists(),
+        "delete removes both logs"
+    );
+}

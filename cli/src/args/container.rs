@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub stop_signal: Option<String>,
     /// Wait after the stop signal before SIGKILL.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = super::duration)]
     pub stop_timeout: Option<Duration>,
     /// The whole `ContainerSpec` as JSON; `@FILE` or `-` (stdin).
     #[arg(long = "spec", value_name = "JSON", conflicts_with_all = ["command", "env", "binds", "image", "mount"])]
@@ -103,7 +103,7 @@ pub struct StopArgs {
     /// Id or name.
     pub target: String,
     /// Wait after the stop signal before SIGKILL (default: the container's).
-    #[arg(long = "time", short = 't', value_parser = humantime::parse_duration)]
+    #[arg(long = "time", short = 't', value_parser = super::duration)]
     pub grace: Option<Duration>,
 }
 
@@ -145,7 +145,7 @@ pub struct ExecArgs {
     #[arg(long, short = 'u')]
     pub user: Option<String>,
     /// Kill the process after this long (default 30s).
-    #[arg(long = "kill-after", value_parser = humantime::parse_duration)]
+    #[arg(long = "kill-after", value_parser = super::duration)]
     pub kill_after: Option<Duration>,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]

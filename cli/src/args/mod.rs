@@ -15,6 +15,22 @@ use std::time::Duration;
 /// zos's broker address, tried first when --broker is not given.
 pub const ZOS_BROKER: &str = imagebus_bus::broker::DEFAULT_BROKER;
 
+/// The longest duration a flag takes (`--timeout`, `stop -t`, `--kill-after`, ...): a week.
+/// Longer ones are refused as a usage error rather than overflowing a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses a duration flag (`30s`, `500ms`, `1h 30m`) of at most [`MAX_DURATION`].
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{d:?} is longer than the limit of {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
 /// imagebus: operate an imagebus node over its Redis bus.
 #[derive(Debug, Parser)]
 #[command(name = "imagebus", version, about)]
@@ -49,7 +65,7 @@ pub struct Global {
     pub run_dir: PathBuf,
 
     /// Deadline of each call, e.g. `30s`, `500ms`.
-    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
 
     /// Machine output: one compact JSON document (or one per line for streams).
@@ -177,6 +193,47 @@ mod tests {
             panic!("not call")
         };
         assert_eq!(a.args, vec!["-1".to_string()]);
+    }
+
+    #[test]
+    fn durations_are_bounded_and_never_overflow() {
+        // Once a panic (exit 101): `Duration` overflowed when the CLI added its timeout.
+        for argv in [
+            &["imagebus", "stop", "c", "-t", "18446744073709551615s"][..],
+            &["imagebus", "stop", "c", "-t", "8days"],
+            &["imagebus", "--timeout", "18446744073709551615s", "ps"],
+            &[
+                "imagebus",
+                "exec",
+                "--kill-after",
+                "99999999999h",
+                "c",
+                "--",
+                "true",
+            ],
+            &[
+                "imagebus",
+                "run",
+                "--stop-timeout",
+                "1000y",
+                "--image",
+                "x",
+                "sh",
+            ],
+        ] {
+            let err = Cli::try_parse_from(argv).expect_err("a usage error");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{argv:?}"
+            );
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
+        }
+        let c = Cli::try_parse_from(["imagebus", "stop", "c", "-t", "7days"]).unwrap();
+        let Command::Stop(s) = c.command else {
+            panic!("not stop")
+        };
+        assert_eq!(s.grace, Some(MAX_DURATION));
     }
 
     #[test]

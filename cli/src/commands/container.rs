@@ -16,7 +16,8 @@ use std::time::Duration;
 
 /// A container stub whose deadline also covers `extra` (stop timeouts, log waits).
 pub async fn stub(g: &Global, extra: Duration) -> Result<ContainerModuleStub> {
-    Ok(ContainerModuleStub::new(super::connect(g).await?).with_timeout(g.timeout + extra))
+    Ok(ContainerModuleStub::new(super::connect(g).await?)
+        .with_timeout(g.timeout.saturating_add(extra)))
 }
 
 /// `imagebus run`: create (running unless --created) and print the container.

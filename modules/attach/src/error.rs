@@ -16,7 +16,7 @@ pub enum AttachError {
     #[error("invalid attach request: {0}")]
     Invalid(String),
     /// The name is taken by another attachment.
-    #[error("name {name:?} is already used by attachment {id}")]
+    #[error("name {:?} is already used by attachment {id}", imagebus_bus::echo(.name))]
     NameTaken {
         /// The name.
         name: String,

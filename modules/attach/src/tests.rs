@@ -381,6 +381,34 @@ async fn loop_attach_and_detach() {
     );
 }
 
+/// Issue 10, defect 10: a NUL byte in a path, and a file of /proc or /sys as a loop
+/// image, were internal errors from the kernel; they are invalid input, refused before
+/// anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nul_bytes_and_pseudo_files_are_invalid_before_anything_runs() {
+    let w = World::new(FakeRbdBus::default());
+    let r = w.start().await;
+    let a = &r.handle;
+    let local = |p: &str| AttachSpec {
+        name: None,
+        source: AttachSource::Local(LocalSource {
+            path: p.into(),
+            read_only: true,
+        }),
+    };
+    for (spec, what) in [
+        (loop_spec(None, "/img/a\0.sqsh"), "NUL"),
+        (local("/dev/sd\0a"), "NUL"),
+        (loop_spec(None, "/proc/self/mem"), "pseudo filesystem"),
+        (loop_spec(None, "/sys/kernel/notes"), "pseudo filesystem"),
+    ] {
+        let err = a.attach_typed(spec, None).await.unwrap_err();
+        assert!(matches!(err, AttachError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains(what), "{err} lacks {what}");
+    }
+    assert!(w.loops.attaches().is_empty(), "nothing reached the kernel");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_changes_nothing() {
     let w = World::new(FakeRbdBus::default());

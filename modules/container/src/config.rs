@@ -36,7 +36,15 @@ pub struct ContainerConfig {
     /// Prefix of runtime ids (`<instance>-<id>`) and the cgroup directory
     /// (`/<instance>/<runtime id>`). Two daemons on one host need different instances.
     pub instance: String,
+    /// The cap of each container's log (`None`: none). Each container's monitor looks at
+    /// the size when the log is written (inotify, at most every 20 ms) and, past the cap,
+    /// keeps its last `cap` bytes in `<log>.1` and truncates it (see
+    /// `imagebus_sys::monitor::rotate_log`). Default [`DEFAULT_LOG_MAX_BYTES`].
+    pub log_max_bytes: Option<u64>,
 }
+
+/// The default cap of a container's log: 64 MiB (and as much again in `<log>.1`).
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 << 20;
 
 impl ContainerConfig {
     /// The usual layout under the three given directories, runtime `runc`, instance
@@ -53,6 +61,7 @@ impl ContainerConfig {
             runtime: PathBuf::from("runc"),
             monitor: vec![default_monitor().display().to_string()],
             instance: "imagebus".into(),
+            log_max_bytes: Some(DEFAULT_LOG_MAX_BYTES),
         }
     }
 

@@ -19,7 +19,7 @@ pub enum ContainerError {
     #[error("{0}")]
     Missing(String),
     /// The name is taken.
-    #[error("container name {0:?} is already taken")]
+    #[error("container name {:?} is already taken", imagebus_bus::echo(.0))]
     NameTaken(String),
     /// The operation does not fit the container's state.
     #[error("container {id} is {state}: {what}", state = .state.as_str())]
@@ -76,6 +76,11 @@ pub enum ContainerError {
     /// started.
     #[error("{0}")]
     Timeout(String),
+    /// The caller's deadline came while the command was still in progress: it answers
+    /// before the deadline (holding no bus worker for a caller that gave up) and the
+    /// command goes on (e.g. a container still stopping, its SIGKILL still due).
+    #[error("{0}")]
+    InProgress(String),
 }
 
 impl From<HostError> for ContainerError {
@@ -120,7 +125,7 @@ impl ContainerError {
                 ..
             } => ErrorCode::NotFound,
             Self::Runtime { .. } | Self::State { .. } | Self::Store { .. } => ErrorCode::Internal,
-            Self::ExecTimeout { .. } | Self::Timeout(_) => ErrorCode::Timeout,
+            Self::ExecTimeout { .. } | Self::Timeout(_) | Self::InProgress(_) => ErrorCode::Timeout,
             Self::Unavailable => ErrorCode::Unavailable,
         }
     }

@@ -1052,3 +1052,162 @@ async fn a_record_stored_with_a_key_is_rewritten_without_it_at_start() {
     assert!(!got.contains(KEY), "{got}");
     assert!(!std::fs::read_to_string(&path).unwrap().contains(KEY));
 }
+
+/// Issue 10, defect 8: a `Stop` with a huge timeout on an init that ignores TERM answers
+/// `Timeout` before its caller's deadline (the container stays `stopping`); a later stop
+/// with a short timeout, and a forced delete, kill it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_stopping_for_ever_is_killed_by_a_shorter_stop_or_a_forced_delete() {
+    let s = setup_ok();
+    s.kernel.ignore_signal(15);
+    let (h, _task) = spawn(&s, 4).await;
+    let long = |name: &str| ContainerSpec {
+        stop_timeout_ms: Some(3_600_000),
+        ..named(name, InitialState::Running)
+    };
+    let a = h.create(long("a")).await.unwrap();
+    let b = h.create(long("b")).await.unwrap();
+    for c in [&a, &b] {
+        let asked = Instant::now();
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            imagebus_bus::deadline::scope(
+                Some(asked + Duration::from_millis(1_000)),
+                h.stop(Selector::Id(c.id), Some(u64::MAX)),
+            ),
+        )
+        .await
+        .expect("a Stop held its caller past its 1 s deadline")
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+        assert!(err.message.contains("still stopping"), "{err}");
+        assert!(asked.elapsed() < Duration::from_millis(1_000));
+        let info = h.get(Selector::Id(c.id)).await.unwrap();
+        assert_eq!(info.state, ContainerState::Stopping);
+    }
+    let kill = |c: &ContainerInfo| format!("kill {} 9", c.runtime_id);
+    assert!(!s.kernel.calls().contains(&kill(&a)));
+    // A later stop with a short timeout brings the SIGKILL forward.
+    let asked = Instant::now();
+    let info = tokio::time::timeout(
+        Duration::from_secs(5),
+        imagebus_bus::deadline::scope(
+            Some(asked + Duration::from_secs(20)),
+            h.stop(Selector::Id(a.id), Some(50)),
+        ),
+    )
+    .await
+    .expect("a shorter stop did not escalate")
+    .unwrap();
+    assert_eq!(info.state, ContainerState::Exited);
+    assert_eq!(info.exit_signal, Some(9));
+    assert!(s.kernel.calls().contains(&kill(&a)));
+    // A forced delete kills a stopping container at once (not after its 1 h grace).
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        imagebus_bus::deadline::scope(
+            Some(Instant::now() + Duration::from_secs(20)),
+            h.delete(Selector::Id(b.id), true),
+        ),
+    )
+    .await
+    .expect("a forced delete did not escalate")
+    .unwrap();
+    assert!(s.kernel.calls().contains(&kill(&b)));
+    assert_eq!(
+        h.get(Selector::Id(b.id)).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    // A forced delete of a running container whose grace outlasts the caller's deadline
+    // kills it in time to finish the delete.
+    let c = h.create(long("c")).await.unwrap();
+    let asked = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        imagebus_bus::deadline::scope(
+            // A little beyond the forced delete's margin (`stop::FORCE_MARGIN`, 3 s).
+            Some(asked + Duration::from_millis(4_500)),
+            h.delete(Selector::Id(c.id), true),
+        ),
+    )
+    .await
+    .expect("a forced delete held its caller past its deadline")
+    .unwrap();
+    assert!(s.kernel.calls().contains(&kill(&c)));
+    h.delete(Selector::Id(a.id), false).await.unwrap();
+}
+
+/// Issue 10, defect 10: NUL bytes in a create's argv and in an exec's argv, env or cwd are
+/// `InvalidArgument`, answered before anything runs (no mount, no runtime call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_are_invalid_before_anything_runs() {
+    use imagebus_schema::container::ExecSpec;
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let creates = [
+        ContainerSpec {
+            command: CommandLine::Argv(vec!["/bin/init".into(), "a\0b".into()]),
+            ..spec(InitialState::Running)
+        },
+        ContainerSpec {
+            command: CommandLine::Line("/bin/init a\0b".into()),
+            ..spec(InitialState::Running)
+        },
+        ContainerSpec {
+            env: vec!["A=\0".into()],
+            ..spec(InitialState::Running)
+        },
+        ContainerSpec {
+            working_dir: Some("/tmp\0".into()),
+            ..spec(InitialState::Running)
+        },
+    ];
+    for c in creates {
+        let err = h.create(c).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+        assert!(err.message.contains("NUL"), "{err}");
+    }
+    assert_eq!(s.kernel.launches(), 0, "nothing reached the runtime");
+    assert_eq!(
+        s.mounts.holders.lock().unwrap().len(),
+        1,
+        "no mount reference"
+    );
+    let info = h.create(spec(InitialState::Running)).await.unwrap();
+    let exec = |command: CommandLine, env: Vec<String>, cwd: Option<&str>| ExecSpec {
+        command,
+        env,
+        working_dir: cwd.map(String::from),
+        user: None,
+        timeout_ms: None,
+    };
+    let calls = s.kernel.calls().len();
+    for e in [
+        exec(CommandLine::Argv(vec!["ls\0".into()]), vec![], None),
+        exec(CommandLine::Line("ls".into()), vec!["X=a\0b".into()], None),
+        exec(CommandLine::Line("ls".into()), vec![], Some("/\0")),
+    ] {
+        let err = h.exec(Selector::Id(info.id), e).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+        assert!(err.message.contains("NUL"), "{err}");
+    }
+    assert_eq!(s.kernel.calls().len(), calls);
+    h.delete(Selector::Id(info.id), true).await.unwrap();
+}
+
+/// Issue 10, defect 10: a name of 1 MB is not echoed whole (it made a 5 MB reply).
+#[tokio::test]
+async fn errors_do_not_echo_a_huge_name() {
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let name = "n".repeat(1 << 20);
+    let err = h.get(Selector::Name(name.clone())).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert!(err.message.len() < 512, "{} bytes", err.message.len());
+    let err = h
+        .create(named(&name, InitialState::Created))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument);
+    assert!(err.message.len() < 512, "{} bytes", err.message.len());
+}

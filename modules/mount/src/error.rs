@@ -15,7 +15,7 @@ pub enum MountError {
     #[error("mount {0} not found")]
     NotFound(Selector),
     /// Another mount already has this name.
-    #[error("mount name {0:?} is already taken")]
+    #[error("mount name {:?} is already taken", imagebus_bus::echo(.0))]
     NameTaken(String),
     /// Other holders still reference the mount (use `force`).
     #[error("mount {id} is still held by {holders:?}")]

@@ -7,8 +7,8 @@
 use crate::config::has_overlay_unsafe_chars;
 use crate::engine::State;
 use crate::error::MountError;
-use imagebus_schema::attach::AttachRef;
-use imagebus_schema::common::validate_name;
+use imagebus_schema::attach::{AttachRef, AttachSource};
+use imagebus_schema::common::{no_nul_path, validate_name};
 use imagebus_schema::mount::{MountRef, MountSource, MountSpec};
 use imagebus_sys::fsdetect::FsType;
 use imagebus_sys::mount::MountFlag;
@@ -112,6 +112,14 @@ fn spec_ok(spec: &MountSpec, db: &State, walk: &mut Plan, depth: usize) -> Resul
                 if let Some(name) = &att.name {
                     validate_name(name).map_err(MountError::Invalid)?;
                 }
+                // The attach module checks the rest; a NUL byte fails here, before
+                // anything of the chain is made.
+                match &att.source {
+                    AttachSource::Loop(l) => no_nul_path("image file", &l.path),
+                    AttachSource::Local(l) => no_nul_path("device", &l.path),
+                    AttachSource::Rbd(_) => Ok(()),
+                }
+                .map_err(MountError::Invalid)?;
             }
         }
         MountSource::Overlay(ov) => {
@@ -127,6 +135,7 @@ fn spec_ok(spec: &MountSpec, db: &State, walk: &mut Plan, depth: usize) -> Resul
                 )));
             }
             if let Some(dir) = &ov.persist_dir {
+                no_nul_path("persist_dir", dir).map_err(MountError::Invalid)?;
                 if !is_plain_absolute(dir) || has_overlay_unsafe_chars(dir) {
                     return Err(MountError::Invalid(format!(
                         "persist_dir {dir:?} must be absolute, without '..', ',', ':' or '\\'"
@@ -141,6 +150,9 @@ fn spec_ok(spec: &MountSpec, db: &State, walk: &mut Plan, depth: usize) -> Resul
             }
         }
         MountSource::Bind(bind) => match &bind.base {
+            _ if bind.path.as_os_str().as_encoded_bytes().contains(&0) => {
+                no_nul_path("bind path", &bind.path).map_err(MountError::Invalid)?;
+            }
             None if !is_plain_absolute(&bind.path) => {
                 return Err(MountError::Invalid(format!(
                     "bind path {:?} must be absolute without '..' (or give a base mount)",
@@ -210,6 +222,39 @@ mod tests {
 
     fn inline(s: MountSpec) -> MountRef {
         MountRef::Inline(Box::new(s))
+    }
+
+    /// Issue 10: a NUL byte in a path (a zos RootFS is a bind path) was an internal
+    /// error from the syscall; it is invalid input, refused before anything is made.
+    #[test]
+    fn nul_bytes_in_paths_are_invalid() {
+        let bind = |path: &str| MountSpec {
+            name: None,
+            source: MountSource::Bind(BindMount {
+                path: path.into(),
+                base: None,
+                read_only: false,
+                recursive: true,
+            }),
+        };
+        let mut img = image(None);
+        if let MountSource::Image(i) = &mut img.source {
+            if let AttachRef::Inline(a) = &mut i.attach {
+                a.source = AttachSource::Loop(LoopSource {
+                    path: "/a\0.sqsh".into(),
+                    read_only: true,
+                });
+            }
+        }
+        let mut persist = overlay(vec![inline(image(None))]);
+        if let MountSource::Overlay(o) = &mut persist.source {
+            o.persist_dir = Some("/var/p\0".into());
+        }
+        for spec in [bind("/srv/root\0fs"), overlay(vec![inline(img)]), persist] {
+            let err = check(&spec, &State::default()).unwrap_err();
+            assert!(matches!(err, MountError::Invalid(_)), "{err}");
+            assert!(err.to_string().contains("NUL"), "{err}");
+        }
     }
 
     #[test]

@@ -61,6 +61,8 @@ struct RuntimeTable {
     deleted: Vec<String>,
     calls: Vec<String>,
     launches: usize,
+    /// Signals the inits ignore (recorded, but the run goes on).
+    ignored: BTreeSet<i32>,
 }
 
 /// An OCI runtime and monitor launcher in memory. A launch takes the monitor config,
@@ -88,6 +90,11 @@ impl FakeRuntime {
     /// Makes every launch report the runtime error "exec failed: boom".
     pub fn fail_launches(&self, fail: bool) {
         lock(&self.table).fail = fail;
+    }
+    /// Makes every init ignore `sig` (like an init that traps TERM and does nothing):
+    /// `kill` with it is recorded, and the run goes on.
+    pub fn ignore_signal(&self, sig: i32) {
+        lock(&self.table).ignored.insert(sig);
     }
     /// Holds `launch` while closed.
     pub fn launch_gate(&self) -> &Gate {
@@ -178,8 +185,14 @@ impl Runtime for FakeRuntime {
         Ok(lock(&self.table).listed.clone())
     }
     fn kill(&self, id: &str, sig: i32, _: bool) -> Result<(), RuntimeError> {
-        lock(&self.table).calls.push(format!("kill {id} {sig}"));
-        self.end(id, sig);
+        let ignored = {
+            let mut t = lock(&self.table);
+            t.calls.push(format!("kill {id} {sig}"));
+            t.ignored.contains(&sig)
+        };
+        if !ignored {
+            self.end(id, sig);
+        }
         Ok(())
     }
     fn delete(&self, id: &str, _: bool) -> Result<(), RuntimeError> {

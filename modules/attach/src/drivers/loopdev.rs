@@ -15,13 +15,40 @@ use imagebus_sys::blockdev::FileKind;
 use imagebus_sys::loopdev::LoopAttach;
 use std::path::Path;
 
+/// Pseudo filesystems whose files are never images (`/proc/self/mem` is a "regular file").
+const PSEUDO: [&str; 2] = ["/proc", "/sys"];
+
+/// What can be checked of a loop source without the kernel: an absolute plain path
+/// without NUL, outside the pseudo filesystems.
+pub fn validate(src: &LoopSource) -> Result<(), AttachError> {
+    check_path("image file", &src.path)?;
+    if PSEUDO.iter().any(|p| src.path.starts_with(p)) {
+        return Err(AttachError::Invalid(format!(
+            "image file {:?} is on a pseudo filesystem (/proc, /sys), not an image",
+            src.path
+        )));
+    }
+    Ok(())
+}
+
 /// Validates the file and binds it to a free loop device tagged `tag`.
 pub fn attach(sys: &AttachSys, src: &LoopSource, tag: String) -> Result<Mapped, AttachError> {
-    check_path("image file", &src.path)?;
+    validate(src)?;
     let stat = sys
         .files
         .stat(&src.path)
         .map_err(|e| AttachError::sys(format!("checking {:?}", src.path), e))?;
+    // A link into /proc or /sys: the file is on the same device as the pseudo filesystem.
+    if let Some(st) = &stat {
+        for p in PSEUDO {
+            if matches!(sys.files.stat(Path::new(p)), Ok(Some(ps)) if ps.dev == st.dev) {
+                return Err(AttachError::Invalid(format!(
+                    "image file {:?} is on a pseudo filesystem ({p}), not an image",
+                    src.path
+                )));
+            }
+        }
+    }
     match stat.map(|s| s.kind) {
         None => {
             return Err(AttachError::Invalid(format!(

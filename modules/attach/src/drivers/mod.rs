@@ -23,8 +23,15 @@ pub struct Mapped {
     pub backing: Backing,
 }
 
-/// Checks that a caller-given path is absolute and has no `..` components.
+/// Checks that a caller-given path is absolute, has no `..` components and no NUL byte
+/// (which no syscall takes: it would fail later as an internal error).
 pub fn check_path(what: &str, path: &Path) -> Result<(), AttachError> {
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(AttachError::Invalid(format!(
+            "{what} {:?} must not contain a NUL byte",
+            imagebus_bus::echo(&path.to_string_lossy())
+        )));
+    }
     if !path.is_absolute() {
         return Err(AttachError::Invalid(format!(
             "{what} {path:?} must be an absolute path"

@@ -62,8 +62,12 @@ fn validate(spec: &AttachSpec) -> Result<(), AttachError> {
     if let Some(name) = &spec.name {
         validate_name(name).map_err(AttachError::Invalid)?;
     }
-    if let AttachSource::Rbd(src) = &spec.source {
-        drivers::rbd::validate(src)?;
+    match &spec.source {
+        AttachSource::Rbd(src) => {
+            drivers::rbd::validate(src)?;
+        }
+        AttachSource::Loop(src) => drivers::loopdev::validate(src)?,
+        AttachSource::Local(src) => drivers::check_path("device", &src.path)?,
     }
     Ok(())
 }

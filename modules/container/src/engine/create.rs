@@ -65,6 +65,7 @@ impl Drop for Reservation {
 /// Creates a container from `spec`.
 pub async fn create(e: &Arc<Engine>, spec: ContainerSpec) -> Result<ContainerInfo, ContainerError> {
     // 1.
+    super::nul::check_spec(&spec)?;
     check_names(&spec)?;
     let name = spec.name.clone();
     let (id, floor) = e.host.apply(move |s| s.reserve(name)).await??;

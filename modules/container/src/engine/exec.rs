@@ -28,6 +28,7 @@ pub async fn exec(
             Ok::<_, ContainerError>((id, r.info.runtime_id.clone(), r.info.state))
         })
         .await??;
+    super::nul::check_exec(&spec)?;
     if state != ContainerState::Running {
         return Err(ContainerError::WrongState {
             id,
@@ -35,7 +36,14 @@ pub async fn exec(
             what: "exec needs a running container",
         });
     }
-    let req = request(spec)?;
+    let mut req = request(spec)?;
+    // The process is killed by the caller's deadline at the latest: an exec holds no bus
+    // worker for a caller that gave up.
+    if let Some(by) = super::reply_by() {
+        req.timeout = req
+            .timeout
+            .min(by.saturating_duration_since(std::time::Instant::now()));
+    }
     let ms = u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX);
     let runtime = e.sys.runtime.clone();
     let out = blocking(move || runtime.exec(&rid, &req))

@@ -66,6 +66,7 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         runtime_log: files.runtime_log.clone(),
         exit_file: files.exit.clone(),
         monitor_log: files.monitor_log.clone(),
+        log_max_bytes: e.cfg.log_max_bytes,
     };
     let run_dir = files.run.clone();
     let rerun = record.generation > 0;
@@ -141,6 +142,7 @@ pub async fn remove_traces(e: &Engine, id: u64) {
         }
         let _ = state::remove_tree(&dir);
         let _ = state::remove_tree(&run);
+        let _ = state::remove_file(&imagebus_sys::monitor::rotated_log(&log));
         let _ = state::remove_file(&log);
     })
     .await;

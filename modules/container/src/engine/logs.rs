@@ -9,11 +9,12 @@ use imagebus_schema::Selector;
 use imagebus_sys::logfile::{self, Piece};
 use std::time::{Duration, Instant};
 
+/// The longest a long poll waits, whatever `wait_ms` says: a caller without a deadline
+/// (a Go zbus client sends none) holds a bus worker no longer than this.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// How often a long poll looks for new output.
 const POLL: Duration = Duration::from_millis(50);
-
-/// A long poll answers this long before its caller's deadline, so the reply arrives in time.
-const REPLY_MARGIN: Duration = Duration::from_millis(250);
 
 /// The output `req` asks for; with `wait_ms`, waits up to that long for new output while
 /// the container runs.
@@ -28,10 +29,8 @@ pub async fn logs(
         .await??;
     // Never wait past the caller's deadline: a long poll must not hold a bus worker after
     // its caller gave up.
-    let wanted = Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0));
-    let deadline = imagebus_bus::deadline::current().map_or(wanted, |d| {
-        wanted.min(d.checked_sub(REPLY_MARGIN).unwrap_or(d))
-    });
+    let wanted = Instant::now() + Duration::from_millis(req.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let deadline = super::reply_by().map_or(wanted, |by| wanted.min(by));
     let want = logfile::Want {
         offset: req.offset,
         tail: req.tail,

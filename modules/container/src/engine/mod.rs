@@ -22,6 +22,7 @@ use imagebus_sys::monitor::now_ms;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,7 @@ pub mod exec;
 pub mod exits;
 pub mod launch;
 pub mod logs;
+pub mod nul;
 pub mod prepare;
 pub mod reconcile;
 pub mod remove;
@@ -43,6 +45,32 @@ pub const KIND: &str = "container";
 /// The key of container `id`.
 pub fn key(id: u64) -> Key {
     Key::id(KIND, id)
+}
+
+/// A command answers its caller this long before the caller's deadline (when it has one),
+/// so that the reply arrives in time: no command holds a bus worker for a caller that gave
+/// up. What the command started goes on (jobs are detached from their callers).
+pub const REPLY_MARGIN: Duration = Duration::from_millis(250);
+
+/// When the command being served must answer: [`REPLY_MARGIN`] before the caller's
+/// deadline (`None`: the caller gave none, e.g. a Go zbus client).
+pub fn reply_by() -> Option<Instant> {
+    imagebus_bus::deadline::current().map(|d| d.checked_sub(REPLY_MARGIN).unwrap_or(d))
+}
+
+/// Awaits `fut` until [`reply_by`]; then answers [`ContainerError::InProgress`] with
+/// `what()` and lets `fut`'s work go on (a job runs to its end without its caller).
+pub async fn answer_in_time<T>(
+    fut: impl std::future::Future<Output = Result<T, ContainerError>>,
+    what: impl FnOnce() -> String,
+) -> Result<T, ContainerError> {
+    let Some(by) = reply_by() else {
+        return fut.await;
+    };
+    match tokio::time::timeout_at(by.into(), fut).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ContainerError::InProgress(what())),
+    }
 }
 
 /// A pending `Stop` caller: answered with the container once its init has exited.
@@ -123,6 +151,9 @@ pub struct Containers {
     /// Ids below this are reserved on disk (possibly still being written).
     reserved: u64,
     waiters: HashMap<u64, Vec<StopWaiter>>,
+    /// When a stopping container's SIGKILL is due (per run generation; `None`: never, the
+    /// grace period being too long to represent): the earliest any `Stop` asked for.
+    kill_at: HashMap<u64, (u64, Option<Instant>)>,
     journal: Journal,
 }
 
@@ -139,6 +170,7 @@ impl Containers {
             next_id,
             reserved: next_id,
             waiters: HashMap::new(),
+            kill_at: HashMap::new(),
             journal,
         }
     }
@@ -281,14 +313,47 @@ impl Containers {
         )
     }
 
-    /// Adds a `Stop` caller to answer when `id`'s init exits.
+    /// Adds a `Stop` caller to answer when `id`'s init exits (and drops those that gave
+    /// up waiting).
     pub fn add_waiter(&mut self, id: u64, waiter: StopWaiter) {
-        self.waiters.entry(id).or_default().push(waiter);
+        let w = self.waiters.entry(id).or_default();
+        w.retain(|w| !w.is_closed());
+        w.push(waiter);
     }
 
-    /// The `Stop` callers of `id`.
+    /// The `Stop` callers of `id` (its end is recorded: no SIGKILL is due any more).
     pub fn take_waiters(&mut self, id: u64) -> Vec<StopWaiter> {
+        self.kill_at.remove(&id);
         self.waiters.remove(&id).unwrap_or_default()
+    }
+
+    /// Brings the SIGKILL of run `generation` of `id` forward to `at` (`None`: never);
+    /// true if `at` is earlier than what was due (the caller then arms a timer for it).
+    /// Returns the time now due either way.
+    pub fn kill_by(
+        &mut self,
+        id: u64,
+        generation: u64,
+        at: Option<Instant>,
+    ) -> (bool, Option<Instant>) {
+        let due = match self.kill_at.get(&id) {
+            Some((g, due)) if *g == generation => *due,
+            _ => {
+                self.kill_at.insert(id, (generation, at));
+                return (true, at);
+            }
+        };
+        let earlier = match (at, due) {
+            (Some(at), Some(due)) => at < due,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier {
+            self.kill_at.insert(id, (generation, at));
+            (true, at)
+        } else {
+            (false, due)
+        }
     }
 
     /// Ids of every container.
@@ -375,7 +440,8 @@ impl Engine {
         self.host.read(move |s| s.find(&target)).await?
     }
 
-    /// Runs `f` as a job holding container `id`'s key.
+    /// Runs `f` as a job holding container `id`'s key. The caller gets its answer, or
+    /// [`ContainerError::InProgress`] at [`reply_by`] while the job goes on.
     pub async fn job<R, F, Fut>(self: &Arc<Self>, id: u64, f: F) -> Result<R, ContainerError>
     where
         R: Send + 'static,
@@ -383,6 +449,10 @@ impl Engine {
         Fut: std::future::Future<Output = Result<R, ContainerError>> + Send + 'static,
     {
         let me = self.clone();
-        self.host.mutate(vec![key(id)], move |_| f(me)).await?
+        answer_in_time(
+            async { self.host.mutate(vec![key(id)], move |_| f(me)).await? },
+            || format!("container {id}: the caller's deadline came before the command finished; a command that started goes on"),
+        )
+        .await
     }
 }

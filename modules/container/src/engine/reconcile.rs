@@ -16,6 +16,7 @@ use crate::store::Watched;
 use imagebus_schema::container::ContainerState;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Holder;
+use imagebus_sys::monitor::rotated_log;
 use imagebus_sys::runtime::RuntimeState;
 use imagebus_sys::state;
 use std::collections::BTreeSet;
@@ -214,7 +215,7 @@ fn remove_leftover_files(cfg: &ContainerConfig, known: &BTreeSet<u64>) -> usize 
     for name in state::list_names(&cfg.log_dir).unwrap_or_default() {
         let id = name
             .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|r| r.strip_suffix(".log").or_else(|| r.strip_suffix(".log.1")))
             .and_then(|r| r.parse::<u64>().ok());
         ids.extend(id);
     }
@@ -224,6 +225,7 @@ fn remove_leftover_files(cfg: &ContainerConfig, known: &BTreeSet<u64>) -> usize 
         let _ = state::remove_tree(&cfg.container_dir(*id));
         let _ = state::remove_tree(&cfg.run_files_dir(*id));
         let _ = state::remove_file(&cfg.log_file(*id));
+        let _ = state::remove_file(&rotated_log(&cfg.log_file(*id)));
         removed += 1;
     }
     removed

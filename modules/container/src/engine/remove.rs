@@ -7,6 +7,9 @@
 //!    the mark is cleared and the error returned;
 //! 5. remove the runtime state, cgroups and files;
 //! 6. in a step, forget it; the final event (`deleted`) goes out once durable.
+//!
+//! The caller is answered at the latest shortly before its deadline (`Timeout`, see
+//! [`Engine::job`]); the delete goes on, and steps 3-6 run without the caller's deadline.
 
 use super::launch::remove_traces;
 use super::{stop, Containers, Engine};
@@ -32,6 +35,13 @@ async fn delete_job(e: &Engine, id: u64, force: bool) -> Result<(), ContainerErr
     if live {
         stop::stop_holding_key(e, id).await?;
     }
+    // Once stopped, the delete finishes even if its caller gave up meanwhile (it answered
+    // `Timeout` at its deadline): a half-deleted container would help no one.
+    imagebus_bus::deadline::unbounded(finish(e, id)).await
+}
+
+/// Steps 3 to 6.
+async fn finish(e: &Engine, id: u64) -> Result<(), ContainerError> {
     // 3.
     let (mount, flushed) = e.host.apply(move |s| mark(s, id)).await??;
     flushed.wait().await?;

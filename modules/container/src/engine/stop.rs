@@ -7,25 +7,40 @@
 //! job, and the grace timer takes the key again for step 3, so a `Start` or `Delete` of the
 //! container cannot interleave with the SIGKILL. A forced delete already holds the key and
 //! runs the whole sequence inline ([`stop_holding_key`]).
+//!
+//! A container already stopping: the state keeps, per run, the earliest time any stop
+//! asked for its SIGKILL ([`Containers::kill_by`]); a later `Stop` whose timeout ends
+//! sooner arms a timer of its own (a timer that fires late, for a run that has ended or
+//! was killed already, finds nothing to do), and a forced delete sends SIGKILL at once.
+//! The caller's wait ends 250 ms before its deadline at the latest (`InProgress`, code
+//! `Timeout`): the container stays stopping, its SIGKILL still due.
 
-use super::{blocking, Containers, Engine};
+use super::{blocking, reply_by, Containers, Engine};
 use crate::error::ContainerError;
 use crate::store::Durable;
 use imagebus_schema::container::{ContainerInfo, ContainerState};
 use imagebus_schema::Selector;
 use imagebus_sys::signal::SIGKILL;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// How long a stopped init may take to go after SIGKILL before the wait gives up.
 pub const KILL_GRACE: Duration = Duration::from_secs(30);
 
+/// A forced delete of a running container stops waiting for a graceful exit this long
+/// before its caller's deadline and sends SIGKILL, so the delete can finish in time.
+pub const FORCE_MARGIN: Duration = Duration::from_secs(3);
+
 /// What step 2 does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
-    /// Already stopping: only wait.
+    /// Already stopping, and SIGKILL is due no later than this stop asks: only wait.
     Nothing,
+    /// Already stopping, and this stop asks for an earlier SIGKILL: arm a timer for it.
+    Escalate,
+    /// Already stopping, and a forced delete asks: SIGKILL now.
+    KillNow,
     /// Send the stop signal, then escalate after the grace period.
     Signal(i32),
     /// A created container never ran: SIGKILL every process at once.
@@ -36,10 +51,20 @@ enum Action {
 struct Pending {
     rid: String,
     generation: u64,
+    /// This stop's grace period.
     after: Duration,
+    /// When SIGKILL is due (the earliest any stop asked for; `None`: never).
+    kill_at: Option<Instant>,
     action: Action,
     rx: oneshot::Receiver<Result<ContainerInfo, ContainerError>>,
     durable: Option<Durable>,
+}
+
+impl Pending {
+    /// Whether this stop arms a SIGKILL timer.
+    fn arms(&self) -> bool {
+        matches!(self.action, Action::Signal(_) | Action::Escalate)
+    }
 }
 
 enum Plan {
@@ -48,8 +73,14 @@ enum Plan {
     Wait(Pending),
 }
 
-/// Step 1.
-fn plan(s: &mut Containers, id: u64, timeout_ms: Option<u64>) -> Result<Plan, ContainerError> {
+/// Step 1. `force`: a forced delete, which kills a container already stopping at once.
+fn plan(
+    s: &mut Containers,
+    id: u64,
+    timeout_ms: Option<u64>,
+    force: bool,
+    now: Instant,
+) -> Result<Plan, ContainerError> {
     let rec = s.target(id)?;
     let after = Duration::from_millis(timeout_ms.unwrap_or(rec.stop_timeout_ms));
     let (rid, generation, state, sig) = (
@@ -58,13 +89,22 @@ fn plan(s: &mut Containers, id: u64, timeout_ms: Option<u64>) -> Result<Plan, Co
         rec.info.state,
         rec.stop_signal,
     );
-    let action = match state {
+    // A huge grace period is "never", not an overflow.
+    let asked = now.checked_add(after);
+    let (action, kill_at) = match state {
         ContainerState::Exited | ContainerState::Dead => {
             return Ok(Plan::Done(Box::new(rec.info.clone())))
         }
-        ContainerState::Stopping => Action::Nothing,
-        ContainerState::Created => Action::KillCreated,
-        ContainerState::Running => Action::Signal(sig),
+        ContainerState::Stopping if force => {
+            s.kill_by(id, generation, Some(now));
+            (Action::KillNow, Some(now))
+        }
+        ContainerState::Stopping => match s.kill_by(id, generation, asked) {
+            (true, due) => (Action::Escalate, due),
+            (false, due) => (Action::Nothing, due),
+        },
+        ContainerState::Created => (Action::KillCreated, Some(now)),
+        ContainerState::Running => (Action::Signal(sig), s.kill_by(id, generation, asked).1),
     };
     let (tx, rx) = oneshot::channel();
     s.add_waiter(id, tx);
@@ -81,6 +121,7 @@ fn plan(s: &mut Containers, id: u64, timeout_ms: Option<u64>) -> Result<Plan, Co
         rid,
         generation,
         after,
+        kill_at,
         action,
         rx,
         durable,
@@ -88,8 +129,17 @@ fn plan(s: &mut Containers, id: u64, timeout_ms: Option<u64>) -> Result<Plan, Co
 }
 
 /// Steps 1 and 2; the caller holds the container's key.
-async fn begin(e: &Engine, id: u64, timeout_ms: Option<u64>) -> Result<Plan, ContainerError> {
-    let plan = e.host.apply(move |s| plan(s, id, timeout_ms)).await??;
+async fn begin(
+    e: &Engine,
+    id: u64,
+    timeout_ms: Option<u64>,
+    force: bool,
+) -> Result<Plan, ContainerError> {
+    let now = Instant::now();
+    let plan = e
+        .host
+        .apply(move |s| plan(s, id, timeout_ms, force, now))
+        .await??;
     let Plan::Wait(mut p) = plan else {
         return Ok(plan);
     };
@@ -98,10 +148,13 @@ async fn begin(e: &Engine, id: u64, timeout_ms: Option<u64>) -> Result<Plan, Con
     }
     let (runtime, rid) = (e.sys.runtime.clone(), p.rid.clone());
     match p.action {
-        Action::Nothing => {}
-        Action::KillCreated => {
+        Action::Nothing | Action::Escalate => {}
+        Action::KillCreated | Action::KillNow => {
+            if p.action == Action::KillNow {
+                tracing::info!(id, "forced delete of a stopping container; sending SIGKILL");
+            }
             if let Ok(Err(err)) = blocking(move || runtime.kill(&rid, SIGKILL, true)).await {
-                tracing::warn!(id, error = %err, "killing a created container");
+                tracing::warn!(id, error = %err, "sending SIGKILL");
             }
         }
         Action::Signal(sig) => {
@@ -113,7 +166,10 @@ async fn begin(e: &Engine, id: u64, timeout_ms: Option<u64>) -> Result<Plan, Con
     Ok(Plan::Wait(p))
 }
 
-/// `Stop`: signals, then waits (outside the job) until the init has exited.
+/// `Stop`: signals, then waits (outside the job) until the init has exited. A container
+/// already stopping has its SIGKILL brought forward when this stop's grace period ends
+/// earlier. The wait ends at the caller's deadline ([`ContainerError::InProgress`]: the
+/// container is still stopping and its SIGKILL still due).
 pub async fn stop(
     e: &Arc<Engine>,
     target: Selector,
@@ -122,9 +178,9 @@ pub async fn stop(
     let id = e.resolve(target).await?;
     let plan = e
         .job(id, move |e| async move {
-            let plan = begin(&e, id, timeout_ms).await?;
+            let plan = begin(&e, id, timeout_ms, false).await?;
             if let Plan::Wait(p) = &plan {
-                if matches!(p.action, Action::Signal(_)) {
+                if p.arms() {
                     arm(&e, id, p.generation, p.after);
                 }
             }
@@ -133,15 +189,20 @@ pub async fn stop(
         .await?;
     match plan {
         Plan::Done(info) => Ok(*info),
-        Plan::Wait(p) => wait(p.rx, p.after + KILL_GRACE, id).await,
+        Plan::Wait(p) => {
+            let bound = p
+                .kill_at
+                .map(|at| at.saturating_duration_since(Instant::now()) + KILL_GRACE);
+            wait(p.rx, bound, reply_by(), id).await
+        }
     }
 }
 
 /// zos `SignalDelete`: sends the stop signal and arms the escalation; does not wait.
 pub async fn signal(e: &Arc<Engine>, id: u64) -> Result<(), ContainerError> {
     e.job(id, move |e| async move {
-        if let Plan::Wait(p) = begin(&e, id, None).await? {
-            if matches!(p.action, Action::Signal(_)) {
+        if let Plan::Wait(p) = begin(&e, id, None, false).await? {
+            if p.arms() {
                 arm(&e, id, p.generation, p.after);
             }
         }
@@ -150,21 +211,28 @@ pub async fn signal(e: &Arc<Engine>, id: u64) -> Result<(), ContainerError> {
     .await
 }
 
-/// Stops container `id` and waits for its exit, escalating inline: for a job that already
-/// holds the container's key (a forced delete).
+/// Stops container `id` and waits for its exit, escalating inline: for a forced delete,
+/// which already holds the container's key. A container already stopping gets SIGKILL at
+/// once; a running one gets the stop signal and SIGKILL after its grace period, or
+/// [`FORCE_MARGIN`] before the caller's deadline if that comes first.
 pub async fn stop_holding_key(e: &Engine, id: u64) -> Result<ContainerInfo, ContainerError> {
-    let p = match begin(e, id, None).await? {
+    let p = match begin(e, id, None, true).await? {
         Plan::Done(info) => return Ok(*info),
         Plan::Wait(p) => p,
     };
     let mut rx = p.rx;
-    if p.action != Action::KillCreated {
-        match tokio::time::timeout(p.after, &mut rx).await {
+    if let Action::Signal(_) = p.action {
+        let now = Instant::now();
+        let mut grace = p.after;
+        if let Some(d) = imagebus_bus::deadline::current() {
+            grace = grace.min(d.saturating_duration_since(now + FORCE_MARGIN));
+        }
+        match tokio::time::timeout(grace, &mut rx).await {
             Ok(answer) => return answer.map_err(|_| ContainerError::Unavailable)?,
             Err(_) => kill_now(e, id, p.generation).await,
         }
     }
-    wait(rx, KILL_GRACE, id).await
+    wait(rx, Some(KILL_GRACE), None, id).await
 }
 
 /// Arms step 3 for run `generation` of `id`: after `after`, a job on the container's key
@@ -214,16 +282,34 @@ async fn kill_now(e: &Engine, id: u64, generation: u64) {
     }
 }
 
-/// Step 4: the caller's wait for the exit, bounded.
+/// Step 4: the caller's wait for the exit: `Conflict` once `bound` passes (SIGKILL was
+/// due and the init is still there after [`KILL_GRACE`]; `None`: no bound),
+/// [`ContainerError::InProgress`] at `reply_by` (the caller's deadline is near).
 async fn wait(
     rx: oneshot::Receiver<Result<ContainerInfo, ContainerError>>,
-    bound: Duration,
+    bound: Option<Duration>,
+    reply_by: Option<Instant>,
     id: u64,
 ) -> Result<ContainerInfo, ContainerError> {
-    match tokio::time::timeout(bound, rx).await {
+    let bound = bound.and_then(|b| Instant::now().checked_add(b));
+    let (until, deadline_first) = match (bound, reply_by) {
+        (Some(b), Some(r)) if r < b => (Some(r), true),
+        (Some(b), _) => (Some(b), false),
+        (None, r) => (r, r.is_some()),
+    };
+    let answer = match until {
+        Some(until) => tokio::time::timeout_at(until.into(), rx).await,
+        None => Ok(rx.await),
+    };
+    match answer {
         Ok(Ok(answer)) => answer,
         // The state (and the waiter with it) is gone: the actor stopped.
         Ok(Err(_)) => Err(ContainerError::Unavailable),
+        Err(_) if deadline_first => Err(ContainerError::InProgress(format!(
+            "container {id} is still stopping at the caller's deadline; \
+             it stays stopping and is killed when its grace period ends \
+             (a stop with a shorter timeout, or a forced delete, kills it sooner)"
+        ))),
         Err(_) => Err(ContainerError::WrongState {
             id,
             state: ContainerState::Stopping,
