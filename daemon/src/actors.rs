@@ -28,6 +28,8 @@ pub struct ActorDirs {
     pub runtime: PathBuf,
     /// `--instance`: prefix of runtime ids and cgroups.
     pub instance: String,
+    /// `--log-max-bytes`: the cap of each container's log (`None`: none).
+    pub log_max_bytes: Option<u64>,
     /// `--max-mutations` and `--shutdown-timeout`, for each actor's host.
     pub limits: imagebus_host::Limits,
 }
@@ -100,6 +102,7 @@ pub fn container_starter(
         );
         cfg.runtime = dirs.runtime.clone();
         cfg.instance = dirs.instance.clone();
+        cfg.log_max_bytes = dirs.log_max_bytes;
         let mount = mount.clone();
         Box::pin(async move {
             let sys = imagebus_container::ContainerSys::linux(&cfg);
@@ -276,6 +279,7 @@ mod tests {
             log_dir: dir.path().join("log"),
             runtime: "runc".into(),
             instance: "test".into(),
+            log_max_bytes: None,
             limits: imagebus_host::Limits::default(),
         };
         let registry = Arc::new(Registry::default());

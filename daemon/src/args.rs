@@ -57,6 +57,11 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_RUNTIME", default_value = "runc")]
     pub runtime: PathBuf,
 
+    /// Cap of each container's log in bytes: past it the monitor keeps the last that many
+    /// bytes in `<log>.1` and truncates the log. 0: no cap.
+    #[arg(long, env = "IMAGEBUS_LOG_MAX_BYTES", default_value_t = imagebus_container::DEFAULT_LOG_MAX_BYTES)]
+    pub log_max_bytes: u64,
+
     /// Prefix of container runtime ids and cgroups; two daemons on one host need
     /// different instances.
     #[arg(long, default_value = "imagebus")]

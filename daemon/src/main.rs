@@ -68,6 +68,7 @@ async fn run(args: args::Args) -> Result<()> {
             log_dir: args.log_dir.clone(),
             runtime: args.runtime.clone(),
             instance: args.instance.clone(),
+            log_max_bytes: (args.log_max_bytes > 0).then_some(args.log_max_bytes),
             limits: imagebus_host::Limits {
                 max_mutations: args
                     .max_mutations

@@ -33,7 +33,9 @@ mod zos;
 mod tests;
 
 pub use actor::{spawn, ContainerHandle, Spawned};
-pub use config::{default_monitor, ContainerConfig, ContainerSys, MONITOR_BINARY};
+pub use config::{
+    default_monitor, ContainerConfig, ContainerSys, DEFAULT_LOG_MAX_BYTES, MONITOR_BINARY,
+};
 pub use engine::exec::DEFAULT_EXEC_TIMEOUT_MS;
 pub use engine::prepare::CONTAINER_ENV;
 pub use engine::reconcile::ReconcileReport;
