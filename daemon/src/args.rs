@@ -10,6 +10,42 @@ pub const ZOS_BROKER: &str = imagebus_bus::broker::DEFAULT_BROKER;
 /// concurrent reads.
 pub const DEFAULT_WORKERS: u32 = 32;
 
+/// `argv` with Go-style flags rewritten for clap: Go's flag package takes `-name` as well
+/// as `--name` (zos units write `contd -broker unix:///var/run/redis.sock -root …`), so a
+/// single-dash argument naming one of our long flags or aliases (`-broker`,
+/// `-broker=URL`) becomes `--broker`. Short flags (`-h`, `-V`) and values are left alone.
+pub fn go_style(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let cmd = Args::command();
+    let longs: std::collections::BTreeSet<String> = cmd
+        .get_arguments()
+        .flat_map(|a| {
+            a.get_long()
+                .into_iter()
+                .chain(a.get_all_aliases().into_iter().flatten())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .chain(["help".to_string(), "version".to_string()])
+        .collect();
+    argv.into_iter()
+        .map(|arg| {
+            let Some(s) = arg.to_str() else {
+                return arg;
+            };
+            let Some(rest) = s.strip_prefix('-').filter(|r| !r.starts_with('-')) else {
+                return arg;
+            };
+            let name = rest.split('=').next().unwrap_or(rest);
+            if name.len() > 1 && longs.contains(name) {
+                format!("-{s}").into()
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
 /// imagebusd: serves the imagebus actors (attach, mount, container) on a Redis bus.
 #[derive(Debug, Parser)]
 #[command(name = "imagebusd", version, about)]
@@ -40,8 +76,14 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_MAX_MUTATIONS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_mutations: Option<u32>,
 
-    /// Persistent state of the actors (one subdirectory per module).
-    #[arg(long, env = "IMAGEBUS_STATE_DIR", default_value = "/var/lib/imagebus")]
+    /// Persistent state of the actors (one subdirectory per module). zos's `--root` is
+    /// accepted as another name for it.
+    #[arg(
+        long,
+        alias = "root",
+        env = "IMAGEBUS_STATE_DIR",
+        default_value = "/var/lib/imagebus"
+    )]
     pub state_dir: PathBuf,
 
     /// Runtime files: mountpoints, sockets, the `broker` file the CLI reads.
@@ -113,6 +155,11 @@ pub struct Args {
     /// Longest wait for modules to stop after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+
+    /// zos contd's containerd socket flag (also under its misspelling `congainerd`):
+    /// accepted so contd's unit runs unchanged, and ignored (we run runc directly).
+    #[arg(long, alias = "congainerd", hide = true, value_name = "SOCKET")]
+    pub containerd: Option<String>,
 }
 
 /// Log output format.
@@ -128,6 +175,46 @@ pub enum LogFormat {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// Issue 10: zos's contd unit (`contd -broker URL -root DIR`) runs unchanged.
+    #[test]
+    fn go_style_single_dash_flags_of_the_contd_unit_parse() {
+        let argv = [
+            "imagebusd",
+            "-broker",
+            "unix:///var/run/redis.sock",
+            "-root=/var/cache/modules/contd",
+            "-workers",
+            "3",
+            "-congainerd",
+            "/run/containerd/containerd.sock",
+            "-h2",
+        ];
+        let fixed = go_style(argv.iter().map(std::ffi::OsString::from));
+        assert_eq!(
+            fixed,
+            [
+                "imagebusd",
+                "--broker",
+                "unix:///var/run/redis.sock",
+                "--root=/var/cache/modules/contd",
+                "--workers",
+                "3",
+                "--congainerd",
+                "/run/containerd/containerd.sock",
+                "-h2",
+            ]
+            .map(std::ffi::OsString::from)
+        );
+        let a = Args::try_parse_from(&fixed[..fixed.len() - 1]).unwrap();
+        assert_eq!(a.broker.as_deref(), Some("unix:///var/run/redis.sock"));
+        assert_eq!(a.state_dir, PathBuf::from("/var/cache/modules/contd"));
+        assert_eq!(a.workers, 3);
+        // A value that looks like a flag is a value, and unknown names are left for clap
+        // to refuse.
+        let v = go_style(["imagebusd", "--instance", "-x"].map(std::ffi::OsString::from));
+        assert_eq!(v[2], "-x");
+    }
 
     #[test]
     fn flags_parse() {

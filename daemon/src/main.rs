@@ -16,7 +16,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args = args::Args::parse();
+    let args = args::Args::parse_from(args::go_style(std::env::args_os()));
+    if let Some(socket) = &args.containerd {
+        eprintln!("imagebusd: --containerd {socket:?} is ignored (containers run on runc)");
+    }
     logging::init(args.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
