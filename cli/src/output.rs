@@ -119,6 +119,46 @@ mod tests {
         );
     }
 
+    /// docs/operations.md's exit-status table says which status each error code gives:
+    /// a row naming a code in backticks is that code's status, and every code it does not
+    /// name gives the row saying "any error code other than". Drift fails here.
+    #[test]
+    fn operations_md_exit_status_table_matches_exit_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let start = doc
+            .find("| status | meaning |")
+            .expect("the exit-status table");
+        let rows: Vec<(String, String)> = doc[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                (cells[0].to_string(), cells[1..].join("|"))
+            })
+            .collect();
+        let statuses: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(statuses, ["0", "1", "2", "3", "4", "N"], "{rows:?}");
+        let other = rows
+            .iter()
+            .find(|(_, m)| m.contains("any error code other than"))
+            .map(|(s, _)| s.parse::<u8>().unwrap())
+            .expect("a row for the other codes");
+        for code in ErrorCode::ALL {
+            let named = rows
+                .iter()
+                .find(|(_, m)| m.contains(&format!("`{code}`")))
+                .map(|(s, _)| s.parse::<u8>().unwrap());
+            let e = anyhow::Error::new(RemoteError::new(code, "x"));
+            assert_eq!(
+                exit_code(&e),
+                named.unwrap_or(other),
+                "{code}: docs/operations.md's exit-status table disagrees with exit_code"
+            );
+        }
+    }
+
     #[test]
     fn remote_errors_print_their_code() {
         let e = anyhow::Error::new(RemoteError::not_found("no\nsuch thing")).context("calling x");
