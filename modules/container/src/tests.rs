@@ -1211,3 +1211,63 @@ async fn errors_do_not_echo_a_huge_name() {
     assert_eq!(err.code, ErrorCode::InvalidArgument);
     assert!(err.message.len() < 512, "{} bytes", err.message.len());
 }
+
+/// docs/container.md's `Files:` paragraph names every file a container has, by directory;
+/// this compares it with the paths the engine uses, so moving a file without the doc (or
+/// the other way round) fails.
+#[test]
+fn container_md_names_every_file_of_a_container() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/container.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let start = doc.find("\nFiles: ").expect("the Files: paragraph");
+    let para = &doc[start..];
+    let para = &para[..para.find("\n\n").unwrap_or(para.len())];
+    // `<dir>/<id>/{a, b}` and `<dir>/x` become one path each.
+    let mut documented = BTreeSet::new();
+    for quoted in para.split('`').skip(1).step_by(2) {
+        if !quoted.contains("_dir>") {
+            continue;
+        }
+        match quoted.split_once('{') {
+            Some((prefix, rest)) => {
+                for item in rest.trim_end_matches('}').split(',') {
+                    documented.insert(format!("{prefix}{}", item.trim()));
+                }
+            }
+            None => {
+                documented.insert(quoted.to_string());
+            }
+        }
+    }
+    let mut cfg = ContainerConfig::new("/S", "/R", "/L");
+    cfg.instance = "I".into();
+    let f = engine::Files::of(&cfg, 7);
+    let doc_form = |p: &std::path::Path| {
+        p.display()
+            .to_string()
+            .replace("/S/", "<state_dir>/")
+            .replace("/R/", "<run_dir>/")
+            .replace("/L/", "<log_dir>/")
+            .replace("I-7", "<rid>")
+            .replace("/7/", "/<id>/")
+    };
+    let code: BTreeSet<String> = [
+        store::record_path(&cfg, 7),
+        f.bundle.join("config.json"),
+        f.pid,
+        f.exit,
+        f.runtime_log,
+        f.monitor_log,
+        imagebus_sys::monitor::rotated_log(&f.log),
+        f.log,
+        cfg.state_dir.join("next_id.json"),
+        cfg.runtime_root().join(""),
+    ]
+    .iter()
+    .map(|p| doc_form(p))
+    .collect();
+    assert_eq!(
+        documented, code,
+        "docs/container.md's Files: paragraph vs the engine"
+    );
+}
