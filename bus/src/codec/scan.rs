@@ -241,9 +241,9 @@ fn skip(r: &mut Reader<'_>) -> Result<(), ScanError> {
 
 /// The top-level map keys `names` of `bytes`, read without decoding the rest. Values that
 /// are containers are skipped, however many items they hold and however deeply they nest
-/// (see [`skip`]): a field after a value too deep to decode is still read. For answering
-/// a payload that does not decode as a request: what was read before the walk failed (a
-/// truncated payload) is kept.
+/// (with a counter, not a stack): a field after a value too deep to decode is still read.
+/// For answering a payload that does not decode as a request: what was read before the
+/// walk failed (a truncated payload) is kept.
 pub fn top_level_fields(bytes: &[u8], names: &[&str], max_len: usize) -> Vec<Field> {
     let mut found = vec![Field::Absent; names.len()];
     let is_map = bytes.first().is_some_and(|b| {
