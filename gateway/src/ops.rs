@@ -68,6 +68,17 @@ fn in_use(e: imagebus_schema::RemoteError, what: &str, api: i64, holders: &[Hold
 }
 
 impl Modules {
+    /// Whether `m` is an image mount on an RBD attachment (ImageAPI's `rbd` mount kind).
+    pub async fn is_rbd_mount(&self, m: &MountInfo) -> bool {
+        let Some(a) = m.attachment.filter(|_| m.kind == "image") else {
+            return false;
+        };
+        matches!(
+            self.attach.get(Selector::Id(a)).await.map(|a| a.source),
+            Ok(imagebus_schema::attach::AttachSource::Rbd(_))
+        )
+    }
+
     /// Attachment `api` (404 with ImageAPI's id).
     pub async fn get_attach(&self, api: i64) -> Result<AttachInfo, ApiError> {
         let id = bus_id(api, "attachment")?;

@@ -10,25 +10,7 @@ use crate::translate::Build;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use imagebus_schema::attach::AttachSource;
 use imagebus_schema::mount::{MountInfo, MountSpec};
-use imagebus_schema::Selector;
-
-/// Whether `m` is an image mount on an RBD attachment.
-async fn is_rbd_mount(s: &AppState, m: &MountInfo) -> bool {
-    if m.kind != "image" {
-        return false;
-    }
-    let Some(a) = m.attachment else { return false };
-    matches!(
-        s.modules
-            .attach
-            .get(Selector::Id(a))
-            .await
-            .map(|a| a.source),
-        Ok(AttachSource::Rbd(_))
-    )
-}
 
 async fn get_kind(s: &AppState, id: i64, kind: &str) -> Result<MountInfo, ApiError> {
     let what = format!("{kind} mount");
@@ -37,7 +19,7 @@ async fn get_kind(s: &AppState, id: i64, kind: &str) -> Result<MountInfo, ApiErr
         other => other,
     })?;
     let ok = match kind {
-        "rbd" => is_rbd_mount(s, &m).await,
+        "rbd" => s.modules.is_rbd_mount(&m).await,
         _ => m.kind == kind,
     };
     if !ok {
@@ -52,7 +34,7 @@ async fn get_kind(s: &AppState, id: i64, kind: &str) -> Result<MountInfo, ApiErr
 pub async fn list_mounts_rbd(State(s): State<AppState>) -> Result<Json<Vec<MountRbd>>, ApiError> {
     let mut out = Vec::new();
     for m in s.modules.mount.list().await? {
-        if is_rbd_mount(&s, &m).await {
+        if s.modules.is_rbd_mount(&m).await {
             out.push(render::v1_mount_rbd(&m));
         }
     }

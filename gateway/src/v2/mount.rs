@@ -9,8 +9,6 @@ use crate::translate::mount_kind;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::Json;
-use imagebus_schema::attach::AttachSource;
-use imagebus_schema::Selector;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -53,17 +51,7 @@ pub async fn list_mounts(
     for m in &list {
         let keep = match q.kind {
             None => true,
-            Some(MountKind::Rbd) => match m.attachment {
-                Some(a) if m.kind == "image" => matches!(
-                    s.modules
-                        .attach
-                        .get(Selector::Id(a))
-                        .await
-                        .map(|a| a.source),
-                    Ok(AttachSource::Rbd(_))
-                ),
-                _ => false,
-            },
+            Some(MountKind::Rbd) => s.modules.is_rbd_mount(m).await,
             Some(k) => mount_kind(&m.kind) == k,
         };
         if keep {
