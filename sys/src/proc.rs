@@ -51,6 +51,8 @@ pub struct ProcStat {
     /// Start time in clock ticks since boot (field 22); with the pid it identifies a
     /// process across pid reuse.
     pub start_time: u64,
+    /// CPU time used, user plus system, in clock ticks (fields 14 and 15).
+    pub cpu_ticks: u64,
 }
 
 /// Parses a `/proc/<pid>/stat` line. The command name (field 2) may hold spaces and
@@ -59,9 +61,16 @@ pub fn parse_stat(stat: &str) -> Option<ProcStat> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
-    // Fields after comm start at field 3 (state); starttime is field 22.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    // Fields after comm start at field 3 (state): utime and stime are 14 and 15,
+    // starttime is 22.
+    let utime: u64 = fields.nth(10)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let start_time = fields.nth(6)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        start_time,
+        cpu_ticks: utime + stime,
+    })
 }
 
 fn read_stat(pid: u32) -> Option<ProcStat> {
@@ -222,7 +231,8 @@ mod tests {
             parse_stat(&format!("12 (a) b) S {tail}")),
             Some(ProcStat {
                 state: 'S',
-                start_time: 4242
+                start_time: 4242,
+                cpu_ticks: 11 + 12,
             })
         );
         assert_eq!(

@@ -52,14 +52,10 @@ impl CpuMeter {
 
     /// CPU time of this process alone (all its threads), not of its children.
     pub fn own_process() -> Duration {
-        // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks.
-        let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let after = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<u64> = after
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0))
-            .collect();
-        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        let ticks = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| imagebus_sys::proc::parse_stat(&s))
+            .map_or(0, |s| s.cpu_ticks);
         // USER_HZ, which /proc reports in, is 100 on every Linux architecture we run on.
         Duration::from_millis(ticks * 10)
     }
