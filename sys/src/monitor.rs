@@ -221,7 +221,6 @@ fn read_report(
     mlog: &Path,
     timeout: Duration,
 ) -> Result<MonitorReport, RuntimeError> {
-    let config = mlog;
     let deadline = Instant::now() + timeout;
     let mut pfd = libc::pollfd {
         fd: out.as_raw_fd(),
@@ -232,7 +231,7 @@ fn read_report(
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(RuntimeError::Timeout {
-                id: config.display().to_string(),
+                id: mlog.display().to_string(),
                 timeout,
             });
         }
@@ -247,17 +246,17 @@ fn read_report(
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(RuntimeError::io("poll", config, e));
+                return Err(RuntimeError::io("poll", mlog, e));
             }
         }
     }
     let mut line = String::new();
     BufReader::new(out)
         .read_line(&mut line)
-        .map_err(|e| RuntimeError::io("read monitor report", config, e))?;
+        .map_err(|e| RuntimeError::io("read monitor report", mlog, e))?;
     if line.trim().is_empty() {
         return Err(RuntimeError::Invalid(format!(
-            "the monitor exited without a report (see {config:?})"
+            "the monitor exited without a report (see {mlog:?})"
         )));
     }
     serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Parse {
@@ -293,15 +292,12 @@ impl MonitorLauncher for LinuxMonitorLauncher {
     }
 
     fn prepare(&self) {
-        let idle = self
-            .spare
-            .lock()
-            .map(|s| s.spare.is_none() && !s.refilling)
-            .unwrap_or(false);
-        if idle {
-            if let Ok(mut slot) = self.spare.lock() {
-                slot.refilling = true;
-            }
+        let start = self.spare.lock().is_ok_and(|mut slot| {
+            let idle = slot.spare.is_none() && !slot.refilling;
+            slot.refilling |= idle;
+            idle
+        });
+        if start {
             self.refill();
         }
     }
