@@ -362,3 +362,190 @@ fn mount_md_lists_every_field_of_mount_info() {
         json_keys(&info)
     );
 }
+
+/// The backticked words of `text`.
+fn backticked(text: &str) -> BTreeSet<String> {
+    text.split('`').skip(1).step_by(2).map(String::from).collect()
+}
+
+/// Every `.rs` file under `src` (relative, `/`-separated).
+fn rust_files(src: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
+                out.insert(rel);
+            }
+        }
+    }
+    out
+}
+
+/// Whether the backticked `names` mention `file`: its whole relative path; or, for
+/// `dir/mod.rs`, `dir/`; or its file name together with its directory (`dir/` or another
+/// `dir/…` path in the same text, as in "`engine/create.rs`, `start.rs`").
+fn names_file(names: &BTreeSet<String>, file: &str) -> bool {
+    if names.contains(file) {
+        return true;
+    }
+    let Some((dir, base)) = file.rsplit_once('/') else {
+        return false;
+    };
+    let dir_named = names.iter().any(|n| n.starts_with(&format!("{dir}/")));
+    dir_named && (base == "mod.rs" || names.contains(base))
+}
+
+#[test]
+fn module_docs_name_every_source_file_of_their_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs: [(&str, &str, &str); 3] = [
+        ("attach", "attach.md", "**Files** (`modules/attach/src`)"),
+        ("mount", "mount.md", "## Source layout (`modules/mount/src`)"),
+        ("container", "container.md", "Layout of `modules/container/src/`"),
+    ];
+    for (module, name, marker) in docs {
+        let md = doc(name);
+        let start = md
+            .find(marker)
+            .unwrap_or_else(|| panic!("docs/{name}: no {marker:?}"));
+        let rest = &md[start + marker.len()..];
+        let text = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+        let names: BTreeSet<String> = backticked(text)
+            .into_iter()
+            .filter(|n| n.ends_with(".rs") || n.ends_with('/'))
+            .collect();
+        let src = root.join("modules").join(module).join("src");
+        let files = rust_files(&src);
+        let missing: Vec<&String> = files.iter().filter(|f| !names_file(&names, f)).collect();
+        assert!(
+            missing.is_empty(),
+            "docs/{name} does not name these files of modules/{module}/src: {missing:?}"
+        );
+        for n in &names {
+            let exists = if n.ends_with('/') {
+                src.join(n).is_dir()
+            } else if n.contains('/') {
+                src.join(n).is_file()
+            } else {
+                files.iter().any(|f| f == n || f.ends_with(&format!("/{n}")))
+            };
+            assert!(
+                exists,
+                "docs/{name} names `{n}`, which modules/{module}/src does not have"
+            );
+        }
+    }
+}
+
+/// The names in the first cells of the first `| method |` table of `md`: every backticked
+/// word's leading identifier (`Create(spec) -> …` → `Create`).
+fn method_cells(md: &str) -> BTreeSet<String> {
+    let start = md.find("| method |").expect("a `| method |` table");
+    md[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|l| {
+            let cell = l.trim_start_matches('|').split('|').next().unwrap_or("");
+            backticked(cell)
+                .into_iter()
+                .map(|w| w.chars().take_while(|c| c.is_alphanumeric()).collect::<String>())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn module_docs_list_every_method_and_event_of_their_object() {
+    let attach: BTreeSet<String> = set(AttachModuleServer::<dyn AttachModule>::METHODS);
+    assert_eq!(method_cells(&doc("attach.md")), attach, "docs/attach.md");
+    let mount: BTreeSet<String> = set(MountModuleServer::<dyn MountModule>::METHODS);
+    assert_eq!(method_cells(&doc("mount.md")), mount, "docs/mount.md");
+    let mut container: BTreeSet<String> =
+        set(ContainerModuleServer::<dyn ContainerModule>::METHODS);
+    container.extend(set(ContainerModuleServer::<dyn ContainerModule>::EVENTS));
+    assert_eq!(
+        method_cells(&doc("container.md")),
+        container,
+        "docs/container.md (methods and the Events stream)"
+    );
+}
+
+/// The row of the `| what | limit | where |` table of docs/security.md for `what`.
+fn limit_row(md: &str, what: &str) -> String {
+    let start = md.find("| what | limit | where |").expect("the limits table");
+    md[start..]
+        .lines()
+        .find(|l| l.starts_with(&format!("| {what} |")))
+        .unwrap_or_else(|| panic!("docs/security.md: no limit row {what:?}"))
+        .to_string()
+}
+
+#[test]
+fn security_md_states_the_limits_the_code_enforces() {
+    use imagebus_bus::codec::scan::Budget;
+    let md = doc("security.md");
+    let expect = [
+        (
+            "request payload",
+            format!(
+                "{} MiB",
+                imagebus_bus::server::DEFAULT_MAX_REQUEST_BYTES >> 20
+            ),
+        ),
+        (
+            "request structure",
+            format!(
+                "2^{} msgpack values, {} levels",
+                Budget::REQUEST.max_items.trailing_zeros(),
+                Budget::REQUEST.max_depth
+            ),
+        ),
+        (
+            "error messages",
+            format!(
+                "at most {} characters of any input; cut at {} KiB",
+                imagebus_bus::error::ECHO_MAX,
+                imagebus_bus::error::MAX_MESSAGE / 1024
+            ),
+        ),
+        (
+            "container log",
+            format!(
+                "({} MiB)",
+                imagebus_container::DEFAULT_LOG_MAX_BYTES >> 20
+            ),
+        ),
+        (
+            "`Logs` `wait_ms`",
+            format!("{} s", imagebus_container::LOGS_MAX_WAIT.as_secs()),
+        ),
+        (
+            "`Logs` long-poll",
+            format!(
+                "{} ms before the caller's deadline",
+                imagebus_container::REPLY_MARGIN.as_millis()
+            ),
+        ),
+        (
+            "`Stop`, `Start`, `Delete` waits",
+            format!(
+                "{} ms before the caller's deadline",
+                imagebus_container::REPLY_MARGIN.as_millis()
+            ),
+        ),
+    ];
+    assert!(Budget::REQUEST.max_items.is_power_of_two());
+    for (what, text) in expect {
+        let row = limit_row(&md, what);
+        assert!(
+            row.contains(&text),
+            "docs/security.md's limit {what:?} should say {text:?}: {row}"
+        );
+    }
+}

@@ -37,8 +37,10 @@ pub use config::{
     default_monitor, ContainerConfig, ContainerSys, DEFAULT_LOG_MAX_BYTES, MONITOR_BINARY,
 };
 pub use engine::exec::DEFAULT_EXEC_TIMEOUT_MS;
+pub use engine::logs::MAX_WAIT as LOGS_MAX_WAIT;
 pub use engine::prepare::CONTAINER_ENV;
 pub use engine::reconcile::ReconcileReport;
+pub use engine::REPLY_MARGIN;
 pub use error::ContainerError;
 pub use imagebus_host::Limits;
 pub use zos::{spec_from_zos, zos_from_info, ZOS_DEFAULT_MEMORY, ZOS_DEFAULT_SHUTDOWN};
