@@ -120,9 +120,10 @@ pub fn monitors_under(dir: &Path) -> Vec<(u32, Vec<PathBuf>)> {
         .collect()
 }
 
-/// Spare monitors (`imagebus-monitor -`, waiting for a config on a pipe) started by the
-/// process `daemon`: those whose stdin is a pipe the daemon holds the other end of.
-pub fn spare_monitors_of(daemon: u32) -> Vec<u32> {
+/// Monitor zygotes (`imagebus-monitor -`, reading configs from a pipe) started by the
+/// process `daemon`: those whose stdin is a pipe the daemon holds the other end of (the
+/// monitors they fork point their stdin at `/dev/null`).
+pub fn monitor_zygotes_of(daemon: u32) -> Vec<u32> {
     let pipes: BTreeSet<PathBuf> = fd_targets(daemon)
         .into_iter()
         .filter(|t| t.to_string_lossy().starts_with("pipe:"))

@@ -4,7 +4,7 @@
 //! restart: every create that reported success is listed exactly once, names are unique,
 //! every container reported created is running, and the kernel holds exactly what the
 //! lists say (mountinfo, loop devices, runc containers under the daemon's root, monitor
-//! processes, cgroups), with the killed daemon's spare monitor gone. At the end everything
+//! processes, cgroups), with the killed daemon's monitor zygote gone. At the end everything
 //! is deleted and the kernel is clean. Root; needs runc, busybox-static, squashfs-tools.
 
 use imagebus_bus::RemoteError;
@@ -15,7 +15,7 @@ use imagebus_schema::container::{
 use imagebus_schema::mount::MountModule;
 use imagebus_tests::bus_node::{BusNode, Stubs};
 use imagebus_tests::daemon::wait_until;
-use imagebus_tests::kernel_probe::{pid_alive, spare_monitors_of};
+use imagebus_tests::kernel_probe::{monitor_zygotes_of, pid_alive};
 use imagebus_tests::mount_stack::{image_on_loop, inline, overlay};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -124,7 +124,7 @@ async fn kill_9_amid_twenty_concurrent_creates_loses_and_leaks_nothing() {
             "round {round}: not {kill_after} creates answered in 60 s"
         );
         let old_pid = node.daemon.pid();
-        let spares = spare_monitors_of(old_pid);
+        let zygotes = monitor_zygotes_of(old_pid);
         node.daemon.kill9();
         let at_kill = done.load(Ordering::SeqCst);
         eprintln!(
@@ -152,12 +152,12 @@ async fn kill_9_amid_twenty_concurrent_creates_loses_and_leaks_nothing() {
             }
         }
 
-        // The killed daemon's spare monitor exits once its pipe closes.
+        // The killed daemon's monitor zygote exits once its pipe closes.
         assert!(
-            wait_until(Duration::from_secs(10), || spares
+            wait_until(Duration::from_secs(10), || zygotes
                 .iter()
                 .all(|p| !pid_alive(*p))),
-            "round {round}: spare monitors of the killed daemon left: {spares:?}"
+            "round {round}: monitor zygotes of the killed daemon left: {zygotes:?}"
         );
         check(&node, &s, &committed, round).await;
     }

@@ -151,6 +151,7 @@ impl MonitorLauncher for FakeRuntime {
         self.launch_gate.pass();
         if fail {
             return Ok(MonitorReport {
+                id: Some(config.id.clone()),
                 monitor_pid: 1,
                 init_pid: None,
                 error: Some("exec failed: boom".into()),
@@ -159,6 +160,7 @@ impl MonitorLauncher for FakeRuntime {
         let pid = self.procs.spawn(&["imagebus-monitor", &cfg.id]);
         lock(&self.table).runs.insert(cfg.id, (pid, cfg.exit_file));
         Ok(MonitorReport {
+            id: Some(config.id.clone()),
             monitor_pid: pid,
             init_pid: Some(pid),
             error: None,

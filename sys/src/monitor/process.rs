@@ -1,0 +1,304 @@
+//! The monitor's processes: the zygote that forks one monitor per config line, and a
+//! monitor's life (run the runtime, report, reap the init, record its exit).
+
+use super::log_cap::cap_log;
+use super::{now_ms, write_exit_file, ExitRecord, MonitorConfig, MonitorReport, ZYGOTE_ARG};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub(super) fn log(mut f: &File, msg: &str) {
+    let _ = writeln!(f, "{} {msg}", now_ms());
+}
+
+/// Prints `r` as one line on stdout with a single `write` (shorter than `PIPE_BUF`, so the
+/// lines of monitors sharing the zygote's stdout never interleave).
+fn report(r: &MonitorReport) {
+    if let Ok(mut s) = serde_json::to_string(r) {
+        s.push('\n');
+        // SAFETY: one write of an owned buffer to the stdout descriptor.
+        let _ = unsafe { libc::write(libc::STDOUT_FILENO, s.as_ptr().cast(), s.len()) };
+    }
+}
+
+fn redirect(fd: libc::c_int, to: &File) {
+    // SAFETY: dup2 of an open fd onto a standard descriptor of this single-threaded process.
+    unsafe {
+        libc::dup2(to.as_raw_fd(), fd);
+    }
+}
+
+pub(super) fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Points `fd` at `/dev/null`.
+fn to_null(fd: libc::c_int) {
+    if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+        redirect(fd, &null);
+    }
+}
+
+/// How a fork went, for the caller to go on with.
+enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// `fork(2)`; only called while this process is single-threaded.
+fn fork() -> Result<Forked, nix::errno::Errno> {
+    // SAFETY: every caller runs before this process starts a thread (the zygote never
+    // does; a monitor starts its log thread only after its last fork), so the child may
+    // keep running Rust code.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// The monitor binary's body (called by its `main` while it is single-threaded): the
+/// zygote for [`ZYGOTE_ARG`], else one monitor on the config file at `config_arg`. The
+/// calling process returns at once (0) and its detached child goes on. Returns the
+/// process exit code.
+pub fn run_monitor(config_arg: &Path) -> i32 {
+    let fail = |msg: String| {
+        report(&MonitorReport {
+            id: None,
+            monitor_pid: std::process::id(),
+            init_pid: None,
+            error: Some(msg),
+        });
+        1
+    };
+    match fork() {
+        Ok(Forked::Parent(_)) => return 0,
+        Ok(Forked::Child) => {}
+        Err(e) => return fail(format!("fork: {e}")),
+    }
+    let _ = nix::unistd::setsid();
+    if config_arg == Path::new(ZYGOTE_ARG) {
+        return zygote();
+    }
+    match read_file(config_arg) {
+        Ok(cfg) => monitor(&cfg),
+        Err(e) => fail(e),
+    }
+}
+
+/// Reads config lines until end of file (the launcher is gone) and forks a monitor for each.
+fn zygote() -> i32 {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => {}
+            _ => return 0,
+        }
+        let cfg = match parse_line(line.trim_end_matches('\n')) {
+            Ok(c) => c,
+            Err(e) => {
+                report(&MonitorReport {
+                    id: None,
+                    monitor_pid: std::process::id(),
+                    init_pid: None,
+                    error: Some(e),
+                });
+                continue;
+            }
+        };
+        spawn_monitor(&cfg);
+    }
+}
+
+/// Forks twice: the grandchild becomes the monitor of `cfg` (nobody's child, in a session
+/// of its own); the child exits at once and is reaped here.
+fn spawn_monitor(cfg: &MonitorConfig) {
+    let failed = |e: nix::errno::Errno| {
+        report(&MonitorReport {
+            id: Some(cfg.id.clone()),
+            monitor_pid: std::process::id(),
+            init_pid: None,
+            error: Some(format!("fork: {e}")),
+        });
+    };
+    match fork() {
+        Ok(Forked::Parent(child)) => {
+            while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(child, None) {}
+        }
+        Ok(Forked::Child) => {
+            let _ = nix::unistd::setsid();
+            let code = match fork() {
+                Ok(Forked::Parent(_)) => 0,
+                Ok(Forked::Child) => monitor(cfg),
+                Err(e) => {
+                    failed(e);
+                    1
+                }
+            };
+            // SAFETY: leaves this forked process without running the zygote's exit
+            // handlers or flushing its buffers a second time.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// One monitor's life, in a fresh process: runs the runtime, reports, and records how the
+/// init ended. Returns the exit code.
+fn monitor(cfg: &MonitorConfig) -> i32 {
+    // The config is read: the zygote's config pipe is not this process's business (and
+    // holding it would keep the launcher from seeing a dead zygote).
+    to_null(libc::STDIN_FILENO);
+    let me = std::process::id();
+    let id = Some(cfg.id.clone());
+    let fail = |msg: String| {
+        report(&MonitorReport {
+            id: id.clone(),
+            monitor_pid: me,
+            init_pid: None,
+            error: Some(msg),
+        });
+        1
+    };
+    let mlog = match open_append(&cfg.monitor_log) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("open {:?}: {e}", cfg.monitor_log)),
+    };
+    redirect(libc::STDERR_FILENO, &mlog);
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return fail(format!("PR_SET_CHILD_SUBREAPER: {e}"));
+    }
+    let clog = match open_append(&cfg.log_file) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("open {:?}: {e}", cfg.log_file)),
+    };
+    let (Some(prog), Some(args)) = (cfg.argv.first(), cfg.argv.get(1..)) else {
+        return fail("empty runtime argv".into());
+    };
+    let (out, err) = match (clog.try_clone(), clog.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return fail("dup log fd".into()),
+    };
+    log(
+        &mlog,
+        &format!("monitor {me}: running {}", cfg.argv.join(" ")),
+    );
+    let status = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            let text = std::fs::read_to_string(&cfg.runtime_log).unwrap_or_default();
+            let msg = crate::oci_cli::error_message(&text);
+            log(&mlog, &format!("runtime failed ({s}): {msg}"));
+            return fail(if msg.is_empty() {
+                format!("runtime exited with {s}")
+            } else {
+                msg
+            });
+        }
+        Err(e) => return fail(format!("starting {prog}: {e}")),
+    }
+    let pid = match std::fs::read_to_string(&cfg.pid_file).map(|s| s.trim().parse::<u32>()) {
+        Ok(Ok(p)) => p,
+        _ => return fail(format!("no init pid in {:?}", cfg.pid_file)),
+    };
+    report(&MonitorReport {
+        id: id.clone(),
+        monitor_pid: me,
+        init_pid: Some(pid),
+        error: None,
+    });
+    to_null(libc::STDOUT_FILENO);
+    drop(clog);
+    // Every fork is done (the runtime ran): a thread is safe from here on.
+    if let Some(max) = cfg.log_max_bytes {
+        cap_log(cfg.log_file.clone(), max, &mlog);
+    }
+    let rec = wait_for_init(pid, &mlog);
+    log(&mlog, &format!("init {pid} exited: {rec:?}"));
+    if let Err(e) = write_exit_file(&cfg.exit_file, &rec) {
+        log(&mlog, &format!("writing {:?}: {e}", cfg.exit_file));
+        return 1;
+    }
+    0
+}
+
+/// A config line read by the zygote: JSON, or the path of a JSON file.
+fn parse_line(line: &str) -> Result<MonitorConfig, String> {
+    if line.starts_with('{') {
+        return serde_json::from_str(line).map_err(|e| format!("monitor config line: {e}"));
+    }
+    read_file(Path::new(line))
+}
+
+/// A config file (a monitor run by hand).
+fn read_file(path: &Path) -> Result<MonitorConfig, String> {
+    std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("monitor config {path:?}: {e}"))
+}
+
+/// Reaps children until `pid` exits (we are its subreaper once the runtime has exited).
+fn wait_for_init(pid: u32, mlog: &File) -> ExitRecord {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let target = i32::try_from(pid).unwrap_or(i32::MAX);
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == target => {
+                return ExitRecord {
+                    pid,
+                    exit_code: Some(code),
+                    signal: None,
+                    exited_at_ms: now_ms(),
+                };
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == target => {
+                return ExitRecord {
+                    pid,
+                    exit_code: None,
+                    signal: Some(sig as i32),
+                    exited_at_ms: now_ms(),
+                };
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                // Not our child (the runtime did not hand it over): watch it without status.
+                log(
+                    mlog,
+                    &format!("waitpid: {e}; watching init {pid} through a pidfd"),
+                );
+                if let Ok(fd) = crate::signal::Pidfd::open(pid) {
+                    let mut pfd = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, infinite timeout; returns when the process exits.
+                    while unsafe { libc::poll(&mut pfd, 1, -1) } <= 0 {}
+                }
+                return ExitRecord {
+                    pid,
+                    exit_code: None,
+                    signal: None,
+                    exited_at_ms: now_ms(),
+                };
+            }
+        }
+    }
+}
