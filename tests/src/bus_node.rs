@@ -166,7 +166,10 @@ impl BusNode {
             .collect();
         let loops =
             || -> BTreeSet<PathBuf> { loops_under(root).into_iter().map(|x| x.0).collect() };
-        wait_until(Duration::from_secs(5), || loops() == devices);
+        // An orphan loop device that a half-created container's mount namespace still pins
+        // is detached by the kernel (autoclear) only once the container module's
+        // reconciliation has deleted that container; on a loaded machine that takes seconds.
+        wait_until(Duration::from_secs(20), || loops() == devices);
         assert_eq!(loops(), devices, "loop devices vs attach List");
 
         let by_rid: BTreeMap<&str, &ContainerInfo> = l
