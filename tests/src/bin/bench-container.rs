@@ -18,7 +18,10 @@
 //!    also reports its CPU time per create from cgroup accounting (this process and all it
 //!    starts: redis, monitors, runc, the containers' inits), which load from elsewhere on
 //!    the machine does not skew the way it skews the rates, and the part spent in this
-//!    process (daemon, bus, callers).
+//!    process (daemon, bus, callers). The "CPU ratio" (runc's CPU per create over ours) is
+//!    what the rate ratio tends to once the CPUs are the limit. `--trials K` (default 1)
+//!    repeats each N, ours then runc each time, and prints the medians: the rates swing
+//!    with other load on the machine, the medians less.
 //! 5. With `--hang`: `List` p50/p99 of the three modules over the bus, idle and while 8
 //!    creates hang on a black-hole Ceph monitor (overlay → image → RBD attachment through a
 //!    listener that never answers; needs ceph-common), and how those creates end.
@@ -29,7 +32,7 @@
 //!
 //! Run: `cargo build --release -p imagebus-container --bins &&
 //! cargo run --release -p imagebus-tests --bin bench-container [-- --iters 30 --many 100
-//! --concurrency 1,4,16 --rounds 4 --hang]`
+//! --concurrency 1,4,16 --rounds 4 --trials 3 --hang]`
 
 use imagebus_attach::{AttachConfig, AttachSys};
 use imagebus_bus::{Client, Server};
@@ -148,6 +151,8 @@ struct Concurrency {
     callers: Vec<usize>,
     /// Creates per caller.
     rounds: usize,
+    /// Trials per number of callers (each: ours, then the raw runc).
+    trials: usize,
     /// Whether to run section 5.
     hang: bool,
 }
@@ -176,6 +181,7 @@ async fn main() -> Result<(), BoxError> {
     let conc = Concurrency {
         callers: list_flag(&args, "--concurrency", &[1, 4, 16]),
         rounds: flag(&args, "--rounds", 4).max(1),
+        trials: flag(&args, "--trials", 1).max(1),
         hang: args.iter().any(|a| a == "--hang"),
     };
     if conc.hang {
@@ -455,6 +461,99 @@ async fn bench(
 }
 
 /// Section 4: creates/s of N concurrent callers over the bus vs N concurrent `runc run -d`.
+/// One trial of section 4 at `n` callers: ours, then the raw runc, in the same run.
+struct Trial {
+    /// Creates per second: ours, raw.
+    rate: (f64, f64),
+    /// CPU ms per create (cgroup accounting): ours, raw.
+    cpu: (f64, f64),
+    /// CPU ms per create in this process: ours, raw.
+    own: (f64, f64),
+}
+
+impl Trial {
+    fn ratio(&self) -> f64 {
+        self.rate.0 / self.rate.1
+    }
+    /// What the ratio is bound to when the CPUs are the limit: runc's CPU over ours.
+    fn cpu_ratio(&self) -> f64 {
+        self.cpu.1 / self.cpu.0
+    }
+}
+
+async fn trial(
+    stub: &ContainerModuleStub,
+    ccfg: &ContainerConfig,
+    dir: &Path,
+    run: &Path,
+    config: &serde_json::Value,
+    (n, rounds, t): (usize, usize, usize),
+    meter: Option<&CpuMeter>,
+) -> Result<Trial, BoxError> {
+    let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
+    let group = format!("/{}", ccfg.instance);
+    let raw_root = run.join("raw-runc");
+    let own = CpuMeter::own_process;
+    let total = n * rounds;
+    let (c0, o0) = (cpu(&group), own());
+    let (ids, ours) = concurrent_creates(stub, n, rounds, bench_spec).await?;
+    let (ours_cpu, ours_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
+    let deletes: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (stub, id) = (stub.clone(), *id);
+            tokio::spawn(async move { stub.delete(Selector::Id(id), true).await })
+        })
+        .collect();
+    for d in deletes {
+        d.await??;
+    }
+
+    let mut work = Vec::new();
+    let mut raw_ids = Vec::new();
+    for caller in 0..n {
+        let mut items = Vec::new();
+        for r in 0..rounds {
+            let id = format!("{}-n{n}-t{t}-{caller}-{r}", ccfg.instance);
+            let mut config = config.clone();
+            config["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", ccfg.instance));
+            let bundle = dir.join("raw-bundles").join(&id);
+            std::fs::create_dir_all(&bundle)?;
+            std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+            items.push((bundle, id.clone()));
+            raw_ids.push(id);
+        }
+        work.push(items);
+    }
+    let (root, log) = (raw_root.clone(), dir.join("raw.log"));
+    let (c0, o0) = (cpu(&group), own());
+    let raw = tokio::task::spawn_blocking(move || concurrent_runc(&root, work, &log)).await?;
+    let (raw_cpu, raw_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
+    for id in &raw_ids {
+        runc_delete(&raw_root, id);
+        let _ = imagebus_sys::cgroup::Cgroups::remove(
+            &imagebus_sys::cgroup::LinuxCgroups,
+            &format!("/{}/{id}", ccfg.instance),
+        );
+    }
+    let raw = raw?;
+    let each = |d: Duration| d.as_secs_f64() * 1000.0 / total as f64;
+    Ok(Trial {
+        rate: (
+            total as f64 / ours.as_secs_f64(),
+            total as f64 / raw.as_secs_f64(),
+        ),
+        cpu: (each(ours_cpu), each(raw_cpu)),
+        own: (each(ours_own), each(raw_own)),
+    })
+}
+
+/// The median of `v` (sorted here).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 async fn concurrency(
     stub: &ContainerModuleStub,
     ccfg: &ContainerConfig,
@@ -464,82 +563,46 @@ async fn concurrency(
     conc: &Concurrency,
     meter: Option<&CpuMeter>,
 ) -> Result<(), BoxError> {
-    let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
-    let group = format!("/{}", ccfg.instance);
-    let raw_root = run.join("raw-runc");
     println!(
-        "\n{:>11} {:>7} {:>16} {:>22} {:>7} {:>17} {:>17}",
+        "\n{:>11} {:>7} {:>16} {:>22} {:>7} {:>17} {:>17} {:>9}",
         "concurrency",
         "creates",
         "ours creates/s",
         "runc run -d creates/s",
         "ratio",
         "ours CPU ms/each",
-        "runc CPU ms/each"
+        "runc CPU ms/each",
+        "CPU ratio"
     );
-    let own = CpuMeter::own_process;
     for &n in &conc.callers {
         let total = n * conc.rounds;
-        let (c0, o0) = (cpu(&group), own());
-        let (ids, ours) = concurrent_creates(stub, n, conc.rounds, bench_spec).await?;
-        let (ours_cpu, ours_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
-        let deletes: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                let (stub, id) = (stub.clone(), *id);
-                tokio::spawn(async move { stub.delete(Selector::Id(id), true).await })
-            })
-            .collect();
-        for d in deletes {
-            d.await??;
+        let mut trials = Vec::new();
+        for t in 0..conc.trials {
+            let r = trial(stub, ccfg, dir, run, config, (n, conc.rounds, t), meter).await?;
+            println!(
+                "{n:>11} {total:>7} {:>16.1} {:>22.1} {:>7.2} {:>17.1} {:>17.1} {:>9.2}",
+                r.rate.0,
+                r.rate.1,
+                r.ratio(),
+                r.cpu.0,
+                r.cpu.1,
+                r.cpu_ratio()
+            );
+            println!(
+                "{:>11} CPU ms/each in this process (daemon, bus, callers): ours {:.1}, raw {:.1}",
+                "", r.own.0, r.own.1
+            );
+            trials.push(r);
         }
-
-        let mut work = Vec::new();
-        let mut raw_ids = Vec::new();
-        for caller in 0..n {
-            let mut items = Vec::new();
-            for r in 0..conc.rounds {
-                let id = format!("{}-n{n}-{caller}-{r}", ccfg.instance);
-                let mut config = config.clone();
-                config["linux"]["cgroupsPath"] =
-                    serde_json::json!(format!("/{}/{id}", ccfg.instance));
-                let bundle = dir.join("raw-bundles").join(&id);
-                std::fs::create_dir_all(&bundle)?;
-                std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
-                items.push((bundle, id.clone()));
-                raw_ids.push(id);
-            }
-            work.push(items);
-        }
-        let (root, log) = (raw_root.clone(), dir.join("raw.log"));
-        let (c0, o0) = (cpu(&group), own());
-        let raw = tokio::task::spawn_blocking(move || concurrent_runc(&root, work, &log)).await?;
-        let (raw_cpu, raw_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
-        for id in &raw_ids {
-            runc_delete(&raw_root, id);
-            let _ = imagebus_sys::cgroup::Cgroups::remove(
-                &imagebus_sys::cgroup::LinuxCgroups,
-                &format!("/{}/{id}", ccfg.instance),
+        if trials.len() > 1 {
+            println!(
+                "{:>11} median of {} trials: ratio {:.2}, CPU ratio {:.2}",
+                format!("{n}:"),
+                trials.len(),
+                median(trials.iter().map(Trial::ratio).collect()),
+                median(trials.iter().map(Trial::cpu_ratio).collect())
             );
         }
-        let raw = raw?;
-        let (ours_rate, raw_rate) = (
-            total as f64 / ours.as_secs_f64(),
-            total as f64 / raw.as_secs_f64(),
-        );
-        let each = |d: Duration| d.as_secs_f64() * 1000.0 / total as f64;
-        println!(
-            "{n:>11} {total:>7} {ours_rate:>16.1} {raw_rate:>22.1} {:>7.2} {:>17.1} {:>17.1}",
-            ours_rate / raw_rate,
-            each(ours_cpu),
-            each(raw_cpu)
-        );
-        println!(
-            "{:>11} CPU ms/each in this process (daemon, bus, callers): ours {:.1}, raw {:.1}",
-            "",
-            each(ours_own),
-            each(raw_own)
-        );
     }
     Ok(())
 }
