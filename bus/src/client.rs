@@ -34,6 +34,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long taking a timed-out request back out of its queue may take.
 const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How the messages of this client's own Redis failures start (see
+/// [`crate::presence::is_broker_failure`]).
+pub(crate) const BROKER_PREFIX: &str = "redis at ";
+/// How the message of a connect that timed out starts.
+pub(crate) const CONNECT_PREFIX: &str = "connecting to ";
+
 /// Longest fail-fast window after a failed connect.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -97,7 +103,7 @@ impl ClientBuilder {
         let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn.conn).await;
         if let Err(e) = pong {
             return Err(RemoteError::unavailable(format!(
-                "redis at {}: {e}",
+                "{BROKER_PREFIX}{}: {e}",
                 inner.broker
             )));
         }
@@ -105,6 +111,7 @@ impl ClientBuilder {
         Ok(Client {
             inner,
             timeout: self.timeout,
+            fail_fast: None,
         })
     }
 }
@@ -114,6 +121,9 @@ impl ClientBuilder {
 pub struct Client {
     inner: Arc<Inner>,
     timeout: Duration,
+    /// Modules known to be served by imagebus servers; `Some` turns on the presence check
+    /// (see [`crate::presence`]).
+    fail_fast: Option<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -169,7 +179,7 @@ impl Inner {
             }
             if pool.retry_at.is_some_and(|t| Instant::now() < t) {
                 return Err(RemoteError::unavailable(format!(
-                    "redis at {} is unavailable; reconnecting",
+                    "{BROKER_PREFIX}{} is unavailable; reconnecting",
                     self.broker
                 )));
             }
@@ -209,12 +219,12 @@ impl Inner {
                 drop(pool);
                 if e.is_timeout() {
                     Err(RemoteError::timeout(format!(
-                        "connecting to {}: {e}",
+                        "{CONNECT_PREFIX}{}: {e}",
                         self.broker
                     )))
                 } else {
                     Err(RemoteError::unavailable(format!(
-                        "redis at {}: {e}",
+                        "{BROKER_PREFIX}{}: {e}",
                         self.broker
                     )))
                 }
@@ -253,6 +263,20 @@ impl Client {
         Self {
             inner: self.inner.clone(),
             timeout,
+            fail_fast: self.fail_fast.clone(),
+        }
+    }
+
+    /// This client failing fast on modules nobody serves: a call with no reply after
+    /// [`crate::presence::GRACE`] to a module without a presence key — one of `known`, or
+    /// one an imagebus server has served on this Redis — is taken back and fails with
+    /// `Unavailable` ([`crate::presence::is_not_served`]). Modules served only by Go
+    /// servers (no presence key, not in `known`) wait for the deadline as before.
+    pub fn with_fail_fast(&self, known: &[&str]) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            timeout: self.timeout,
+            fail_fast: Some(known.iter().map(|m| m.to_string()).collect()),
         }
     }
 
@@ -305,7 +329,7 @@ impl Client {
         let payload = codec::encode(&request)?;
         let queue = object.queue(module);
         let bytes = self
-            .round_trip(&queue, &id, &payload, deadline)
+            .round_trip_checked(module, &queue, &id, &payload, deadline)
             .await
             .map_err(|e| {
                 tracing::debug!(request_id = %id, %queue, %method, error = %e, "call failed");
@@ -317,6 +341,71 @@ impl Client {
             tracing::warn!(request_id = %id, reply_id = %response.id, "reply carries another id");
         }
         into_result(response)
+    }
+
+    /// [`Self::round_trip`], with the presence check of [`Self::with_fail_fast`].
+    async fn round_trip_checked(
+        &self,
+        module: &str,
+        queue: &str,
+        id: &str,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let Some(known) = &self.fail_fast else {
+            return self.round_trip(queue, id, payload, deadline).await;
+        };
+        let call = self.round_trip(queue, id, payload, deadline);
+        tokio::pin!(call);
+        tokio::select! {
+            r = &mut call => return r,
+            () = tokio::time::sleep(crate::presence::GRACE) => {}
+        }
+        let known = known.iter().any(|m| m == module);
+        if self.absent(module, known).await {
+            // Take the request back; if a server took it meanwhile, wait for its reply.
+            if self.take_back(queue, payload).await {
+                return Err(crate::presence::not_served(module));
+            }
+        }
+        call.await
+    }
+
+    /// Whether `module` is known to have no server (errors count as "unsure": no).
+    async fn absent(&self, module: &str, known: bool) -> bool {
+        let deadline = Instant::now() + WITHDRAW_TIMEOUT;
+        let Ok(mut c) = self.inner.checkout(deadline).await else {
+            return false;
+        };
+        match tokio::time::timeout(
+            WITHDRAW_TIMEOUT,
+            crate::presence::absent(&mut c.conn, module, known),
+        )
+        .await
+        {
+            Ok(Ok(absent)) => {
+                self.inner.checkin(c);
+                absent
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes a queued request; true when it was still queued (no server has it).
+    async fn take_back(&self, queue: &str, payload: &[u8]) -> bool {
+        let deadline = Instant::now() + WITHDRAW_TIMEOUT;
+        let Ok(mut c) = self.inner.checkout(deadline).await else {
+            return false;
+        };
+        let mut lrem = redis::cmd("LREM");
+        lrem.arg(queue).arg(1).arg(payload);
+        match tokio::time::timeout(WITHDRAW_TIMEOUT, lrem.query_async::<i64>(&mut c.conn)).await {
+            Ok(Ok(removed)) => {
+                self.inner.checkin(c);
+                removed > 0
+            }
+            _ => false,
+        }
     }
 
     async fn round_trip(
@@ -355,7 +444,7 @@ impl Client {
                     self.inner.checkin(c);
                 }
                 Err(RemoteError::unavailable(format!(
-                    "redis at {}: {e}",
+                    "{BROKER_PREFIX}{}: {e}",
                     self.inner.broker
                 )))
             }
@@ -381,8 +470,8 @@ impl Client {
                 self.inner.checkin(c);
                 if removed > 0 {
                     RemoteError::timeout(format!(
-                        "no server took the request from {queue} within {:?} (is its module \
-                         serving it?); it was withdrawn",
+                        "{}{queue} within {:?} (is its module serving it?); it was withdrawn",
+                        crate::presence::NOT_TAKEN,
                         self.timeout
                     ))
                 } else {
@@ -444,7 +533,12 @@ fn code_from_go_text(text: &str) -> ErrorCode {
         ErrorCode::UnknownObject
     } else if text.starts_with("not a function") || text.starts_with("unknown method") {
         ErrorCode::UnknownMethod
-    } else if text.starts_with("invalid number of arguments") {
+    } else if text.starts_with("invalid number of arguments")
+        || text.contains("invalid argument type")
+        || text.contains("msgpack: invalid code")
+    {
+        // An argument the Go server could not decode into its parameter's type (e.g. a
+        // float64 for a float32 in msgpack v4): the caller's encoding, not a server bug.
         ErrorCode::Decode
     } else {
         ErrorCode::Internal
@@ -484,6 +578,14 @@ mod tests {
             ErrorCode::UnknownMethod
         );
         assert_eq!(code(resp(Some("boom"), None, None)), ErrorCode::Internal);
+        assert_eq!(
+            code(resp(
+                Some("invalid argument type: msgpack: invalid code=cb decoding float32"),
+                None,
+                None
+            )),
+            ErrorCode::Decode
+        );
         assert_eq!(
             code(resp(Some("x"), Some("Decode"), None)),
             ErrorCode::Decode

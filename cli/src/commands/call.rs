@@ -29,7 +29,9 @@ fn encode_args(args: &[String]) -> Result<Vec<ByteBuf>, RemoteError> {
                     i + 1
                 ))
             })?;
-            Ok(ByteBuf::from(json_to_msgpack(&json)))
+            let bytes = json_to_msgpack(&json)
+                .map_err(|e| RemoteError::invalid_argument(format!("argument {}: {e}", i + 1)))?;
+            Ok(ByteBuf::from(bytes))
         })
         .collect()
 }

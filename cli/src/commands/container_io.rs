@@ -16,7 +16,8 @@ use std::time::Duration;
 /// How long one follow request waits for new output on the server.
 const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
-/// `imagebus logs [-f]`.
+/// `imagebus logs [-f]`: the text as it is, or with --json one line per chunk read,
+/// `{"data":…,"offset":N,"running":bool}`.
 pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
     let c = stub(g, FOLLOW_WAIT).await?;
     let target = Selector::parse(&a.target);
@@ -30,7 +31,13 @@ pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let mut out = std::io::stdout().lock();
-        out.write_all(chunk.data.as_bytes())?;
+        if g.json {
+            if !chunk.data.is_empty() || !a.follow {
+                writeln!(out, "{}", serde_json::to_string(&chunk)?)?;
+            }
+        } else {
+            out.write_all(chunk.data.as_bytes())?;
+        }
         out.flush()?;
         if !a.follow || (!chunk.running && chunk.data.is_empty()) {
             return Ok(());
@@ -93,7 +100,7 @@ pub async fn events(g: &Global, a: &EventsArgs) -> Result<()> {
             let name = ev.name.as_deref().unwrap_or("-");
             let mut line = format!(
                 "{} {} {name} {}",
-                ev.at_ms,
+                crate::time::rfc3339_ms(ev.at_ms),
                 ev.id,
                 if ev.deleted {
                     "deleted"

@@ -13,7 +13,8 @@ use imagebus_schema::Selector;
 
 /// Runs one mount command.
 pub async fn run(g: &Global, cmd: &MountCommand) -> Result<()> {
-    let mount = MountModuleStub::new(super::connect(g).await?).with_timeout(g.timeout);
+    let client = super::connect(g).await?;
+    let mount = MountModuleStub::new(client.clone()).with_timeout(g.timeout);
     match cmd {
         MountCommand::Create(a) => print_value(&mount.mount(spec(a)?, None).await?, g.json),
         MountCommand::Get { target } => {
@@ -29,10 +30,15 @@ pub async fn run(g: &Global, cmd: &MountCommand) -> Result<()> {
                 &list.iter().map(row).collect::<Vec<_>>(),
             )
         }
-        MountCommand::Rm(r) => mount
-            .unmount(Selector::parse(&r.target), r.force)
-            .await
-            .map_err(Into::into),
+        MountCommand::Rm(r) => {
+            let info = mount.get(Selector::parse(&r.target)).await?;
+            if r.force {
+                let what = format!("mount {}", info.id);
+                super::holders::refuse_if_a_container_holds(&client, &what, info.holders).await?;
+            }
+            mount.unmount(Selector::Id(info.id), r.force).await?;
+            super::container::print_removed(g, info.id)
+        }
     }
 }
 
@@ -87,7 +93,7 @@ pub fn spec(a: &MountCreate) -> Result<MountSpec> {
                 .base
                 .as_deref()
                 .map(|b| Box::new(MountRef::Existing(Selector::parse(b)))),
-            read_only: !a.rw,
+            read_only: a.ro,
             recursive: false,
         })
     } else {
