@@ -409,6 +409,18 @@ fn rm_force_kills_at_once_and_json_output_is_uniform() {
         list[0]["created_at_ms"].as_u64().unwrap() > 1_600_000_000_000,
         "{list}"
     );
+    // A Go time.Time (zos CreatedAt, msgpack extension -1) through `call`: RFC 3339.
+    let zos: serde_json::Value = serde_json::from_str(&n.ok(&[
+        "call",
+        "container",
+        "container@0.0.1",
+        "Inspect",
+        "\"\"",
+        "\"stubborn\"",
+    ]))
+    .unwrap();
+    let t = zos["CreatedAt"].as_str().unwrap_or_default();
+    assert!(t.starts_with("20") && t.ends_with('Z'), "{zos}");
     // logs --json: JSON lines.
     assert!(imagebus_tests::daemon::wait_until(
         Duration::from_secs(10),

@@ -319,6 +319,43 @@ mod tests {
         assert_eq!(s.grace, Some(MAX_DURATION));
     }
 
+    /// docs/operations.md's table of duration flags lists every flag that takes a
+    /// duration, and no other.
+    #[test]
+    fn operations_md_lists_every_duration_flag() {
+        fn walk(cmd: &clap::Command, found: &mut std::collections::BTreeSet<String>) {
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let names = a.get_value_names().unwrap_or_default();
+                if names.iter().any(|n| n == "DURATION") || a.get_id() == "timeout" {
+                    if let Some(long) = a.get_long() {
+                        found.insert(format!("--{long}"));
+                    }
+                }
+            }
+            for sc in cmd.get_subcommands() {
+                walk(sc, found);
+            }
+        }
+        let mut flags = std::collections::BTreeSet::new();
+        walk(&command(), &mut flags);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let start = doc.find("| flag | meaning | default |").expect("the table");
+        let documented: std::collections::BTreeSet<String> = doc[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .flat_map(|l| {
+                let cell = l.trim_matches('|').split('|').next().unwrap_or_default();
+                cell.split('`')
+                    .filter_map(|w| w.split_whitespace().find(|t| t.starts_with("--")))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(documented, flags, "docs/operations.md's duration flags");
+    }
+
     #[test]
     fn status_takes_the_module_either_way() {
         for argv in [
