@@ -92,7 +92,7 @@ pub struct MountCreate {
     #[arg(long, conflicts_with_all = ["spec", "bind"])]
     pub rw: bool,
     /// Read-only bind (a --bind is read-write unless --ro, as docker's `-v SRC:DST:ro`).
-    #[arg(long, requires = "bind", conflicts_with = "spec")]
+    #[arg(long, conflicts_with = "spec")]
     pub ro: bool,
     /// The whole `MountSpec` as JSON (see docs/objects.md); `@FILE` or `-` (stdin).
     #[arg(long = "spec", value_name = "JSON")]

@@ -68,6 +68,12 @@ pub fn spec(a: &MountCreate) -> Result<MountSpec> {
     if let Some(text) = &a.spec {
         return Ok(parse_spec("--spec", text)?);
     }
+    if a.ro && a.bind.is_none() {
+        return Err(imagebus_bus::RemoteError::invalid_argument(
+            "--ro is for --bind (images and attachments are read-only unless --rw)",
+        )
+        .into());
+    }
     let source = if let Some(path) = &a.image {
         image_file(path, a.fs_type.clone(), !a.rw)?
     } else if let Some(att) = &a.attachment {
@@ -119,4 +125,44 @@ fn row(m: &MountInfo) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(","),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn create(argv: &[&str]) -> MountSpec {
+        let mut all = vec!["imagebus", "mount", "create"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Mount(MountCommand::Create(a)) => spec(&a).unwrap(),
+            other => panic!("not mount create: {other:?}"),
+        }
+    }
+
+    /// Binds are read-write unless --ro (docker's and the API's default); images are
+    /// read-only unless --rw.
+    #[test]
+    fn read_only_defaults() {
+        let ro = |s: MountSpec| match s.source {
+            MountSource::Bind(b) => b.read_only,
+            MountSource::Image(i) => i.read_only,
+            other => panic!("{other:?}"),
+        };
+        assert!(!ro(create(&["--bind", "/srv"])));
+        assert!(ro(create(&["--bind", "/srv", "--ro"])));
+        assert!(ro(create(&["--image", "/x.sqsh"])));
+        assert!(!ro(create(&["--image", "/x.sqsh", "--rw"])));
+        assert!(
+            Cli::try_parse_from(["imagebus", "mount", "create", "--bind", "/s", "--rw"]).is_err()
+        );
+        let argv = ["imagebus", "mount", "create", "--image", "/x", "--ro"];
+        let Command::Mount(MountCommand::Create(a)) = Cli::try_parse_from(argv).unwrap().command
+        else {
+            panic!("not mount create")
+        };
+        assert!(spec(&a).is_err(), "--ro without --bind");
+    }
 }
