@@ -427,11 +427,18 @@ fn rm_force_kills_at_once_and_json_output_is_uniform() {
         || { n.ok(&["logs", "stubborn"]).contains("two") }
     ));
     let logs = n.ok(&["--json", "logs", "stubborn"]);
-    for line in logs.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(v["data"].as_str().unwrap().contains("one\ntwo"), "{v}");
-        assert_eq!(v["running"], true);
-    }
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            serde_json::json!({"line": "one"}),
+            serde_json::json!({"line": "two"})
+        ],
+        "{logs}"
+    );
     // rm -f: SIGKILL at once, well under the 10 s grace period.
     let started = Instant::now();
     let out = n.ok(&["rm", "-f", "stubborn"]);

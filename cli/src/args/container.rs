@@ -131,7 +131,7 @@ pub struct LogsArgs {
     /// Id or name.
     pub target: String,
     /// Keep printing new output until the container stops (or Ctrl-C). With --json each
-    /// chunk is one line `{"data":…,"offset":N,"running":bool}`.
+    /// log line is one JSON line `{"line":"…"}`.
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// Only the last N lines.

@@ -16,8 +16,9 @@ use std::time::Duration;
 /// How long one follow request waits for new output on the server.
 const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
-/// `imagebus logs [-f]`: the text as it is, or with --json one line per chunk read,
-/// `{"data":…,"offset":N,"running":bool}`.
+/// `imagebus logs [-f]`: the text as it is, or with --json one JSON document per log
+/// line, `{"line":"…"}` (without its newline; a last line without one is printed when the
+/// output ends).
 pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
     let c = stub(g, FOLLOW_WAIT).await?;
     let target = Selector::parse(&a.target);
@@ -25,21 +26,21 @@ pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
         tail: a.tail,
         ..LogsRequest::default()
     };
+    let mut partial = String::new();
     loop {
         let chunk = tokio::select! {
             r = c.logs(target.clone(), req.clone()) => r?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return json_lines(&mut partial, "", true),
         };
-        let mut out = std::io::stdout().lock();
+        let done = !a.follow || (!chunk.running && chunk.data.is_empty());
         if g.json {
-            if !chunk.data.is_empty() || !a.follow {
-                writeln!(out, "{}", serde_json::to_string(&chunk)?)?;
-            }
+            json_lines(&mut partial, &chunk.data, done)?;
         } else {
+            let mut out = std::io::stdout().lock();
             out.write_all(chunk.data.as_bytes())?;
+            out.flush()?;
         }
-        out.flush()?;
-        if !a.follow || (!chunk.running && chunk.data.is_empty()) {
+        if done {
             return Ok(());
         }
         req = LogsRequest {
@@ -48,6 +49,27 @@ pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
             ..LogsRequest::default()
         };
     }
+}
+
+/// Prints each complete line of `partial` + `data` as `{"line":"…"}`; keeps an unfinished
+/// last line in `partial`, or prints it too when `end`.
+fn json_lines(partial: &mut String, data: &str, end: bool) -> Result<()> {
+    partial.push_str(data);
+    let mut out = std::io::stdout().lock();
+    while let Some(i) = partial.find('\n') {
+        let line: String = partial.drain(..=i).collect();
+        let doc = serde_json::json!({ "line": line.trim_end_matches('\n') });
+        writeln!(out, "{doc}")?;
+    }
+    if end && !partial.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "line": std::mem::take(partial) })
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `imagebus exec`: prints the process's stdout and stderr and exits with its code.
