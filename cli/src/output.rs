@@ -9,10 +9,16 @@ use std::io::Write;
 pub fn print_json(value: &Json, json: bool) -> anyhow::Result<()> {
     let mut value = value.clone();
     crate::time::normalize(&mut value, json);
+    print_raw_json(&value, json)
+}
+
+/// Prints one JSON document as it is (compact with `--json`, pretty otherwise): for the
+/// generic `call` and `watch`, whose results are whatever the peer sent.
+pub fn print_raw_json(value: &Json, json: bool) -> anyhow::Result<()> {
     let text = if json {
-        serde_json::to_string(&value)?
+        serde_json::to_string(value)?
     } else {
-        serde_json::to_string_pretty(&value)?
+        serde_json::to_string_pretty(value)?
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;

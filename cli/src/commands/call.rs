@@ -16,7 +16,7 @@ pub async fn run(g: &Global, a: &CallArgs) -> Result<()> {
         .await?;
     let result = crate::value::decode(&data)
         .map_err(|e| RemoteError::decode(format!("result is not msgpack: {e}")))?;
-    crate::output::print_json(&msgpack_to_json(&result), g.json)
+    crate::output::print_raw_json(&msgpack_to_json(&result), g.json)
 }
 
 fn encode_args(args: &[String]) -> Result<Vec<ByteBuf>, RemoteError> {
