@@ -13,14 +13,16 @@
 //! is down calls fail at once with `Unavailable`; the pool reconnects by itself, with
 //! backoff, and later calls succeed.
 
+mod fail_fast;
+mod reply;
 mod subscription;
 
 pub use subscription::Subscription;
 
 use crate::broker::Broker;
-use crate::codec::{self, NIL};
+use crate::codec;
 use crate::conn::{self, Backoff, Outage};
-use crate::error::{ErrorCode, RemoteError};
+use crate::error::RemoteError;
 use crate::protocol::{unix_ms, ObjectId, Request, Response, Status, STATUS_OBJECT};
 use redis::aio::MultiplexedConnection;
 use serde::de::DeserializeOwned;
@@ -340,72 +342,7 @@ impl Client {
         if response.id != id {
             tracing::warn!(request_id = %id, reply_id = %response.id, "reply carries another id");
         }
-        into_result(response)
-    }
-
-    /// [`Self::round_trip`], with the presence check of [`Self::with_fail_fast`].
-    async fn round_trip_checked(
-        &self,
-        module: &str,
-        queue: &str,
-        id: &str,
-        payload: &[u8],
-        deadline: Instant,
-    ) -> Result<Vec<u8>, RemoteError> {
-        let Some(known) = &self.fail_fast else {
-            return self.round_trip(queue, id, payload, deadline).await;
-        };
-        let call = self.round_trip(queue, id, payload, deadline);
-        tokio::pin!(call);
-        tokio::select! {
-            r = &mut call => return r,
-            () = tokio::time::sleep(crate::presence::GRACE) => {}
-        }
-        let known = known.iter().any(|m| m == module);
-        if self.absent(module, known).await {
-            // Take the request back; if a server took it meanwhile, wait for its reply.
-            if self.take_back(queue, payload).await {
-                return Err(crate::presence::not_served(module));
-            }
-        }
-        call.await
-    }
-
-    /// Whether `module` is known to have no server (errors count as "unsure": no).
-    async fn absent(&self, module: &str, known: bool) -> bool {
-        let deadline = Instant::now() + WITHDRAW_TIMEOUT;
-        let Ok(mut c) = self.inner.checkout(deadline).await else {
-            return false;
-        };
-        match tokio::time::timeout(
-            WITHDRAW_TIMEOUT,
-            crate::presence::absent(&mut c.conn, module, known),
-        )
-        .await
-        {
-            Ok(Ok(absent)) => {
-                self.inner.checkin(c);
-                absent
-            }
-            _ => false,
-        }
-    }
-
-    /// Removes a queued request; true when it was still queued (no server has it).
-    async fn take_back(&self, queue: &str, payload: &[u8]) -> bool {
-        let deadline = Instant::now() + WITHDRAW_TIMEOUT;
-        let Ok(mut c) = self.inner.checkout(deadline).await else {
-            return false;
-        };
-        let mut lrem = redis::cmd("LREM");
-        lrem.arg(queue).arg(1).arg(payload);
-        match tokio::time::timeout(WITHDRAW_TIMEOUT, lrem.query_async::<i64>(&mut c.conn)).await {
-            Ok(Ok(removed)) => {
-                self.inner.checkin(c);
-                removed > 0
-            }
-            _ => false,
-        }
+        reply::into_result(response)
     }
 
     async fn round_trip(
@@ -502,108 +439,5 @@ impl Client {
         event: &str,
     ) -> Subscription<T> {
         Subscription::start(self.inner.redis.clone(), object.channel(module, event))
-    }
-}
-
-/// Maps a response to the call's result.
-fn into_result(response: Response) -> Result<Vec<u8>, RemoteError> {
-    if let Some(text) = response.error {
-        let code = response
-            .code
-            .as_deref()
-            .and_then(ErrorCode::parse)
-            .unwrap_or_else(|| code_from_go_text(&text));
-        return Err(RemoteError::new(code, text));
-    }
-    if let Some(e) = response.output.error {
-        let code = e
-            .code
-            .as_deref()
-            .and_then(ErrorCode::parse)
-            .unwrap_or(ErrorCode::Internal);
-        return Err(RemoteError::new(code, e.message));
-    }
-    let data = response.output.data.into_vec();
-    Ok(if data.is_empty() { vec![NIL] } else { data })
-}
-
-/// Codes for protocol errors from servers that send no `Code` (Go zbus, rbus).
-fn code_from_go_text(text: &str) -> ErrorCode {
-    if text.starts_with("unknown object") {
-        ErrorCode::UnknownObject
-    } else if text.starts_with("not a function") || text.starts_with("unknown method") {
-        ErrorCode::UnknownMethod
-    } else if text.starts_with("invalid number of arguments")
-        || text.contains("invalid argument type")
-        || text.contains("msgpack: invalid code")
-    {
-        // An argument the Go server could not decode into its parameter's type (e.g. a
-        // float64 for a float32 in msgpack v4): the caller's encoding, not a server bug.
-        ErrorCode::Decode
-    } else {
-        ErrorCode::Internal
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{CallError, Output};
-
-    fn resp(error: Option<&str>, code: Option<&str>, call: Option<CallError>) -> Response {
-        Response {
-            id: "x".into(),
-            output: Output {
-                data: ByteBuf::new(),
-                error: call,
-            },
-            error: error.map(Into::into),
-            code: code.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn protocol_errors_map_to_codes() {
-        let code = |r| into_result(r).unwrap_err().code;
-        assert_eq!(
-            code(resp(Some("unknown object"), None, None)),
-            ErrorCode::UnknownObject
-        );
-        assert_eq!(
-            code(resp(Some("not a function"), None, None)),
-            ErrorCode::UnknownMethod
-        );
-        assert_eq!(
-            code(resp(Some("unknown method 'Nope'"), None, None)),
-            ErrorCode::UnknownMethod
-        );
-        assert_eq!(code(resp(Some("boom"), None, None)), ErrorCode::Internal);
-        assert_eq!(
-            code(resp(
-                Some("invalid argument type: msgpack: invalid code=cb decoding float32"),
-                None,
-                None
-            )),
-            ErrorCode::Decode
-        );
-        assert_eq!(
-            code(resp(Some("x"), Some("Decode"), None)),
-            ErrorCode::Decode
-        );
-        let ce = CallError {
-            message: "gone".into(),
-            code: Some("NotFound".into()),
-        };
-        let err = into_result(resp(None, None, Some(ce))).unwrap_err();
-        assert_eq!(err, RemoteError::not_found("gone"));
-        let ce = CallError {
-            message: "division by zero".into(),
-            code: None,
-        };
-        assert_eq!(
-            into_result(resp(None, None, Some(ce))).unwrap_err().code,
-            ErrorCode::Internal
-        );
-        assert_eq!(into_result(resp(None, None, None)).unwrap(), vec![NIL]);
     }
 }
