@@ -13,14 +13,16 @@
 //! is down calls fail at once with `Unavailable`; the pool reconnects by itself, with
 //! backoff, and later calls succeed.
 
+mod fail_fast;
+mod reply;
 mod subscription;
 
 pub use subscription::Subscription;
 
 use crate::broker::Broker;
-use crate::codec::{self, NIL};
+use crate::codec;
 use crate::conn::{self, Backoff, Outage};
-use crate::error::{ErrorCode, RemoteError};
+use crate::error::RemoteError;
 use crate::protocol::{unix_ms, ObjectId, Request, Response, Status, STATUS_OBJECT};
 use redis::aio::MultiplexedConnection;
 use serde::de::DeserializeOwned;
@@ -33,6 +35,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long taking a timed-out request back out of its queue may take.
 const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How the messages of this client's own Redis failures start (see
+/// [`crate::presence::is_broker_failure`]).
+pub(crate) const BROKER_PREFIX: &str = "redis at ";
+/// How the message of a connect that timed out starts.
+pub(crate) const CONNECT_PREFIX: &str = "connecting to ";
 
 /// Longest fail-fast window after a failed connect.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -97,7 +105,7 @@ impl ClientBuilder {
         let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn.conn).await;
         if let Err(e) = pong {
             return Err(RemoteError::unavailable(format!(
-                "redis at {}: {e}",
+                "{BROKER_PREFIX}{}: {e}",
                 inner.broker
             )));
         }
@@ -105,6 +113,7 @@ impl ClientBuilder {
         Ok(Client {
             inner,
             timeout: self.timeout,
+            fail_fast: None,
         })
     }
 }
@@ -114,6 +123,9 @@ impl ClientBuilder {
 pub struct Client {
     inner: Arc<Inner>,
     timeout: Duration,
+    /// Modules known to be served by imagebus servers; `Some` turns on the presence check
+    /// (see [`crate::presence`]).
+    fail_fast: Option<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -169,7 +181,7 @@ impl Inner {
             }
             if pool.retry_at.is_some_and(|t| Instant::now() < t) {
                 return Err(RemoteError::unavailable(format!(
-                    "redis at {} is unavailable; reconnecting",
+                    "{BROKER_PREFIX}{} is unavailable; reconnecting",
                     self.broker
                 )));
             }
@@ -209,12 +221,12 @@ impl Inner {
                 drop(pool);
                 if e.is_timeout() {
                     Err(RemoteError::timeout(format!(
-                        "connecting to {}: {e}",
+                        "{CONNECT_PREFIX}{}: {e}",
                         self.broker
                     )))
                 } else {
                     Err(RemoteError::unavailable(format!(
-                        "redis at {}: {e}",
+                        "{BROKER_PREFIX}{}: {e}",
                         self.broker
                     )))
                 }
@@ -253,6 +265,20 @@ impl Client {
         Self {
             inner: self.inner.clone(),
             timeout,
+            fail_fast: self.fail_fast.clone(),
+        }
+    }
+
+    /// This client failing fast on modules nobody serves: a call with no reply after
+    /// [`crate::presence::GRACE`] to a module without a presence key — one of `known`, or
+    /// one an imagebus server has served on this Redis — is taken back and fails with
+    /// `Unavailable` ([`crate::presence::is_not_served`]). Modules served only by Go
+    /// servers (no presence key, not in `known`) wait for the deadline as before.
+    pub fn with_fail_fast(&self, known: &[&str]) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            timeout: self.timeout,
+            fail_fast: Some(known.iter().map(|m| m.to_string()).collect()),
         }
     }
 
@@ -305,7 +331,7 @@ impl Client {
         let payload = codec::encode(&request)?;
         let queue = object.queue(module);
         let bytes = self
-            .round_trip(&queue, &id, &payload, deadline)
+            .round_trip_checked(module, &queue, &id, &payload, deadline)
             .await
             .map_err(|e| {
                 tracing::debug!(request_id = %id, %queue, %method, error = %e, "call failed");
@@ -316,7 +342,7 @@ impl Client {
         if response.id != id {
             tracing::warn!(request_id = %id, reply_id = %response.id, "reply carries another id");
         }
-        into_result(response)
+        reply::into_result(response)
     }
 
     async fn round_trip(
@@ -355,7 +381,7 @@ impl Client {
                     self.inner.checkin(c);
                 }
                 Err(RemoteError::unavailable(format!(
-                    "redis at {}: {e}",
+                    "{BROKER_PREFIX}{}: {e}",
                     self.inner.broker
                 )))
             }
@@ -381,8 +407,8 @@ impl Client {
                 self.inner.checkin(c);
                 if removed > 0 {
                     RemoteError::timeout(format!(
-                        "no server took the request from {queue} within {:?} (is its module \
-                         serving it?); it was withdrawn",
+                        "{}{queue} within {:?} (is its module serving it?); it was withdrawn",
+                        crate::presence::NOT_TAKEN,
                         self.timeout
                     ))
                 } else {
@@ -413,95 +439,5 @@ impl Client {
         event: &str,
     ) -> Subscription<T> {
         Subscription::start(self.inner.redis.clone(), object.channel(module, event))
-    }
-}
-
-/// Maps a response to the call's result.
-fn into_result(response: Response) -> Result<Vec<u8>, RemoteError> {
-    if let Some(text) = response.error {
-        let code = response
-            .code
-            .as_deref()
-            .and_then(ErrorCode::parse)
-            .unwrap_or_else(|| code_from_go_text(&text));
-        return Err(RemoteError::new(code, text));
-    }
-    if let Some(e) = response.output.error {
-        let code = e
-            .code
-            .as_deref()
-            .and_then(ErrorCode::parse)
-            .unwrap_or(ErrorCode::Internal);
-        return Err(RemoteError::new(code, e.message));
-    }
-    let data = response.output.data.into_vec();
-    Ok(if data.is_empty() { vec![NIL] } else { data })
-}
-
-/// Codes for protocol errors from servers that send no `Code` (Go zbus, rbus).
-fn code_from_go_text(text: &str) -> ErrorCode {
-    if text.starts_with("unknown object") {
-        ErrorCode::UnknownObject
-    } else if text.starts_with("not a function") || text.starts_with("unknown method") {
-        ErrorCode::UnknownMethod
-    } else if text.starts_with("invalid number of arguments") {
-        ErrorCode::Decode
-    } else {
-        ErrorCode::Internal
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{CallError, Output};
-
-    fn resp(error: Option<&str>, code: Option<&str>, call: Option<CallError>) -> Response {
-        Response {
-            id: "x".into(),
-            output: Output {
-                data: ByteBuf::new(),
-                error: call,
-            },
-            error: error.map(Into::into),
-            code: code.map(Into::into),
-        }
-    }
-
-    #[test]
-    fn protocol_errors_map_to_codes() {
-        let code = |r| into_result(r).unwrap_err().code;
-        assert_eq!(
-            code(resp(Some("unknown object"), None, None)),
-            ErrorCode::UnknownObject
-        );
-        assert_eq!(
-            code(resp(Some("not a function"), None, None)),
-            ErrorCode::UnknownMethod
-        );
-        assert_eq!(
-            code(resp(Some("unknown method 'Nope'"), None, None)),
-            ErrorCode::UnknownMethod
-        );
-        assert_eq!(code(resp(Some("boom"), None, None)), ErrorCode::Internal);
-        assert_eq!(
-            code(resp(Some("x"), Some("Decode"), None)),
-            ErrorCode::Decode
-        );
-        let ce = CallError {
-            message: "gone".into(),
-            code: Some("NotFound".into()),
-        };
-        let err = into_result(resp(None, None, Some(ce))).unwrap_err();
-        assert_eq!(err, RemoteError::not_found("gone"));
-        let ce = CallError {
-            message: "division by zero".into(),
-            code: None,
-        };
-        assert_eq!(
-            into_result(resp(None, None, Some(ce))).unwrap_err().code,
-            ErrorCode::Internal
-        );
-        assert_eq!(into_result(resp(None, None, None)).unwrap(), vec![NIL]);
     }
 }

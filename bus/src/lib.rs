@@ -20,6 +20,7 @@ mod conn;
 pub mod deadline;
 pub mod error;
 pub mod object;
+pub mod presence;
 pub mod protocol;
 pub mod server;
 

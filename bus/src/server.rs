@@ -223,6 +223,7 @@ impl Server {
         pullers.spawn(worker::run(shared.clone(), Role::Status, stop.clone()));
 
         let mut streams = JoinSet::new();
+        streams.spawn(announce(shared.clone(), self.module.clone()));
         for (id, object) in &self.objects {
             for source in object.streams() {
                 let channel = id.channel(&self.module, source.name);
@@ -248,6 +249,33 @@ impl Server {
         while streams.join_next().await.is_some() {}
         tracing::info!(module = %self.module, "stopped");
         Ok(())
+    }
+}
+
+/// Keeps the module's presence key alive until the server stops (see [`crate::presence`]).
+async fn announce(shared: Arc<worker::Shared>, module: String) {
+    let mut tick = tokio::time::interval(crate::presence::REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(mut conn) = shared.control().await else {
+            continue;
+        };
+        let announced = tokio::time::timeout(
+            crate::presence::REFRESH,
+            crate::presence::announce(&mut conn, &module),
+        )
+        .await;
+        match announced {
+            Ok(Ok(())) => shared.outage.recovered("presence"),
+            Ok(Err(e)) => {
+                shared.outage.failed("presence", &e);
+                if conn::is_fatal(&e) {
+                    shared.reset_control().await;
+                }
+            }
+            Err(_) => shared.reset_control().await,
+        }
     }
 }
 

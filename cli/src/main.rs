@@ -4,28 +4,26 @@ mod args;
 mod broker;
 mod commands;
 mod output;
+mod time;
 mod value;
 
-use clap::Parser;
-use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::parse();
+    let json = cli.global.json;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(&anyhow::Error::new(e).context("starting the tokio runtime")),
+        Err(e) => {
+            let e = anyhow::Error::new(e).context("starting the tokio runtime");
+            return ExitCode::from(output::report(&e, json));
+        }
     };
     match rt.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
+        Err(e) => ExitCode::from(output::report(&e, json)),
     }
-}
-
-fn fail(e: &anyhow::Error) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "error: {}", output::error_line(e));
-    ExitCode::from(output::exit_code(e))
 }

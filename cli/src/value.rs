@@ -5,15 +5,21 @@ use serde_json::Value as Json;
 
 /// Encodes one JSON document as one msgpack argument (maps keep string keys; integers
 /// stay integers; the bus decodes any integer width into the parameter's type).
-pub fn json_to_msgpack(json: &Json) -> Vec<u8> {
+///
+/// A JSON object with exactly one key `$f32`, `$f64`, `$i64`, `$u64` or `$bytes` is a
+/// typed value, for peers (Go's msgpack) that want one exact msgpack type: `{"$f32": 1.5}`
+/// is a float32, `{"$bytes": [1, 2]}` or `{"$bytes": "AQI="}` (base64) a bin. Any other
+/// key starting with `$` in such a one-key object is refused, so a typo is not sent as a
+/// map.
+pub fn json_to_msgpack(json: &Json) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(&mut out, &to_rmpv(json));
-    out
+    let _ = rmpv::encode::write_value(&mut out, &to_rmpv(json)?);
+    Ok(out)
 }
 
-fn to_rmpv(json: &Json) -> Value {
-    match json {
+fn to_rmpv(json: &Json) -> Result<Value, String> {
+    Ok(match json {
         Json::Null => Value::Nil,
         Json::Bool(b) => Value::Boolean(*b),
         Json::Number(n) => {
@@ -26,18 +32,70 @@ fn to_rmpv(json: &Json) -> Value {
             }
         }
         Json::String(s) => Value::from(s.as_str()),
-        Json::Array(a) => Value::Array(a.iter().map(to_rmpv).collect()),
-        Json::Object(m) => Value::Map(
-            m.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), to_rmpv(v)))
-                .collect(),
+        Json::Array(a) => Value::Array(a.iter().map(to_rmpv).collect::<Result<_, _>>()?),
+        Json::Object(m) => match m.iter().next() {
+            Some((k, v)) if m.len() == 1 && k.starts_with('$') => typed(k, v)?,
+            _ => Value::Map(
+                m.iter()
+                    .map(|(k, v)| Ok((Value::from(k.as_str()), to_rmpv(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+        },
+    })
+}
+
+/// One typed value (`{"$f32": 1.5}` …).
+fn typed(hint: &str, v: &Json) -> Result<Value, String> {
+    let number = || {
+        v.as_f64()
+            .ok_or_else(|| format!("{hint} takes a number, not {v}"))
+    };
+    Ok(match hint {
+        // Rounding to the nearest float32 is what asking for one means.
+        #[allow(clippy::cast_possible_truncation)]
+        "$f32" => Value::F32(number()? as f32),
+        "$f64" => Value::F64(number()?),
+        "$i64" => Value::from(
+            v.as_i64()
+                .ok_or_else(|| format!("$i64 takes an integer, not {v}"))?,
         ),
-    }
+        "$u64" => Value::from(
+            v.as_u64()
+                .ok_or_else(|| format!("$u64 takes a non-negative integer, not {v}"))?,
+        ),
+        "$bytes" => Value::Binary(match v {
+            Json::String(b64) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("$bytes: {e} (give base64 or an array of 0..=255)"))?
+            }
+            Json::Array(items) => items
+                .iter()
+                .map(|x| {
+                    x.as_u64()
+                        .and_then(|b| u8::try_from(b).ok())
+                        .ok_or_else(|| format!("$bytes: {x} is not a byte (0..=255)"))
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(format!(
+                    "$bytes takes base64 or an array of bytes, not {other}"
+                ))
+            }
+        }),
+        other => {
+            return Err(format!(
+                "unknown type hint {other:?} (use $f32, $f64, $i64, $u64 or $bytes)"
+            ))
+        }
+    })
 }
 
 /// Renders a decoded msgpack value as JSON. Binary that is UTF-8 becomes a string, other
 /// binary an array of bytes; map keys that are not strings are rendered as their JSON text;
-/// extension values become `{"ext": type, "data": [bytes]}`.
+/// timestamps (extension -1, Go's `time.Time`) become RFC 3339 strings, other extension
+/// values `{"ext": type, "data": [bytes]}`.
 pub fn msgpack_to_json(v: &Value) -> Json {
     match v {
         Value::Nil => Json::Null,
@@ -67,6 +125,10 @@ pub fn msgpack_to_json(v: &Value) -> Json {
                 })
                 .collect(),
         ),
+        Value::Ext(-1, data) => match crate::time::msgpack_timestamp(data) {
+            Some(t) => Json::String(t),
+            None => serde_json::json!({ "ext": -1, "data": data }),
+        },
         Value::Ext(t, data) => serde_json::json!({ "ext": t, "data": data }),
     }
 }
@@ -105,15 +167,37 @@ mod tests {
             json!(1.5),
             json!({"source": {"kind": "loop", "path": "/a"}, "ro": true, "n": [1, 2]}),
         ] {
-            let back = msgpack_to_json(&decode(&json_to_msgpack(&j)).unwrap());
+            let back = msgpack_to_json(&decode(&json_to_msgpack(&j).unwrap()).unwrap());
             assert_eq!(back, j);
         }
     }
 
     #[test]
     fn strings_encode_as_msgpack_str() {
-        assert_eq!(json_to_msgpack(&json!("hi")), b"\xa2hi");
-        assert_eq!(json_to_msgpack(&json!(1)), b"\x01");
+        assert_eq!(json_to_msgpack(&json!("hi")).unwrap(), b"\xa2hi");
+        assert_eq!(json_to_msgpack(&json!(1)).unwrap(), b"\x01");
+    }
+
+    #[test]
+    fn type_hints_pick_the_msgpack_type() {
+        let enc = |j| json_to_msgpack(&j).unwrap();
+        assert_eq!(enc(json!({"$f32": 1.5})), b"\xca\x3f\xc0\x00\x00");
+        assert_eq!(enc(json!(1.5))[0], 0xcb);
+        assert_eq!(enc(json!({"$f64": 2}))[0], 0xcb);
+        assert_eq!(enc(json!({"$bytes": [1, 2]})), b"\xc4\x02\x01\x02");
+        assert_eq!(enc(json!({"$bytes": "AQI="})), b"\xc4\x02\x01\x02");
+        assert_eq!(enc(json!([{"$u64": 7}])), b"\x91\x07");
+        assert!(json_to_msgpack(&json!({"$bytes": [256]})).is_err());
+        assert!(json_to_msgpack(&json!({"$f23": 1})).is_err());
+        assert!(json_to_msgpack(&json!({"$f32": "x"})).is_err());
+        // Two keys: a plain map.
+        assert_eq!(enc(json!({"$a": 1, "b": 2}))[0], 0x82);
+    }
+
+    #[test]
+    fn go_times_render_as_rfc3339() {
+        let v = Value::Ext(-1, 1u32.to_be_bytes().to_vec());
+        assert_eq!(msgpack_to_json(&v), json!("1970-01-01T00:00:01Z"));
     }
 
     #[test]

@@ -195,8 +195,8 @@ impl Modules {
     }
 
     /// Deletes a container: refused (409) while running or stopping unless `force`
-    /// (ImageAPI answers 501 to force; we stop it first). A created container is deleted
-    /// without being asked twice, as in ImageAPI.
+    /// (ImageAPI answers 501 to force; we kill it at once, as `docker rm -f`). A created
+    /// container is deleted without being asked twice, as in ImageAPI.
     pub async fn delete_container(
         &self,
         sel: Selector,

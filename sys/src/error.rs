@@ -57,7 +57,7 @@ pub enum SysError {
         source: io::Error,
     },
     /// An external command ran and failed.
-    #[error("{program} exited with {code:?}: {stderr}")]
+    #[error("{program} {}: {stderr}", exit_text(*.code))]
     Command {
         /// The program.
         program: String,
@@ -149,3 +149,11 @@ impl From<StateError> for RuntimeError {
 
 /// Result alias of the [`SysError`] seams.
 pub type SysResult<T> = Result<T, SysError>;
+
+/// "exited with status N", or "was killed by a signal" for `None`.
+fn exit_text(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exited with status {c}"),
+        None => "was killed by a signal".to_string(),
+    }
+}

@@ -172,7 +172,7 @@ fn run_ps_logs_exec_events_stop_rm() {
     }));
     // A running container cannot be removed without --force.
     let out = n.daemon.cli(&["rm", "web"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(6), "Conflict: {out:?}");
     one_error_line(&out.stderr, "error: Conflict: ");
 
     let stopped = n.ok(&["stop", "-t", "1s", "web"]);
@@ -244,13 +244,13 @@ fn bad_runs_are_typed_errors_that_leave_nothing() {
     let out = n
         .daemon
         .cli(&["run", "--name", "one", "--image", n.image(), "--", "true"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(6), "Conflict: {out:?}");
     one_error_line(&out.stderr, "error: Conflict: ");
     // An init that does not exist in the image.
     let out = n
         .daemon
         .cli(&["run", "--image", n.image(), "--", "/no/such/init"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "InvalidArgument: {out:?}");
     one_error_line(&out.stderr, "error: InvalidArgument: ");
     // An image file that does not exist.
     let out = n

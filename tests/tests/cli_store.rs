@@ -18,9 +18,23 @@ fn json(d: &Daemon, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(d, &all)).unwrap()
 }
 
+/// The exit status of each error code (docs/operations.md, "Errors and exit status").
+fn status_of(prefix: &str) -> i32 {
+    match prefix.split(':').nth(1).map(str::trim) {
+        Some("NotFound") => 5,
+        Some("Conflict") => 6,
+        Some("InvalidArgument") => 2,
+        _ => 1,
+    }
+}
+
 fn fails(d: &Daemon, args: &[&str], prefix: &str) {
     let out = d.cli(args);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(status_of(prefix)),
+        "{args:?}: {out:?}"
+    );
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{out:?}");
     assert!(lines[0].starts_with(prefix), "{args:?}: {:?}", lines[0]);
@@ -78,8 +92,13 @@ fn attach_and_mount_create_list_get_rm() {
     let table = ok(&d, &["mount", "list"]);
     assert_eq!(table.lines().count(), 4, "{table}");
 
-    // Held objects cannot go without --force; holders release in order.
-    fails(&d, &["mount", "rm", "img"], "error: Conflict: ");
+    // Held objects cannot go without --force; holders release in order. The message
+    // names the holders in words, not Rust Debug text.
+    let held = format!(
+        "error: Conflict: mount {} is still held by mount:{}, mount:{}; remove those first",
+        m["id"], ov["id"], b["id"]
+    );
+    fails(&d, &["mount", "rm", "img"], &held);
     fails(&d, &["attach", "rm", "base"], "error: Conflict: ");
     ok(&d, &["mount", "rm", "bin"]);
     ok(&d, &["mount", "rm", "ov"]);

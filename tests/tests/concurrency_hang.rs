@@ -212,8 +212,8 @@ async fn one_hanging_create_blocks_no_list_and_no_other_create() {
     );
     assert_eq!(
         status.code(),
-        Some(4),
-        "exit status of an Unavailable error: {out:?}"
+        Some(1),
+        "exit status of an Unavailable error the module reported: {out:?}"
     );
     assert!(out.stderr.starts_with("error: Unavailable: "), "{out:?}");
     assert!(!out.stderr.contains(&key), "the key was echoed");

@@ -199,7 +199,7 @@ async fn stop_escalates_to_sigkill_after_the_timeout() {
     assert_eq!(stopped.state, ContainerState::Exited);
     assert_eq!(stopped.exit_signal, Some(9));
     assert_eq!(stopped.exit_code, Some(137));
-    // Deleting a live container needs force; force stops it first.
+    // Deleting a live container needs force; force kills it at once.
     let mut s = spec(bind_root(&node.rootfs("r2", &[])), "sleep 1000");
     s.state = InitialState::Running;
     s.stop_timeout_ms = Some(200);

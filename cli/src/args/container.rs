@@ -63,8 +63,8 @@ pub struct RunArgs {
     /// Stop signal (e.g. SIGTERM).
     #[arg(long)]
     pub stop_signal: Option<String>,
-    /// Wait after the stop signal before SIGKILL.
-    #[arg(long, value_parser = super::duration)]
+    /// How long `stop` waits after the stop signal before SIGKILL (default 10s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION")]
     pub stop_timeout: Option<Duration>,
     /// The whole `ContainerSpec` as JSON; `@FILE` or `-` (stdin).
     #[arg(long = "spec", value_name = "JSON", conflicts_with_all = ["command", "env", "binds", "image", "mount"])]
@@ -82,8 +82,8 @@ pub struct RunArgs {
 /// `imagebus ps`.
 #[derive(Debug, ClapArgs)]
 pub struct PsArgs {
-    /// Only these states (created, running, stopping, exited, dead); repeatable.
-    #[arg(long = "state")]
+    /// Only these states; repeatable.
+    #[arg(long = "state", value_parser = ["created", "running", "stopping", "exited", "dead"])]
     pub states: Vec<String>,
     /// Only this group.
     #[arg(long)]
@@ -102,8 +102,15 @@ pub struct TargetArgs {
 pub struct StopArgs {
     /// Id or name.
     pub target: String,
-    /// Wait after the stop signal before SIGKILL (default: the container's).
-    #[arg(long = "time", short = 't', value_parser = super::duration)]
+    /// Wait after the stop signal before SIGKILL (default: the container's
+    /// --stop-timeout). `--time` is an old spelling.
+    #[arg(
+        long = "stop-timeout",
+        short = 't',
+        alias = "time",
+        value_parser = super::duration,
+        value_name = "DURATION"
+    )]
     pub grace: Option<Duration>,
 }
 
@@ -112,7 +119,8 @@ pub struct StopArgs {
 pub struct RmArgs {
     /// Id or name.
     pub target: String,
-    /// Stop it first if it is running.
+    /// Kill it first if it is running (SIGKILL at once, no grace period; `stop` is the
+    /// graceful way).
     #[arg(long, short = 'f')]
     pub force: bool,
 }
@@ -122,7 +130,8 @@ pub struct RmArgs {
 pub struct LogsArgs {
     /// Id or name.
     pub target: String,
-    /// Keep printing new output until the container stops (or Ctrl-C).
+    /// Keep printing new output until the container stops (or Ctrl-C). With --json each
+    /// log line is one JSON line `{"line":"…"}`.
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// Only the last N lines.
@@ -144,8 +153,8 @@ pub struct ExecArgs {
     /// `UID[:GID]`.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
-    /// Kill the process after this long (default 30s).
-    #[arg(long = "kill-after", value_parser = super::duration)]
+    /// Kill the process when it runs longer than this (default 30s).
+    #[arg(long = "kill-after", value_parser = super::duration, value_name = "DURATION")]
     pub kill_after: Option<Duration>,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]

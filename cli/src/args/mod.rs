@@ -15,20 +15,75 @@ use std::time::Duration;
 /// zos's broker address, tried first when --broker is not given.
 pub const ZOS_BROKER: &str = imagebus_bus::broker::DEFAULT_BROKER;
 
-/// The longest duration a flag takes (`--timeout`, `stop -t`, `--kill-after`, ...): a week.
-/// Longer ones are refused as a usage error rather than overflowing a deadline.
+/// The longest duration a flag takes (`--timeout`, `--stop-timeout`, `--kill-after`): a
+/// week. Longer ones are refused as a usage error rather than overflowing a deadline.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Parses a duration flag (`30s`, `500ms`, `1h 30m`) of at most [`MAX_DURATION`].
+/// Parses a duration flag: a bare number is seconds (`10`, as docker's `stop -t 10`), else
+/// humantime units (`30s`, `500ms`, `1h 30m`); at most [`MAX_DURATION`].
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    let t = s.trim();
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = t.parse().map_err(|_| format!("{t} seconds is too long"))?;
+        Duration::from_secs(secs)
+    } else {
+        humantime::parse_duration(t).map_err(|e| e.to_string())?
+    };
     if d > MAX_DURATION {
         return Err(format!(
-            "{d:?} is longer than the limit of {}",
+            "{} is longer than the limit of {}",
+            humantime::format_duration(d),
             humantime::format_duration(MAX_DURATION)
         ));
     }
     Ok(d)
+}
+
+/// What each subcommand's help says instead of repeating the global options.
+const GLOBALS_NOTE: &str =
+    "Global options (--broker, --run-dir, --timeout, --json) go before or after the command; \
+     see `imagebus --help`.";
+
+/// The clap command: [`Cli`] with the global options shown in the top-level help only.
+///
+/// Global options are accepted anywhere (`imagebus --json ps` and `imagebus ps --json`), so
+/// clap copies them into every subcommand, and into its help. Each direct subcommand gets a
+/// hidden copy first (clap skips an id a subcommand already has), which its own
+/// subcommands then inherit.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().hide(true))
+        .collect();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |sc| {
+            let sc = sc.args(globals.clone()).after_help(GLOBALS_NOTE);
+            let nested: Vec<String> = sc
+                .get_subcommands()
+                .map(|s| s.get_name().to_string())
+                .collect();
+            nested.into_iter().fold(sc, |sc, n| {
+                sc.mut_subcommand(n, |c| c.after_help(GLOBALS_NOTE))
+            })
+        });
+    }
+    cmd
+}
+
+/// Parses the process's arguments (exits with status 2 on a usage error).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command()
+        .try_get_matches()
+        .unwrap_or_else(|e| crate::output::usage_error(&e));
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| crate::output::usage_error(&e))
 }
 
 /// imagebus: operate an imagebus node over its Redis bus.
@@ -45,10 +100,11 @@ pub struct Cli {
 
 /// Options of every command.
 #[derive(Debug, ClapArgs)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// Redis broker URL. When unset: the zos default if it answers, else the URL imagebusd
-    /// wrote to `<run-dir>/broker` (a private broker it started).
-    #[arg(long, global = true, env = "IMAGEBUS_BROKER")]
+    /// Redis broker URL (`redis://HOST[:PORT]`, `unix:///PATH`). When unset: the zos
+    /// default if it answers, else the URL imagebusd wrote to `<run-dir>/broker`.
+    #[arg(long, global = true, env = "IMAGEBUS_BROKER", hide_env_values = true)]
     pub broker: Option<String>,
 
     /// Broker tried first when --broker is not given (testing seam).
@@ -60,15 +116,17 @@ pub struct Global {
         long,
         global = true,
         env = "IMAGEBUS_RUN_DIR",
+        hide_env_values = true,
         default_value = "/run/imagebus"
     )]
     pub run_dir: PathBuf,
 
-    /// Deadline of each call, e.g. `30s`, `500ms`.
+    /// Deadline of each call to a module: seconds (`30`) or with a unit (`500ms`, `2m`).
     #[arg(long, global = true, default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
 
-    /// Machine output: one compact JSON document (or one per line for streams).
+    /// Machine output: one compact JSON document on stdout (one per line for streams),
+    /// errors included (`{"error":{"code":…,"message":…}}`).
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -76,7 +134,7 @@ pub struct Global {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Call a method and print its JSON result.
+    /// Call any method of any object and print its result as JSON.
     Call(CallArgs),
     /// Ask a module's `zbus@1.0` status object for its objects and workers. Exits 0 only
     /// if the module answered (the zinit readiness test).
@@ -96,13 +154,14 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List containers as a table (or JSON with --json).
     Ps(PsArgs),
-    /// One container as JSON.
+    /// Print one container as JSON.
     Inspect(TargetArgs),
     /// Start a created or exited container.
     Start(TargetArgs),
-    /// Stop a container (its stop signal, then SIGKILL after the timeout).
+    /// Stop a container: its stop signal, then SIGKILL after the stop timeout.
     Stop(StopArgs),
-    /// Delete a container (and its inline mounts and attachments).
+    /// Delete a stopped container with its inline mounts and attachments; -f kills a
+    /// running one first (SIGKILL at once).
     Rm(RmArgs),
     /// Print a container's log; -f follows it.
     Logs(LogsArgs),
@@ -110,6 +169,27 @@ pub enum Command {
     Exec(ExecArgs),
     /// Follow container state changes, one line each.
     Events(EventsArgs),
+    /// Print a shell completion script (e.g. `imagebus completions bash > /etc/bash_completion.d/imagebus`).
+    Completions(CompletionsArgs),
+    /// Write man pages (imagebus.1 and one per subcommand) into a directory, or print
+    /// imagebus.1 on stdout.
+    Man(ManArgs),
+}
+
+/// `imagebus completions`.
+#[derive(Debug, ClapArgs)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `imagebus man`.
+#[derive(Debug, ClapArgs)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing); without it, imagebus.1 goes
+    /// to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `imagebus call`.
@@ -121,7 +201,9 @@ pub struct CallArgs {
     pub object: String,
     /// Wire method name, e.g. `List`.
     pub method: String,
-    /// Arguments, one JSON document each (quote strings: '"hi"').
+    /// Arguments, one JSON document each (quote strings: '"hi"'). Typed forms for
+    /// foreign (Go) peers: `{"$f32": 1.5}`, `{"$f64": 1}`, `{"$bytes": [1, 2]}`,
+    /// `{"$bytes": "base64…"}`, `{"$i64": 1}`, `{"$u64": 1}`.
     #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
 }
@@ -172,6 +254,7 @@ mod tests {
     #[test]
     fn cli_parses() {
         Cli::command().debug_assert();
+        command().debug_assert();
         let c = Cli::try_parse_from([
             "imagebus",
             "call",
@@ -234,6 +317,43 @@ mod tests {
             panic!("not stop")
         };
         assert_eq!(s.grace, Some(MAX_DURATION));
+    }
+
+    /// docs/operations.md's table of duration flags lists every flag that takes a
+    /// duration, and no other.
+    #[test]
+    fn operations_md_lists_every_duration_flag() {
+        fn walk(cmd: &clap::Command, found: &mut std::collections::BTreeSet<String>) {
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let names = a.get_value_names().unwrap_or_default();
+                if names.iter().any(|n| n == "DURATION") || a.get_id() == "timeout" {
+                    if let Some(long) = a.get_long() {
+                        found.insert(format!("--{long}"));
+                    }
+                }
+            }
+            for sc in cmd.get_subcommands() {
+                walk(sc, found);
+            }
+        }
+        let mut flags = std::collections::BTreeSet::new();
+        walk(&command(), &mut flags);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let start = doc.find("| flag | meaning | default |").expect("the table");
+        let documented: std::collections::BTreeSet<String> = doc[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .flat_map(|l| {
+                let cell = l.trim_matches('|').split('|').next().unwrap_or_default();
+                cell.split('`')
+                    .filter_map(|w| w.split_whitespace().find(|t| t.starts_with("--")))
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(documented, flags, "docs/operations.md's duration flags");
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub enum AttachCommand {
     /// Every attachment.
     #[command(alias = "ls")]
     List,
-    /// Drop the user reference; detaches when no other holder remains.
+    /// Detach an attachment (device removed, record deleted). While a mount or another
+    /// attachment holds it, fails with Conflict and changes nothing, unless -f.
     Rm(RemoveArgs),
 }
 
@@ -33,7 +34,7 @@ pub struct AttachCreate {
     /// An existing block device.
     #[arg(long, value_name = "DEVICE")]
     pub local: Option<PathBuf>,
-    /// Read-write (loop devices are read-only by default).
+    /// Read-write (loop and local devices are read-only unless --rw).
     #[arg(long, conflicts_with = "spec")]
     pub rw: bool,
     /// The whole `AttachSpec` as JSON (e.g. for rbd; see docs/objects.md); `@FILE` reads it
@@ -55,7 +56,9 @@ pub enum MountCommand {
     /// Every mount.
     #[command(alias = "ls")]
     List,
-    /// Drop the user reference; unmounts (and cascades) when no other holder remains.
+    /// Unmount a mount, then release what it held (cascading to its unused lowers, image
+    /// mounts and attachments). While another mount holds it, fails with Conflict and
+    /// changes nothing, unless -f.
     Rm(RemoveArgs),
 }
 
@@ -85,9 +88,12 @@ pub struct MountCreate {
     /// Mount (id or name) that --bind is relative to.
     #[arg(long, value_name = "MOUNT", requires = "bind")]
     pub base: Option<String>,
-    /// Read-write (images are read-only by default).
-    #[arg(long, conflicts_with = "spec")]
+    /// Read-write image (--image/--attachment are read-only unless --rw).
+    #[arg(long, conflicts_with_all = ["spec", "bind"])]
     pub rw: bool,
+    /// Read-only bind (a --bind is read-write unless --ro, as docker's `-v SRC:DST:ro`).
+    #[arg(long, conflicts_with = "spec")]
+    pub ro: bool,
     /// The whole `MountSpec` as JSON (see docs/objects.md); `@FILE` or `-` (stdin).
     #[arg(long = "spec", value_name = "JSON")]
     pub spec: Option<String>,
@@ -98,7 +104,9 @@ pub struct MountCreate {
 pub struct RemoveArgs {
     /// Id or name.
     pub target: String,
-    /// Remove even while other holders remain.
-    #[arg(long)]
+    /// Remove it even while other mounts or attachments hold it (they keep a dangling
+    /// reference). Refused, changing nothing, while a container holds it directly or
+    /// through a mount: remove the container first.
+    #[arg(long, short = 'f')]
     pub force: bool,
 }

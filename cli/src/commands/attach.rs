@@ -10,7 +10,8 @@ use imagebus_schema::Selector;
 
 /// Runs one attach command.
 pub async fn run(g: &Global, cmd: &AttachCommand) -> Result<()> {
-    let attach = AttachModuleStub::new(super::connect(g).await?).with_timeout(g.timeout);
+    let client = super::connect(g).await?;
+    let attach = AttachModuleStub::new(client.clone()).with_timeout(g.timeout);
     match cmd {
         AttachCommand::Create(a) => print_value(&attach.attach(spec(a)?, None).await?, g.json),
         AttachCommand::Get { target } => {
@@ -26,10 +27,15 @@ pub async fn run(g: &Global, cmd: &AttachCommand) -> Result<()> {
                 &list.iter().map(row).collect::<Vec<_>>(),
             )
         }
-        AttachCommand::Rm(r) => attach
-            .detach(Selector::parse(&r.target), r.force)
-            .await
-            .map_err(Into::into),
+        AttachCommand::Rm(r) => {
+            let info = attach.get(Selector::parse(&r.target)).await?;
+            if r.force {
+                let what = format!("attachment {}", info.id);
+                super::holders::refuse_if_a_container_holds(&client, &what, info.holders).await?;
+            }
+            attach.detach(Selector::Id(info.id), r.force).await?;
+            super::container::print_removed(g, info.id)
+        }
     }
 }
 

@@ -16,7 +16,7 @@ pub async fn run(g: &Global, a: &CallArgs) -> Result<()> {
         .await?;
     let result = crate::value::decode(&data)
         .map_err(|e| RemoteError::decode(format!("result is not msgpack: {e}")))?;
-    crate::output::print_json(&msgpack_to_json(&result), g.json)
+    crate::output::print_raw_json(&msgpack_to_json(&result), g.json)
 }
 
 fn encode_args(args: &[String]) -> Result<Vec<ByteBuf>, RemoteError> {
@@ -29,7 +29,9 @@ fn encode_args(args: &[String]) -> Result<Vec<ByteBuf>, RemoteError> {
                     i + 1
                 ))
             })?;
-            Ok(ByteBuf::from(json_to_msgpack(&json)))
+            let bytes = json_to_msgpack(&json)
+                .map_err(|e| RemoteError::invalid_argument(format!("argument {}: {e}", i + 1)))?;
+            Ok(ByteBuf::from(bytes))
         })
         .collect()
 }

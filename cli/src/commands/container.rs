@@ -132,7 +132,10 @@ pub async fn ps(g: &Global, a: &PsArgs) -> Result<()> {
     let states = a
         .states
         .iter()
-        .map(|s| parse_spec::<ContainerState>("--state", &format!("{s:?}")))
+        .map(|s| {
+            serde_json::from_value::<ContainerState>(serde_json::Value::from(s.as_str()))
+                .map_err(|_| RemoteError::invalid_argument(format!("--state {s:?}: no such state")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let c = stub(g, Duration::ZERO).await?;
     let list = c
@@ -186,15 +189,22 @@ pub async fn stop(g: &Global, a: &StopArgs) -> Result<()> {
     state_line(g, &c.stop(Selector::parse(&a.target), ms).await?)
 }
 
-/// `imagebus rm`.
+/// `imagebus rm`: with `-f` a running container is killed at once (SIGKILL), as by
+/// `docker rm -f`. Prints the removed container's id (`{"removed":[id]}` with --json).
 pub async fn rm(g: &Global, a: &RmArgs) -> Result<()> {
-    let extra = if a.force {
-        Duration::from_millis(imagebus_schema::container::DEFAULT_STOP_TIMEOUT_MS)
-    } else {
-        Duration::ZERO
-    };
-    let c = stub(g, extra).await?;
-    c.delete(Selector::parse(&a.target), a.force).await?;
+    let c = stub(g, Duration::ZERO).await?;
+    let id = c.get(Selector::parse(&a.target)).await?.id;
+    c.delete(Selector::parse(&id.to_string()), a.force).await?;
+    print_removed(g, id)
+}
+
+/// What every `rm` prints: the id, or `{"removed":[id]}` with --json.
+pub fn print_removed(g: &Global, id: impl std::fmt::Display + serde::Serialize) -> Result<()> {
+    if g.json {
+        return crate::output::print_json(&serde_json::json!({ "removed": [id] }), true);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{id}")?;
     Ok(())
 }
 

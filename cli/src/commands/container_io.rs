@@ -16,7 +16,9 @@ use std::time::Duration;
 /// How long one follow request waits for new output on the server.
 const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
-/// `imagebus logs [-f]`.
+/// `imagebus logs [-f]`: the text as it is, or with --json one JSON document per log
+/// line, `{"line":"…"}` (without its newline; a last line without one is printed when the
+/// output ends).
 pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
     let c = stub(g, FOLLOW_WAIT).await?;
     let target = Selector::parse(&a.target);
@@ -24,15 +26,21 @@ pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
         tail: a.tail,
         ..LogsRequest::default()
     };
+    let mut partial = String::new();
     loop {
         let chunk = tokio::select! {
             r = c.logs(target.clone(), req.clone()) => r?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return json_lines(&mut partial, "", true),
         };
-        let mut out = std::io::stdout().lock();
-        out.write_all(chunk.data.as_bytes())?;
-        out.flush()?;
-        if !a.follow || (!chunk.running && chunk.data.is_empty()) {
+        let done = !a.follow || (!chunk.running && chunk.data.is_empty());
+        if g.json {
+            json_lines(&mut partial, &chunk.data, done)?;
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(chunk.data.as_bytes())?;
+            out.flush()?;
+        }
+        if done {
             return Ok(());
         }
         req = LogsRequest {
@@ -41,6 +49,27 @@ pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
             ..LogsRequest::default()
         };
     }
+}
+
+/// Prints each complete line of `partial` + `data` as `{"line":"…"}`; keeps an unfinished
+/// last line in `partial`, or prints it too when `end`.
+fn json_lines(partial: &mut String, data: &str, end: bool) -> Result<()> {
+    partial.push_str(data);
+    let mut out = std::io::stdout().lock();
+    while let Some(i) = partial.find('\n') {
+        let line: String = partial.drain(..=i).collect();
+        let doc = serde_json::json!({ "line": line.trim_end_matches('\n') });
+        writeln!(out, "{doc}")?;
+    }
+    if end && !partial.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "line": std::mem::take(partial) })
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `imagebus exec`: prints the process's stdout and stderr and exits with its code.
@@ -93,7 +122,7 @@ pub async fn events(g: &Global, a: &EventsArgs) -> Result<()> {
             let name = ev.name.as_deref().unwrap_or("-");
             let mut line = format!(
                 "{} {} {name} {}",
-                ev.at_ms,
+                crate::time::rfc3339_ms(ev.at_ms),
                 ev.id,
                 if ev.deleted {
                     "deleted"

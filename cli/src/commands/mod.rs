@@ -4,6 +4,8 @@ mod attach;
 mod call;
 mod container;
 mod container_io;
+mod docs;
+mod holders;
 mod mount;
 mod ping;
 mod status;
@@ -32,12 +34,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => container_io::logs(g, a).await,
         Command::Exec(a) => container_io::exec(g, a).await,
         Command::Events(a) => container_io::events(g, a).await,
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 
-/// A client for the resolved broker with the `--timeout` deadline.
+/// Modules imagebusd serves: a call to one of them that no server announces fails fast
+/// (see `imagebus_bus::presence`); other modules (Go peers) wait for `--timeout`.
+pub const IMAGEBUSD_MODULES: &[&str] = &["imagebus", "attach", "mount", "container"];
+
+/// A client for the resolved broker with the `--timeout` deadline, failing fast on
+/// imagebusd modules that no server serves.
 pub async fn connect(g: &Global) -> Result<Client> {
     let url = crate::broker::resolve(g).await;
     let client = Client::connect(&url).await?;
-    Ok(client.with_timeout(g.timeout))
+    Ok(client
+        .with_timeout(g.timeout)
+        .with_fail_fast(IMAGEBUSD_MODULES))
 }

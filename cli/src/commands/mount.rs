@@ -13,7 +13,8 @@ use imagebus_schema::Selector;
 
 /// Runs one mount command.
 pub async fn run(g: &Global, cmd: &MountCommand) -> Result<()> {
-    let mount = MountModuleStub::new(super::connect(g).await?).with_timeout(g.timeout);
+    let client = super::connect(g).await?;
+    let mount = MountModuleStub::new(client.clone()).with_timeout(g.timeout);
     match cmd {
         MountCommand::Create(a) => print_value(&mount.mount(spec(a)?, None).await?, g.json),
         MountCommand::Get { target } => {
@@ -29,10 +30,15 @@ pub async fn run(g: &Global, cmd: &MountCommand) -> Result<()> {
                 &list.iter().map(row).collect::<Vec<_>>(),
             )
         }
-        MountCommand::Rm(r) => mount
-            .unmount(Selector::parse(&r.target), r.force)
-            .await
-            .map_err(Into::into),
+        MountCommand::Rm(r) => {
+            let info = mount.get(Selector::parse(&r.target)).await?;
+            if r.force {
+                let what = format!("mount {}", info.id);
+                super::holders::refuse_if_a_container_holds(&client, &what, info.holders).await?;
+            }
+            mount.unmount(Selector::Id(info.id), r.force).await?;
+            super::container::print_removed(g, info.id)
+        }
     }
 }
 
@@ -62,6 +68,12 @@ pub fn spec(a: &MountCreate) -> Result<MountSpec> {
     if let Some(text) = &a.spec {
         return Ok(parse_spec("--spec", text)?);
     }
+    if a.ro && a.bind.is_none() {
+        return Err(imagebus_bus::RemoteError::invalid_argument(
+            "--ro is for --bind (images and attachments are read-only unless --rw)",
+        )
+        .into());
+    }
     let source = if let Some(path) = &a.image {
         image_file(path, a.fs_type.clone(), !a.rw)?
     } else if let Some(att) = &a.attachment {
@@ -87,7 +99,7 @@ pub fn spec(a: &MountCreate) -> Result<MountSpec> {
                 .base
                 .as_deref()
                 .map(|b| Box::new(MountRef::Existing(Selector::parse(b)))),
-            read_only: !a.rw,
+            read_only: a.ro,
             recursive: false,
         })
     } else {
@@ -113,4 +125,44 @@ fn row(m: &MountInfo) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(","),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn create(argv: &[&str]) -> MountSpec {
+        let mut all = vec!["imagebus", "mount", "create"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Mount(MountCommand::Create(a)) => spec(&a).unwrap(),
+            other => panic!("not mount create: {other:?}"),
+        }
+    }
+
+    /// Binds are read-write unless --ro (docker's and the API's default); images are
+    /// read-only unless --rw.
+    #[test]
+    fn read_only_defaults() {
+        let ro = |s: MountSpec| match s.source {
+            MountSource::Bind(b) => b.read_only,
+            MountSource::Image(i) => i.read_only,
+            other => panic!("{other:?}"),
+        };
+        assert!(!ro(create(&["--bind", "/srv"])));
+        assert!(ro(create(&["--bind", "/srv", "--ro"])));
+        assert!(ro(create(&["--image", "/x.sqsh"])));
+        assert!(!ro(create(&["--image", "/x.sqsh", "--rw"])));
+        assert!(
+            Cli::try_parse_from(["imagebus", "mount", "create", "--bind", "/s", "--rw"]).is_err()
+        );
+        let argv = ["imagebus", "mount", "create", "--image", "/x", "--ro"];
+        let Command::Mount(MountCommand::Create(a)) = Cli::try_parse_from(argv).unwrap().command
+        else {
+            panic!("not mount create")
+        };
+        assert!(spec(&a).is_err(), "--ro without --bind");
+    }
 }

@@ -17,7 +17,7 @@ pub async fn run(g: &Global, a: &WatchArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             ev = events.next() => match ev {
                 Some(v) => {
-                    crate::output::print_json(&msgpack_to_json(&v), true)?;
+                    crate::output::print_raw_json(&msgpack_to_json(&v), true)?;
                     seen += 1;
                 }
                 None => anyhow::bail!("the event stream ended"),

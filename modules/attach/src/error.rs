@@ -34,7 +34,7 @@ pub enum AttachError {
         id: u64,
     },
     /// Other holders still reference the attachment.
-    #[error("attachment {id} is still held by {holders}; use force to detach anyway")]
+    #[error("attachment {id} is still held by {holders}; remove those first (or force)")]
     InUse {
         /// The attachment.
         id: u64,
@@ -48,10 +48,10 @@ pub enum AttachError {
     #[error("Ceph refused access: {0}")]
     AccessDenied(String),
     /// The monitors or a needed kernel facility could not be reached.
-    #[error("unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
     /// This machine cannot do what was asked (e.g. a snapshot through rbd-fuse).
-    #[error("unsupported: {0}")]
+    #[error("{0}")]
     Unsupported(String),
     /// A syscall or tool failed.
     #[error("{what}")]

@@ -32,7 +32,7 @@ pub enum ContainerError {
         what: &'static str,
     },
     /// The mount module refused or failed (its error is passed on as is).
-    #[error("mount module: {0}")]
+    #[error("mount module: {}", .0.message)]
     Mount(RemoteError),
     /// The runtime, the monitor or a cgroup operation failed.
     #[error("{what}")]

@@ -1137,6 +1137,42 @@ async fn a_container_stopping_for_ever_is_killed_by_a_shorter_stop_or_a_forced_d
     h.delete(Selector::Id(a.id), false).await.unwrap();
 }
 
+/// Issue 11: `Delete(force)` of a running container is `docker rm -f`: SIGKILL at once,
+/// never the stop signal and its grace period (10 s on an init that ignores TERM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_delete_of_a_running_container_kills_it_at_once() {
+    let s = setup_ok();
+    s.kernel.ignore_signal(15);
+    let (h, _task) = spawn(&s, 4).await;
+    let c = h
+        .create(named("stubborn", InitialState::Running))
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), h.delete(Selector::Id(c.id), true))
+        .await
+        .expect("a forced delete waited for a grace period")
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let calls = s.kernel.calls();
+    assert!(
+        calls.contains(&format!("kill {} 9", c.runtime_id)),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.contains(&format!("kill {} 15", c.runtime_id)),
+        "{calls:?}"
+    );
+    assert_eq!(
+        h.get(Selector::Id(c.id)).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+}
+
 /// Issue 10, defect 10: NUL bytes in a create's argv and in an exec's argv, env or cwd are
 /// `InvalidArgument`, answered before anything runs (no mount, no runtime call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,7 +177,7 @@ impl ZosContainerModule for ContainerHandle {
 
     async fn delete(&self, ns: String, id: String) -> Result<(), RemoteError> {
         let info = self.zos_get(&ns, &id).await?;
-        Ok(engine::remove::delete(self.engine(), Selector::Id(info.id), true).await?)
+        Ok(engine::remove::delete_gracefully(self.engine(), Selector::Id(info.id)).await?)
     }
 
     async fn list(&self, ns: String) -> Result<Vec<String>, RemoteError> {

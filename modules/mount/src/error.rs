@@ -18,7 +18,10 @@ pub enum MountError {
     #[error("mount name {:?} is already taken", imagebus_bus::echo(.0))]
     NameTaken(String),
     /// Other holders still reference the mount (use `force`).
-    #[error("mount {id} is still held by {holders:?}")]
+    #[error(
+        "mount {id} is still held by {}; remove those first (or force)",
+        .holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
     InUse {
         /// The mount.
         id: u64,
@@ -49,7 +52,7 @@ pub enum MountError {
     #[error("overlay directory {0:?} is already in use by another overlay")]
     PersistDirBusy(PathBuf),
     /// The attach module refused or failed; its code is kept.
-    #[error("attach module: {0}")]
+    #[error("attach module: {}", .0.message)]
     Attach(RemoteError),
     /// The kernel refused a mount.
     #[error("mounting {target:?}")]

@@ -1,6 +1,7 @@
 //! `Delete`, as one job on the container's key (so a concurrent `Start` or `Stop` of it
 //! runs wholly before or after):
-//! 1. check: live containers need `force`, which (2) stops them first, escalating inline;
+//! 1. check: live containers need `force`, which (2) kills them first (SIGKILL at once;
+//!    zos `Delete` stops them gracefully, escalating inline);
 //! 3. in a step, mark the container `removing` (commands no longer find it) and wait until
 //!    everything queued for it is written;
 //! 4. release the mount reference (inline chains cascade in the mount module); on failure
@@ -18,14 +19,38 @@ use crate::store::Durable;
 use imagebus_schema::{Holder, Selector};
 use std::sync::Arc;
 
-/// Deletes `target`; with `force` a live container is stopped first.
+/// Deletes `target`; with `force` a live container is killed first (SIGKILL at once, as
+/// `docker rm -f`).
 pub async fn delete(e: &Arc<Engine>, target: Selector, force: bool) -> Result<(), ContainerError> {
-    let id = e.resolve(target).await?;
-    e.job(id, move |e| async move { delete_job(&e, id, force).await })
-        .await
+    delete_with(e, target, force, stop::Stopper::KillDelete).await
 }
 
-async fn delete_job(e: &Engine, id: u64, force: bool) -> Result<(), ContainerError> {
+/// zos `Delete`: always forced, but a running container is stopped gracefully first (its
+/// stop signal, SIGKILL after its grace period), as zos does.
+pub async fn delete_gracefully(e: &Arc<Engine>, target: Selector) -> Result<(), ContainerError> {
+    delete_with(e, target, true, stop::Stopper::GracefulDelete).await
+}
+
+async fn delete_with(
+    e: &Arc<Engine>,
+    target: Selector,
+    force: bool,
+    by: stop::Stopper,
+) -> Result<(), ContainerError> {
+    let id = e.resolve(target).await?;
+    e.job(
+        id,
+        move |e| async move { delete_job(&e, id, force, by).await },
+    )
+    .await
+}
+
+async fn delete_job(
+    e: &Engine,
+    id: u64,
+    force: bool,
+    by: stop::Stopper,
+) -> Result<(), ContainerError> {
     // 1.
     let live = e
         .host
@@ -33,7 +58,7 @@ async fn delete_job(e: &Engine, id: u64, force: bool) -> Result<(), ContainerErr
         .await??;
     // 2.
     if live {
-        stop::stop_holding_key(e, id).await?;
+        stop::stop_holding_key(e, id, by).await?;
     }
     // Once stopped, the delete finishes even if its caller gave up meanwhile (it answered
     // `Timeout` at its deadline): a half-deleted container would help no one.

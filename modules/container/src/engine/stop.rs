@@ -32,6 +32,18 @@ pub const KILL_GRACE: Duration = Duration::from_secs(30);
 /// before its caller's deadline and sends SIGKILL, so the delete can finish in time.
 pub const FORCE_MARGIN: Duration = Duration::from_secs(3);
 
+/// Who stops: a `Stop`, or a forced delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopper {
+    /// `Stop` (and zos `SignalDelete`): the stop signal, SIGKILL after the grace period.
+    Stop,
+    /// A forced delete that stops gracefully first (zos `Delete`): as `Stop`, but a
+    /// container already stopping gets SIGKILL at once.
+    GracefulDelete,
+    /// A forced delete as `docker rm -f`: SIGKILL at once.
+    KillDelete,
+}
+
 /// What step 2 does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -73,12 +85,13 @@ enum Plan {
     Wait(Pending),
 }
 
-/// Step 1. `force`: a forced delete, which kills a container already stopping at once.
+/// Step 1. A forced delete kills a container already stopping at once, and a running one
+/// too for [`Stopper::KillDelete`].
 fn plan(
     s: &mut Containers,
     id: u64,
     timeout_ms: Option<u64>,
-    force: bool,
+    by: Stopper,
     now: Instant,
 ) -> Result<Plan, ContainerError> {
     let rec = s.target(id)?;
@@ -95,7 +108,7 @@ fn plan(
         ContainerState::Exited | ContainerState::Dead => {
             return Ok(Plan::Done(Box::new(rec.info.clone())))
         }
-        ContainerState::Stopping if force => {
+        ContainerState::Stopping if by != Stopper::Stop => {
             s.kill_by(id, generation, Some(now));
             (Action::KillNow, Some(now))
         }
@@ -104,12 +117,17 @@ fn plan(
             (false, due) => (Action::Nothing, due),
         },
         ContainerState::Created => (Action::KillCreated, Some(now)),
+        // A forced delete kills at once, as `docker rm -f` does; `Stop` is the graceful way.
+        ContainerState::Running if by == Stopper::KillDelete => {
+            s.kill_by(id, generation, Some(now));
+            (Action::KillNow, Some(now))
+        }
         ContainerState::Running => (Action::Signal(sig), s.kill_by(id, generation, asked).1),
     };
     let (tx, rx) = oneshot::channel();
     s.add_waiter(id, tx);
-    let durable = match action {
-        Action::Signal(_) => {
+    let durable = match (action, state) {
+        (Action::Signal(_), _) | (Action::KillNow, ContainerState::Running) => {
             if let Some(r) = s.record_mut(id) {
                 r.info.state = ContainerState::Stopping;
             }
@@ -133,12 +151,12 @@ async fn begin(
     e: &Engine,
     id: u64,
     timeout_ms: Option<u64>,
-    force: bool,
+    by: Stopper,
 ) -> Result<Plan, ContainerError> {
     let now = Instant::now();
     let plan = e
         .host
-        .apply(move |s| plan(s, id, timeout_ms, force, now))
+        .apply(move |s| plan(s, id, timeout_ms, by, now))
         .await??;
     let Plan::Wait(mut p) = plan else {
         return Ok(plan);
@@ -151,7 +169,7 @@ async fn begin(
         Action::Nothing | Action::Escalate => {}
         Action::KillCreated | Action::KillNow => {
             if p.action == Action::KillNow {
-                tracing::info!(id, "forced delete of a stopping container; sending SIGKILL");
+                tracing::info!(id, "forced delete; sending SIGKILL");
             }
             if let Ok(Err(err)) = blocking(move || runtime.kill(&rid, SIGKILL, true)).await {
                 tracing::warn!(id, error = %err, "sending SIGKILL");
@@ -178,7 +196,7 @@ pub async fn stop(
     let id = e.resolve(target).await?;
     let plan = e
         .job(id, move |e| async move {
-            let plan = begin(&e, id, timeout_ms, false).await?;
+            let plan = begin(&e, id, timeout_ms, Stopper::Stop).await?;
             if let Plan::Wait(p) = &plan {
                 if p.arms() {
                     arm(&e, id, p.generation, p.after);
@@ -201,7 +219,7 @@ pub async fn stop(
 /// zos `SignalDelete`: sends the stop signal and arms the escalation; does not wait.
 pub async fn signal(e: &Arc<Engine>, id: u64) -> Result<(), ContainerError> {
     e.job(id, move |e| async move {
-        if let Plan::Wait(p) = begin(&e, id, None, false).await? {
+        if let Plan::Wait(p) = begin(&e, id, None, Stopper::Stop).await? {
             if p.arms() {
                 arm(&e, id, p.generation, p.after);
             }
@@ -211,12 +229,17 @@ pub async fn signal(e: &Arc<Engine>, id: u64) -> Result<(), ContainerError> {
     .await
 }
 
-/// Stops container `id` and waits for its exit, escalating inline: for a forced delete,
-/// which already holds the container's key. A container already stopping gets SIGKILL at
-/// once; a running one gets the stop signal and SIGKILL after its grace period, or
-/// [`FORCE_MARGIN`] before the caller's deadline if that comes first.
-pub async fn stop_holding_key(e: &Engine, id: u64) -> Result<ContainerInfo, ContainerError> {
-    let p = match begin(e, id, None, true).await? {
+/// Stops container `id` and waits for its exit: for a forced delete, which already holds
+/// the container's key. A container already stopping gets SIGKILL at once, and so does a
+/// running one for [`Stopper::KillDelete`] (as `docker rm -f`); for
+/// [`Stopper::GracefulDelete`] a running one gets the stop signal and SIGKILL after its
+/// grace period, or [`FORCE_MARGIN`] before the caller's deadline if that comes first.
+pub async fn stop_holding_key(
+    e: &Engine,
+    id: u64,
+    by: Stopper,
+) -> Result<ContainerInfo, ContainerError> {
+    let p = match begin(e, id, None, by).await? {
         Plan::Done(info) => return Ok(*info),
         Plan::Wait(p) => p,
     };
