@@ -225,6 +225,8 @@ fn completions_parse_and_man_pages_render() {
 #[test]
 fn a_module_nobody_serves_fails_fast() {
     let redis = RedisFixture::start();
+    // The binaries are built (once per test process) before anything is timed.
+    imagebus_tests::daemon::bin_dir();
     // Redis answers, no daemon: a known module fails after ~1 s, not --timeout.
     let started = Instant::now();
     let out = cli(&redis.url(), &["--timeout", "30s", "ps"]);
