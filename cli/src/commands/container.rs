@@ -9,7 +9,7 @@ use imagebus_schema::container::{
     BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
     ContainerModuleStub, ContainerSpec, ContainerState, InitialState, Network, Resources, UserSpec,
 };
-use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount};
+use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount, StoredMount};
 use imagebus_schema::Selector;
 use std::io::Write;
 use std::time::Duration;
@@ -40,10 +40,16 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
     }
     let mount = match (&a.image, &a.mount) {
         (Some(path), _) => {
-            let image = MountSpec {
-                name: None,
-                source: image_file(path, None, true)?,
+            // An existing file is an image file; anything else names a stored image.
+            let source = if path.exists() {
+                image_file(path, None, true)?
+            } else {
+                MountSource::Stored(StoredMount {
+                    image: path.to_string_lossy().into_owned(),
+                    options: Vec::new(),
+                })
             };
+            let image = MountSpec { name: None, source };
             if a.read_only {
                 MountRef::Inline(Box::new(image))
             } else {

@@ -4,6 +4,7 @@ mod attach;
 mod call;
 mod container;
 mod container_io;
+mod image;
 mod mount;
 mod ping;
 mod status;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ping => ping::run(g).await,
         Command::Attach(c) => attach::run(g, c).await,
         Command::Mount(c) => mount::run(g, c).await,
+        Command::Image(c) => image::run(g, c).await,
         Command::Run(a) => container::run(g, a).await,
         Command::Ps(a) => container::ps(g, a).await,
         Command::Inspect(a) => container::inspect(g, a).await,
