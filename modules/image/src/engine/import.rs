@@ -27,7 +27,7 @@ use std::time::Instant;
 /// What step 1 decided.
 enum Start {
     /// The image was there; the name was added.
-    Tagged(ImageInfo),
+    Tagged(Box<ImageInfo>),
     /// Build it.
     Build,
 }
@@ -45,7 +45,7 @@ pub(crate) async fn import(job: &Job, plan: Plan, name: String) -> Result<ImageI
             }
             if let Some(rec) = st.db.images.get_mut(&digest) {
                 rec.names.insert(n);
-                return Ok(Start::Tagged(rec.info()));
+                return Ok(Start::Tagged(Box::new(rec.info())));
             }
             st.reserved.insert(n, digest);
             Ok(Start::Build)
@@ -54,7 +54,7 @@ pub(crate) async fn import(job: &Job, plan: Plan, name: String) -> Result<ImageI
     if let Start::Tagged(info) = start {
         job.save().await?;
         tracing::info!(digest = %info.digest, name, "image already stored; named");
-        return Ok(info);
+        return Ok(*info);
     }
     let built = build_file(job, &plan).await;
     let n = name.clone();

@@ -303,15 +303,26 @@ async fn orphan_attachments(job: &Job, pass: &mut Pass) -> Result<(), MountError
     Ok(())
 }
 
+/// How long start-up waits for the image store's list.
+const IMAGE_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// 5b: image-store images held by mounts we do not know (or that hold another image).
 async fn orphan_images(job: &Job, pass: &mut Pass) -> Result<(), MountError> {
     let Ok(images) = job.images() else {
         return Ok(());
     };
-    let list = match images.list().await {
-        Ok(list) => list,
-        Err(e) => {
+    // Bounded: in a split deployment the image store may not be up (or not deployed);
+    // the next start-up retries.
+    let list = match tokio::time::timeout(IMAGE_LIST_WAIT, images.list()).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => {
             pass.report.errors.push(format!("listing images: {e}"));
+            return Ok(());
+        }
+        Err(_) => {
+            pass.report.errors.push(format!(
+                "listing images: no answer within {IMAGE_LIST_WAIT:?}"
+            ));
             return Ok(());
         }
     };
