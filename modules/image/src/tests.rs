@@ -243,3 +243,44 @@ fn links_inside_the_root_are_followed_for_parents() {
         "x"
     );
 }
+
+#[test]
+fn gzip_zstd_and_plain_layers_are_read_by_their_magic() {
+    use crate::oci::blobs::decompress;
+    use std::io::{Read, Write};
+    let tar = layer(&[E::File("f", "contents")]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    for (what, bytes) in [("plain", tar.clone()), ("gzip", gz), ("zstd", zst)] {
+        let mut out = Vec::new();
+        decompress(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, tar, "{what}");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        applier(&root)
+            .apply(decompress(&bytes[..]).unwrap())
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("f")).unwrap(),
+            "contents",
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn the_deadline_stops_an_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let mut a = Applier::new(&root, Instant::now() - Duration::from_secs(1)).unwrap();
+    let err = a.apply(&layer(&[E::File("f", "x")])[..]).unwrap_err();
+    assert!(matches!(err, ApplyError::Timeout), "{err}");
+}
