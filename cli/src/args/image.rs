@@ -6,7 +6,7 @@ use std::time::Duration;
 /// `imagebus image`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Import an image; prints it. Sources: oci:DIR[:TAG], oci-archive:FILE[:TAG],
+    /// Import an image; prints it. Sources: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
     /// docker-archive:FILE, or a squashfs/erofs file.
     Import(ImageImport),
     /// Every image (a table, or JSON with --json).
@@ -14,14 +14,14 @@ pub enum ImageCommand {
     Ls,
     /// One image as JSON, by name, digest or digest prefix.
     Inspect {
-        /// Name (NAME[:TAG]), digest or 12+ leading hex digits of one.
+        /// Name (`NAME[:TAG]`), digest or 12+ leading hex digits of one.
         target: String,
     },
     /// Give an image another name.
     Tag {
         /// The image: name, digest or digest prefix.
         source: String,
-        /// The new name, NAME[:TAG].
+        /// The new name, `NAME[:TAG]`.
         name: String,
     },
     /// Drop a name; the image itself goes with its last name (refused while mounted).
@@ -34,10 +34,10 @@ pub enum ImageCommand {
 /// `imagebus image import`.
 #[derive(Debug, ClapArgs)]
 pub struct ImageImport {
-    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a squashfs/erofs
+    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, docker-archive:FILE, or a squashfs/erofs
     /// file. Relative paths are made absolute.
     pub source: String,
-    /// Name it NAME[:TAG] (default: from the source).
+    /// Name it `NAME[:TAG]` (default: from the source).
     #[arg(long)]
     pub name: Option<String>,
     /// How long the import may take (the call's deadline).
