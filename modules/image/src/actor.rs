@@ -1,9 +1,9 @@
 //! The image actor's handle: [`ImageHandle`] implements [`ImageModule`] with one small
 //! handler per method, and [`spawn`] starts it.
 //!
-//! `Get` and `List` are reads. `Import` parses its source and reads the image's
-//! description (index, manifest, config; a plain file is hashed) on the blocking pool
-//! before its job, so the job can hold the keys of the digest and the name:
+//! `Get` and `List` are reads. `Import` parses its source, then reads the image's
+//! description (index, manifest, config; a plain file is hashed) in a first job that holds
+//! no key, so that its second job can hold the keys of the digest and the name:
 //! `Key::name("image", digest)` and `Key::name("image-name", name)`. `Tag` holds both too;
 //! `Remove`, `Acquire` and `Release` hold the digest's key (resolved with a read first).
 
@@ -117,14 +117,19 @@ impl ImageHandle {
             .map(normalize_name)
             .transpose()
             .map_err(ImageError::Invalid)?;
+        // Reading the description is a job of its own (no keys): it takes a mutation slot
+        // like any slow work, and the keys of the second job come out of it.
         let s = src.clone();
-        let plan = imagebus_sys::blocking(move || plan::plan(&s))
-            .await
-            .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?
-            .map_err(|e| match e {
-                PlanError::NotFound(m) => ImageError::NotFound(m),
-                PlanError::Invalid(m) => ImageError::Invalid(m),
-            })?;
+        let plan = self
+            .job(Vec::new(), move |job| async move {
+                job.blocking(move || plan::plan(&s))
+                    .await?
+                    .map_err(|e| match e {
+                        PlanError::NotFound(m) => ImageError::NotFound(m),
+                        PlanError::Invalid(m) => ImageError::Invalid(m),
+                    })
+            })
+            .await?;
         let name = match given {
             Some(n) => n,
             None => normalize_name(&plan.default_name)

@@ -1,4 +1,4 @@
-//! `Import`: the plan is read before the job (see `actor.rs`); the job holds the keys of
+//! `Import`: the plan is read by a first job (see `actor.rs`); this one holds the keys of
 //! the digest and the name, so it runs alone for this image and this name.
 //!
 //! 1. A step: if the digest is stored, the name is added (unless it names another image)
