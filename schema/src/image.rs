@@ -17,8 +17,8 @@ pub const MODULE: &str = "image";
 #[serde(deny_unknown_fields)]
 pub struct ImportSpec {
     /// Where the image is, in skopeo's transport syntax: `oci:DIR[:TAG]`,
-    /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, or the absolute path of a
-    /// squashfs or erofs file. Paths are absolute.
+    /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]`, or the absolute path
+    /// of a squashfs or erofs file. Paths are absolute.
     pub source: String,
     /// The name to give it (`NAME[:TAG]`, tag `latest` when absent). Default: the
     /// source's reference annotation or repository tag, else the file or directory name.

@@ -333,6 +333,18 @@ fn archives_and_plain_files_import_with_default_names() {
         serde_json::json!(["docker.io/library/busybox:d1"])
     );
     assert_eq!(d["config"]["labels"]["atomic.type"], "system");
+    // By its repository tag: the same image; an unknown tag is not found.
+    let src = format!("docker-archive:{}:docker.io/library/busybox:d1", s(&darch));
+    assert_eq!(
+        n.json(&["image", "import", &src])["digest"],
+        cdigest.as_str()
+    );
+    let err = n.fails(&[
+        "image",
+        "import",
+        &format!("docker-archive:{}:nope:1", s(&darch)),
+    ]);
+    assert!(err.contains("NotFound:"), "{err}");
 
     // A plain squashfs file, stored as it is.
     let plain = n.scratch.path().join("plain.sqsh");

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import an image; prints it. Sources: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
-    /// docker-archive:FILE, or a squashfs/erofs file.
+    /// `docker-archive:FILE[:NAME:TAG]`, or a squashfs/erofs file.
     Import(ImageImport),
     /// Every image (a table, or JSON with --json).
     #[command(alias = "list")]
@@ -34,8 +34,8 @@ pub enum ImageCommand {
 /// `imagebus image import`.
 #[derive(Debug, ClapArgs)]
 pub struct ImageImport {
-    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, docker-archive:FILE, or a squashfs/erofs
-    /// file. Relative paths are made absolute.
+    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]`, or a
+    /// squashfs/erofs file. Relative paths are made absolute.
     pub source: String,
     /// Name it `NAME[:TAG]` (default: from the source).
     #[arg(long)]

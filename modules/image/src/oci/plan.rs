@@ -6,7 +6,8 @@
 //!   one; a nested index picks this machine's `linux` platform) → config and layers.
 //!   The digest is the manifest's; manifest and config are checked against their
 //!   digests here, layers while they are applied.
-//! - `docker-archive:`: `manifest.json` (its first image) → config and layers. The
+//! - `docker-archive:`: `manifest.json` (the image with the repository tag asked for, else
+//!   its first) → config and layers. The
 //!   archive has no manifest, so the digest is the config's (docker's image id).
 //! - a plain file: squashfs or erofs by its superblock; the digest is the file's.
 
@@ -278,15 +279,32 @@ fn docker(src: &Source, blobs: Blobs) -> Result<Plan, PlanError> {
     let entries: Vec<DockerEntry> =
         serde_json::from_slice(&blobs.read_small("manifest.json").map_err(invalid)?)
             .map_err(|e| invalid(format!("manifest.json: {e}")))?;
-    let entry = entries
-        .into_iter()
-        .next()
-        .ok_or_else(|| invalid("manifest.json lists no image"))?;
+    let entry = match &src.tag {
+        // `NAME:TAG`: the image with that repository tag (`busybox` means `busybox:latest`).
+        Some(want) => {
+            let want = super::source::normalize_name(want).unwrap_or_else(|_| want.clone());
+            entries
+                .into_iter()
+                .find(|e| {
+                    e.repo_tags.iter().flatten().any(|t| {
+                        *t == want || super::source::normalize_name(t).is_ok_and(|n| n == want)
+                    })
+                })
+                .ok_or_else(|| {
+                    PlanError::NotFound(format!("no image tagged {want:?} in {:?}", src.path))
+                })?
+        }
+        None => entries
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid("manifest.json lists no image"))?,
+    };
     let config_bytes = blobs.read_small(&entry.config).map_err(invalid)?;
     let config = config_of(&config_bytes)?;
-    let default_name = entry
-        .repo_tags
-        .and_then(|t| t.into_iter().next())
+    let default_name = src
+        .tag
+        .clone()
+        .or_else(|| entry.repo_tags.and_then(|t| t.into_iter().next()))
         .unwrap_or_else(|| stem_name(&src.path));
     Ok(Plan {
         format: src.format,

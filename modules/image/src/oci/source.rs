@@ -34,11 +34,12 @@ pub struct Source {
     pub format: Format,
     /// The directory or file.
     pub path: PathBuf,
-    /// The tag or reference asked for (`oci:`, `oci-archive:` only).
+    /// The tag (`oci:`, `oci-archive:`) or repository tag (`docker-archive:`) asked for.
     pub tag: Option<String>,
 }
 
-/// Parses `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE` or `/PATH`.
+/// Parses `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]` or
+/// `/PATH`. Paths with a `:` cannot be given with a transport prefix.
 pub fn parse(text: &str) -> Result<Source, String> {
     if text.contains('\0') {
         return Err("the source must not contain a NUL byte".into());
@@ -53,13 +54,13 @@ pub fn parse(text: &str) -> Result<Source, String> {
         (Format::File, text)
     } else {
         return Err(format!(
-            "source {:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or an \
-             absolute path to a squashfs/erofs file",
+            "source {:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] \
+             or an absolute path to a squashfs/erofs file",
             imagebus_bus::echo(text)
         ));
     };
     let (path, tag) = match format {
-        Format::Oci | Format::OciArchive => match rest.split_once(':') {
+        Format::Oci | Format::OciArchive | Format::DockerArchive => match rest.split_once(':') {
             Some((p, t)) => (p, Some(t.to_string())),
             None => (rest, None),
         },
@@ -207,6 +208,11 @@ mod tests {
         assert_eq!(
             parse("docker-archive:/d.tar").unwrap().format,
             Format::DockerArchive
+        );
+        let d = parse("docker-archive:/d.tar:busybox:1").unwrap();
+        assert_eq!(
+            (d.path.as_path(), d.tag.as_deref()),
+            (Path::new("/d.tar"), Some("busybox:1"))
         );
         assert_eq!(parse("/i.erofs").unwrap().format, Format::File);
         for bad in [
