@@ -127,6 +127,18 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["names"], serde_json::json!(["bb:2", "busybox:1"]));
     assert_eq!(names_in(&n.store().join("images")), vec![file.clone()]);
+    let table = n.ok(&["image", "ls"]);
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(table.starts_with("DIGEST"), "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with(&hex[..12])
+                && l.contains("bb:2,busybox:1")
+                && l.contains("erofs")),
+        "{table}"
+    );
 
     // Mounted by name: the layers were applied with their whiteouts and opaque dir.
     let m = n.json(&[

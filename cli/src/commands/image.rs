@@ -73,7 +73,9 @@ async fn import(images: &ImageModuleStub, a: &ImageImport) -> Result<ImageInfo> 
             r = &mut call => break r,
             _ = tick.tick() => {
                 let secs = started.elapsed().as_secs();
-                if secs == 0 || (!tty && secs % 5 != 0) {
+                // A terminal gets one line rewritten each second; a log one line after the
+                // first second, then one every 5 s.
+                if secs == 0 || (!tty && secs != 1 && secs % 5 != 0) {
                     continue;
                 }
                 let mut err = std::io::stderr().lock();
