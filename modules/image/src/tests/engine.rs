@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 struct Packer {
     runs: AtomicUsize,
     fail: AtomicBool,
+    /// `mkfs.erofs` is not installed: `mksquashfs ROOT OUT ...` writes a squashfs.
+    no_erofs: AtomicBool,
 }
 
 impl Runner for Packer {
@@ -33,6 +35,20 @@ impl Runner for Packer {
                 code: Some(1),
                 stdout: String::new(),
                 stderr: "no space left".into(),
+            });
+        }
+        if self.no_erofs.load(Ordering::SeqCst) {
+            if call.program == "mkfs.erofs" {
+                return Err(imagebus_sys::SysError::Spawn {
+                    program: call.program.clone(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            assert_eq!(call.program, "mksquashfs");
+            std::fs::write(&call.args[1], b"hsqs and more").unwrap();
+            return Ok(CommandOutput {
+                code: Some(0),
+                ..CommandOutput::default()
             });
         }
         assert_eq!(call.program, "mkfs.erofs");
@@ -232,4 +248,20 @@ async fn images_and_holders_survive_a_restart_and_leftovers_are_swept() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].digest, d1);
     assert_eq!(list[0].holders, vec![Holder::Mount(9)]);
+}
+
+#[tokio::test]
+async fn without_mkfs_erofs_images_are_squashfs() {
+    let mut rig = Rig::new();
+    rig.packer.no_erofs.store(true, Ordering::SeqCst);
+    let (h, _) = rig.start().await;
+    let (src, digest) = rig.src("img", "one");
+    let info = h.import(spec(&src, None)).await.unwrap();
+    assert_eq!(info.fs_type, "squashfs");
+    let hex = digest.trim_start_matches("sha256:");
+    assert_eq!(
+        info.file,
+        rig.cfg().images_dir().join(format!("{hex}.squashfs"))
+    );
+    assert!(info.file.is_file());
 }
