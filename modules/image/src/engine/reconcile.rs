@@ -57,9 +57,14 @@ pub(crate) async fn run(
             let mut orphans = Vec::new();
             for name in imagebus_sys::state::list_names(&cfg.images_dir())? {
                 let path = cfg.images_dir().join(&name);
-                if !files.iter().any(|(_, f)| *f == path) {
-                    imagebus_sys::state::remove_file(&path)?;
-                    orphans.push(path);
+                if files.iter().any(|(_, f)| *f == path) {
+                    continue;
+                }
+                // Best effort: something we cannot remove (a directory someone put there)
+                // must not keep the store from starting.
+                match imagebus_sys::state::remove_file(&path) {
+                    Ok(_) => orphans.push(path),
+                    Err(e) => tracing::warn!(?path, error = %e, "leaving an unknown entry"),
                 }
             }
             Ok((staging, vanished, orphans))
