@@ -7,6 +7,7 @@ use crate::system::Registry;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::system::ModuleState;
 use std::path::PathBuf;
@@ -65,20 +66,48 @@ pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
     })
 }
 
-/// The mount actor, reaching attach through `attach`.
-pub fn mount_starter(dirs: ActorDirs, attach: Arc<dyn AttachModule>) -> Starter<dyn MountModule> {
+/// The image store (no peers).
+pub fn image_starter(dirs: ActorDirs) -> Starter<dyn ImageModule> {
+    Box::new(move |stop| {
+        let limits = dirs.limits;
+        let cfg = imagebus_image::StoreConfig::new(dirs.state_dir.join("image"));
+        Box::pin(async move {
+            let s = imagebus_image::spawn(cfg, imagebus_image::ImageSys::linux(), stop, limits)
+                .await
+                .context("starting the image actor")?;
+            tracing::info!(report = ?s.report, "image actor started");
+            Ok(Running {
+                handle: Arc::new(s.handle) as Arc<dyn ImageModule>,
+                task: Some(s.task),
+            })
+        })
+    })
+}
+
+/// The mount actor, reaching attach through `attach` and the image store through `image`.
+pub fn mount_starter(
+    dirs: ActorDirs,
+    attach: Arc<dyn AttachModule>,
+    image: Option<Arc<dyn ImageModule>>,
+) -> Starter<dyn MountModule> {
     Box::new(move |stop| {
         let limits = dirs.limits;
         let cfg = imagebus_mount::MountConfig {
             state_dir: dirs.state_dir.join("mount"),
             run_dir: dirs.run_dir.join("mount"),
         };
-        let attach = attach.clone();
+        let (attach, image) = (attach.clone(), image.clone());
         Box::pin(async move {
-            let s =
-                imagebus_mount::spawn(cfg, imagebus_mount::MountSys::linux(), attach, stop, limits)
-                    .await
-                    .context("starting the mount actor")?;
+            let s = imagebus_mount::spawn_with_images(
+                cfg,
+                imagebus_mount::MountSys::linux(),
+                attach,
+                image,
+                stop,
+                limits,
+            )
+            .await
+            .context("starting the mount actor")?;
             tracing::info!(report = ?s.report, "mount actor started");
             Ok(Running {
                 handle: Arc::new(s.handle) as Arc<dyn MountModule>,

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use imagebus_bus::{Client, Object, Server};
 use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub};
 use imagebus_schema::container::{ContainerModule, ContainerModuleServer, ContainerModuleStub};
+use imagebus_schema::image::{ImageModule, ImageModuleServer, ImageModuleStub};
 use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub};
 use imagebus_schema::system::{ModuleInfo, ModuleState, SystemModuleServer};
 use imagebus_schema::zos::ZosContainerModuleServer;
@@ -38,7 +39,7 @@ pub struct DaemonConfig {
 
 /// Every module this daemon knows, in start order (peers first). `imagebus` (the system
 /// object) is served by every process.
-pub const MODULES: &[&str] = &["imagebus", "attach", "mount", "container"];
+pub const MODULES: &[&str] = &["imagebus", "attach", "image", "mount", "container"];
 
 /// Longest wait for an actor's first start before its module is served anyway.
 const FIRST_START_WAIT: Duration = Duration::from_secs(60);
@@ -172,13 +173,29 @@ impl Wiring<'_> {
             None
         };
 
+        let image: Option<Arc<dyn ImageModule>> = if self.wanted("image") {
+            let slot = Arc::new(Slot::<dyn ImageModule>::new("image"));
+            self.supervise("image", actors::image_starter(dirs.clone()), slot.clone())
+                .await;
+            self.serve(
+                "image",
+                vec![Arc::new(ImageModuleServer::new(slot.clone()))],
+            )
+            .await?;
+            Some(slot)
+        } else if self.wanted("mount") {
+            Some(Arc::new(ImageModuleStub::new(self.client().await?)))
+        } else {
+            None
+        };
+
         let need_mount = self.wanted("mount") || self.wanted("container");
         let mount: Option<Arc<dyn MountModule>> = match attach {
             Some(attach) if self.wanted("mount") => {
                 let slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
                 self.supervise(
                     "mount",
-                    actors::mount_starter(dirs.clone(), attach),
+                    actors::mount_starter(dirs.clone(), attach, image),
                     slot.clone(),
                 )
                 .await;

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use imagebus_bus::{EventStream, RemoteError};
 use imagebus_schema::attach::{AttachModule, AttachModuleForward};
 use imagebus_schema::container::{ContainerModule, ContainerModuleForward};
+use imagebus_schema::image::{ImageModule, ImageModuleForward};
 use imagebus_schema::mount::{MountModule, MountModuleForward};
 use imagebus_schema::zos::{ZosContainerModule, ZosContainerModuleForward};
 use std::sync::Arc;
@@ -112,6 +113,14 @@ impl<T: AttachModule + ?Sized + 'static> AttachModuleForward for Slot<T> {
 
 #[imagebus_bus::async_trait]
 impl<T: MountModule + ?Sized + 'static> MountModuleForward for Slot<T> {
+    type Target = T;
+    async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
+        Slot::get(self)
+    }
+}
+
+#[imagebus_bus::async_trait]
+impl<T: ImageModule + ?Sized + 'static> ImageModuleForward for Slot<T> {
     type Target = T;
     async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
         Slot::get(self)

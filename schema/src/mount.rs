@@ -38,6 +38,7 @@ impl MountSpec {
                 base: b.base.as_ref().map(|m| Box::new(m.redacted())),
                 ..b.clone()
             }),
+            MountSource::Stored(s) => MountSource::Stored(s.clone()),
         };
         Self {
             name: self.name.clone(),
@@ -56,15 +57,18 @@ pub enum MountSource {
     Overlay(OverlayMount),
     /// A bind mount of a host path or of a path inside another mount.
     Bind(BindMount),
+    /// An image of the image store (`image.image@1`), read-only on a loop device.
+    Stored(StoredMount),
 }
 
 impl MountSource {
-    /// `image`, `overlay` or `bind`.
+    /// `image`, `overlay`, `bind` or `stored`.
     pub fn kind(&self) -> &'static str {
         match self {
             MountSource::Image(_) => "image",
             MountSource::Overlay(_) => "overlay",
             MountSource::Bind(_) => "bind",
+            MountSource::Stored(_) => "stored",
         }
     }
 }
@@ -115,6 +119,20 @@ pub struct BindMount {
     /// Recursive bind (`rbind`).
     #[serde(default)]
     pub recursive: bool,
+}
+
+/// An image of the image store, mounted read-only from its file on a loop device; the
+/// mount holds the image (`Holder::Mount(id)`) until it is unmounted.
+///
+/// msgpack/JSON form: `{"kind": "stored", "image": "busybox:1"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredMount {
+    /// `NAME[:TAG]`, `sha256:<hex>` or at least 12 leading hex digits of a digest.
+    pub image: String,
+    /// Extra mount options, as for [`ImageMount::options`].
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 fn default_true() -> bool {

@@ -6,8 +6,9 @@
 //! stubs and compared with the kernel ([`bus_node`], [`kernel_probe`]), pieces of the
 //! container benchmark's concurrency sections ([`bench_concurrency`]), and a node's
 //! configuration passed to a crash-test child binary on its command line ([`node_args`]),
-//! an `imagebusd --imageapi` node driven with the real `curl` ([`imageapi`]), and the CPU
-//! time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]).
+//! an `imagebusd --imageapi` node driven with the real `curl` ([`imageapi`]), the CPU
+//! time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]), and hand-made OCI
+//! images, layouts and archives for the image store ([`oci_image`]).
 pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
@@ -19,6 +20,7 @@ pub mod imageapi;
 pub mod kernel_probe;
 pub mod mount_stack;
 pub mod node_args;
+pub mod oci_image;
 pub mod redis;
 pub mod relay;
 pub mod rootfs;

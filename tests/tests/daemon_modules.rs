@@ -25,6 +25,7 @@ fn combined_daemon_serves_every_module() {
     let d = Daemon::start(&redis.url());
     for (module, objects) in [
         ("attach", &["attach@1"][..]),
+        ("image", &["image@1"]),
         ("mount", &["mount@1"]),
         ("container", &["container@0.0.1", "container@1"]),
     ] {
@@ -34,7 +35,10 @@ fn combined_daemon_serves_every_module() {
         assert_eq!(v["objects"], serde_json::json!(objects), "{module}");
     }
     let m = modules(&d);
-    assert_eq!(names(&m), ["attach", "container", "imagebus", "mount"]);
+    assert_eq!(
+        names(&m),
+        ["attach", "container", "image", "imagebus", "mount"]
+    );
     assert!(
         m.as_array()
             .unwrap()
@@ -46,6 +50,7 @@ fn combined_daemon_serves_every_module() {
     for args in [
         &["call", "attach", "attach@1", "List"][..],
         &["call", "mount", "mount@1", "List"],
+        &["call", "image", "image@1", "List"],
         &["call", "container", "container@1", "List", "{}"],
         // zos's ContainerModule on the same module.
         &["call", "container", "container@0.0.1", "ListNS"],

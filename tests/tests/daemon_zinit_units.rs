@@ -56,6 +56,7 @@ fn daemon_units_wait_for_redis_and_test_through_the_cli() {
     let units = [
         ("combined/imagebusd.yaml", None, "container"),
         ("split/imagebus-attach.yaml", Some("attach"), "attach"),
+        ("split/imagebus-image.yaml", Some("image"), "image"),
         ("split/imagebus-mount.yaml", Some("mount"), "mount"),
         (
             "split/imagebus-container.yaml",
@@ -90,6 +91,9 @@ fn daemon_units_wait_for_redis_and_test_through_the_cli() {
     assert!(load("split/imagebus-mount.yaml")
         .after
         .contains(&"imagebus-attach".to_string()));
+    assert!(load("split/imagebus-mount.yaml")
+        .after
+        .contains(&"imagebus-image".to_string()));
     assert!(load("split/imagebus-container.yaml")
         .after
         .contains(&"imagebus-mount".to_string()));
@@ -120,6 +124,7 @@ fn every_unit_file_is_checked() {
             "redis.yaml",
             "split/imagebus-attach.yaml",
             "split/imagebus-container.yaml",
+            "split/imagebus-image.yaml",
             "split/imagebus-mount.yaml"
         ]
     );

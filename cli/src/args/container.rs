@@ -15,8 +15,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub group: Option<String>,
     /// Root filesystem image (squashfs, erofs, ext4): loop-attached, mounted and covered
-    /// by an ephemeral writable overlay, all inline (removed with the container).
-    #[arg(long, value_name = "FILE")]
+    /// by an ephemeral writable overlay, all inline (removed with the container). A value
+    /// that is neither an existing file nor a path starting with `/` or `.` names an image
+    /// of the image store (`NAME[:TAG]` or digest).
+    #[arg(long, value_name = "FILE|IMAGE")]
     pub image: Option<PathBuf>,
     /// Use an existing mount (id or name) as the root filesystem.
     #[arg(long, value_name = "MOUNT")]

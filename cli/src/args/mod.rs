@@ -1,11 +1,13 @@
 //! Command-line arguments of `imagebus` (clap derive). Execution is in `commands/`.
 
 mod container;
+mod image;
 mod store;
 
 pub use container::{
     EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs, TargetArgs,
 };
+pub use image::{ImageCommand, ImageImport};
 pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
@@ -149,6 +151,9 @@ pub enum Command {
     /// Filesystems (`mount.mount@1`): create, get, list, rm.
     #[command(subcommand)]
     Mount(MountCommand),
+    /// The image store (`image.image@1`): import, ls, inspect, tag, rm.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Create and start a container in one call, rootfs nested inline (image file → loop →
     /// squashfs → overlay) or an existing mount.
     Run(Box<RunArgs>),

@@ -9,7 +9,7 @@ use imagebus_schema::container::{
     BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
     ContainerModuleStub, ContainerSpec, ContainerState, InitialState, Network, Resources, UserSpec,
 };
-use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount};
+use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount, StoredMount};
 use imagebus_schema::Selector;
 use std::io::Write;
 use std::time::Duration;
@@ -40,10 +40,19 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
     }
     let mount = match (&a.image, &a.mount) {
         (Some(path), _) => {
-            let image = MountSpec {
-                name: None,
-                source: image_file(path, None, true)?,
+            // An existing file, or a path (absolute, `./`, `../`), is an image file;
+            // anything else names an image of the image store.
+            let text = path.to_string_lossy();
+            let is_path = path.exists() || text.starts_with('/') || text.starts_with('.');
+            let source = if is_path {
+                image_file(path, None, true)?
+            } else {
+                MountSource::Stored(StoredMount {
+                    image: path.to_string_lossy().into_owned(),
+                    options: Vec::new(),
+                })
             };
+            let image = MountSpec { name: None, source };
             if a.read_only {
                 MountRef::Inline(Box::new(image))
             } else {
@@ -271,6 +280,25 @@ mod tests {
         assert_eq!(image["kind"], "image");
         assert_eq!(image["attach"]["inline"]["source"]["path"], "/srv/bb.sqsh");
         assert_eq!(image["attach"]["inline"]["source"]["kind"], "loop");
+    }
+
+    #[test]
+    fn run_image_takes_a_stored_image_name_when_not_a_path() {
+        let a = run_args(&[
+            "imagebus",
+            "run",
+            "--image",
+            "busybox:1",
+            "--read-only",
+            "true",
+        ]);
+        let json = serde_json::to_value(spec(&a).unwrap().mount).unwrap();
+        assert_eq!(json["inline"]["source"]["kind"], "stored");
+        assert_eq!(json["inline"]["source"]["image"], "busybox:1");
+        let a = run_args(&["imagebus", "run", "--image", "./missing.sqsh", "true"]);
+        let json = serde_json::to_value(spec(&a).unwrap().mount).unwrap();
+        let lower = &json["inline"]["source"]["lowers"][0]["inline"]["source"];
+        assert_eq!(lower["kind"], "image");
     }
 
     #[test]

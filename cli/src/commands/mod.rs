@@ -6,6 +6,7 @@ mod container;
 mod container_io;
 mod docs;
 mod holders;
+mod image;
 mod mount;
 mod ping;
 mod status;
@@ -25,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ping => ping::run(g).await,
         Command::Attach(c) => attach::run(g, c).await,
         Command::Mount(c) => mount::run(g, c).await,
+        Command::Image(c) => image::run(g, c).await,
         Command::Run(a) => container::run(g, a).await,
         Command::Ps(a) => container::ps(g, a).await,
         Command::Inspect(a) => container::inspect(g, a).await,
@@ -41,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// Modules imagebusd serves: a call to one of them that no server announces fails fast
 /// (see `imagebus_bus::presence`); other modules (Go peers) wait for `--timeout`.
-pub const IMAGEBUSD_MODULES: &[&str] = &["imagebus", "attach", "mount", "container"];
+pub const IMAGEBUSD_MODULES: &[&str] = &["imagebus", "attach", "mount", "container", "image"];
 
 /// A client for the resolved broker with the `--timeout` deadline, failing fast on
 /// imagebusd modules that no server serves.

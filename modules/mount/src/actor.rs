@@ -24,6 +24,7 @@ use crate::validate;
 use imagebus_bus::RemoteError;
 use imagebus_host::{Host, Key, Limits};
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::{MountInfo, MountModule, MountSpec};
 use imagebus_schema::{Holder, Selector};
 use std::future::Future;
@@ -65,12 +66,27 @@ pub async fn spawn(
     stop: CancellationToken,
     limits: Limits,
 ) -> Result<Spawned, MountError> {
+    spawn_with_images(cfg, sys, attach, None, stop, limits).await
+}
+
+/// [`spawn`] with an image store, so `stored` sources can be mounted (without one they
+/// answer `Unavailable`). Start-up reconciliation also releases the images held by mounts
+/// that no longer exist.
+pub async fn spawn_with_images(
+    cfg: MountConfig,
+    sys: MountSys,
+    attach: Arc<dyn AttachModule>,
+    image: Option<Arc<dyn ImageModule>>,
+    stop: CancellationToken,
+    limits: Limits,
+) -> Result<Spawned, MountError> {
     cfg.validate()?;
     let (store, db) = Store::load(&cfg, &sys).await?;
     let ctx = Arc::new(Ctx {
         cfg,
         sys,
         attach,
+        image,
         store,
     });
     let (state, report) = reconcile::run(ctx.clone(), State::new(db)).await?;

@@ -54,6 +54,9 @@ pub enum MountError {
     /// The attach module refused or failed; its code is kept.
     #[error("attach module: {}", .0.message)]
     Attach(RemoteError),
+    /// The image store refused or failed; its code is kept.
+    #[error("image store: {0}")]
+    Image(RemoteError),
     /// The kernel refused a mount.
     #[error("mounting {target:?}")]
     Kernel {
@@ -134,7 +137,7 @@ impl MountError {
             | MountError::UndetectedFs(_)
             | MountError::MissingPath(_)
             | MountError::Escapes { .. } => ErrorCode::InvalidArgument,
-            MountError::Attach(remote) => remote.code,
+            MountError::Attach(remote) | MountError::Image(remote) => remote.code,
             MountError::Kernel { source, .. } => kernel_code(source),
             MountError::Stopped | MountError::Crashed(_) => ErrorCode::Unavailable,
             MountError::Timeout(_) => ErrorCode::Timeout,

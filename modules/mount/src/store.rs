@@ -92,6 +92,10 @@ pub struct MountRecord {
     /// Mounts this one holds as `Holder::Mount(id)` (overlay lowers, bind base).
     #[serde(default)]
     pub children: Vec<u64>,
+    /// The digest of the image-store image under a `stored` mount; we hold it as
+    /// `Holder::Mount(id)`.
+    #[serde(default)]
+    pub image: Option<String>,
     /// Who holds this mount.
     pub holders: BTreeSet<Holder>,
     /// Overlay directories.
@@ -282,6 +286,7 @@ mod tests {
                 read_only: false,
                 attachment: None,
                 children: vec![2, 3],
+                image: None,
                 holders: BTreeSet::from([Holder::User, Holder::Container(4)]),
                 overlay: Some(OverlayDirs {
                     upper: "/u".into(),

@@ -1379,3 +1379,5 @@ async fn a_release_dropping_a_holder_added_by_a_failed_create_collects_the_mount
     rig.assert_nothing_left();
     assert!(h.list().await.unwrap().is_empty());
 }
+
+mod stored;

@@ -8,7 +8,7 @@ use crate::config::has_overlay_unsafe_chars;
 use crate::engine::State;
 use crate::error::MountError;
 use imagebus_schema::attach::{AttachRef, AttachSource};
-use imagebus_schema::common::{no_nul_path, validate_name};
+use imagebus_schema::common::{no_nul, no_nul_path, validate_name};
 use imagebus_schema::mount::{MountRef, MountSource, MountSpec};
 use imagebus_sys::fsdetect::FsType;
 use imagebus_sys::mount::MountFlag;
@@ -70,7 +70,7 @@ pub(crate) fn names(spec: &MountSpec) -> Vec<String> {
         }
         out.extend(spec.name.iter().cloned());
         let refs: Vec<&MountRef> = match &spec.source {
-            MountSource::Image(_) => Vec::new(),
+            MountSource::Image(_) | MountSource::Stored(_) => Vec::new(),
             MountSource::Overlay(ov) => ov.lowers.iter().collect(),
             MountSource::Bind(b) => b.base.iter().map(|b| &**b).collect(),
         };
@@ -120,6 +120,19 @@ fn spec_ok(spec: &MountSpec, db: &State, walk: &mut Plan, depth: usize) -> Resul
                     AttachSource::Rbd(_) => Ok(()),
                 }
                 .map_err(MountError::Invalid)?;
+            }
+        }
+        MountSource::Stored(st) => {
+            if st.image.is_empty() || st.image.len() > 512 {
+                return Err(MountError::Invalid(
+                    "a stored image reference must be 1 to 512 characters long".into(),
+                ));
+            }
+            no_nul("image", &st.image).map_err(MountError::Invalid)?;
+            if let Some(bad) = st.options.iter().find(|o| !option_allowed(o)) {
+                return Err(MountError::Invalid(format!(
+                    "mount option {bad:?} is not allowed"
+                )));
             }
         }
         MountSource::Overlay(ov) => {

@@ -81,6 +81,7 @@ pub(crate) async fn build(m: &mut Build<'_>, id: u64, b: &BindMount) -> Result<B
         attachment: None,
         children,
         overlay: None,
+        image: None,
     })
 }
 

@@ -107,6 +107,7 @@ pub(crate) async fn build(
         attachment: Some(att.id),
         children: Vec::new(),
         overlay: None,
+        image: None,
     })
 }
 

@@ -4,6 +4,7 @@
 pub(crate) mod bind;
 pub(crate) mod image;
 pub(crate) mod overlay;
+pub(crate) mod stored;
 
 use crate::store::{Kind, OverlayDirs};
 use std::path::PathBuf;
@@ -18,4 +19,6 @@ pub(crate) struct Built {
     pub attachment: Option<u64>,
     pub children: Vec<u64>,
     pub overlay: Option<OverlayDirs>,
+    /// The image-store image held (stored mounts).
+    pub image: Option<String>,
 }

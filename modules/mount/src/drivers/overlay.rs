@@ -143,6 +143,7 @@ pub(crate) async fn build(
         attachment: None,
         children,
         overlay: Some(dirs),
+        image: None,
     })
 }
 

@@ -15,7 +15,7 @@
 //! through the release cascade, records in steps), then a step drops the pending ids and
 //! the reservations.
 
-use crate::drivers::{bind, image, overlay, Built};
+use crate::drivers::{bind, image, overlay, stored, Built};
 use crate::engine::remove;
 use crate::engine::{Job, Phase, State};
 use crate::error::MountError;
@@ -39,6 +39,8 @@ pub(crate) enum Undo {
     Unmount(PathBuf),
     /// Give back an attachment reference.
     ReleaseAttach(u64, Holder),
+    /// Give back an image-store image (by digest).
+    ReleaseImage(String, Holder),
     /// Take back a holder we added to an existing mount (collecting it if that was the
     /// last one by now).
     DropHolder(u64, Holder),
@@ -151,6 +153,7 @@ impl Build<'_> {
             MountSource::Image(img) => image::build(self, id, img).await?,
             MountSource::Overlay(ov) => overlay::build(self, id, ov).await?,
             MountSource::Bind(b) => bind::build(self, id, b).await?,
+            MountSource::Stored(s) => stored::build(self, id, s).await?,
         };
         let record = MountRecord {
             id,
@@ -162,6 +165,7 @@ impl Build<'_> {
             read_only: built.read_only,
             attachment: built.attachment,
             children: built.children,
+            image: built.image,
             holders: BTreeSet::from([holder]),
             overlay: built.overlay,
             created_at: now(),
@@ -277,6 +281,10 @@ async fn undo(job: &Job, step: &Undo) -> Result<(), MountError> {
             job.cleanup(move |a| async move { a.release(att, holder).await })
                 .await
                 .map_err(MountError::Attach)
+        }
+        Undo::ReleaseImage(digest, holder) => {
+            let (digest, holder) = (digest.clone(), holder.clone());
+            job.release_image(digest, holder).await
         }
         Undo::Unmount(path) => {
             let path = path.clone();

@@ -29,6 +29,7 @@ use crate::store::{Db, MountRecord, Snapshot, Store};
 use imagebus_bus::RemoteError;
 use imagebus_host::Host;
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::MountInfo;
 use imagebus_schema::{Holder, Selector};
 use std::collections::{BTreeMap, BTreeSet};
@@ -185,6 +186,8 @@ pub(crate) struct Ctx {
     pub(crate) cfg: MountConfig,
     pub(crate) sys: MountSys,
     pub(crate) attach: Arc<dyn AttachModule>,
+    /// The image store, for `stored` mounts (`None`: they are refused).
+    pub(crate) image: Option<Arc<dyn ImageModule>>,
     pub(crate) store: Store,
 }
 
@@ -259,6 +262,28 @@ impl Job {
         Fut: Future<Output = Result<T, RemoteError>>,
     {
         imagebus_bus::deadline::unbounded(f(self.ctx.attach.clone())).await
+    }
+
+    /// The image store, or `Unavailable` when this mount actor has none.
+    pub(crate) fn images(&self) -> Result<Arc<dyn ImageModule>, MountError> {
+        self.ctx.image.clone().ok_or_else(|| {
+            MountError::Image(RemoteError::unavailable(
+                "this mount actor has no image store".to_string(),
+            ))
+        })
+    }
+
+    /// Releases an image-store image held by `holder`, outside the caller's deadline (as
+    /// [`Job::cleanup`]).
+    pub(crate) async fn release_image(
+        &self,
+        digest: String,
+        holder: Holder,
+    ) -> Result<(), MountError> {
+        let images = self.images()?;
+        imagebus_bus::deadline::unbounded(images.release(digest, holder))
+            .await
+            .map_err(MountError::Image)
     }
 
     /// Takes a snapshot in a step and makes it durable (see `store.rs`).

@@ -9,7 +9,8 @@
 //! 3. holders `mount:N` for unknown N are dropped (collecting what becomes unheld);
 //! 4. mounts under `<run_dir>/mounts/` that no record owns are lazily unmounted, and
 //!    directories under `mounts/` and `overlays/` that no record owns are removed;
-//! 5. attachments held by `mount:N` for unknown N are released through the attach module;
+//! 5. attachments held by `mount:N` for unknown N are released through the attach module,
+//!    and so are image-store images (when the actor has an image store);
 //! 6. the id counter is raised past every id seen in traces, so ids are never reused.
 
 use crate::engine::{remove, Access, Ctx, Job, State};
@@ -36,6 +37,8 @@ pub struct ReconcileReport {
     pub orphan_dirs: Vec<PathBuf>,
     /// `(attachment, mount)`: attachments held by unknown mounts, released.
     pub released_attachments: Vec<(u64, u64)>,
+    /// `(image digest, mount)`: image-store images held by unknown mounts, released.
+    pub released_images: Vec<(String, u64)>,
     /// Steps that failed (reconciliation goes on; the next start-up retries).
     pub errors: Vec<String>,
 }
@@ -88,6 +91,7 @@ async fn reconcile(job: &Job) -> Result<ReconcileReport, MountError> {
     orphan_mounts(job, &table, &mut pass).await?;
     orphan_dirs(job, &mut pass).await?;
     orphan_attachments(job, &mut pass).await?;
+    orphan_images(job, &mut pass).await?;
     let max_seen = pass.max_seen;
     // 6: ids are never reused.
     let count = job
@@ -293,6 +297,57 @@ async fn orphan_attachments(job: &Job, pass: &mut Pass) -> Result<(), MountError
                     .report
                     .errors
                     .push(format!("releasing attachment {} of mount {n}: {e}", att.id)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long start-up waits for the image store's list.
+const IMAGE_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// 5b: image-store images held by mounts we do not know (or that hold another image).
+async fn orphan_images(job: &Job, pass: &mut Pass) -> Result<(), MountError> {
+    let Ok(images) = job.images() else {
+        return Ok(());
+    };
+    // Bounded: in a split deployment the image store may not be up (or not deployed);
+    // the next start-up retries.
+    let list = match tokio::time::timeout(IMAGE_LIST_WAIT, images.list()).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) => {
+            pass.report.errors.push(format!("listing images: {e}"));
+            return Ok(());
+        }
+        Err(_) => {
+            pass.report.errors.push(format!(
+                "listing images: no answer within {IMAGE_LIST_WAIT:?}"
+            ));
+            return Ok(());
+        }
+    };
+    let owned: Vec<(u64, Option<String>)> = job
+        .step(|st: &mut State| {
+            st.db
+                .mounts
+                .values()
+                .map(|r| (r.id, r.image.clone()))
+                .collect()
+        })
+        .await?;
+    for img in list {
+        for holder in &img.holders {
+            let Holder::Mount(n) = holder else { continue };
+            if owned.contains(&(*n, Some(img.digest.clone()))) {
+                continue;
+            }
+            pass.max_seen = pass.max_seen.max(*n);
+            match images.release(img.digest.clone(), holder.clone()).await {
+                Ok(()) => pass.report.released_images.push((img.digest.clone(), *n)),
+                Err(e) => pass
+                    .report
+                    .errors
+                    .push(format!("releasing image {} of mount {n}: {e}", img.digest)),
             }
         }
     }

@@ -167,5 +167,10 @@ async fn collect_one(job: &Job, id: u64) -> Result<Vec<u64>, MountError> {
             tracing::warn!(id, attachment = att, error = %e, "releasing attachment");
         }
     }
+    if let Some(digest) = rec.image.clone() {
+        if let Err(e) = job.release_image(digest, Holder::Mount(id)).await {
+            tracing::warn!(id, image = ?rec.image, error = %e, "releasing image");
+        }
+    }
     Ok(next)
 }
