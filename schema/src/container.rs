@@ -242,6 +242,29 @@ pub struct ContainerSpec {
     /// Milliseconds between the stop signal and SIGKILL (default 10 000).
     #[serde(default)]
     pub stop_timeout_ms: Option<u64>,
+    /// An OCI runtime-spec `config.json` document merged onto the generated one (see
+    /// [`OciConfig`]). Absent on the wire when `None`, so older peers see no new field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciConfig>,
+}
+
+/// An OCI runtime-spec `config.json` document (a JSON object, or the same as a msgpack
+/// map), merged by the container module onto the configuration it generates. Which fields
+/// are honoured and which are refused (`InvalidArgument` naming the field) is listed in
+/// `docs/container.md`; `root.path` is always replaced by the container's mount. Its
+/// `process.env` is kept and returned like [`ContainerSpec::env`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OciConfig(pub serde_json::Map<String, serde_json::Value>);
+
+impl OciConfig {
+    /// The `process.args` of the document, if it has them as an array of strings.
+    pub fn args(&self) -> Option<Vec<String>> {
+        let args = self.0.get("process")?.get("args")?.as_array()?;
+        args.iter()
+            .map(|a| a.as_str().map(str::to_string))
+            .collect()
+    }
 }
 
 impl ContainerSpec {
@@ -276,6 +299,7 @@ impl ContainerSpec {
             capabilities: CapabilityChanges::default(),
             stop_signal: None,
             stop_timeout_ms: None,
+            oci: None,
         }
     }
 }
@@ -574,5 +598,44 @@ mod tests {
         assert!(
             serde_json::from_str::<ContainerSpec>(r#"{"mount":{"existing":{"id":1}}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn the_oci_field_is_optional_on_the_wire_and_round_trips() {
+        // A payload without the field (an older client, a zos caller) still decodes,
+        // and a spec without it is encoded without it (an older daemon accepts it).
+        let plain = ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        );
+        let packed = rmp_serde::to_vec_named(&plain).unwrap();
+        let keys: rmpv::Value = rmp_serde::from_slice(&packed).unwrap();
+        let keys: Vec<String> = keys
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap().to_string())
+            .collect();
+        assert!(!keys.contains(&"oci".to_string()), "{keys:?}");
+        assert_eq!(
+            rmp_serde::from_slice::<ContainerSpec>(&packed).unwrap(),
+            plain
+        );
+        let with: ContainerSpec = serde_json::from_str(
+            r#"{"mount":{"existing":{"id":1}},"command":"x",
+                "oci":{"process":{"env":["A=1"],"rlimits":[{"type":"RLIMIT_NOFILE","hard":5,"soft":5}]},
+                       "linux":{"sysctl":{"kernel.msgmax":"9"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(with.oci.as_ref().unwrap().args(), None);
+        let packed = rmp_serde::to_vec_named(&with).unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<ContainerSpec>(&packed).unwrap(),
+            with
+        );
+        assert!(serde_json::from_str::<ContainerSpec>(
+            r#"{"mount":{"existing":{"id":1}},"command":"x","oci":[1]}"#
+        )
+        .is_err());
     }
 }

@@ -5,6 +5,7 @@ use crate::error::ContainerError;
 use imagebus_schema::common::validate_name;
 use imagebus_schema::container::{ContainerSpec, Network, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS};
 use imagebus_sys::ns::NetNamespaces;
+use imagebus_sys::oci::overlay::{self, Overlay};
 use imagebus_sys::oci::{self, BindConfig, BundleConfig, NetworkMode, CPU_PERIOD_US};
 use imagebus_sys::runtime::RuntimeError;
 use imagebus_sys::signal;
@@ -40,6 +41,8 @@ pub struct Prepared {
     pub stop_signal: i32,
     /// Stop grace period.
     pub stop_timeout_ms: u64,
+    /// The checked `oci` document, merged onto the generated spec.
+    pub overlay: Option<Overlay>,
 }
 
 impl Prepared {
@@ -62,7 +65,8 @@ fn plain_absolute(p: &Path) -> bool {
 
 /// Checks `spec` and resolves what it names: (1) names, (2) command, (3) environment,
 /// (4) working directory and hostname, (5) network, (6) binds, (7) resource limits,
-/// (8) capabilities, (9) stop signal and timeout. Blocking: it looks at bind sources and
+/// (8) capabilities, (9) stop signal and timeout, (10) the `oci` document, whose args,
+/// env, cwd, hostname and user win over the spec's. Blocking: it looks at bind sources and
 /// network namespaces. `bounding` is the daemon's capability bounding set.
 pub fn prepare(
     spec: &ContainerSpec,
@@ -70,21 +74,36 @@ pub fn prepare(
     bounding: u64,
 ) -> Result<Prepared, ContainerError> {
     check_names(spec)?;
-    let args = command(spec)?;
-    let env = environment(spec)?;
-    let cwd = working_dir(spec)?;
-    check_hostname(spec)?;
+    let overlay = oci_document(spec, bounding)?;
+    let o = overlay.as_ref();
+    let args = match o.and_then(|o| o.args.clone()) {
+        Some(args) => args,
+        None => command(spec)?,
+    };
+    let mut env = environment(spec)?;
+    if let Some(extra) = o.and_then(|o| o.env.as_ref()) {
+        merge_env(&mut env, extra);
+    }
+    let cwd = plain_dir(
+        o.and_then(|o| o.cwd.clone())
+            .or_else(|| spec.working_dir.clone()),
+    )?;
+    let hostname = o
+        .and_then(|o| o.hostname.clone())
+        .or_else(|| spec.hostname.clone());
+    check_hostname(hostname.as_deref())?;
     let network = network(spec, netns)?;
     let binds = binds(spec)?;
     let (cpu_quota_us, memory_limit) = resources(spec)?;
     let capabilities = capabilities(spec, bounding)?;
     let stop_signal = stop_signal(spec)?;
+    let user = o.and_then(|o| o.user).or(spec.user.map(|u| (u.uid, u.gid)));
     Ok(Prepared {
         args,
         env,
         cwd,
-        hostname: spec.hostname.clone(),
-        user: spec.user.map(|u| (u.uid, u.gid)).unwrap_or((0, 0)),
+        hostname,
+        user: user.unwrap_or((0, 0)),
         network,
         binds,
         cpu_quota_us,
@@ -92,7 +111,31 @@ pub fn prepare(
         capabilities,
         stop_signal,
         stop_timeout_ms: spec.stop_timeout_ms.unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
+        overlay,
     })
+}
+
+/// Step 10: the `oci` document, checked field by field (`InvalidArgument` naming a field
+/// that is refused or unknown; `NotFound` for a missing bind source).
+fn oci_document(spec: &ContainerSpec, bounding: u64) -> Result<Option<Overlay>, ContainerError> {
+    let Some(doc) = &spec.oci else {
+        return Ok(None);
+    };
+    overlay::check(&doc.0, bounding)
+        .map(Some)
+        .map_err(|e| match e {
+            RuntimeError::NotFound(m) => ContainerError::Missing(m),
+            other => invalid(other.to_string()),
+        })
+}
+
+/// The `oci` document's entries replace the spec's of the same key; the rest are added.
+fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+    for e in extra {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
 }
 
 /// Step 1: the name and group are valid names (pure: done before the name is reserved).
@@ -137,8 +180,8 @@ fn environment(spec: &ContainerSpec) -> Result<Vec<String>, ContainerError> {
 }
 
 /// Step 4a: an absolute working directory without `..` (default `/`).
-fn working_dir(spec: &ContainerSpec) -> Result<String, ContainerError> {
-    let cwd = spec.working_dir.clone().unwrap_or_else(|| "/".into());
+fn plain_dir(dir: Option<String>) -> Result<String, ContainerError> {
+    let cwd = dir.unwrap_or_else(|| "/".into());
     if !plain_absolute(Path::new(&cwd)) {
         return Err(invalid(format!(
             "working directory {cwd:?} must be absolute without '..'"
@@ -148,8 +191,8 @@ fn working_dir(spec: &ContainerSpec) -> Result<String, ContainerError> {
 }
 
 /// Step 4b: a hostname of 1-64 characters of A-Z a-z 0-9 - . if given.
-fn check_hostname(spec: &ContainerSpec) -> Result<(), ContainerError> {
-    if let Some(h) = &spec.hostname {
+fn check_hostname(hostname: Option<&str>) -> Result<(), ContainerError> {
+    if let Some(h) = hostname {
         let ok = !h.is_empty()
             && h.len() <= 64
             && h.chars()
@@ -277,6 +320,7 @@ pub fn bundle_config(
         capabilities: p.capabilities.clone(),
         cgroups_path,
         annotations: vec![("org.imagebus.container.id".into(), id.to_string())],
+        overlay: p.overlay.clone(),
     }
 }
 
@@ -383,5 +427,43 @@ mod tests {
         assert_eq!(p.network, NetworkMode::Join("/var/run/netns/blue".into()));
         let b = bundle_config(&p, &s, 4, "/r".into(), "/imagebus/ib-4".into());
         assert_eq!(b.hostname, "c4");
+    }
+
+    #[test]
+    fn the_oci_document_wins_and_a_refused_field_is_named() {
+        let mut s = spec("sleep 1");
+        s.env = vec!["A=spec".into(), "B=spec".into()];
+        s.working_dir = Some("/spec".into());
+        s.oci = serde_json::from_value(serde_json::json!({
+            "process": {"args": ["/bin/app"], "env": ["A=oci"], "cwd": "/oci",
+                        "user": {"uid": 7, "gid": 8}},
+            "hostname": "from-oci",
+        }))
+        .unwrap();
+        let p = prepare(&s, &netns(), u64::MAX).unwrap();
+        assert_eq!(p.args, ["/bin/app"]);
+        assert_eq!(
+            p.env,
+            ["B=spec", &format!("PATH={DEFAULT_PATH}"), "A=oci"].map(String::from)
+        );
+        assert_eq!((p.cwd.as_str(), p.user), ("/oci", (7, 8)));
+        let b = bundle_config(&p, &s, 4, "/r".into(), "/imagebus/ib-4".into());
+        assert_eq!(b.hostname, "from-oci");
+        assert!(b.overlay.is_some());
+        for (doc, field) in [
+            (serde_json::json!({"hooks": {}}), "hooks"),
+            (
+                serde_json::json!({"process": {"cwd": "rel"}}),
+                "working directory",
+            ),
+            (serde_json::json!({"hostname": "bad host"}), "hostname"),
+        ] {
+            s.oci = serde_json::from_value(doc).unwrap();
+            let e = prepare(&s, &netns(), u64::MAX).unwrap_err();
+            assert!(
+                matches!(&e, ContainerError::Invalid(m) if m.contains(field)),
+                "{e}"
+            );
+        }
     }
 }
