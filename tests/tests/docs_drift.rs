@@ -362,3 +362,20 @@ fn mount_md_lists_every_field_of_mount_info() {
         json_keys(&info)
     );
 }
+
+#[test]
+fn container_md_lists_the_oci_fields_honoured_and_refused() {
+    use imagebus_sys::oci::overlay::{HONOURED, REJECTED};
+    let md = doc("container.md");
+    assert_eq!(
+        table_keys(&md, "honoured field"),
+        set(&HONOURED),
+        "docs/container.md's honoured oci fields vs overlay::HONOURED"
+    );
+    let refused: Vec<&str> = REJECTED.iter().map(|(f, _)| *f).collect();
+    assert_eq!(
+        table_keys(&md, "refused field"),
+        set(&refused),
+        "docs/container.md's refused oci fields vs overlay::REJECTED"
+    );
+}
