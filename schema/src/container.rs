@@ -246,6 +246,90 @@ pub struct ContainerSpec {
     /// [`OciConfig`]). Absent on the wire when `None`, so older peers see no new field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<OciConfig>,
+    /// What happens when the init exits on its own (default: nothing). Absent on the wire
+    /// when it is the default.
+    #[serde(default, skip_serializing_if = "RestartSpec::is_default")]
+    pub restart: RestartSpec,
+}
+
+/// When a container whose init exited on its own is run again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (the default).
+    #[default]
+    No,
+    /// When the init failed: a non-zero exit code, death by a signal, or an unknown end.
+    OnFailure,
+    /// Whatever the exit code.
+    Always,
+}
+
+impl RestartPolicy {
+    /// `no`, `on-failure` or `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+}
+
+/// A restart policy. Request type.
+///
+/// msgpack/JSON form: `{"policy": "on-failure", "max_retries": 2}`. Restarts are delayed
+/// by an exponential backoff with a cap; a run that stays up for a stable period resets
+/// the backoff and the retry budget. A `Stop` or `Delete` never leads to a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// `no` (default), `on-failure` or `always`.
+    #[serde(default)]
+    pub policy: RestartPolicy,
+    /// At most this many restarts in a row (runs shorter than the stable period); `None`:
+    /// no limit. Not with `no`.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+}
+
+impl RestartSpec {
+    /// Whether this is `no` with no limit (what an absent field means).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Parses `no`, `always`, `always:N`, `on-failure` or `on-failure:N`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (name, max) = match s.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (s, None),
+        };
+        let policy = match name {
+            "no" => RestartPolicy::No,
+            "on-failure" => RestartPolicy::OnFailure,
+            "always" => RestartPolicy::Always,
+            _ => {
+                return Err(format!(
+                    "restart policy {s:?}: use no, on-failure[:N] or always[:N]"
+                ))
+            }
+        };
+        let max_retries = match max {
+            None => None,
+            Some(_) if policy == RestartPolicy::No => {
+                return Err(format!("restart policy {s:?}: no takes no count"))
+            }
+            Some(m) => Some(
+                m.parse()
+                    .map_err(|_| format!("restart policy {s:?}: bad count {m:?}"))?,
+            ),
+        };
+        Ok(Self {
+            policy,
+            max_retries,
+        })
+    }
 }
 
 /// An OCI runtime-spec `config.json` document (a JSON object, or the same as a msgpack
@@ -300,6 +384,7 @@ impl ContainerSpec {
             stop_signal: None,
             stop_timeout_ms: None,
             oci: None,
+            restart: RestartSpec::default(),
         }
     }
 }
@@ -378,6 +463,9 @@ pub struct ContainerInfo {
     /// Last exit time.
     #[serde(default)]
     pub finished_at_ms: Option<u64>,
+    /// How many times the restart policy has run the container again.
+    #[serde(default)]
+    pub restart_count: u32,
     /// The spec it was created from (with inline mounts as given).
     pub spec: ContainerSpec,
 }
@@ -635,6 +723,39 @@ mod tests {
         );
         assert!(serde_json::from_str::<ContainerSpec>(
             r#"{"mount":{"existing":{"id":1}},"command":"x","oci":[1]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn restart_specs_parse_and_stay_off_the_wire_by_default() {
+        let p = |s: &str| RestartSpec::parse(s);
+        assert_eq!(p("no").unwrap(), RestartSpec::default());
+        assert_eq!(
+            p("on-failure:2").unwrap(),
+            RestartSpec {
+                policy: RestartPolicy::OnFailure,
+                max_retries: Some(2)
+            }
+        );
+        assert_eq!(p("always").unwrap().policy, RestartPolicy::Always);
+        for bad in ["sometimes", "no:3", "on-failure:x", "always:-1"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        let wire: ContainerSpec = serde_json::from_str(
+            r#"{"mount":{"existing":{"id":1}},"command":"x",
+                "restart":{"policy":"on-failure","max_retries":2}}"#,
+        )
+        .unwrap();
+        assert_eq!(wire.restart, p("on-failure:2").unwrap());
+        let json = serde_json::to_value(ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        ))
+        .unwrap();
+        assert!(json.get("restart").is_none(), "{json}");
+        assert!(serde_json::from_str::<ContainerSpec>(
+            r#"{"mount":{"existing":{"id":1}},"command":"x","restart":{"policy":"sometimes"}}"#
         )
         .is_err());
     }

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// field); its `process.args` are the command when none is given.
     #[arg(long = "oci-config", value_name = "FILE", conflicts_with = "bundle")]
     pub oci_config: Option<PathBuf>,
+    /// Restart policy: `no` (default), `on-failure[:N]` or `always[:N]` (N: restarts in a
+    /// row at most).
+    #[arg(long, value_name = "POLICY", value_parser = imagebus_schema::container::RestartSpec::parse)]
+    pub restart: Option<imagebus_schema::container::RestartSpec>,
     /// A runc bundle: `DIR/rootfs` (bind-mounted) is the root filesystem and
     /// `DIR/config.json` is merged like --oci-config.
     #[arg(long, value_name = "DIR")]

@@ -109,6 +109,7 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
             .stop_timeout
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         oci: None,
+        restart: a.restart.unwrap_or_default(),
     };
     super::container_oci::apply(&mut spec, a)?;
     Ok(spec)

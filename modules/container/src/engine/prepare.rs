@@ -3,7 +3,9 @@
 
 use crate::error::ContainerError;
 use imagebus_schema::common::validate_name;
-use imagebus_schema::container::{ContainerSpec, Network, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS};
+use imagebus_schema::container::{
+    ContainerSpec, Network, RestartPolicy, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS,
+};
 use imagebus_sys::ns::NetNamespaces;
 use imagebus_sys::oci::overlay::{self, Overlay};
 use imagebus_sys::oci::{self, BindConfig, BundleConfig, NetworkMode, CPU_PERIOD_US};
@@ -66,7 +68,7 @@ fn plain_absolute(p: &Path) -> bool {
 /// Checks `spec` and resolves what it names: (1) names, (2) command, (3) environment,
 /// (4) working directory and hostname, (5) network, (6) binds, (7) resource limits,
 /// (8) capabilities, (9) stop signal and timeout, (10) the `oci` document, whose args,
-/// env, cwd, hostname and user win over the spec's. Blocking: it looks at bind sources and
+/// env, cwd, hostname and user win over the spec's, (11) the restart policy. Blocking: it looks at bind sources and
 /// network namespaces. `bounding` is the daemon's capability bounding set.
 pub fn prepare(
     spec: &ContainerSpec,
@@ -97,6 +99,7 @@ pub fn prepare(
     let (cpu_quota_us, memory_limit) = resources(spec)?;
     let capabilities = capabilities(spec, bounding)?;
     let stop_signal = stop_signal(spec)?;
+    check_restart(spec)?;
     let user = o.and_then(|o| o.user).or(spec.user.map(|u| (u.uid, u.gid)));
     Ok(Prepared {
         args,
@@ -127,6 +130,17 @@ fn oci_document(spec: &ContainerSpec, bounding: u64) -> Result<Option<Overlay>, 
             RuntimeError::NotFound(m) => ContainerError::Missing(m),
             other => invalid(other.to_string()),
         })
+}
+
+/// Step 11: `max_retries` only with a policy that restarts.
+fn check_restart(spec: &ContainerSpec) -> Result<(), ContainerError> {
+    let r = spec.restart;
+    if r.policy == RestartPolicy::No && r.max_retries.is_some() {
+        return Err(invalid(
+            "restart: max_retries needs the on-failure or always policy",
+        ));
+    }
+    Ok(())
 }
 
 /// The `oci` document's entries replace the spec's of the same key; the rest are added.
