@@ -1,7 +1,8 @@
-//! `imagebus run --oci-config FILE` and `--bundle DIR` against a real imagebusd with real
-//! runc: every honoured field of the OCI document is observed from inside the running
-//! container, a runc bundle runs, and a refused field is `InvalidArgument` leaving nothing
-//! behind. Root.
+//! `imagebus run --oci-config FILE`, `--bundle DIR` and `--restart` against a real
+//! imagebusd with real runc: every honoured field of the OCI document is observed from
+//! inside the running container, a runc bundle runs, a refused field is `InvalidArgument`
+//! leaving nothing behind, and a restart policy given on the command line is applied.
+//! Root.
 
 use imagebus_tests::daemon::{wait_until, Daemon};
 use imagebus_tests::image::{busybox_rootfs, busybox_squashfs};
@@ -274,4 +275,43 @@ fn a_refused_field_is_invalid_argument_and_leaves_nothing() {
         );
         n.assert_clean();
     }
+}
+
+#[test]
+fn run_restart_on_failure_is_applied_and_a_bad_policy_is_a_usage_error() {
+    let n = Node::start();
+    n.ok(&[
+        "run",
+        "--name",
+        "crash",
+        "--restart",
+        "on-failure:1",
+        "--image",
+        n.image(),
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let mut info = json!(null);
+    let settled = wait_until(Duration::from_secs(20), || {
+        info = n.json(&["inspect", "crash"]);
+        info["state"] == "exited" && info["restart_count"] == 1
+    });
+    assert!(settled, "{info}");
+    assert_eq!(
+        info["spec"]["restart"],
+        json!({"policy": "on-failure", "max_retries": 1})
+    );
+    let bad = n.daemon.cli(&[
+        "run",
+        "--restart",
+        "sometimes",
+        "--image",
+        n.image(),
+        "true",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    n.ok(&["rm", "crash"]);
+    n.assert_clean();
 }
