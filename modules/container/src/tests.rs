@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+mod restart;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `cond` until it holds, for at most [`WAIT`].
