@@ -315,3 +315,46 @@ fn run_restart_on_failure_is_applied_and_a_bad_policy_is_a_usage_error() {
     n.ok(&["rm", "crash"]);
     n.assert_clean();
 }
+
+#[test]
+fn a_restarted_daemon_restarts_a_crash_that_happened_while_it_was_down() {
+    let mut n = Node::start();
+    let ctl = n.scratch.path().join("ctl");
+    std::fs::create_dir(&ctl).unwrap();
+    let bind = format!("{}:/ctl", ctl.display());
+    n.ok(&[
+        "run",
+        "--name",
+        "sup",
+        "--restart",
+        "on-failure:3",
+        "--stop-signal",
+        "KILL",
+        "--bind",
+        &bind,
+        "--image",
+        n.image(),
+        "--",
+        "sh",
+        "-c",
+        "echo up; while [ ! -e /ctl/crash ]; do sleep 0.1; done; rm /ctl/crash; exit 4",
+    ]);
+    n.log_with("sup", "up");
+    n.daemon.kill9();
+    // The init sees the file, removes it and exits 4 while no daemon runs.
+    std::fs::write(ctl.join("crash"), "").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !ctl.join("crash").exists()),
+        "the init never saw the crash file"
+    );
+    n.daemon.restart();
+    let mut info = json!(null);
+    let restarted = wait_until(Duration::from_secs(20), || {
+        info = n.json(&["inspect", "sup"]);
+        info["state"] == "running" && info["restart_count"] == 1
+    });
+    assert!(restarted, "{info}");
+    assert_eq!(info["spec"]["restart"]["policy"], "on-failure");
+    n.ok(&["--timeout", "20s", "rm", "--force", "sup"]);
+    n.assert_clean();
+}
