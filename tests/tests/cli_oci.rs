@@ -110,6 +110,8 @@ echo "mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
 echo "msgmax=$(cat /proc/sys/kernel/msgmax)"
 echo "cpuinfo=[$(cat /proc/cpuinfo)]"
 echo "etcmount=$(grep ' /etc ' /proc/self/mountinfo)"
+echo "mkdir=$(mkdir /tmp/x 2>&1)"
+echo "netdevs=$(grep -c : /proc/net/dev)"
 echo done
 exec sleep 1000
 "#;
@@ -145,6 +147,11 @@ fn oci_config_sets_every_honoured_field_seen_from_inside() {
                 "sysctl": {"kernel.msgmax": "12345"},
                 "maskedPaths": ["/proc/cpuinfo"],
                 "readonlyPaths": ["/etc"],
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"},
+                               {"type": "mount"}, {"type": "network"}],
+                "seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                            "syscalls": [{"names": ["mkdir", "mkdirat"],
+                                          "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]},
             },
         }),
     );
@@ -184,6 +191,13 @@ fn oci_config_sets_every_honoured_field_seen_from_inside() {
         value(&log, "etcmount").contains(" ro"),
         "read-only path: {log}"
     );
+    // seccomp: EPERM from the filter (the directory's permissions would give EACCES).
+    assert!(
+        value(&log, "mkdir").contains("Operation not permitted"),
+        "{log}"
+    );
+    // The namespaces replaced ours: a network namespace of its own, with only loopback.
+    assert_eq!(value(&log, "netdevs"), "1", "{log}");
     // What Get reports: the command that runs, and the document as given.
     let info = n.json(&["inspect", "probe"]);
     assert_eq!(info["command"][0], "sh");
