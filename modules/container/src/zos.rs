@@ -266,11 +266,9 @@ impl ZosContainerModule for ContainerHandle {
             Err(e) if e.code == imagebus_bus::ErrorCode::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        if matches!(
-            info.state,
-            ContainerState::Running | ContainerState::Created
-        ) {
-            // Sends SIGTERM now; the SIGKILL fallback fires in the background.
+        // Running or created: SIGTERM now, the SIGKILL fallback in the background. Exited
+        // with a restart pending: the restart is cancelled. Stopping: left to its stop.
+        if info.state != ContainerState::Stopping {
             match engine::stop::signal(self.engine(), info.id).await {
                 Ok(()) => {}
                 Err(ContainerError::NotFound(_)) => return Ok(()),

@@ -65,3 +65,28 @@ async fn a_crash_is_restarted_by_policy_and_a_stop_cancels_a_pending_restart() {
     assert_eq!((now.state, now.restart_count), (ContainerState::Exited, 1));
     h.delete(Selector::Id(1), false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zos_signal_delete_cancels_a_pending_restart() {
+    use imagebus_schema::zos::ZosContainerModule;
+    let s = setup_ok();
+    let (h, _task) = spawn(&s, 4).await;
+    let mut sp = named("t.app", InitialState::Running);
+    sp.group = Some("t".into());
+    sp.restart = RestartSpec::parse("always:3").unwrap();
+    let info = h.create(sp).await.unwrap();
+    s.kernel.end(&info.runtime_id, 9);
+    get_until(&h, |i| i.state == ContainerState::Exited).await;
+    ZosContainerModule::signal_delete(&h, "t".into(), "app".into())
+        .await
+        .unwrap();
+    let relaunched = tokio::time::timeout(Duration::from_millis(1000), async {
+        while s.kernel.launches() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(relaunched.is_err(), "restarted after SignalDelete");
+    let now = h.get(Selector::Id(1)).await.unwrap();
+    assert_eq!((now.state, now.restart_count), (ContainerState::Exited, 0));
+}
