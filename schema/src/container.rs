@@ -13,6 +13,9 @@ pub const MODULE: &str = "container";
 /// Default `PATH` when the spec's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+mod options;
+pub use options::{OciConfig, RestartPolicy, RestartSpec};
+
 /// Default grace period between the stop signal and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 
@@ -242,6 +245,14 @@ pub struct ContainerSpec {
     /// Milliseconds between the stop signal and SIGKILL (default 10 000).
     #[serde(default)]
     pub stop_timeout_ms: Option<u64>,
+    /// An OCI runtime-spec `config.json` document merged onto the generated one (see
+    /// [`OciConfig`]). Absent on the wire when `None`, so older peers see no new field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciConfig>,
+    /// What happens when the init exits on its own (default: nothing). Absent on the wire
+    /// when it is the default.
+    #[serde(default, skip_serializing_if = "RestartSpec::is_default")]
+    pub restart: RestartSpec,
 }
 
 impl ContainerSpec {
@@ -276,6 +287,8 @@ impl ContainerSpec {
             capabilities: CapabilityChanges::default(),
             stop_signal: None,
             stop_timeout_ms: None,
+            oci: None,
+            restart: RestartSpec::default(),
         }
     }
 }
@@ -354,6 +367,9 @@ pub struct ContainerInfo {
     /// Last exit time.
     #[serde(default)]
     pub finished_at_ms: Option<u64>,
+    /// How many times the restart policy has run the container again.
+    #[serde(default)]
+    pub restart_count: u32,
     /// The spec it was created from (with inline mounts as given).
     pub spec: ContainerSpec,
 }
@@ -574,5 +590,77 @@ mod tests {
         assert!(
             serde_json::from_str::<ContainerSpec>(r#"{"mount":{"existing":{"id":1}}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn the_oci_field_is_optional_on_the_wire_and_round_trips() {
+        // A payload without the field (an older client, a zos caller) still decodes,
+        // and a spec without it is encoded without it (an older daemon accepts it).
+        let plain = ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        );
+        let packed = rmp_serde::to_vec_named(&plain).unwrap();
+        let keys: rmpv::Value = rmp_serde::from_slice(&packed).unwrap();
+        let keys: Vec<String> = keys
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap().to_string())
+            .collect();
+        assert!(!keys.contains(&"oci".to_string()), "{keys:?}");
+        assert_eq!(
+            rmp_serde::from_slice::<ContainerSpec>(&packed).unwrap(),
+            plain
+        );
+        let with: ContainerSpec = serde_json::from_str(
+            r#"{"mount":{"existing":{"id":1}},"command":"x",
+                "oci":{"process":{"env":["A=1"],"rlimits":[{"type":"RLIMIT_NOFILE","hard":5,"soft":5}]},
+                       "linux":{"sysctl":{"kernel.msgmax":"9"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(with.oci.as_ref().unwrap().args(), None);
+        let packed = rmp_serde::to_vec_named(&with).unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<ContainerSpec>(&packed).unwrap(),
+            with
+        );
+        assert!(serde_json::from_str::<ContainerSpec>(
+            r#"{"mount":{"existing":{"id":1}},"command":"x","oci":[1]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn restart_specs_parse_and_stay_off_the_wire_by_default() {
+        let p = |s: &str| RestartSpec::parse(s);
+        assert_eq!(p("no").unwrap(), RestartSpec::default());
+        assert_eq!(
+            p("on-failure:2").unwrap(),
+            RestartSpec {
+                policy: RestartPolicy::OnFailure,
+                max_retries: Some(2)
+            }
+        );
+        assert_eq!(p("always").unwrap().policy, RestartPolicy::Always);
+        for bad in ["sometimes", "no:3", "on-failure:x", "always:-1"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        let wire: ContainerSpec = serde_json::from_str(
+            r#"{"mount":{"existing":{"id":1}},"command":"x",
+                "restart":{"policy":"on-failure","max_retries":2}}"#,
+        )
+        .unwrap();
+        assert_eq!(wire.restart, p("on-failure:2").unwrap());
+        let json = serde_json::to_value(ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        ))
+        .unwrap();
+        assert!(json.get("restart").is_none(), "{json}");
+        assert!(serde_json::from_str::<ContainerSpec>(
+            r#"{"mount":{"existing":{"id":1}},"command":"x","restart":{"policy":"sometimes"}}"#
+        )
+        .is_err());
     }
 }

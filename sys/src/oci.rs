@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
+pub mod overlay;
+
 /// containerd's default capability set (also zos's).
 pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
@@ -206,6 +208,9 @@ pub struct BundleConfig {
     pub cgroups_path: String,
     /// Annotations.
     pub annotations: Vec<(String, String)>,
+    /// The checked `oci` document of the container spec, merged last
+    /// ([`overlay::apply`]).
+    pub overlay: Option<overlay::Overlay>,
 }
 
 /// CPU period used with [`BundleConfig::cpu_quota_us`].
@@ -240,7 +245,12 @@ pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
             ],
         },
     });
-    serde_json::from_value(doc).map_err(|e| RuntimeError::Invalid(format!("OCI spec: {e}")))
+    let spec: Spec =
+        serde_json::from_value(doc).map_err(|e| RuntimeError::Invalid(format!("OCI spec: {e}")))?;
+    match &cfg.overlay {
+        Some(o) => overlay::apply(spec, o),
+        None => Ok(spec),
+    }
 }
 
 /// Step 1: the standard mounts, systemd's tmpfs mounts, then the extra binds in order.
@@ -486,5 +496,7 @@ pub fn find_executable(root: &Path, argv0: &str, path_env: &str) -> Result<PathB
     Err(RuntimeError::Invalid(format!("init {last}")))
 }
 
+#[cfg(test)]
+mod overlay_tests;
 #[cfg(test)]
 mod tests;

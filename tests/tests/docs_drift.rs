@@ -549,3 +549,20 @@ fn security_md_states_the_limits_the_code_enforces() {
         );
     }
 }
+
+#[test]
+fn container_md_lists_the_oci_fields_honoured_and_refused() {
+    use imagebus_sys::oci::overlay::{HONOURED, REJECTED};
+    let md = doc("container.md");
+    assert_eq!(
+        table_keys(&md, "honoured field"),
+        set(&HONOURED),
+        "docs/container.md's honoured oci fields vs overlay::HONOURED"
+    );
+    let refused: Vec<&str> = REJECTED.iter().map(|(f, _)| *f).collect();
+    assert_eq!(
+        table_keys(&md, "refused field"),
+        set(&refused),
+        "docs/container.md's refused oci fields vs overlay::REJECTED"
+    );
+}

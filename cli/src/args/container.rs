@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// `imagebus run`.
 #[derive(Debug, ClapArgs)]
-#[command(group = clap::ArgGroup::new("rootfs").required(true).multiple(false).args(["image", "mount", "spec"]))]
+#[command(group = clap::ArgGroup::new("rootfs").required(true).multiple(false).args(["image", "mount", "spec", "bundle"]))]
 pub struct RunArgs {
     /// Unique name.
     #[arg(long)]
@@ -69,14 +69,26 @@ pub struct RunArgs {
     #[arg(long, value_parser = super::duration, value_name = "DURATION")]
     pub stop_timeout: Option<Duration>,
     /// The whole `ContainerSpec` as JSON; `@FILE` or `-` (stdin).
-    #[arg(long = "spec", value_name = "JSON", conflicts_with_all = ["command", "env", "binds", "image", "mount"])]
+    #[arg(long = "spec", value_name = "JSON", conflicts_with_all = ["command", "env", "binds", "image", "mount", "oci_config"])]
     pub spec: Option<String>,
+    /// An OCI runtime `config.json` merged onto the generated one (the spec's `oci`
+    /// field); its `process.args` are the command when none is given.
+    #[arg(long = "oci-config", value_name = "FILE", conflicts_with = "bundle")]
+    pub oci_config: Option<PathBuf>,
+    /// Restart policy: `no` (default), `on-failure[:N]` or `always[:N]` (N: restarts in a
+    /// row at most).
+    #[arg(long, value_name = "POLICY", value_parser = imagebus_schema::container::RestartSpec::parse)]
+    pub restart: Option<imagebus_schema::container::RestartSpec>,
+    /// A runc bundle: `DIR/rootfs` (bind-mounted) is the root filesystem and
+    /// `DIR/config.json` is merged like --oci-config.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
     /// The command and its arguments (a `--` before them is optional).
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        required_unless_present = "spec"
+        required_unless_present_any = ["spec", "oci_config", "bundle"]
     )]
     pub command: Vec<String>,
 }

@@ -67,7 +67,10 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
             }
         }
         (None, Some(m)) => MountRef::Existing(Selector::parse(m)),
-        (None, None) => anyhow::bail!("one of --image, --mount or --spec is required"),
+        (None, None) => match &a.bundle {
+            Some(dir) => super::container_oci::bundle_root(dir)?,
+            None => anyhow::bail!("one of --image, --mount, --bundle or --spec is required"),
+        },
     };
     let user = a
         .user
@@ -85,7 +88,7 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
         .iter()
         .map(|b| parse_bind(b))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ContainerSpec {
+    let mut spec = ContainerSpec {
         name: a.name.clone(),
         group: a.group.clone(),
         mount,
@@ -114,7 +117,11 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
         stop_timeout_ms: a
             .stop_timeout
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    })
+        oci: None,
+        restart: a.restart.unwrap_or_default(),
+    };
+    super::container_oci::apply(&mut spec, a)?;
+    Ok(spec)
 }
 
 fn parse_bind(s: &str) -> Result<BindSpec, RemoteError> {

@@ -4,6 +4,7 @@ mod attach;
 mod call;
 mod container;
 mod container_io;
+mod container_oci;
 mod docs;
 mod holders;
 mod image;

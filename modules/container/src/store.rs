@@ -53,6 +53,14 @@ pub struct Record {
     /// What is being watched while the container is created, running or stopping.
     #[serde(default)]
     pub watched: Option<Watched>,
+    /// When the restart policy runs the container again (ms since the Unix epoch); `None`:
+    /// no restart pending.
+    #[serde(default)]
+    pub restart_due_ms: Option<u64>,
+    /// Restarts in a row of runs shorter than the stable period: the backoff's exponent
+    /// and what `max_retries` counts.
+    #[serde(default)]
+    pub restart_streak: u32,
 }
 
 impl Record {

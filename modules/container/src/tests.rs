@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+mod restart;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `cond` until it holds, for at most [`WAIT`].
@@ -261,12 +263,15 @@ fn record(
             created_at_ms: 1,
             started_at_ms: Some(1),
             finished_at_ms: None,
+            restart_count: 0,
             spec: spec(InitialState::Running),
         },
         stop_signal: 15,
         stop_timeout_ms: 1000,
         generation: 1,
         watched,
+        restart_due_ms: None,
+        restart_streak: 0,
     };
     let dir = s.cfg.container_dir(id);
     std::fs::create_dir_all(&dir).unwrap();

@@ -5,8 +5,11 @@
 //! a host path, becomes an inline recursive bind mount; `Network.Namespace` is joined
 //! (required, as in zos); `Mounts` are rbinds; `CPU` (default 1) becomes a CFS quota,
 //! `Memory` (default 256 MiB) a memory limit; `Elevated` adds CAP_SYS_ADMIN;
-//! `ShutdownTimeout` (default 3 s) is the stop grace period after SIGTERM. Unlike zos,
-//! crashed containers are not restarted.
+//! `ShutdownTimeout` (default 3 s) is the stop grace period after SIGTERM. Like zos's
+//! container module, which restarts a container whose task exited (whatever its exit
+//! code) up to 3 times, the container gets the restart policy `always` with
+//! `max_retries` [`ZOS_MAX_RESTARTS`]; `Delete` and `SignalDelete` stop it first, so
+//! they never lead to a restart. The differences are in docs/container.md.
 
 use crate::actor::ContainerHandle;
 use crate::engine;
@@ -16,6 +19,7 @@ use imagebus_bus::RemoteError;
 use imagebus_schema::container::{
     BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
     ContainerSpec, ContainerState, ExecSpec, InitialState, LogsRequest, Network, Resources,
+    RestartPolicy, RestartSpec,
 };
 use imagebus_schema::mount::{BindMount, MountRef, MountSource, MountSpec};
 use imagebus_schema::zos::{ZosContainer, ZosContainerModule, ZosMountInfo, ZosNetworkInfo};
@@ -27,6 +31,8 @@ use std::time::{Duration, UNIX_EPOCH};
 pub const ZOS_DEFAULT_MEMORY: u64 = 256 << 20;
 /// zos's default shutdown timeout.
 pub const ZOS_DEFAULT_SHUTDOWN: Duration = Duration::from_secs(3);
+/// How many restarts in a row zos's container module allows (it gives up at the 4th exit).
+pub const ZOS_MAX_RESTARTS: u32 = 3;
 
 fn name_in(ns: &str, id: &str) -> String {
     if ns.is_empty() {
@@ -113,6 +119,10 @@ pub fn spec_from_zos(ns: &str, data: &ZosContainer) -> Result<ContainerSpec, Rem
                 vec![]
             },
             drop: vec![],
+        },
+        restart: RestartSpec {
+            policy: RestartPolicy::Always,
+            max_retries: Some(ZOS_MAX_RESTARTS),
         },
         stop_signal: Some("SIGTERM".into()),
         stop_timeout_ms: Some(u64::try_from(shutdown.as_millis()).unwrap_or(u64::MAX)),
@@ -256,11 +266,9 @@ impl ZosContainerModule for ContainerHandle {
             Err(e) if e.code == imagebus_bus::ErrorCode::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        if matches!(
-            info.state,
-            ContainerState::Running | ContainerState::Created
-        ) {
-            // Sends SIGTERM now; the SIGKILL fallback fires in the background.
+        // Running or created: SIGTERM now, the SIGKILL fallback in the background. Exited
+        // with a restart pending: the restart is cancelled. Stopping: left to its stop.
+        if info.state != ContainerState::Stopping {
             match engine::stop::signal(self.engine(), info.id).await {
                 Ok(()) => {}
                 Err(ContainerError::NotFound(_)) => return Ok(()),
@@ -292,6 +300,8 @@ mod tests {
         assert_eq!(s.resources.memory_bytes, Some(256 << 20));
         assert_eq!(s.resources.cpu_millis, Some(1000));
         assert_eq!(s.stop_timeout_ms, Some(3000));
+        assert_eq!(s.restart.policy, RestartPolicy::Always);
+        assert_eq!(s.restart.max_retries, Some(ZOS_MAX_RESTARTS));
         assert_eq!(s.network, Network::Namespace("n1".into()));
         let no_net = ZosContainer {
             network: ZosNetworkInfo::default(),

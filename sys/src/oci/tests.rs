@@ -18,6 +18,7 @@ fn base() -> BundleConfig {
         capabilities: vec!["CAP_KILL".into(), "CAP_CHOWN".into()],
         cgroups_path: "/imagebus/ib-7".into(),
         annotations: vec![("org.imagebus.id".into(), "7".into())],
+        overlay: None,
     }
 }
 

@@ -230,12 +230,15 @@ async fn on_root(
             created_at_ms: now_ms(),
             started_at_ms: None,
             finished_at_ms: None,
+            restart_count: 0,
             spec: spec.redacted(),
         },
         stop_signal: prepared.stop_signal,
         stop_timeout_ms: prepared.stop_timeout_ms,
         generation: 0,
         watched: None,
+        restart_due_ms: None,
+        restart_streak: 0,
     };
     let launched = launch(e, &record, start).await?;
     launched.apply(&mut record);

@@ -8,12 +8,13 @@
 //! for this exit. The generation check in each step keeps a stale report from touching a
 //! newer run, and nothing can start a new run before step 3 (it needs `exited`/`dead`).
 
-use super::{blocking, event, watch, Containers, Engine, Files, StopWaiter};
+use super::{blocking, event, restart, watch, Containers, Engine, Files, StopWaiter};
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::store::{Durable, Watched};
 use imagebus_schema::container::{ContainerInfo, ContainerState};
 use imagebus_sys::monitor::{now_ms, read_exit_file, ExitRecord};
 use imagebus_sys::paths::exists;
+use std::time::Duration;
 
 /// What the end of a run needs to know about it.
 #[derive(Debug, Clone)]
@@ -110,15 +111,18 @@ pub fn apply_outlived(s: &mut Containers, id: u64, generation: u64, w: Watched) 
     Some(s.save(id, Vec::new()))
 }
 
-/// What step 3b did: the container as it is now, its commit and its `Stop` callers.
-pub type Ended = (ContainerInfo, Durable, Vec<StopWaiter>);
+/// What step 3b did: the container as it is now, its commit, its `Stop` callers, and the
+/// delay of the restart its policy scheduled.
+pub type Ended = (ContainerInfo, Durable, Vec<StopWaiter>, Option<Duration>);
 
-/// Step 3b: the run is over (`exited` with the exit file's status, else `dead`).
+/// Step 3b: the run is over (`exited` with the exit file's status, else `dead`); the
+/// restart policy decides whether it runs again ([`restart::decide`]).
 pub fn apply_end(s: &mut Containers, id: u64, generation: u64, exit: Exit) -> Option<Ended> {
     let rec = s.record_mut(id)?;
     if rec.generation != generation || !rec.is_live() {
         return None;
     }
+    let was = rec.info.state;
     rec.watched = None;
     rec.info.pid = None;
     match exit.file {
@@ -141,20 +145,23 @@ pub fn apply_end(s: &mut Containers, id: u64, generation: u64, exit: Exit) -> Op
             });
         }
     }
+    let restart = restart::decide(rec, was, now_ms());
     let info = rec.info.clone();
-    tracing::info!(id, state = info.state.as_str(), exit_code = ?info.exit_code, "container ended");
+    tracing::info!(id, state = info.state.as_str(), exit_code = ?info.exit_code, restart_in = ?restart, "container ended");
     let durable = s.save(id, vec![event(&info, false)]);
-    Some((info, durable, s.take_waiters(id)))
+    Some((info, durable, s.take_waiters(id), restart))
 }
 
-/// Answers the `Stop` callers once the end is durable.
-pub async fn answer((info, durable, waiters): Ended) {
+/// Answers the `Stop` callers once the end is durable; returns the delay of the restart
+/// the policy scheduled, for the caller to arm once the actor runs.
+pub async fn answer((info, durable, waiters, restart): Ended) -> Option<Duration> {
     if let Err(e) = durable.wait().await {
         tracing::error!(id = info.id, error = %e, "saving the end of a run");
     }
     for w in waiters {
         let _ = w.send(Ok(info.clone()));
     }
+    restart
 }
 
 /// The watched process of run `generation` of `id` has ended.
@@ -189,7 +196,9 @@ async fn ended_in(e: &Engine, id: u64, generation: u64) -> Option<()> {
                 .apply(move |s| apply_end(s, id, generation, exit))
                 .await
                 .ok()??;
-            answer(ended).await;
+            if let Some(delay) = answer(ended).await {
+                restart::schedule(e, id, generation, delay);
+            }
         }
     }
     Some(())

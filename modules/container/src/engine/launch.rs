@@ -30,6 +30,7 @@ impl Launched {
     pub fn apply(&self, record: &mut Record) {
         record.generation += 1;
         record.watched = Some(self.watched);
+        record.restart_due_ms = None;
         record.info.pid = self.init_pid;
         record.info.exit_code = None;
         record.info.exit_signal = None;

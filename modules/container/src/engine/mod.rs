@@ -35,6 +35,7 @@ pub mod nul;
 pub mod prepare;
 pub mod reconcile;
 pub mod remove;
+pub mod restart;
 pub mod start;
 pub mod stop;
 pub mod watch;

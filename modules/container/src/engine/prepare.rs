@@ -3,8 +3,11 @@
 
 use crate::error::ContainerError;
 use imagebus_schema::common::validate_name;
-use imagebus_schema::container::{ContainerSpec, Network, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS};
+use imagebus_schema::container::{
+    ContainerSpec, Network, RestartPolicy, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS,
+};
 use imagebus_sys::ns::NetNamespaces;
+use imagebus_sys::oci::overlay::{self, Overlay};
 use imagebus_sys::oci::{self, BindConfig, BundleConfig, NetworkMode, CPU_PERIOD_US};
 use imagebus_sys::runtime::RuntimeError;
 use imagebus_sys::signal;
@@ -40,6 +43,8 @@ pub struct Prepared {
     pub stop_signal: i32,
     /// Stop grace period.
     pub stop_timeout_ms: u64,
+    /// The checked `oci` document, merged onto the generated spec.
+    pub overlay: Option<Overlay>,
 }
 
 impl Prepared {
@@ -62,7 +67,8 @@ fn plain_absolute(p: &Path) -> bool {
 
 /// Checks `spec` and resolves what it names: (1) names, (2) command, (3) environment,
 /// (4) working directory and hostname, (5) network, (6) binds, (7) resource limits,
-/// (8) capabilities, (9) stop signal and timeout. Blocking: it looks at bind sources and
+/// (8) capabilities, (9) stop signal and timeout, (10) the `oci` document, whose args,
+/// env, cwd, hostname and user win over the spec's, (11) the restart policy. Blocking: it looks at bind sources and
 /// network namespaces. `bounding` is the daemon's capability bounding set.
 pub fn prepare(
     spec: &ContainerSpec,
@@ -70,21 +76,37 @@ pub fn prepare(
     bounding: u64,
 ) -> Result<Prepared, ContainerError> {
     check_names(spec)?;
-    let args = command(spec)?;
-    let env = environment(spec)?;
-    let cwd = working_dir(spec)?;
-    check_hostname(spec)?;
+    let overlay = oci_document(spec, bounding)?;
+    let o = overlay.as_ref();
+    let args = match o.and_then(|o| o.args.clone()) {
+        Some(args) => args,
+        None => command(spec)?,
+    };
+    let mut env = environment(spec)?;
+    if let Some(extra) = o.and_then(|o| o.env.as_ref()) {
+        merge_env(&mut env, extra);
+    }
+    let cwd = plain_dir(
+        o.and_then(|o| o.cwd.clone())
+            .or_else(|| spec.working_dir.clone()),
+    )?;
+    let hostname = o
+        .and_then(|o| o.hostname.clone())
+        .or_else(|| spec.hostname.clone());
+    check_hostname(hostname.as_deref())?;
     let network = network(spec, netns)?;
     let binds = binds(spec)?;
     let (cpu_quota_us, memory_limit) = resources(spec)?;
     let capabilities = capabilities(spec, bounding)?;
     let stop_signal = stop_signal(spec)?;
+    check_restart(spec)?;
+    let user = o.and_then(|o| o.user).or(spec.user.map(|u| (u.uid, u.gid)));
     Ok(Prepared {
         args,
         env,
         cwd,
-        hostname: spec.hostname.clone(),
-        user: spec.user.map(|u| (u.uid, u.gid)).unwrap_or((0, 0)),
+        hostname,
+        user: user.unwrap_or((0, 0)),
         network,
         binds,
         cpu_quota_us,
@@ -92,7 +114,42 @@ pub fn prepare(
         capabilities,
         stop_signal,
         stop_timeout_ms: spec.stop_timeout_ms.unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
+        overlay,
     })
+}
+
+/// Step 10: the `oci` document, checked field by field (`InvalidArgument` naming a field
+/// that is refused or unknown; `NotFound` for a missing bind source).
+fn oci_document(spec: &ContainerSpec, bounding: u64) -> Result<Option<Overlay>, ContainerError> {
+    let Some(doc) = &spec.oci else {
+        return Ok(None);
+    };
+    overlay::check(&doc.0, bounding)
+        .map(Some)
+        .map_err(|e| match e {
+            RuntimeError::NotFound(m) => ContainerError::Missing(m),
+            other => invalid(other.to_string()),
+        })
+}
+
+/// Step 11: `max_retries` only with a policy that restarts.
+fn check_restart(spec: &ContainerSpec) -> Result<(), ContainerError> {
+    let r = spec.restart;
+    if r.policy == RestartPolicy::No && r.max_retries.is_some() {
+        return Err(invalid(
+            "restart: max_retries needs the on-failure or always policy",
+        ));
+    }
+    Ok(())
+}
+
+/// The `oci` document's entries replace the spec's of the same key; the rest are added.
+fn merge_env(env: &mut Vec<String>, extra: &[String]) {
+    for e in extra {
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
 }
 
 /// Step 1: the name and group are valid names (pure: done before the name is reserved).
@@ -137,8 +194,8 @@ fn environment(spec: &ContainerSpec) -> Result<Vec<String>, ContainerError> {
 }
 
 /// Step 4a: an absolute working directory without `..` (default `/`).
-fn working_dir(spec: &ContainerSpec) -> Result<String, ContainerError> {
-    let cwd = spec.working_dir.clone().unwrap_or_else(|| "/".into());
+fn plain_dir(dir: Option<String>) -> Result<String, ContainerError> {
+    let cwd = dir.unwrap_or_else(|| "/".into());
     if !plain_absolute(Path::new(&cwd)) {
         return Err(invalid(format!(
             "working directory {cwd:?} must be absolute without '..'"
@@ -148,8 +205,8 @@ fn working_dir(spec: &ContainerSpec) -> Result<String, ContainerError> {
 }
 
 /// Step 4b: a hostname of 1-64 characters of A-Z a-z 0-9 - . if given.
-fn check_hostname(spec: &ContainerSpec) -> Result<(), ContainerError> {
-    if let Some(h) = &spec.hostname {
+fn check_hostname(hostname: Option<&str>) -> Result<(), ContainerError> {
+    if let Some(h) = hostname {
         let ok = !h.is_empty()
             && h.len() <= 64
             && h.chars()
@@ -277,111 +334,9 @@ pub fn bundle_config(
         capabilities: p.capabilities.clone(),
         cgroups_path,
         annotations: vec![("org.imagebus.container.id".into(), id.to_string())],
+        overlay: p.overlay.clone(),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use imagebus_schema::container::{BindSpec, CommandLine, Resources};
-    use imagebus_schema::mount::MountRef;
-    use imagebus_schema::Selector;
-    use imagebus_sys::fake::FakeNetNamespaces;
-
-    /// Network namespaces where only "blue" exists.
-    fn netns() -> FakeNetNamespaces {
-        let ns = FakeNetNamespaces::default();
-        ns.add("blue");
-        ns
-    }
-
-    fn spec(cmd: &str) -> ContainerSpec {
-        serde_json::from_value(serde_json::json!({
-            "mount": {"existing": {"id": 1}}, "command": cmd,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn defaults() {
-        let p = prepare(&spec("sleep 10"), &netns(), u64::MAX).unwrap();
-        assert_eq!(p.args, ["sleep", "10"]);
-        assert_eq!(p.env, [format!("PATH={DEFAULT_PATH}")]);
-        assert_eq!(p.stop_signal, 15);
-        assert_eq!(p.capabilities.len(), 14);
-        assert_eq!(p.network, NetworkMode::Host);
-    }
-
-    #[test]
-    fn systemd_mode() {
-        let mut s = spec("/sbin/init");
-        s.systemd = true;
-        let p = prepare(&s, &netns(), u64::MAX).unwrap();
-        assert_eq!(p.stop_signal, 37);
-        assert!(p.env.contains(&CONTAINER_ENV.to_string()));
-        assert!(p.capabilities.contains(&"CAP_SYS_ADMIN".to_string()));
-    }
-
-    #[test]
-    fn bad_inputs_are_typed() {
-        let bad = |s: ContainerSpec| prepare(&s, &netns(), u64::MAX).unwrap_err();
-        assert!(matches!(bad(spec("")), ContainerError::Invalid(m) if m.contains("missing")));
-        assert!(matches!(bad(spec("'x")), ContainerError::Invalid(_)));
-        let mut s = spec("x");
-        s.network = Network::Namespace("nope".into());
-        assert!(matches!(bad(s), ContainerError::Missing(_)));
-        let mut s = spec("x");
-        s.network = Network::Namespace("../etc".into());
-        assert!(matches!(
-            prepare(&s, &netns(), u64::MAX),
-            Err(ContainerError::Missing(_) | ContainerError::Invalid(_))
-        ));
-        let mut s = spec("x");
-        s.env = vec!["NOEQUALS".into()];
-        assert!(matches!(bad(s), ContainerError::Invalid(_)));
-        let mut s = spec("x");
-        s.binds = vec![BindSpec {
-            source: "/definitely/missing".into(),
-            target: "/x".into(),
-            read_only: false,
-        }];
-        assert!(matches!(bad(s), ContainerError::Missing(_)));
-        let mut s = spec("x");
-        s.resources = Resources {
-            cpu_millis: Some(1),
-            memory_bytes: None,
-        };
-        assert!(matches!(bad(s), ContainerError::Invalid(_)));
-        let mut s = spec("x");
-        s.stop_signal = Some("SIGBOGUS".into());
-        assert!(matches!(bad(s), ContainerError::Invalid(_)));
-        let mut s = spec("x");
-        s.name = Some("bad/name".into());
-        assert!(matches!(bad(s), ContainerError::Invalid(_)));
-        let mut s = spec("x");
-        s.capabilities.add = vec!["CAP_NOPE".into()];
-        assert!(matches!(bad(s), ContainerError::Invalid(_)));
-        let s = ContainerSpec {
-            command: CommandLine::Argv(vec![]),
-            ..spec("x")
-        };
-        assert!(matches!(bad(s), ContainerError::Invalid(_)));
-        let _ = MountRef::Existing(Selector::Id(1));
-    }
-
-    #[test]
-    fn limits_and_network() {
-        let mut s = spec("x");
-        s.resources = Resources {
-            cpu_millis: Some(500),
-            memory_bytes: Some(64 << 20),
-        };
-        s.network = Network::Namespace("blue".into());
-        let p = prepare(&s, &netns(), u64::MAX).unwrap();
-        assert_eq!(p.cpu_quota_us, Some(50_000));
-        assert_eq!(p.memory_limit, Some(64 << 20));
-        assert_eq!(p.network, NetworkMode::Join("/var/run/netns/blue".into()));
-        let b = bundle_config(&p, &s, 4, "/r".into(), "/imagebus/ib-4".into());
-        assert_eq!(b.hostname, "c4");
-    }
-}
+mod tests;

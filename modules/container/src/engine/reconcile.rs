@@ -9,7 +9,7 @@
 //! Watchers and timers are started once the actor runs ([`FollowUps::start`]).
 
 use super::exits::{self, End};
-use super::{blocking, stop, watch, Containers, Engine};
+use super::{blocking, restart, stop, watch, Containers, Engine};
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::error::ContainerError;
 use crate::store::Watched;
@@ -55,6 +55,8 @@ impl fmt::Display for ReconcileReport {
 pub struct FollowUps {
     watch: Vec<(Watched, u64, u64)>,
     arm: Vec<(u64, u64, Duration)>,
+    /// Pending restarts: id, generation, when due (ms since the epoch).
+    restart: Vec<(u64, u64, u64)>,
 }
 
 impl FollowUps {
@@ -65,6 +67,9 @@ impl FollowUps {
         }
         for (id, generation, after) in self.arm {
             stop::arm(e, id, generation, after);
+        }
+        for (id, generation, due) in self.restart {
+            restart::resume(e, id, generation, due);
         }
     }
 }
@@ -88,6 +93,10 @@ pub async fn reconcile(
             continue;
         };
         if !rec.is_live() {
+            // A restart that was pending when the last actor stopped.
+            if let Some(due) = rec.restart_due_ms {
+                follow.restart.push((id, rec.generation, due));
+            }
             continue;
         }
         let (generation, stopping) = (rec.generation, rec.info.state == ContainerState::Stopping);
@@ -113,7 +122,7 @@ pub async fn reconcile(
                 }
                 // 4.
                 None => {
-                    if let Some(w) = end(cfg, sys, s, id, generation).await? {
+                    if let Some(w) = end(cfg, sys, s, id, generation, &mut follow).await? {
                         follow.watch.push((w, id, generation));
                         report.monitor_lost += 1;
                     } else {
@@ -261,6 +270,7 @@ async fn end(
     s: &mut Containers,
     id: u64,
     generation: u64,
+    follow: &mut FollowUps,
 ) -> Result<Option<Watched>, ContainerError> {
     let Some(run) = exits::current_run(s, id, generation) else {
         return Ok(None);
@@ -275,7 +285,11 @@ async fn end(
         }
         End::Over(exit) => {
             if let Some(ended) = exits::apply_end(s, id, generation, exit) {
-                exits::answer(ended).await;
+                if exits::answer(ended).await.is_some() {
+                    if let Some(due) = s.record(id).ok().and_then(|r| r.restart_due_ms) {
+                        follow.restart.push((id, generation, due));
+                    }
+                }
             }
             Ok(None)
         }

@@ -90,6 +90,8 @@ fn apply_rerun(
         });
     }
     launched.apply(rec);
+    // An operator's start begins a new row for the restart policy.
+    rec.restart_streak = 0;
     let info = rec.info.clone();
     Ok((info, s.save_and_tell(id)))
 }

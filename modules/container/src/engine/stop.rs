@@ -80,8 +80,9 @@ impl Pending {
 }
 
 enum Plan {
-    /// Not running: nothing to stop.
-    Done(Box<ContainerInfo>),
+    /// Not running: nothing to stop (a pending restart is cancelled; durable once the
+    /// commit resolves).
+    Done(Box<ContainerInfo>, Option<Durable>),
     Wait(Pending),
 }
 
@@ -95,6 +96,17 @@ fn plan(
     now: Instant,
 ) -> Result<Plan, ContainerError> {
     let rec = s.target(id)?;
+    if rec.restart_due_ms.is_some() && !rec.is_live() {
+        // An operator's stop ends the restart policy's row: nothing is run again.
+        let info = rec.info.clone();
+        if let Some(r) = s.record_mut(id) {
+            r.restart_due_ms = None;
+            r.restart_streak = 0;
+        }
+        tracing::info!(id, "stop: the pending restart is cancelled");
+        return Ok(Plan::Done(Box::new(info), Some(s.save(id, Vec::new()))));
+    }
+    let rec = s.target(id)?;
     let after = Duration::from_millis(timeout_ms.unwrap_or(rec.stop_timeout_ms));
     let (rid, generation, state, sig) = (
         rec.info.runtime_id.clone(),
@@ -106,7 +118,7 @@ fn plan(
     let asked = now.checked_add(after);
     let (action, kill_at) = match state {
         ContainerState::Exited | ContainerState::Dead => {
-            return Ok(Plan::Done(Box::new(rec.info.clone())))
+            return Ok(Plan::Done(Box::new(rec.info.clone()), None))
         }
         ContainerState::Stopping if by != Stopper::Stop => {
             s.kill_by(id, generation, Some(now));
@@ -158,8 +170,14 @@ async fn begin(
         .host
         .apply(move |s| plan(s, id, timeout_ms, by, now))
         .await??;
-    let Plan::Wait(mut p) = plan else {
-        return Ok(plan);
+    let mut p = match plan {
+        Plan::Wait(p) => p,
+        Plan::Done(info, durable) => {
+            if let Some(d) = durable {
+                d.wait().await?;
+            }
+            return Ok(Plan::Done(info, None));
+        }
     };
     if let Some(d) = p.durable.take() {
         d.wait().await?;
@@ -206,7 +224,7 @@ pub async fn stop(
         })
         .await?;
     match plan {
-        Plan::Done(info) => Ok(*info),
+        Plan::Done(info, _) => Ok(*info),
         Plan::Wait(p) => {
             let bound = p
                 .kill_at
@@ -240,7 +258,7 @@ pub async fn stop_holding_key(
     by: Stopper,
 ) -> Result<ContainerInfo, ContainerError> {
     let p = match begin(e, id, None, by).await? {
-        Plan::Done(info) => return Ok(*info),
+        Plan::Done(info, _) => return Ok(*info),
         Plan::Wait(p) => p,
     };
     let mut rx = p.rx;
