@@ -365,7 +365,11 @@ fn mount_md_lists_every_field_of_mount_info() {
 
 /// The backticked words of `text`.
 fn backticked(text: &str) -> BTreeSet<String> {
-    text.split('`').skip(1).step_by(2).map(String::from).collect()
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
 }
 
 /// Every `.rs` file under `src` (relative, `/`-separated).
@@ -378,7 +382,11 @@ fn rust_files(src: &Path) -> BTreeSet<String> {
             if p.is_dir() {
                 dirs.push(p);
             } else if p.extension().is_some_and(|x| x == "rs") {
-                let rel = p.strip_prefix(src).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.insert(rel);
             }
         }
@@ -405,8 +413,16 @@ fn module_docs_name_every_source_file_of_their_module() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let docs: [(&str, &str, &str); 3] = [
         ("attach", "attach.md", "**Files** (`modules/attach/src`)"),
-        ("mount", "mount.md", "## Source layout (`modules/mount/src`)"),
-        ("container", "container.md", "Layout of `modules/container/src/`"),
+        (
+            "mount",
+            "mount.md",
+            "## Source layout (`modules/mount/src`)",
+        ),
+        (
+            "container",
+            "container.md",
+            "Layout of `modules/container/src/`",
+        ),
     ];
     for (module, name, marker) in docs {
         let md = doc(name);
@@ -432,7 +448,9 @@ fn module_docs_name_every_source_file_of_their_module() {
             } else if n.contains('/') {
                 src.join(n).is_file()
             } else {
-                files.iter().any(|f| f == n || f.ends_with(&format!("/{n}")))
+                files
+                    .iter()
+                    .any(|f| f == n || f.ends_with(&format!("/{n}")))
             };
             assert!(
                 exists,
@@ -454,7 +472,11 @@ fn method_cells(md: &str) -> BTreeSet<String> {
             let cell = l.trim_start_matches('|').split('|').next().unwrap_or("");
             backticked(cell)
                 .into_iter()
-                .map(|w| w.chars().take_while(|c| c.is_alphanumeric()).collect::<String>())
+                .map(|w| {
+                    w.chars()
+                        .take_while(|c| c.is_alphanumeric())
+                        .collect::<String>()
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -478,7 +500,9 @@ fn module_docs_list_every_method_and_event_of_their_object() {
 
 /// The row of the `| what | limit | where |` table of docs/security.md for `what`.
 fn limit_row(md: &str, what: &str) -> String {
-    let start = md.find("| what | limit | where |").expect("the limits table");
+    let start = md
+        .find("| what | limit | where |")
+        .expect("the limits table");
     md[start..]
         .lines()
         .find(|l| l.starts_with(&format!("| {what} |")))
@@ -516,10 +540,7 @@ fn security_md_states_the_limits_the_code_enforces() {
         ),
         (
             "container log",
-            format!(
-                "({} MiB)",
-                imagebus_container::DEFAULT_LOG_MAX_BYTES >> 20
-            ),
+            format!("({} MiB)", imagebus_container::DEFAULT_LOG_MAX_BYTES >> 20),
         ),
         (
             "`Logs` `wait_ms`",
