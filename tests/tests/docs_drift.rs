@@ -587,3 +587,40 @@ fn container_md_lists_the_oci_fields_honoured_and_refused() {
         "docs/container.md's refused oci fields vs overlay::REJECTED"
     );
 }
+
+#[test]
+fn every_test_file_the_docs_name_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut texts = vec![(
+        "README.md".to_string(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    )];
+    for e in std::fs::read_dir(root.join("docs")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "md") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            texts.push((name, std::fs::read_to_string(e.path()).unwrap()));
+        }
+    }
+    let mut named = 0;
+    for (name, text) in &texts {
+        for word in backticked(text) {
+            if let Some(rest) = word.strip_prefix("tests/tests/") {
+                for file in rest.split(['{', '}', ',']).filter(|f| f.ends_with(".rs")) {
+                    named += 1;
+                    let file = file.trim();
+                    let exists = match file.split_once('*') {
+                        // A pattern (`imageapi_*.rs`): at least one file matches it.
+                        Some((pre, post)) => std::fs::read_dir(root.join("tests/tests"))
+                            .unwrap()
+                            .flatten()
+                            .filter_map(|e| e.file_name().into_string().ok())
+                            .any(|f| f.starts_with(pre) && f.ends_with(post)),
+                        None => root.join("tests/tests").join(file).is_file(),
+                    };
+                    assert!(exists, "{name} names {word}, which does not exist");
+                }
+            }
+        }
+    }
+    assert!(named > 10, "the docs name the test files ({named} found)");
+}
