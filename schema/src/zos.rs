@@ -53,7 +53,8 @@ pub struct ZosNetworkInfo {
     pub namespace: String,
 }
 
-/// `pkg.MountInfo`: always an rbind.
+/// `pkg.MountInfo`: an rbind with private propagation, unless `Type`/`Options` (fields
+/// of zos's `MountInfo` before 2019-11, still sent by older callers) ask otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZosMountInfo {
     /// Host path.
@@ -62,6 +63,14 @@ pub struct ZosMountInfo {
     /// Path in the container.
     #[serde(rename = "Target", default)]
     pub target: String,
+    /// Mount type: empty, `bind` or `rbind` (anything else is refused). Left off the wire
+    /// when empty, as today's zos sends it.
+    #[serde(rename = "Type", default, skip_serializing_if = "String::is_empty")]
+    pub typ: String,
+    /// Mount options (`ro`, `bind`, propagation, ...); see `ZOS_MOUNT_OPTIONS` in the
+    /// container module. Left off the wire when empty.
+    #[serde(rename = "Options", default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 /// `logger.LogsRedis`.
@@ -142,7 +151,8 @@ pub struct ZosContainer {
     /// Creation time (Go `time.Time`, msgpack timestamp extension).
     #[serde(rename = "CreatedAt", default = "go_zero_time")]
     pub created_at: Timestamp,
-    /// Root propagation (`rprivate` is what imagebus does; others are accepted).
+    /// Root propagation: empty (`rprivate`), or one of `private`, `rprivate`, `slave`,
+    /// `rslave`, `shared`, `rshared` (anything else is refused).
     #[serde(rename = "RootFsPropagation", default)]
     pub rootfs_propagation: String,
     /// Grace period before SIGKILL, in nanoseconds (Go `time.Duration`; 0 = 3 s).

@@ -72,11 +72,24 @@ async fn zos_interface_over_the_bus() {
         network: ZosNetworkInfo {
             namespace: ns.0.clone(),
         },
-        mounts: vec![ZosMountInfo {
-            source: data_dir.display().to_string(),
-            target: "/data".into(),
-        }],
-        entrypoint: "sh -c 'echo zdb-up; echo $A > /data/a; sleep 1000'".into(),
+        mounts: vec![
+            ZosMountInfo {
+                source: data_dir.display().to_string(),
+                target: "/data".into(),
+                ..Default::default()
+            },
+            // zos's MountInfo before 2019-11: Type and Options, here a read-only bind.
+            ZosMountInfo {
+                source: data_dir.display().to_string(),
+                target: "/ro".into(),
+                typ: "bind".into(),
+                options: vec!["ro".into()],
+            },
+        ],
+        rootfs_propagation: "rslave".into(),
+        entrypoint: "sh -c 'echo zdb-up; if echo x > /ro/x; then echo rw > /data/ro; \
+                     else echo ro > /data/ro; fi; echo $A > /data/a; sleep 1000'"
+            .into(),
         shutdown_timeout: 500_000_000,
         ..Default::default()
     };
@@ -108,14 +121,24 @@ async fn zos_interface_over_the_bus() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("ro")).unwrap(),
+        "ro\n",
+        "the mount asked read-only (Options [\"ro\"]) is read-only inside"
+    );
+    assert!(!data_dir.join("x").exists());
     let inspected = zos.inspect("tenant".into(), "zdb1".into()).await.unwrap();
     assert_eq!(inspected.name, "zdb1");
     assert_eq!(inspected.root_fs, root.display().to_string());
     assert_eq!(inspected.network.namespace, ns.0);
-    assert_eq!(inspected.mounts, data.mounts);
+    assert_eq!(inspected.mounts[0], data.mounts[0]);
+    assert_eq!(inspected.mounts[1].target, "/ro");
+    assert_eq!(inspected.mounts[1].options, ["bind", "rprivate", "ro"]);
+    assert_eq!(inspected.rootfs_propagation, "rslave");
     assert_eq!(
         inspected.entrypoint,
-        "sh -c echo zdb-up; echo $A > /data/a; sleep 1000"
+        "sh -c echo zdb-up; if echo x > /ro/x; then echo rw > /data/ro; else echo ro > \
+         /data/ro; fi; echo $A > /data/a; sleep 1000"
     );
     assert!(inspected.created_at.seconds > 1_700_000_000);
     assert_eq!(zos.list("tenant".into()).await.unwrap(), ["zdb1"]);

@@ -28,6 +28,7 @@ mod engine;
 mod error;
 mod store;
 mod zos;
+mod zos_mounts;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub use engine::REPLY_MARGIN;
 pub use error::ContainerError;
 pub use imagebus_host::Limits;
 pub use zos::{spec_from_zos, zos_from_info, ZOS_DEFAULT_MEMORY, ZOS_DEFAULT_SHUTDOWN};
+pub use zos_mounts::{ZOS_MOUNT_OPTIONS, ZOS_ROOTFS_PROPAGATION};
 
 /// The monitor process's `main` body: `imagebus-monitor <config>` (or a hidden subcommand
 /// of another binary, called before any thread or async runtime is started). Returns the

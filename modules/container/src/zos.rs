@@ -3,7 +3,8 @@
 //! Mapping: the tenant namespace `ns` is the container's group and the container is named
 //! `<ns>.<Name>` (so ids are unique per namespace, as in containerd namespaces); `RootFS`,
 //! a host path, becomes an inline recursive bind mount; `Network.Namespace` is joined
-//! (required, as in zos); `Mounts` are rbinds; `CPU` (default 1) becomes a CFS quota,
+//! (required, as in zos); `Mounts` are rbinds (or, with `Type`/`Options`, exactly the bind asked for, see
+//! [`crate::zos_mounts`]); `RootFsPropagation` is honoured; `CPU` (default 1) becomes a CFS quota,
 //! `Memory` (default 256 MiB) a memory limit; `Elevated` adds CAP_SYS_ADMIN;
 //! `ShutdownTimeout` (default 3 s) is the stop grace period after SIGTERM. Like zos's
 //! container module, which restarts a container whose task exited (whatever its exit
@@ -14,12 +15,13 @@
 use crate::actor::ContainerHandle;
 use crate::engine;
 use crate::error::ContainerError;
+use crate::zos_mounts;
 use imagebus_bus::protocol::Timestamp;
 use imagebus_bus::RemoteError;
 use imagebus_schema::container::{
-    BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
-    ContainerSpec, ContainerState, ExecSpec, InitialState, LogsRequest, Network, Resources,
-    RestartPolicy, RestartSpec,
+    CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec,
+    ContainerState, ExecSpec, InitialState, LogsRequest, Network, Resources, RestartPolicy,
+    RestartSpec,
 };
 use imagebus_schema::mount::{BindMount, MountRef, MountSource, MountSpec};
 use imagebus_schema::zos::{ZosContainer, ZosContainerModule, ZosMountInfo, ZosNetworkInfo};
@@ -88,6 +90,8 @@ pub fn spec_from_zos(ns: &str, data: &ZosContainer) -> Result<ContainerSpec, Rem
             recursive: true,
         }),
     }));
+    let (binds, mounts) = zos_mounts::split_mounts(&data.mounts)?;
+    let oci = zos_mounts::oci_document(mounts, &data.rootfs_propagation)?;
     Ok(ContainerSpec {
         name: Some(name_in(ns, &data.name)),
         group: (!ns.is_empty()).then(|| ns.to_string()),
@@ -95,15 +99,8 @@ pub fn spec_from_zos(ns: &str, data: &ZosContainer) -> Result<ContainerSpec, Rem
         working_dir: (!data.working_dir.is_empty()).then(|| data.working_dir.clone()),
         state: InitialState::Running,
         network: Network::Namespace(data.network.namespace.clone()),
-        binds: data
-            .mounts
-            .iter()
-            .map(|m| BindSpec {
-                source: m.source.clone().into(),
-                target: m.target.clone().into(),
-                read_only: false,
-            })
-            .collect(),
+        binds,
+        oci,
         resources: Resources {
             cpu_millis: Some(u32::try_from(cpus.saturating_mul(1000)).unwrap_or(u32::MAX)),
             memory_bytes: Some(if data.memory == 0 {
@@ -141,6 +138,7 @@ pub fn zos_from_info(id: &str, info: &ContainerInfo) -> ZosContainer {
         MountRef::Existing(_) => info.rootfs.display().to_string(),
     };
     let created = UNIX_EPOCH + Duration::from_millis(info.created_at_ms);
+    let (oci_mounts, rootfs_propagation) = zos_mounts::from_document(spec.oci.as_ref());
     ZosContainer {
         name: id.to_string(),
         root_fs,
@@ -158,8 +156,11 @@ pub fn zos_from_info(id: &str, info: &ContainerInfo) -> ZosContainer {
             .map(|b| ZosMountInfo {
                 source: b.source.display().to_string(),
                 target: b.target.display().to_string(),
+                ..Default::default()
             })
+            .chain(oci_mounts)
             .collect(),
+        rootfs_propagation,
         entrypoint: info.command.join(" "),
         created_at: Timestamp::from_system(created),
         ..Default::default()

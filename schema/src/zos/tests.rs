@@ -69,6 +69,7 @@ fn go_container() -> ZosContainer {
         mounts: vec![ZosMountInfo {
             source: "/data".into(),
             target: "/data".into(),
+            ..Default::default()
         }],
         entrypoint: "/bin/zdb --port 9900".into(),
         interactive: false,

@@ -24,7 +24,7 @@ pub use fields::refused;
 use fields::{invalid, no_nul, object, present, string, strings, typed};
 
 /// Fields that are honoured (dotted paths into the document).
-pub const HONOURED: [&str; 20] = [
+pub const HONOURED: [&str; 21] = [
     "ociVersion",
     "root.path",
     "root.readonly",
@@ -45,11 +45,25 @@ pub const HONOURED: [&str; 20] = [
     "linux.maskedPaths",
     "linux.readonlyPaths",
     "linux.seccomp",
+    "linux.rootfsPropagation",
+];
+
+/// The values `linux.rootfsPropagation` may take (the root's propagation in the
+/// container's mount namespace; the generated spec has `rprivate`).
+pub const ROOTFS_PROPAGATION: [&str; 8] = [
+    "private",
+    "rprivate",
+    "slave",
+    "rslave",
+    "shared",
+    "rshared",
+    "unbindable",
+    "runbindable",
 ];
 
 /// Fields that are refused (`InvalidArgument` naming the field), with the reason. Any
 /// other key not in [`HONOURED`] is refused as unknown.
-pub const REJECTED: [(&str, &str); 26] = [
+pub const REJECTED: [(&str, &str); 25] = [
     ("hooks", "hooks would run host commands"),
     ("domainname", "not supported"),
     (
@@ -80,7 +94,6 @@ pub const REJECTED: [(&str, &str); 26] = [
         "linux.cgroupsPath",
         "the container's cgroup is managed by the module",
     ),
-    ("linux.rootfsPropagation", "always rprivate"),
     ("linux.mountLabel", "not supported"),
     ("linux.intelRdt", "not supported"),
     ("linux.personality", "not supported"),
@@ -322,6 +335,16 @@ fn linux(o: &mut Overlay, l: &Map<String, Value>) -> Result<(), RuntimeError> {
                 json!(paths)
             }
             "seccomp" => typed::<LinuxSeccomp>(&path, value)?.1,
+            "rootfsPropagation" => {
+                let v = string(&path, value)?;
+                if !ROOTFS_PROPAGATION.contains(&v.as_str()) {
+                    return Err(invalid(format!(
+                        "oci field {path}: {v:?} is not one of {}",
+                        ROOTFS_PROPAGATION.join(", ")
+                    )));
+                }
+                json!(v)
+            }
             _ => return Err(refused(&path)),
         };
         o.linux.insert(key.clone(), back);
