@@ -16,6 +16,40 @@ pub trait Cgroups: Send + Sync + 'static {
     /// removed.
     fn remove(&self, rel: &str) -> Result<Vec<PathBuf>, RuntimeError>;
 
+    /// The names of the child cgroups of `rel`, in any hierarchy.
+    fn children(&self, rel: &str) -> std::collections::BTreeSet<String> {
+        let rel = rel.trim_start_matches('/');
+        self.hierarchies()
+            .into_iter()
+            .filter_map(|h| std::fs::read_dir(h.join(rel)).ok())
+            .flat_map(|d| d.flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// SIGKILLs every process of cgroup `rel` and the cgroups below it, in every
+    /// hierarchy: for a cgroup that no runtime knows any more (a `runc init` left by a
+    /// create that was cut short). Returns how many processes were signalled.
+    fn kill_all(&self, rel: &str) -> usize {
+        let Ok(rel) = validate_cgroup_path(rel) else {
+            return 0;
+        };
+        let mut pids = std::collections::BTreeSet::new();
+        for h in self.hierarchies() {
+            collect_procs(&h.join(&rel), &mut pids);
+        }
+        pids.into_iter()
+            .filter(|p| {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*p),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+            })
+            .count()
+    }
+
     /// Removes the directory of cgroup `rel` in every hierarchy where it is empty (no child
     /// cgroup, no task: the kernel refuses `rmdir` otherwise, so a cgroup in use is never
     /// touched). For an instance's parent cgroup once its last container is gone. Returns
@@ -87,6 +121,22 @@ pub fn validate_cgroup_path(rel: &str) -> Result<PathBuf, RuntimeError> {
         Err(RuntimeError::Invalid(format!(
             "cgroup path {rel:?} must be absolute, not /, no .."
         )))
+    }
+}
+
+/// The pids in `dir/cgroup.procs` and below.
+fn collect_procs(dir: &Path, pids: &mut std::collections::BTreeSet<i32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(
+            text.lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+                .filter(|p| *p > 0),
+        );
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_procs(&e.path(), pids);
+        }
     }
 }
 

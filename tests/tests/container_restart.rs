@@ -250,3 +250,78 @@ async fn a_killed_monitor_leaves_the_container_running() {
         .await
         .unwrap();
 }
+
+/// Kills a process on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A create cut short inside runc (kill -9 of the daemon while `runc create` ran) leaves a
+/// `runc init` in the container's cgroup, pinning the root's mounts and loop devices, with
+/// no runc state: `runc list` does not show it. Start-up reconciliation kills what runs in
+/// such a cgroup and removes it; a container with a record is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cgroup_of_a_create_cut_short_inside_runc_is_emptied_and_removed() {
+    use imagebus_sys::cgroup::{Cgroups, LinuxCgroups};
+    let mut node = Node::start("stray").await;
+    let root = node.rootfs("r", &[]);
+    let mut s = spec(bind_root(&root), "sleep 1000");
+    s.state = InitialState::Running;
+    let kept = node.container.create(s).await.unwrap();
+
+    // The stand-in for the half-started `runc init`: a process in cgroup
+    // /<instance>/<instance>-<unused id> in every hierarchy.
+    let instance = node.cfg.instance.clone();
+    let rid = node.cfg.runtime_id(900_000);
+    let rel = format!("{instance}/{rid}");
+    let stray = KillOnDrop(Command::new("sleep").arg("1000").spawn().unwrap());
+    let pid = stray.0.id();
+    let dirs: Vec<_> = LinuxCgroups
+        .hierarchies()
+        .into_iter()
+        .map(|h| h.join(&rel))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+        // v2 refuses a process in a cgroup whose parent has controllers enabled for it
+        // only in some setups; every hierarchy that takes it is enough here.
+        let _ = std::fs::write(d.join("cgroup.procs"), pid.to_string());
+    }
+    assert!(
+        dirs.iter()
+            .any(|d| std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .contains(&pid.to_string())),
+        "the stand-in is in its cgroup"
+    );
+
+    node.restart_container_actor().await;
+    assert!(
+        imagebus_tests::daemon::wait_until(Duration::from_secs(10), || {
+            !imagebus_tests::kernel_probe::pid_alive(pid)
+        }),
+        "the process of the stray cgroup was killed"
+    );
+    assert!(
+        imagebus_tests::daemon::wait_until(Duration::from_secs(10), || dirs
+            .iter()
+            .all(|d| !d.exists())),
+        "the stray cgroup is removed in every hierarchy"
+    );
+    let info = node.container.get(Selector::Id(kept.id)).await.unwrap();
+    assert_eq!(
+        info.state,
+        ContainerState::Running,
+        "a recorded container is kept"
+    );
+    node.container
+        .delete(Selector::Id(kept.id), true)
+        .await
+        .unwrap();
+    drop(stray);
+}

@@ -1,6 +1,7 @@
 //! Start-up reconciliation, before the actor starts: (1) remove this instance's runtime
 //! containers that have no record (a crash in the middle of a create, possibly many at
-//! once); (2) for every live record, re-attach to its monitor if it still runs (re-arming
+//! once), and kill the processes of and remove this instance's cgroups that neither a
+//! record nor the runtime knows (a create cut short inside the runtime); (2) for every live record, re-attach to its monitor if it still runs (re-arming
 //! the SIGKILL timer of a stopping one), (3) else watch the init directly if it outlived
 //! the monitor, (4) else record the end (`exited` from the exit file, or `dead`); (5) give
 //! back the mounts that containers without a record still hold (a create cut short after
@@ -32,7 +33,8 @@ pub struct ReconcileReport {
     pub monitor_lost: usize,
     /// Containers whose run ended while no actor watched (now `exited` or `dead`).
     pub ended: usize,
-    /// Runtime containers of this instance without a record, removed.
+    /// Runtime containers, and cgroups no runtime state owns, of this instance without a
+    /// record, removed.
     pub orphans_removed: usize,
     /// Mount holds of containers without a record, released.
     pub stale_holds_released: usize,
@@ -196,17 +198,35 @@ async fn remove_orphans(
         sys.cgroups.clone(),
         cfg.instance.clone(),
     );
-    blocking(move || {
+    let listed_ids: BTreeSet<String> = listed.iter().map(|st| st.id.clone()).collect();
+    let stray = blocking(move || {
         for rid in orphans {
             tracing::warn!(runtime_id = %rid, "removing a runtime container without a record");
             let _ = runtime.delete(&rid, true);
             let _ = cgroups.remove(&format!("/{instance}/{rid}"));
         }
+        // Cgroups of this instance that neither a record nor the runtime knows: a create
+        // cut short inside the runtime (its `runc init` already in the cgroup and in the
+        // container's namespaces, pinning its mounts, but no runtime state yet).
+        let mut stray = 0;
+        for rid in cgroups.children(&format!("/{instance}")) {
+            if !rid.starts_with(&prefix) || known.contains(&rid) || listed_ids.contains(&rid) {
+                continue;
+            }
+            let rel = format!("/{instance}/{rid}");
+            let killed = cgroups.kill_all(&rel);
+            tracing::warn!(cgroup = %rel, killed, "removing a cgroup no container or runtime state owns");
+            if let Err(e) = cgroups.remove(&rel) {
+                tracing::warn!(cgroup = %rel, error = %e, "removing a stray cgroup");
+            }
+            stray += 1;
+        }
         // Left empty by a daemon that stopped with no container, or by the orphans above.
         cgroups.remove_if_empty(&format!("/{instance}"));
+        stray
     })
     .await?;
-    Ok(count)
+    Ok(count + stray)
 }
 
 /// Step 6 (blocking): the state and run directories and the log of every id that has no
