@@ -7,6 +7,7 @@ use crate::system::Registry;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::container::ContainerModule;
 use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::system::ModuleState;
@@ -84,11 +85,13 @@ pub fn image_starter(dirs: ActorDirs) -> Starter<dyn ImageModule> {
     })
 }
 
-/// The mount actor, reaching attach through `attach` and the image store through `image`.
+/// The mount actor, reaching attach through `attach`, the image store through `image` and
+/// the container module (which vouches for its holders) through `container`.
 pub fn mount_starter(
     dirs: ActorDirs,
     attach: Arc<dyn AttachModule>,
     image: Option<Arc<dyn ImageModule>>,
+    container: Arc<dyn ContainerModule>,
 ) -> Starter<dyn MountModule> {
     Box::new(move |stop| {
         let limits = dirs.limits;
@@ -96,13 +99,16 @@ pub fn mount_starter(
             state_dir: dirs.state_dir.join("mount"),
             run_dir: dirs.run_dir.join("mount"),
         };
-        let (attach, image) = (attach.clone(), image.clone());
+        let peers = imagebus_mount::Peers {
+            attach: attach.clone(),
+            image: image.clone(),
+            container: Some(container.clone()),
+        };
         Box::pin(async move {
-            let s = imagebus_mount::spawn_with_images(
+            let s = imagebus_mount::spawn_with_peers(
                 cfg,
                 imagebus_mount::MountSys::linux(),
-                attach,
-                image,
+                peers,
                 stop,
                 limits,
             )

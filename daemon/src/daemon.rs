@@ -18,6 +18,10 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How long the mount module waits for a container module served elsewhere to say whether
+/// it holds a mount.
+const HOLDS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the daemon needs to serve its modules.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -189,13 +193,24 @@ impl Wiring<'_> {
             None
         };
 
+        // The container slot exists before the mount actor starts: the mount module asks
+        // the container module whether a `Container(n)` holder is genuine (and refuses,
+        // `Unavailable`, while it cannot, e.g. before the container actor runs).
+        let container_slot = Arc::new(Slot::<dyn ContainerActor>::new("container"));
         let need_mount = self.wanted("mount") || self.wanted("container");
         let mount: Option<Arc<dyn MountModule>> = match attach {
             Some(attach) if self.wanted("mount") => {
+                let containers: Arc<dyn ContainerModule> = if self.wanted("container") {
+                    container_slot.clone()
+                } else {
+                    Arc::new(
+                        ContainerModuleStub::new(self.client().await?).with_timeout(HOLDS_TIMEOUT),
+                    )
+                };
                 let slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
                 self.supervise(
                     "mount",
-                    actors::mount_starter(dirs.clone(), attach, image),
+                    actors::mount_starter(dirs.clone(), attach, image, containers),
                     slot.clone(),
                 )
                 .await;
@@ -212,7 +227,7 @@ impl Wiring<'_> {
         };
 
         if let Some(mount) = mount.filter(|_| self.wanted("container")) {
-            let slot = Arc::new(Slot::<dyn ContainerActor>::new("container"));
+            let slot = container_slot;
             self.supervise(
                 "container",
                 actors::container_starter(dirs, mount),

@@ -805,11 +805,16 @@ async fn restart_keeps_state_and_reconciles_leftovers() {
 async fn stale_holders_are_dropped_at_start() {
     let mut rig = Rig::new();
     let (h, _) = rig.start().await;
-    let m = h
-        .mount(image("/a.sqsh"), Some(Holder::Mount(42)))
-        .await
-        .unwrap();
+    let m = h.mount(image("/a.sqsh"), None).await.unwrap();
     drop(h);
+    // A holder whose mount is gone (an API call would refuse to add it: forged).
+    let file = imagebus_sys::state::StateFile::<crate::store::Db>::new(
+        rig.cfg.records_file(),
+        crate::config::STATE_VERSION,
+    );
+    let mut db = file.load().unwrap().unwrap();
+    db.mounts.get_mut(&m.id).unwrap().holders = [Holder::Mount(42)].into();
+    file.save(&db).unwrap();
     let (h, report) = rig.start().await;
     assert_eq!(report.stale_holders, vec![(m.id, Holder::Mount(42))]);
     assert!(h.list().await.unwrap().is_empty());
@@ -1381,3 +1386,5 @@ async fn a_release_dropping_a_holder_added_by_a_failed_create_collects_the_mount
 }
 
 mod stored;
+
+mod holders;
