@@ -60,6 +60,9 @@ struct FakeMounts {
     /// When set, asked about `Container(n)` holders as the real mount module asks:
     /// adding needs `holds`, dropping needs `!holds` (`Conflict` otherwise).
     owner: Mutex<Option<ContainerHandle>>,
+    /// With no `owner` yet, `Container(n)` releases answer `Unavailable` (the mount module
+    /// cannot ask a container module that is not serving yet).
+    strict: std::sync::atomic::AtomicBool,
 }
 
 impl FakeMounts {
@@ -84,12 +87,19 @@ impl FakeMounts {
         self.holders.lock().unwrap().clone()
     }
     /// The owner's answer for `holder` on mount 7 (`None`: not asked).
-    async fn owner_holds(&self, holder: &Holder) -> Option<bool> {
+    async fn owner_holds(&self, holder: &Holder) -> Result<Option<bool>, RemoteError> {
         let Holder::Container(n) = holder else {
-            return None;
+            return Ok(None);
         };
-        let owner = self.owner.lock().unwrap().clone()?;
-        Some(owner.holds(*n, 7).await.unwrap())
+        let Some(owner) = self.owner.lock().unwrap().clone() else {
+            if self.strict.load(Ordering::SeqCst) {
+                return Err(RemoteError::unavailable(
+                    "the container actor is not running",
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some(owner.holds(*n, 7).await.unwrap()))
     }
 }
 
@@ -120,7 +130,7 @@ impl MountModule for FakeMounts {
         Ok(self.info())
     }
     async fn release(&self, _: u64, holder: Holder) -> Result<(), RemoteError> {
-        if self.owner_holds(&holder).await == Some(true) {
+        if self.owner_holds(&holder).await? == Some(true) {
             return Err(RemoteError::new(
                 ErrorCode::Conflict,
                 format!("mount 7 is held by {holder}"),
@@ -168,6 +178,7 @@ fn setup_with(kernel: FakeRuntime) -> Setup {
             entered: AtomicUsize::new(0),
             release: tokio::sync::Notify::new(),
             owner: Mutex::new(None),
+            strict: false.into(),
         }),
         dir,
     }
@@ -1386,4 +1397,24 @@ async fn holds_answers_for_creates_in_flight_and_live_records_and_owners_release
     h.delete(Selector::Id(info.id), true).await.unwrap();
     assert_eq!(s.mounts.holders(), [Holder::User]);
     assert!(!h.holds(info.id, 7).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_holds_refused_before_the_actor_serves_are_released_once_it_does() {
+    let s = setup_ok();
+    // A hold of a container that has no record (a create cut short by a crash).
+    s.mounts.holders.lock().unwrap().push(Holder::Container(42));
+    s.mounts.strict.store(true, Ordering::SeqCst);
+    let (spawned, _stop) = spawn_on(&s, s.mounts.clone(), 4).await;
+    assert_eq!(
+        spawned.report.stale_holds_released, 0,
+        "refused: not serving yet"
+    );
+    assert_eq!(s.mounts.holders(), [Holder::User, Holder::Container(42)]);
+    // Now the mount module can ask (the daemon put the handle in its slot).
+    *s.mounts.owner.lock().unwrap() = Some(spawned.handle.clone());
+    until("the deferred release", || {
+        s.mounts.holders() == [Holder::User]
+    })
+    .await;
 }
