@@ -139,6 +139,9 @@ impl MountModule for FakeMounts {
         self.holders.lock().unwrap().retain(|h| *h != holder);
         Ok(())
     }
+    async fn holds(&self, _: u64, _: u64) -> Result<bool, RemoteError> {
+        Ok(false)
+    }
 }
 
 struct Setup {
@@ -500,6 +503,9 @@ impl MountModule for PanickingMounts {
     }
     async fn release(&self, _: u64, _: Holder) -> Result<(), RemoteError> {
         panic!("mount double: release")
+    }
+    async fn holds(&self, _: u64, _: u64) -> Result<bool, RemoteError> {
+        panic!("mount double: holds")
     }
 }
 

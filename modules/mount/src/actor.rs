@@ -267,6 +267,12 @@ impl MountModule for MountHandle {
             .await?)
     }
 
+    async fn holds(&self, id: u64, attachment: u64) -> Result<bool, RemoteError> {
+        Ok(self
+            .read(move |st| st.holds_attachment(id, attachment))
+            .await?)
+    }
+
     async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
         let span = tracing::info_span!("release", id, holder = %holder);
         Ok(MountHandle::release(self, id, holder)

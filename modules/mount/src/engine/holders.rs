@@ -15,6 +15,7 @@
 
 use crate::engine::{Ctx, State};
 use crate::error::{MountError, MountId};
+use crate::store::MountRecord;
 use imagebus_bus::RemoteError;
 use imagebus_schema::Holder;
 use std::time::Duration;
@@ -45,13 +46,26 @@ impl State {
     /// Whether mount `owner` holds a reference to mount `id` (`None`: one being created):
     /// it is being created, or it exists, is not being removed and stands on `id`.
     pub(crate) fn mount_holds(&self, owner: u64, id: Option<u64>) -> bool {
-        if self.removing.contains(&owner) {
+        self.claims(owner, |rec| id.is_some_and(|id| rec.children.contains(&id)))
+    }
+
+    /// Whether mount `owner` holds a reference to attachment `att` (`MountModule::holds`):
+    /// it is being created, or it exists, is not being removed and stands on `att`.
+    pub(crate) fn holds_attachment(&self, owner: u64, att: u64) -> bool {
+        self.claims(owner, |rec| rec.attachment == Some(att))
+    }
+
+    /// Whether mount `owner` still claims what `stands_on` says: never while it is being
+    /// removed or its create is being undone; always while its create is in flight (its
+    /// record may not exist yet).
+    fn claims(&self, owner: u64, stands_on: impl FnOnce(&MountRecord) -> bool) -> bool {
+        if self.removing.contains(&owner) || self.abandoned.contains(&owner) {
             return false;
         }
-        let Some(rec) = self.db.mounts.get(&owner) else {
-            return false;
-        };
-        self.pending.contains_key(&owner) || id.is_some_and(|id| rec.children.contains(&id))
+        if self.pending.contains_key(&owner) {
+            return true;
+        }
+        self.db.mounts.get(&owner).is_some_and(stands_on)
     }
 }
 

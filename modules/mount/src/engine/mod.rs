@@ -70,6 +70,9 @@ pub(crate) struct State {
     pub(crate) pending: BTreeMap<u64, Phase>,
     /// Mounts being removed.
     pub(crate) removing: BTreeSet<u64>,
+    /// Ids of a create being undone: still pending, but they no longer claim their
+    /// children and attachments, so the undo's releases pass the owners' checks.
+    pub(crate) abandoned: BTreeSet<u64>,
     /// Names reserved by creates in flight.
     pub(crate) names: BTreeSet<String>,
     /// Persistent overlay directories reserved by creates in flight.

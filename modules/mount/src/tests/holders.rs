@@ -247,3 +247,39 @@ async fn an_unreachable_owner_refuses_container_holders() {
     h.release(m.id, Holder::Container(7)).await.unwrap();
     rig.assert_nothing_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_answers_for_attachments_of_live_and_in_flight_mounts() {
+    let rig = Rig::new();
+    let containers = FakeContainers::default();
+    let h = start(&rig, &containers).await;
+    let m = h.mount(image("/a.sqsh"), None).await.unwrap();
+    let att = m
+        .attachment
+        .expect("an image mount stands on an attachment");
+    assert!(h.holds(m.id, att).await.unwrap());
+    assert!(!h.holds(m.id, att + 1).await.unwrap());
+    assert!(!h.holds(424_242, att).await.unwrap());
+    // A create held in the kernel: its id claims its attachment (answered while it waits).
+    rig.gated.hold_mounts();
+    let slow = tokio::spawn({
+        let h = h.clone();
+        async move { h.mount(image("/b.sqsh"), None).await }
+    });
+    rig.gated.wait_entered(1).await;
+    let pending = m.id + 1;
+    assert!(h.holds(pending, att + 1).await.unwrap());
+    // It fails and is undone: it claims nothing any more.
+    rig.gated.open(true);
+    let err = tokio::time::timeout(WAIT, slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_ne!(err.code, ErrorCode::Conflict, "{err:?}");
+    assert!(!h.holds(pending, att + 1).await.unwrap());
+    // Once the mount is gone, it holds nothing.
+    h.unmount(Selector::Id(m.id), false).await.unwrap();
+    assert!(!h.holds(m.id, att).await.unwrap());
+    rig.assert_nothing_left();
+}
