@@ -46,18 +46,29 @@ pub struct Running<T: ?Sized> {
 pub type Starter<T> =
     Box<dyn Fn(CancellationToken) -> BoxFuture<'static, Result<Running<T>>> + Send + Sync>;
 
-/// The attach actor (no peers).
-pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
+/// The attach actor, asking the mount module (`mounts`) whether `mount:N` holders are
+/// genuine (`None`: unchecked).
+pub fn attach_starter(
+    dirs: ActorDirs,
+    mounts: Option<Arc<dyn MountModule>>,
+) -> Starter<dyn AttachModule> {
     Box::new(move |stop| {
+        let mounts = mounts.clone();
         let limits = dirs.limits;
         let cfg = imagebus_attach::AttachConfig {
             state_dir: dirs.state_dir.join("attach"),
             run_dir: dirs.run_dir.join("attach"),
         };
         Box::pin(async move {
-            let s = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux(), stop, limits)
-                .await
-                .context("starting the attach actor")?;
+            let s = imagebus_attach::spawn_with_mounts(
+                cfg,
+                imagebus_attach::AttachSys::linux(),
+                mounts,
+                stop,
+                limits,
+            )
+            .await
+            .context("starting the attach actor")?;
             tracing::info!(report = ?s.report, "attach actor started");
             Ok(Running {
                 handle: Arc::new(s.handle) as Arc<dyn AttachModule>,
@@ -326,7 +337,7 @@ mod tests {
             restarts: 0,
         });
         let slot: Arc<Slot<dyn AttachModule>> = Arc::new(Slot::new("attach"));
-        let inner = attach_starter(dirs);
+        let inner = attach_starter(dirs, None);
         let kill = CancellationToken::new();
         let first = kill.clone();
         let starts = Arc::new(AtomicU32::new(0));

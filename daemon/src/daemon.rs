@@ -18,8 +18,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// How long the mount module waits for a container module served elsewhere to say whether
-/// it holds a mount.
+/// How long a module waits for the owner module served elsewhere (the container module
+/// for the mount module, the mount module for the attach module) to say whether it holds
+/// a reference.
 const HOLDS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the daemon needs to serve its modules.
@@ -160,10 +161,23 @@ impl Wiring<'_> {
 
         let dirs = self.cfg.dirs.clone();
         let need_attach = self.wanted("attach") || self.wanted("mount");
+        // The mount slot exists before the attach actor starts: the attach module asks the
+        // mount module whether a `mount:N` holder is genuine (`Unavailable` while it
+        // cannot, e.g. before the mount actor runs).
+        let mount_slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
         let attach: Option<Arc<dyn AttachModule>> = if self.wanted("attach") {
+            let mounts: Arc<dyn MountModule> = if self.wanted("mount") {
+                mount_slot.clone()
+            } else {
+                Arc::new(MountModuleStub::new(self.client().await?).with_timeout(HOLDS_TIMEOUT))
+            };
             let slot = Arc::new(Slot::<dyn AttachModule>::new("attach"));
-            self.supervise("attach", actors::attach_starter(dirs.clone()), slot.clone())
-                .await;
+            self.supervise(
+                "attach",
+                actors::attach_starter(dirs.clone(), Some(mounts)),
+                slot.clone(),
+            )
+            .await;
             self.serve(
                 "attach",
                 vec![Arc::new(AttachModuleServer::new(slot.clone()))],
@@ -207,7 +221,7 @@ impl Wiring<'_> {
                         ContainerModuleStub::new(self.client().await?).with_timeout(HOLDS_TIMEOUT),
                     )
                 };
-                let slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
+                let slot = mount_slot;
                 self.supervise(
                     "mount",
                     actors::mount_starter(dirs.clone(), attach, image, containers),

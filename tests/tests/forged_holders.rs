@@ -2,8 +2,9 @@
 //! devices, squashfs and overlayfs). Root. A raw bus call
 //! `mount@1.Release(<rootfs>, {"container": <id>})` from someone other than the container
 //! used to unmount a running container's root and delete its upper directory; an
-//! `Acquire` with a made-up holder pinned a mount forever. Both are refused now, and the
-//! container's own delete still cleans everything.
+//! `Acquire` with a made-up holder pinned a mount forever. Both are refused now (and the
+//! same for a mount's reference on its attachment, `attach@1`), and the container's own
+//! delete still cleans everything.
 
 use imagebus_tests::daemon::Daemon;
 use imagebus_tests::image::busybox_squashfs;
@@ -146,6 +147,39 @@ fn forged_holders_are_refused_over_the_bus() {
         .unwrap_err();
     assert!(err.starts_with("error: Conflict: "), "{err}");
     assert_eq!(n.json(&["mount", "list"]), mounts);
+
+    // The image mount's reference on its attachment is the mount's to drop.
+    let lower_info = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == lower)
+        .expect("the lower in mount list")
+        .clone();
+    let att = lower_info["attachment"]
+        .as_u64()
+        .expect("the loop attachment");
+    let attachments = n.json(&["attach", "list"]);
+    let raw_attach = |method: &str, args: &[&str]| {
+        let mut all = vec!["call", "attach", "attach@1", method];
+        all.extend_from_slice(args);
+        n.daemon.cli(&all)
+    };
+    let out = raw_attach(
+        "Release",
+        &[&att.to_string(), &format!(r#"{{"mount": {lower}}}"#)],
+    );
+    assert!(out.stderr.starts_with("error: Conflict: "), "{out:?}");
+    let out = raw_attach(
+        "Acquire",
+        &[&format!(r#"{{"id": {att}}}"#), r#"{"mount": 424242}"#],
+    );
+    assert!(
+        out.stderr.starts_with("error: InvalidArgument: "),
+        "{out:?}"
+    );
+    assert_eq!(n.json(&["attach", "list"]), attachments);
+    assert!(n.mounted(&mountpoint));
 
     // The container's own delete releases its mount and everything cascades away.
     n.ok(&["rm", "--force", "victim"]);

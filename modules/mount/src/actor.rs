@@ -139,6 +139,12 @@ pub async fn spawn_with_peers(
     let started = imagebus_host::start(ACTOR, state, limits, stop)
         .await
         .map_err(|e| MountError::Internal(format!("starting the mount actor: {e}")))?;
+    if !report.deferred_attachments.is_empty() {
+        tokio::spawn(reconcile::release_later(
+            ctx.attach.clone(),
+            report.deferred_attachments.clone(),
+        ));
+    }
     Ok(Spawned {
         handle: MountHandle {
             host: started.host,
