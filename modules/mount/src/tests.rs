@@ -135,6 +135,8 @@ struct AttachState {
     next: u64,
     atts: BTreeMap<u64, AttachInfo>,
     down: bool,
+    /// Releases answer `Unavailable` (an attach module that cannot ask this one yet).
+    refuse_releases: bool,
 }
 
 /// An attach module in memory: loop specs whose path contains "missing" fail with
@@ -264,6 +266,11 @@ impl AttachModule for FakeAttach {
     async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
         past_deadline()?;
         let mut s = self.0.lock().unwrap();
+        if s.refuse_releases {
+            return Err(RemoteError::unavailable(
+                "cannot check holder with the mount module",
+            ));
+        }
         if let Some(a) = s.atts.get_mut(&id) {
             a.holders.retain(|h| *h != holder);
             if a.holders.is_empty() {

@@ -283,3 +283,22 @@ async fn holds_answers_for_attachments_of_live_and_in_flight_mounts() {
     assert!(!h.holds(m.id, att).await.unwrap());
     rig.assert_nothing_left();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_of_vanished_mounts_refused_at_start_are_released_once_it_runs() {
+    let mut rig = Rig::new();
+    let leaked = rig.attach.insert_held_by(Holder::Mount(8));
+    rig.attach.0.lock().unwrap().refuse_releases = true;
+    let (_h, report) = rig.start().await;
+    assert_eq!(report.deferred_attachments, vec![(leaked, 8)]);
+    assert!(report.released_attachments.is_empty(), "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(rig.attach.ids(), vec![leaked]);
+    // The attach module can ask now (the daemon put this actor in its slot).
+    rig.attach.0.lock().unwrap().refuse_releases = false;
+    let deadline = Instant::now() + WAIT;
+    while !rig.attach.ids().is_empty() {
+        assert!(Instant::now() < deadline, "the deferred release never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
