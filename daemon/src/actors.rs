@@ -7,6 +7,7 @@ use crate::system::Registry;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::container::ContainerModule;
 use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::system::ModuleState;
@@ -45,18 +46,29 @@ pub struct Running<T: ?Sized> {
 pub type Starter<T> =
     Box<dyn Fn(CancellationToken) -> BoxFuture<'static, Result<Running<T>>> + Send + Sync>;
 
-/// The attach actor (no peers).
-pub fn attach_starter(dirs: ActorDirs) -> Starter<dyn AttachModule> {
+/// The attach actor, asking the mount module (`mounts`) whether `mount:N` holders are
+/// genuine (`None`: unchecked).
+pub fn attach_starter(
+    dirs: ActorDirs,
+    mounts: Option<Arc<dyn MountModule>>,
+) -> Starter<dyn AttachModule> {
     Box::new(move |stop| {
+        let mounts = mounts.clone();
         let limits = dirs.limits;
         let cfg = imagebus_attach::AttachConfig {
             state_dir: dirs.state_dir.join("attach"),
             run_dir: dirs.run_dir.join("attach"),
         };
         Box::pin(async move {
-            let s = imagebus_attach::spawn(cfg, imagebus_attach::AttachSys::linux(), stop, limits)
-                .await
-                .context("starting the attach actor")?;
+            let s = imagebus_attach::spawn_with_mounts(
+                cfg,
+                imagebus_attach::AttachSys::linux(),
+                mounts,
+                stop,
+                limits,
+            )
+            .await
+            .context("starting the attach actor")?;
             tracing::info!(report = ?s.report, "attach actor started");
             Ok(Running {
                 handle: Arc::new(s.handle) as Arc<dyn AttachModule>,
@@ -84,11 +96,13 @@ pub fn image_starter(dirs: ActorDirs) -> Starter<dyn ImageModule> {
     })
 }
 
-/// The mount actor, reaching attach through `attach` and the image store through `image`.
+/// The mount actor, reaching attach through `attach`, the image store through `image` and
+/// the container module (which vouches for its holders) through `container`.
 pub fn mount_starter(
     dirs: ActorDirs,
     attach: Arc<dyn AttachModule>,
     image: Option<Arc<dyn ImageModule>>,
+    container: Arc<dyn ContainerModule>,
 ) -> Starter<dyn MountModule> {
     Box::new(move |stop| {
         let limits = dirs.limits;
@@ -96,13 +110,16 @@ pub fn mount_starter(
             state_dir: dirs.state_dir.join("mount"),
             run_dir: dirs.run_dir.join("mount"),
         };
-        let (attach, image) = (attach.clone(), image.clone());
+        let peers = imagebus_mount::Peers {
+            attach: attach.clone(),
+            image: image.clone(),
+            container: Some(container.clone()),
+        };
         Box::pin(async move {
-            let s = imagebus_mount::spawn_with_images(
+            let s = imagebus_mount::spawn_with_peers(
                 cfg,
                 imagebus_mount::MountSys::linux(),
-                attach,
-                image,
+                peers,
                 stop,
                 limits,
             )
@@ -320,7 +337,7 @@ mod tests {
             restarts: 0,
         });
         let slot: Arc<Slot<dyn AttachModule>> = Arc::new(Slot::new("attach"));
-        let inner = attach_starter(dirs);
+        let inner = attach_starter(dirs, None);
         let kill = CancellationToken::new();
         let first = kill.clone();
         let starts = Arc::new(AtomicU32::new(0));

@@ -18,6 +18,11 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How long a module waits for the owner module served elsewhere (the container module
+/// for the mount module, the mount module for the attach module) to say whether it holds
+/// a reference.
+const HOLDS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What the daemon needs to serve its modules.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -156,10 +161,23 @@ impl Wiring<'_> {
 
         let dirs = self.cfg.dirs.clone();
         let need_attach = self.wanted("attach") || self.wanted("mount");
+        // The mount slot exists before the attach actor starts: the attach module asks the
+        // mount module whether a `mount:N` holder is genuine (`Unavailable` while it
+        // cannot, e.g. before the mount actor runs).
+        let mount_slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
         let attach: Option<Arc<dyn AttachModule>> = if self.wanted("attach") {
+            let mounts: Arc<dyn MountModule> = if self.wanted("mount") {
+                mount_slot.clone()
+            } else {
+                Arc::new(MountModuleStub::new(self.client().await?).with_timeout(HOLDS_TIMEOUT))
+            };
             let slot = Arc::new(Slot::<dyn AttachModule>::new("attach"));
-            self.supervise("attach", actors::attach_starter(dirs.clone()), slot.clone())
-                .await;
+            self.supervise(
+                "attach",
+                actors::attach_starter(dirs.clone(), Some(mounts)),
+                slot.clone(),
+            )
+            .await;
             self.serve(
                 "attach",
                 vec![Arc::new(AttachModuleServer::new(slot.clone()))],
@@ -189,13 +207,24 @@ impl Wiring<'_> {
             None
         };
 
+        // The container slot exists before the mount actor starts: the mount module asks
+        // the container module whether a `Container(n)` holder is genuine (and refuses,
+        // `Unavailable`, while it cannot, e.g. before the container actor runs).
+        let container_slot = Arc::new(Slot::<dyn ContainerActor>::new("container"));
         let need_mount = self.wanted("mount") || self.wanted("container");
         let mount: Option<Arc<dyn MountModule>> = match attach {
             Some(attach) if self.wanted("mount") => {
-                let slot = Arc::new(Slot::<dyn MountModule>::new("mount"));
+                let containers: Arc<dyn ContainerModule> = if self.wanted("container") {
+                    container_slot.clone()
+                } else {
+                    Arc::new(
+                        ContainerModuleStub::new(self.client().await?).with_timeout(HOLDS_TIMEOUT),
+                    )
+                };
+                let slot = mount_slot;
                 self.supervise(
                     "mount",
-                    actors::mount_starter(dirs.clone(), attach, image),
+                    actors::mount_starter(dirs.clone(), attach, image, containers),
                     slot.clone(),
                 )
                 .await;
@@ -212,7 +241,7 @@ impl Wiring<'_> {
         };
 
         if let Some(mount) = mount.filter(|_| self.wanted("container")) {
-            let slot = Arc::new(Slot::<dyn ContainerActor>::new("container"));
+            let slot = container_slot;
             self.supervise(
                 "container",
                 actors::container_starter(dirs, mount),

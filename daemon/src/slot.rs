@@ -285,6 +285,9 @@ mod tests {
         async fn exec(&self, _: Selector, _: ExecSpec) -> Result<ExecResult, RemoteError> {
             Err(RemoteError::internal("unused"))
         }
+        async fn holds(&self, _: u64, _: u64) -> Result<bool, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
         fn events(&self) -> EventStream<ContainerEvent> {
             futures::stream::iter([ContainerEvent {
                 id: self.0,

@@ -514,6 +514,14 @@ pub trait ContainerModule: Send + Sync {
     /// Errors: `NotFound`; `Conflict` when not running; `InvalidArgument`; `Timeout`.
     async fn exec(&self, target: Selector, spec: ExecSpec) -> Result<ExecResult, RemoteError>;
 
+    /// Whether container `id` holds a reference to mount `mount`: its create is in flight
+    /// (the mount is not recorded yet), or its record exists, stands on `mount` and is not
+    /// being deleted. The mount module asks this before it lets anyone add or drop a
+    /// `Container(id)` holder (forged holders are refused). A read: answered from the
+    /// current state while commands are in flight, so a delete that releases its own mount
+    /// (after marking the container deleted) is never blocked by it.
+    async fn holds(&self, id: u64, mount: u64) -> Result<bool, RemoteError>;
+
     /// State changes of every container.
     #[bus(stream)]
     fn events(&self) -> EventStream<ContainerEvent>;

@@ -230,9 +230,19 @@ pub trait MountModule: Send + Sync {
     /// Every mount, by id.
     async fn list(&self) -> Result<Vec<MountInfo>, RemoteError>;
 
-    /// Adds `holder` as a reference (idempotent). Errors: `NotFound`.
+    /// Adds `holder` as a reference (idempotent). Errors: `NotFound`; `InvalidArgument`
+    /// when the holder's owner does not exist or does not stand on this mount;
+    /// `Unavailable` when the container module cannot be asked.
     async fn acquire(&self, target: Selector, holder: Holder) -> Result<MountInfo, RemoteError>;
 
     /// Removes `holder`'s reference (idempotent); unmounts and cascades when none remain.
+    /// Errors: `Conflict` when the holder's owner (a live container or parent mount) still
+    /// holds the mount; `Unavailable` when the container module cannot be asked.
     async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError>;
+
+    /// Whether mount `id` holds a reference to attachment `attachment`: its create is in
+    /// flight (and not being undone), or it exists, stands on `attachment` and is not being
+    /// removed. For the attach module to check `Mount(id)` holders with their owner. A
+    /// read: answered from the current state while commands are in flight.
+    async fn holds(&self, id: u64, attachment: u64) -> Result<bool, RemoteError>;
 }

@@ -11,6 +11,7 @@
 //! with a read first and re-checked by id inside the job.
 
 use crate::config::{AttachConfig, AttachSys};
+use crate::engine::holders::{self, Use};
 use crate::engine::reconcile::{self, ReconcileReport};
 use crate::engine::{reap, shared, Engine, State, KIND};
 use crate::error::AttachError;
@@ -19,6 +20,7 @@ use imagebus_host::{Key, Limits};
 use imagebus_schema::attach::{
     AttachInfo, AttachModule, AttachSource, AttachSpec, RbdSource, Secret,
 };
+use imagebus_schema::mount::MountModule;
 use imagebus_schema::{Holder, Selector};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -27,10 +29,21 @@ use tracing::{debug, info_span, Instrument};
 
 /// Cheap to clone; the only way into the attach actor. The actor stops when its
 /// cancellation token is cancelled or the last handle is dropped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AttachHandle {
     pub(crate) engine: Engine,
+    /// Asked about `mount:N` holders (see [`spawn_with_mounts`]).
+    mounts: Option<Arc<dyn MountModule>>,
     _life: Arc<Life>,
+}
+
+impl std::fmt::Debug for AttachHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachHandle")
+            .field("engine", &self.engine)
+            .field("mounts", &self.mounts.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Stops the rbd-fuse reaper (which holds the host too) when the last handle goes, so
@@ -65,6 +78,20 @@ pub async fn spawn(
     stop: CancellationToken,
     limits: Limits,
 ) -> Result<Spawned, AttachError> {
+    spawn_with_mounts(config, sys, None, stop, limits).await
+}
+
+/// [`spawn`] with the mount module, which is asked whether a `mount:N` holder named in
+/// `Attach`, `Acquire` or `Release` is genuine (`engine/holders.rs`); while it cannot be
+/// asked, such calls answer `Unavailable`. `None` leaves them unchecked: only for an
+/// embedding whose callers are all trusted (the daemon always passes one).
+pub async fn spawn_with_mounts(
+    config: AttachConfig,
+    sys: AttachSys,
+    mounts: Option<Arc<dyn MountModule>>,
+    stop: CancellationToken,
+    limits: Limits,
+) -> Result<Spawned, AttachError> {
     config.validate()?;
     let (ctx, db, report) = crate::engine::blocking(move || reconcile::open(config, sys)).await?;
     let started = imagebus_host::start("attach", State::new(db), limits, stop.clone())
@@ -81,6 +108,7 @@ pub async fn spawn(
     Ok(Spawned {
         handle: AttachHandle {
             engine,
+            mounts,
             _life: Arc::new(Life(reaper_stop)),
         },
         report,
@@ -137,6 +165,9 @@ impl AttachHandle {
             }
             _ => None,
         };
+        if let Some(h) = &holder {
+            holders::check(self.mounts.as_ref(), h, Use::Add(None)).await?;
+        }
         let keys = base.map(|b| Key::id(KIND, b)).into_iter().collect();
         self.job(
             keys,
@@ -172,6 +203,7 @@ impl AttachHandle {
         holder: Holder,
     ) -> Result<AttachInfo, AttachError> {
         let (id, _) = self.resolve(&target).await?;
+        holders::check(self.mounts.as_ref(), &holder, Use::Add(Some(id))).await?;
         self.job(vec![Key::id(KIND, id)], move |e| async move {
             e.acquire(id, target, holder).await
         })
@@ -185,6 +217,7 @@ impl AttachHandle {
             Err(AttachError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
+        holders::check(self.mounts.as_ref(), &holder, Use::Drop(id)).await?;
         self.job(keys, move |e| async move { e.release(id, holder).await })
             .await
     }

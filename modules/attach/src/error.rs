@@ -41,6 +41,23 @@ pub enum AttachError {
         /// The remaining holders, comma-separated.
         holders: String,
     },
+    /// A release of a `mount:N` holder while mount N still stands on the attachment: only
+    /// the mount may drop it (by going away).
+    #[error("attachment {id} is held by mount {mount}; unmount it instead")]
+    HeldByOwner {
+        /// The attachment.
+        id: u64,
+        /// The mount that holds it.
+        mount: u64,
+    },
+    /// A `mount:N` holder whose mount does not exist or does not stand on the attachment.
+    #[error("mount {mount} does not hold attachment {id} (no such mount, or it stands on another attachment)")]
+    ForgedHolder {
+        /// The attachment (`(new)` for one being created).
+        id: String,
+        /// The mount named in the holder.
+        mount: u64,
+    },
     /// The RBD image (or pool, or snapshot) does not exist.
     #[error("RBD image {0} does not exist")]
     ImageNotFound(String),
@@ -112,7 +129,10 @@ impl AttachError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AttachError::NotFound(_) | AttachError::ImageNotFound(_) => ErrorCode::NotFound,
-            AttachError::Invalid(_) | AttachError::AccessDenied(_) => ErrorCode::InvalidArgument,
+            AttachError::Invalid(_)
+            | AttachError::AccessDenied(_)
+            | AttachError::ForgedHolder { .. } => ErrorCode::InvalidArgument,
+            AttachError::HeldByOwner { .. } => ErrorCode::Conflict,
             AttachError::NameTaken { .. }
             | AttachError::AlreadyMapped { .. }
             | AttachError::InUse { .. }

@@ -22,7 +22,7 @@ mod engine;
 mod error;
 mod store;
 
-pub use actor::{spawn, AttachHandle, Spawned};
+pub use actor::{spawn, spawn_with_mounts, AttachHandle, Spawned};
 pub use config::{AttachConfig, AttachSys};
 pub use engine::reconcile::ReconcileReport;
 pub use error::AttachError;

@@ -733,3 +733,4 @@ fn intents(w: &World) -> Vec<u64> {
 }
 
 mod concurrency;
+mod holders;

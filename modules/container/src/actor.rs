@@ -168,6 +168,15 @@ impl ContainerModule for ContainerHandle {
             .map_err(ContainerError::from)??)
     }
 
+    async fn holds(&self, id: u64, mount: u64) -> Result<bool, RemoteError> {
+        Ok(self
+            .engine
+            .host
+            .read(move |s| s.holds(id, mount))
+            .await
+            .map_err(ContainerError::from)?)
+    }
+
     async fn list(&self, filter: ContainerFilter) -> Result<Vec<ContainerInfo>, RemoteError> {
         Ok(self
             .engine

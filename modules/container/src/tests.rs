@@ -57,6 +57,12 @@ struct FakeMounts {
     held: std::sync::atomic::AtomicBool,
     entered: AtomicUsize,
     release: tokio::sync::Notify,
+    /// When set, asked about `Container(n)` holders as the real mount module asks:
+    /// adding needs `holds`, dropping needs `!holds` (`Conflict` otherwise).
+    owner: Mutex<Option<ContainerHandle>>,
+    /// With no `owner` yet, `Container(n)` releases answer `Unavailable` (the mount module
+    /// cannot ask a container module that is not serving yet).
+    strict: std::sync::atomic::AtomicBool,
 }
 
 impl FakeMounts {
@@ -79,6 +85,21 @@ impl FakeMounts {
     }
     fn holders(&self) -> Vec<Holder> {
         self.holders.lock().unwrap().clone()
+    }
+    /// The owner's answer for `holder` on mount 7 (`None`: not asked).
+    async fn owner_holds(&self, holder: &Holder) -> Result<Option<bool>, RemoteError> {
+        let Holder::Container(n) = holder else {
+            return Ok(None);
+        };
+        let Some(owner) = self.owner.lock().unwrap().clone() else {
+            if self.strict.load(Ordering::SeqCst) {
+                return Err(RemoteError::unavailable(
+                    "the container actor is not running",
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some(owner.holds(*n, 7).await.unwrap()))
     }
 }
 
@@ -109,8 +130,17 @@ impl MountModule for FakeMounts {
         Ok(self.info())
     }
     async fn release(&self, _: u64, holder: Holder) -> Result<(), RemoteError> {
+        if self.owner_holds(&holder).await? == Some(true) {
+            return Err(RemoteError::new(
+                ErrorCode::Conflict,
+                format!("mount 7 is held by {holder}"),
+            ));
+        }
         self.holders.lock().unwrap().retain(|h| *h != holder);
         Ok(())
+    }
+    async fn holds(&self, _: u64, _: u64) -> Result<bool, RemoteError> {
+        Ok(false)
     }
 }
 
@@ -150,6 +180,8 @@ fn setup_with(kernel: FakeRuntime) -> Setup {
             held: false.into(),
             entered: AtomicUsize::new(0),
             release: tokio::sync::Notify::new(),
+            owner: Mutex::new(None),
+            strict: false.into(),
         }),
         dir,
     }
@@ -471,6 +503,9 @@ impl MountModule for PanickingMounts {
     }
     async fn release(&self, _: u64, _: Holder) -> Result<(), RemoteError> {
         panic!("mount double: release")
+    }
+    async fn holds(&self, _: u64, _: u64) -> Result<bool, RemoteError> {
+        panic!("mount double: holds")
     }
 }
 
@@ -1311,4 +1346,81 @@ fn container_md_names_every_file_of_a_container() {
         documented, code,
         "docs/container.md's Files: paragraph vs the engine"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_answers_for_creates_in_flight_and_live_records_and_owners_release_their_own() {
+    // A create that fails after its mount was made gives its reservation up before it
+    // releases the mount, so a mount module that asks `holds` lets the release through.
+    let s = setup(vec![]);
+    let (h, _task) = spawn(&s, 4).await;
+    *s.mounts.owner.lock().unwrap() = Some(h.clone());
+    let err = h.create(spec(InitialState::Running)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Internal, "{err}");
+    assert_eq!(
+        s.mounts.holders(),
+        [Holder::User],
+        "the release was refused"
+    );
+    assert!(!h.holds(1, 7).await.unwrap());
+
+    let s = setup_ok();
+    s.mounts.held.store(true, Ordering::SeqCst);
+    let (h, _task) = spawn(&s, 4).await;
+    *s.mounts.owner.lock().unwrap() = Some(h.clone());
+    let slow = tokio::spawn({
+        let (h, spec) = (h.clone(), inline(&s, "slow"));
+        async move { h.create(spec).await }
+    });
+    until("the inline mount", || {
+        s.mounts.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // A create in flight holds its mount (not recorded yet); answered while it waits.
+    assert!(h.holds(1, 7).await.unwrap());
+    assert!(!h.holds(2, 7).await.unwrap());
+    s.mounts.release.notify_one();
+    let info = tokio::time::timeout(WAIT, slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.mount, 7);
+    assert!(h.holds(info.id, 7).await.unwrap());
+    assert!(
+        !h.holds(info.id, 8).await.unwrap(),
+        "it stands on mount 7 only"
+    );
+    assert!(!h.holds(999_999, 7).await.unwrap());
+    // A forged release is refused while the container lives.
+    let err = s
+        .mounts
+        .release(7, Holder::Container(info.id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    // Its own delete marks it first, so its release goes through.
+    h.delete(Selector::Id(info.id), true).await.unwrap();
+    assert_eq!(s.mounts.holders(), [Holder::User]);
+    assert!(!h.holds(info.id, 7).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_holds_refused_before_the_actor_serves_are_released_once_it_does() {
+    let s = setup_ok();
+    // A hold of a container that has no record (a create cut short by a crash).
+    s.mounts.holders.lock().unwrap().push(Holder::Container(42));
+    s.mounts.strict.store(true, Ordering::SeqCst);
+    let (spawned, _stop) = spawn_on(&s, s.mounts.clone(), 4).await;
+    assert_eq!(
+        spawned.report.stale_holds_released, 0,
+        "refused: not serving yet"
+    );
+    assert_eq!(s.mounts.holders(), [Holder::User, Holder::Container(42)]);
+    // Now the mount module can ask (the daemon put the handle in its slot).
+    *s.mounts.owner.lock().unwrap() = Some(spawned.handle.clone());
+    until("the deferred release", || {
+        s.mounts.holders() == [Holder::User]
+    })
+    .await;
 }

@@ -10,12 +10,16 @@
 //!   first and re-checked in the job;
 //! - `Release`: `Key::id("mount", id)`.
 //!
+//! Before `Mount` (with a holder), `Acquire` and `Release`, the holder's owner is asked
+//! whether the reference is its own (`engine/holders.rs`): a forged holder changes nothing.
+//!
 //! Jobs run on the runtime that called [`spawn`] (the daemon's), so the attach module's
 //! bus stub keeps its Redis connections there. Host failures map to [`MountError`]:
 //! stopped → `Stopped` (`Unavailable`), a deadline passed while waiting for a turn →
 //! `Timeout`, a panicking command → `Crashed` (`Unavailable`; the task ends as a panic).
 
 use crate::config::{MountConfig, MountSys};
+use crate::engine::holders::{self, Use};
 use crate::engine::reconcile::{self, ReconcileReport};
 use crate::engine::{acquire, create, remove, Ctx, Job, State};
 use crate::error::MountError;
@@ -24,6 +28,7 @@ use crate::validate;
 use imagebus_bus::RemoteError;
 use imagebus_host::{Host, Key, Limits};
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::container::ContainerModule;
 use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::{MountInfo, MountModule, MountSpec};
 use imagebus_schema::{Holder, Selector};
@@ -80,19 +85,66 @@ pub async fn spawn_with_images(
     stop: CancellationToken,
     limits: Limits,
 ) -> Result<Spawned, MountError> {
+    let peers = Peers {
+        attach,
+        image,
+        container: None,
+    };
+    spawn_with_peers(cfg, sys, peers, stop, limits).await
+}
+
+/// The modules the mount actor calls.
+#[derive(Clone)]
+pub struct Peers {
+    /// The attach module (image mounts of files and devices).
+    pub attach: Arc<dyn AttachModule>,
+    /// The image store, for `stored` sources (`None`: they answer `Unavailable`).
+    pub image: Option<Arc<dyn ImageModule>>,
+    /// The container module, asked whether a `Container(n)` holder named in `Mount`,
+    /// `Acquire` or `Release` is genuine (a made-up one is refused, and a container's live
+    /// reference can be released only by the container); while it cannot be asked, such
+    /// calls answer `Unavailable`. `None` leaves these holders unchecked: only for an
+    /// embedding whose callers are all trusted (the daemon always passes one).
+    pub container: Option<Arc<dyn ContainerModule>>,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("image", &self.image.is_some())
+            .field("container", &self.container.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`spawn`] with every peer module (see [`Peers`]).
+pub async fn spawn_with_peers(
+    cfg: MountConfig,
+    sys: MountSys,
+    peers: Peers,
+    stop: CancellationToken,
+    limits: Limits,
+) -> Result<Spawned, MountError> {
     cfg.validate()?;
     let (store, db) = Store::load(&cfg, &sys).await?;
     let ctx = Arc::new(Ctx {
         cfg,
         sys,
-        attach,
-        image,
+        attach: peers.attach,
+        image: peers.image,
+        container: peers.container,
         store,
     });
     let (state, report) = reconcile::run(ctx.clone(), State::new(db)).await?;
     let started = imagebus_host::start(ACTOR, state, limits, stop)
         .await
         .map_err(|e| MountError::Internal(format!("starting the mount actor: {e}")))?;
+    if !report.deferred_attachments.is_empty() {
+        tokio::spawn(reconcile::release_later(
+            ctx.attach.clone(),
+            report.deferred_attachments.clone(),
+        ));
+    }
     Ok(Spawned {
         handle: MountHandle {
             host: started.host,
@@ -134,7 +186,21 @@ impl MountHandle {
             .ok_or_else(|| MountError::NotFound(target.clone()))
     }
 
+    /// Refuses `holder` for `what` unless its owner agrees (`engine/holders.rs`).
+    async fn check_holder(&self, holder: &Holder, what: Use) -> Result<(), MountError> {
+        let id = what.id();
+        let holds = match holder {
+            Holder::Mount(owner) => {
+                let owner = *owner;
+                Some(self.read(move |st| st.mount_holds(owner, id)).await?)
+            }
+            _ => holders::ask_owner(&self.ctx, holder, id).await?,
+        };
+        holders::judge(holder, what, holds)
+    }
+
     async fn mount(&self, spec: MountSpec, holder: Holder) -> Result<MountInfo, MountError> {
+        self.check_holder(&holder, Use::Add(None)).await?;
         let keys = validate::names(&spec)
             .iter()
             .map(|n| Key::name(ACTOR, n))
@@ -155,6 +221,7 @@ impl MountHandle {
 
     async fn acquire(&self, target: Selector, holder: Holder) -> Result<MountInfo, MountError> {
         let id = self.resolve(&target).await?;
+        self.check_holder(&holder, Use::Add(Some(id))).await?;
         self.job(vec![Key::id(ACTOR, id)], move |job| async move {
             acquire::acquire(&job, target, id, holder).await
         })
@@ -162,6 +229,7 @@ impl MountHandle {
     }
 
     async fn release(&self, id: u64, holder: Holder) -> Result<(), MountError> {
+        self.check_holder(&holder, Use::Drop(id)).await?;
         self.job(vec![Key::id(ACTOR, id)], move |job| async move {
             remove::release(&job, id, holder).await
         })
@@ -202,6 +270,12 @@ impl MountModule for MountHandle {
         let span = tracing::info_span!("acquire", target = %target, holder = %holder);
         Ok(MountHandle::acquire(self, target, holder)
             .instrument(span)
+            .await?)
+    }
+
+    async fn holds(&self, id: u64, attachment: u64) -> Result<bool, RemoteError> {
+        Ok(self
+            .read(move |st| st.holds_attachment(id, attachment))
             .await?)
     }
 

@@ -28,6 +28,31 @@ pub enum MountError {
         /// Its holders besides `user`.
         holders: Vec<Holder>,
     },
+    /// A release of a holder whose owner still holds the mount: only the owner may drop
+    /// it (by deleting itself, or dropping the reference first).
+    #[error("mount {id} is held by {}; delete {} instead", owner(.holder), owner(.holder))]
+    HeldByOwner {
+        /// The mount.
+        id: u64,
+        /// The holder whose owner still holds it.
+        holder: Holder,
+    },
+    /// A holder whose owner does not exist or does not hold (or create) this mount.
+    #[error("{} does not hold mount {id} (no such {}, or it stands on another mount)", owner(.holder), kind(.holder))]
+    ForgedHolder {
+        /// The mount (`None`: a mount being created).
+        id: MountId,
+        /// The holder named in the call.
+        holder: Holder,
+    },
+    /// The owner of a holder could not be asked; the call is refused (fail closed).
+    #[error("cannot check holder {holder} with its owner: {}", .cause.message)]
+    OwnerUnavailable {
+        /// The holder named in the call.
+        holder: Holder,
+        /// Why the owner could not be asked.
+        cause: RemoteError,
+    },
     /// The spec is malformed or violates a rule; nothing was changed.
     #[error("invalid mount spec: {0}")]
     Invalid(String),
@@ -103,6 +128,39 @@ impl MountError {
     }
 }
 
+/// A mount id in an error message (`None`: a mount being created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountId(pub Option<u64>);
+
+impl std::fmt::Display for MountId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "{id}"),
+            None => f.write_str("(new)"),
+        }
+    }
+}
+
+/// The owner a holder names, in words ("container 7").
+fn owner(holder: &Holder) -> String {
+    match holder {
+        Holder::User => "the user".to_string(),
+        Holder::Mount(id) => format!("mount {id}"),
+        Holder::Attach(id) => format!("attachment {id}"),
+        Holder::Container(id) => format!("container {id}"),
+    }
+}
+
+/// The kind of owner a holder names.
+fn kind(holder: &Holder) -> &'static str {
+    match holder {
+        Holder::User => "user",
+        Holder::Mount(_) => "mount",
+        Holder::Attach(_) => "attachment",
+        Holder::Container(_) => "container",
+    }
+}
+
 impl From<HostError> for MountError {
     fn from(err: HostError) -> Self {
         match err {
@@ -132,6 +190,9 @@ impl MountError {
             MountError::NameTaken(_) | MountError::InUse { .. } | MountError::PersistDirBusy(_) => {
                 ErrorCode::Conflict
             }
+            MountError::HeldByOwner { .. } => ErrorCode::Conflict,
+            MountError::ForgedHolder { .. } => ErrorCode::InvalidArgument,
+            MountError::OwnerUnavailable { .. } => ErrorCode::Unavailable,
             MountError::Invalid(_)
             | MountError::UnknownFsType(_)
             | MountError::UndetectedFs(_)

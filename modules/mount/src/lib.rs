@@ -29,7 +29,7 @@ mod error;
 mod store;
 mod validate;
 
-pub use actor::{spawn, spawn_with_images, MountHandle, Spawned};
+pub use actor::{spawn, spawn_with_images, spawn_with_peers, MountHandle, Peers, Spawned};
 pub use config::{MountConfig, MountSys, IDS_FILE, RECORDS_FILE, STATE_VERSION};
 pub use engine::reconcile::ReconcileReport;
 pub use error::MountError;

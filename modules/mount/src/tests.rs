@@ -135,6 +135,8 @@ struct AttachState {
     next: u64,
     atts: BTreeMap<u64, AttachInfo>,
     down: bool,
+    /// Releases answer `Unavailable` (an attach module that cannot ask this one yet).
+    refuse_releases: bool,
 }
 
 /// An attach module in memory: loop specs whose path contains "missing" fail with
@@ -264,6 +266,11 @@ impl AttachModule for FakeAttach {
     async fn release(&self, id: u64, holder: Holder) -> Result<(), RemoteError> {
         past_deadline()?;
         let mut s = self.0.lock().unwrap();
+        if s.refuse_releases {
+            return Err(RemoteError::unavailable(
+                "cannot check holder with the mount module",
+            ));
+        }
         if let Some(a) = s.atts.get_mut(&id) {
             a.holders.retain(|h| *h != holder);
             if a.holders.is_empty() {
@@ -805,11 +812,16 @@ async fn restart_keeps_state_and_reconciles_leftovers() {
 async fn stale_holders_are_dropped_at_start() {
     let mut rig = Rig::new();
     let (h, _) = rig.start().await;
-    let m = h
-        .mount(image("/a.sqsh"), Some(Holder::Mount(42)))
-        .await
-        .unwrap();
+    let m = h.mount(image("/a.sqsh"), None).await.unwrap();
     drop(h);
+    // A holder whose mount is gone (an API call would refuse to add it: forged).
+    let file = imagebus_sys::state::StateFile::<crate::store::Db>::new(
+        rig.cfg.records_file(),
+        crate::config::STATE_VERSION,
+    );
+    let mut db = file.load().unwrap().unwrap();
+    db.mounts.get_mut(&m.id).unwrap().holders = [Holder::Mount(42)].into();
+    file.save(&db).unwrap();
     let (h, report) = rig.start().await;
     assert_eq!(report.stale_holders, vec![(m.id, Holder::Mount(42))]);
     assert!(h.list().await.unwrap().is_empty());
@@ -1381,3 +1393,5 @@ async fn a_release_dropping_a_holder_added_by_a_failed_create_collects_the_mount
 }
 
 mod stored;
+
+mod holders;

@@ -14,6 +14,7 @@
 
 pub(crate) mod attach;
 pub(crate) mod detach;
+pub(crate) mod holders;
 pub(crate) mod reap;
 pub(crate) mod reconcile;
 pub(crate) mod shared;

@@ -8,8 +8,9 @@
 //!    (existing), check the init, write the bundle and run the monitor;
 //! 4. in a step, register the record; the reply waits until it is durable.
 //!
-//! A failure after step 1 removes the runtime state, cgroups and files, releases the mount
-//! reference, and gives the reservation up in a step. A reserved container is invisible
+//! A failure after step 1 gives the reservation up in a step (from then on the container
+//! no longer claims its mount), then removes the runtime state, cgroups and files and
+//! releases the mount reference. A reserved container is invisible
 //! (`Get`, `List` and commands do not find it) until step 4.
 
 use super::launch::{launch, undo};
@@ -117,8 +118,10 @@ async fn create_job(
     let record = match build(e, id, spec, prepared).await {
         Ok(record) => record,
         Err((err, mount)) => {
-            undo(e, id, mount).await;
+            // The reservation goes first: while it stands, the container claims its mount
+            // (`Containers::holds`) and the mount module would refuse the release.
             reservation.release().await;
+            undo(e, id, mount).await;
             return Err(err);
         }
     };

@@ -276,6 +276,15 @@ impl Containers {
         Ok((id, self.journal.commit(ops, Vec::new())))
     }
 
+    /// Whether container `id` holds a reference to mount `mount` (see
+    /// `ContainerModule::holds`): a create in flight does (its mount is not recorded yet),
+    /// a record standing on `mount` does until it is marked removing.
+    pub fn holds(&self, id: u64, mount: u64) -> bool {
+        self.creating.contains_key(&id)
+            || (!self.removing.contains(&id)
+                && self.records.get(&id).is_some_and(|r| r.info.mount == mount))
+    }
+
     /// Gives up the reservation of a create that failed.
     pub fn unreserve(&mut self, id: u64) {
         self.creating.remove(&id);

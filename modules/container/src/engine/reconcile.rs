@@ -14,6 +14,7 @@ use super::{blocking, restart, stop, watch, Containers, Engine};
 use crate::config::{ContainerConfig, ContainerSys};
 use crate::error::ContainerError;
 use crate::store::Watched;
+use imagebus_bus::ErrorCode;
 use imagebus_schema::container::ContainerState;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Holder;
@@ -22,6 +23,7 @@ use imagebus_sys::runtime::RuntimeState;
 use imagebus_sys::state;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What start-up reconciliation did.
@@ -59,6 +61,9 @@ pub struct FollowUps {
     arm: Vec<(u64, u64, Duration)>,
     /// Pending restarts: id, generation, when due (ms since the epoch).
     restart: Vec<(u64, u64, u64)>,
+    /// Stale holds (mount, container) the mount module could not release yet: it checks
+    /// with this module, which is not serving until it has started.
+    stale: Vec<(u64, u64)>,
 }
 
 impl FollowUps {
@@ -72,6 +77,9 @@ impl FollowUps {
         }
         for (id, generation, due) in self.restart {
             restart::resume(e, id, generation, due);
+        }
+        if !self.stale.is_empty() {
+            tokio::spawn(release_stale_later(e.mounts.clone(), self.stale));
         }
     }
 }
@@ -134,7 +142,7 @@ pub async fn reconcile(
             },
         }
     }
-    report.stale_holds_released = release_stale_holds(mounts, s).await;
+    report.stale_holds_released = release_stale_holds(mounts, s, &mut follow.stale).await;
     // 6.
     let known = s.ids().into_iter().collect();
     let c = cfg.clone();
@@ -144,8 +152,14 @@ pub async fn reconcile(
 
 /// Step 5: releases every mount hold `Container(n)` whose container `n` has no record. A
 /// mount module that cannot be reached now (a split deployment starting out of order) is
-/// logged, not fatal: the next start tries again.
-async fn release_stale_holds(mounts: &dyn MountModule, s: &Containers) -> usize {
+/// logged, not fatal: the next start tries again. The mount module asks this module
+/// whether the container still holds the mount before it lets the hold go, and this module
+/// serves only once it has started: holds refused as `Unavailable` go to `later`.
+async fn release_stale_holds(
+    mounts: &dyn MountModule,
+    s: &Containers,
+    later: &mut Vec<(u64, u64)>,
+) -> usize {
     let listed = match mounts.list().await {
         Ok(l) => l,
         Err(e) => {
@@ -169,6 +183,7 @@ async fn release_stale_holds(mounts: &dyn MountModule, s: &Containers) -> usize 
                     );
                     released += 1;
                 }
+                Err(e) if e.code == ErrorCode::Unavailable => later.push((m.id, *n)),
                 Err(e) => {
                     tracing::warn!(mount = m.id, container = n, error = %e, "releasing a stale container hold")
                 }
@@ -176,6 +191,40 @@ async fn release_stale_holds(mounts: &dyn MountModule, s: &Containers) -> usize 
         }
     }
     released
+}
+
+/// How long stale holds refused at start-up are retried once the actor runs.
+const STALE_RETRY: Duration = Duration::from_secs(120);
+
+/// Step 5, the rest: retries (every half second, within [`STALE_RETRY`]) the holds the
+/// mount module could not check with this module before it was serving.
+async fn release_stale_later(mounts: Arc<dyn MountModule>, mut stale: Vec<(u64, u64)>) {
+    let deadline = tokio::time::Instant::now() + STALE_RETRY;
+    loop {
+        let mut left = Vec::new();
+        for (mount, n) in stale {
+            match mounts.release(mount, Holder::Container(n)).await {
+                Ok(()) => tracing::info!(
+                    mount,
+                    container = n,
+                    "released a mount held by a container that does not exist"
+                ),
+                Err(e) if e.code == ErrorCode::Unavailable => left.push((mount, n)),
+                Err(e) => {
+                    tracing::warn!(mount, container = n, error = %e, "releasing a stale container hold")
+                }
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(holds = ?left, "stale container holds not released; the next start tries again");
+            return;
+        }
+        stale = left;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Step 1: runtime containers of this instance without a record.

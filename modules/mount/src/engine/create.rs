@@ -111,6 +111,7 @@ impl State {
     fn end_create(&mut self, ids: &[u64], r: &Reservation) {
         for id in ids {
             self.pending.remove(id);
+            self.abandoned.remove(id);
         }
         for name in &r.names {
             self.names.remove(name);
@@ -249,6 +250,14 @@ impl Build<'_> {
     /// drops the pending ids and reservations, and writes the state.
     async fn rollback(self, r: Reservation) {
         let job = self.job;
+        // From here on the create claims nothing (`State::holds_attachment`).
+        let abandoned = self.ids.clone();
+        if let Err(e) = job
+            .step(move |st: &mut State| st.abandoned.extend(abandoned))
+            .await
+        {
+            tracing::warn!(error = %e, "marking an undone create");
+        }
         for step in self.undo.into_iter().rev() {
             if let Err(e) = undo(job, &step).await {
                 tracing::warn!(?step, error = %e, "undo step failed");

@@ -16,10 +16,12 @@
 //!   decision (and keeps the mount) or is refused.
 //!
 //! One file per verb: `create.rs`, `remove.rs` (unmount, release, the collect cascade),
-//! `acquire.rs` (and the reads), `reconcile.rs` (start-up).
+//! `acquire.rs` (and the reads), `reconcile.rs` (start-up), `holders.rs` (who may add or
+//! drop a holder).
 
 pub(crate) mod acquire;
 pub(crate) mod create;
+pub(crate) mod holders;
 pub(crate) mod reconcile;
 pub(crate) mod remove;
 
@@ -29,6 +31,7 @@ use crate::store::{Db, MountRecord, Snapshot, Store};
 use imagebus_bus::RemoteError;
 use imagebus_host::Host;
 use imagebus_schema::attach::AttachModule;
+use imagebus_schema::container::ContainerModule;
 use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::MountInfo;
 use imagebus_schema::{Holder, Selector};
@@ -67,6 +70,9 @@ pub(crate) struct State {
     pub(crate) pending: BTreeMap<u64, Phase>,
     /// Mounts being removed.
     pub(crate) removing: BTreeSet<u64>,
+    /// Ids of a create being undone: still pending, but they no longer claim their
+    /// children and attachments, so the undo's releases pass the owners' checks.
+    pub(crate) abandoned: BTreeSet<u64>,
     /// Names reserved by creates in flight.
     pub(crate) names: BTreeSet<String>,
     /// Persistent overlay directories reserved by creates in flight.
@@ -188,6 +194,9 @@ pub(crate) struct Ctx {
     pub(crate) attach: Arc<dyn AttachModule>,
     /// The image store, for `stored` mounts (`None`: they are refused).
     pub(crate) image: Option<Arc<dyn ImageModule>>,
+    /// The container module, asked whether a `Container(n)` holder is genuine (`None`:
+    /// such holders are not checked; see `engine/holders.rs`).
+    pub(crate) container: Option<Arc<dyn ContainerModule>>,
     pub(crate) store: Store,
 }
 

@@ -15,6 +15,7 @@
 
 use crate::engine::{remove, Access, Ctx, Job, State};
 use crate::error::MountError;
+use imagebus_schema::attach::AttachModule;
 use imagebus_schema::Holder;
 use imagebus_sys::mount::Unmounted;
 use imagebus_sys::mountinfo::MountEntry;
@@ -37,6 +38,10 @@ pub struct ReconcileReport {
     pub orphan_dirs: Vec<PathBuf>,
     /// `(attachment, mount)`: attachments held by unknown mounts, released.
     pub released_attachments: Vec<(u64, u64)>,
+    /// `(attachment, mount)`: attachments held by unknown mounts whose release the attach
+    /// module refused as `Unavailable` (it checks `mount:N` holders with this module, which
+    /// is not serving yet); retried once the actor runs.
+    pub deferred_attachments: Vec<(u64, u64)>,
     /// `(image digest, mount)`: image-store images held by unknown mounts, released.
     pub released_images: Vec<(String, u64)>,
     /// Steps that failed (reconciliation goes on; the next start-up retries).
@@ -293,6 +298,9 @@ async fn orphan_attachments(job: &Job, pass: &mut Pass) -> Result<(), MountError
             pass.max_seen = pass.max_seen.max(*n);
             match job.ctx.attach.release(att.id, holder.clone()).await {
                 Ok(()) => pass.report.released_attachments.push((att.id, *n)),
+                Err(e) if e.code == imagebus_bus::ErrorCode::Unavailable => {
+                    pass.report.deferred_attachments.push((att.id, *n));
+                }
                 Err(e) => pass
                     .report
                     .errors
@@ -352,6 +360,41 @@ async fn orphan_images(job: &Job, pass: &mut Pass) -> Result<(), MountError> {
         }
     }
     Ok(())
+}
+
+/// How long releases refused at start-up are retried once the actor runs.
+const DEFERRED_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Step 5, the rest: retries (every half second, within [`DEFERRED_RETRY`]) the releases
+/// of attachments held by unknown mounts that the attach module could not check with this
+/// module before it was serving.
+pub(crate) async fn release_later(attach: Arc<dyn AttachModule>, mut todo: Vec<(u64, u64)>) {
+    let deadline = tokio::time::Instant::now() + DEFERRED_RETRY;
+    loop {
+        let mut left = Vec::new();
+        for (att, n) in todo {
+            match attach.release(att, Holder::Mount(n)).await {
+                Ok(()) => tracing::info!(
+                    attachment = att,
+                    mount = n,
+                    "released an attachment of a mount that does not exist"
+                ),
+                Err(e) if e.code == imagebus_bus::ErrorCode::Unavailable => left.push((att, n)),
+                Err(e) => {
+                    tracing::warn!(attachment = att, mount = n, error = %e, "releasing an attachment of a mount that does not exist")
+                }
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(attachments = ?left, "attachments of vanished mounts not released; the next start tries again");
+            return;
+        }
+        todo = left;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]
