@@ -143,6 +143,54 @@ fn stats_show_usage_limits_and_the_task_limit_holds() {
         serde_json::from_str(n.ok(&["--json", "stats", "--no-stream", "web"]).trim()).unwrap();
     assert!(s["pids_current"].as_u64().unwrap() <= 8, "{s}");
 
+    // Streaming: a round per interval until killed; the table redraws with a CPU%.
+    let lines_file = n.scratch.path().join("stats.jsonl");
+    let table_file = n.scratch.path().join("stats.txt");
+    let spawn = |json: bool, out: &std::path::Path| {
+        let mut c = cli_command();
+        c.args(["--broker", &n.redis.url()]);
+        if json {
+            c.arg("--json");
+        }
+        Reaped(
+            c.args(["stats", "--interval", "200ms", "web"])
+                .stdout(std::fs::File::create(out).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (jsonl, table) = (spawn(true, &lines_file), spawn(false, &table_file));
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || read(&lines_file)
+            .lines()
+            .count()
+            >= 3),
+        "{}",
+        read(&lines_file)
+    );
+    let at: Vec<u64> = read(&lines_file)
+        .lines()
+        .take(3)
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["at_ms"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(at[0] < at[1] && at[1] < at[2], "{at:?}");
+    assert!(
+        wait_until(Duration::from_secs(20), || read(&table_file)
+            .matches("\x1b[2J")
+            .count()
+            >= 2
+            && read(&table_file).contains('%')),
+        "{:?}",
+        read(&table_file)
+    );
+    drop((jsonl, table));
+
     // A stopped container: state only.
     n.ok(&["stop", "-t", "1s", "web"]);
     let s: Value =
