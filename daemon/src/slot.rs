@@ -152,8 +152,8 @@ mod tests {
     use imagebus_bus::ErrorCode;
     use imagebus_schema::attach::{AttachInfo, AttachSpec};
     use imagebus_schema::container::{
-        ContainerEvent, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ExecResult,
-        ExecSpec, LogChunk, LogsRequest,
+        ContainerEvent, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState,
+        ContainerStats, ExecResult, ExecSpec, LogChunk, LogsRequest,
     };
     use imagebus_schema::{Holder, Selector};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -286,6 +286,9 @@ mod tests {
             Err(RemoteError::internal("unused"))
         }
         async fn holds(&self, _: u64, _: u64) -> Result<bool, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
+        async fn stats(&self, _: Selector) -> Result<ContainerStats, RemoteError> {
             Err(RemoteError::internal("unused"))
         }
         fn events(&self) -> EventStream<ContainerEvent> {

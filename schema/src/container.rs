@@ -175,6 +175,9 @@ pub struct Resources {
     /// Memory limit in bytes; at least 4 MiB.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
+    /// Task (process and thread) limit, as the pids controller's `pids.max`; at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
 }
 
 /// Changes to the default capability set (containerd's 14; systemd mode adds
@@ -352,7 +355,8 @@ pub struct ContainerInfo {
     /// Terminating signal, if the init was killed by one.
     #[serde(default)]
     pub exit_signal: Option<i32>,
-    /// Why the container is dead.
+    /// Why the container is dead; for an exited one, `oom` when the OOM killer killed a
+    /// process of its last run (the cgroup hit its memory limit).
     #[serde(default)]
     pub reason: Option<String>,
     /// The stdout/stderr log file on the host.
@@ -447,6 +451,55 @@ pub struct ExecResult {
     pub stderr: String,
 }
 
+/// Resource use of a container, from its cgroup and network namespace (`Stats`). A field
+/// is `None` when the host does not report it (controller missing) or the container is
+/// not running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// Container id.
+    pub id: u64,
+    /// Container name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its state when read.
+    pub state: ContainerState,
+    /// When read, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// CPU time used, nanoseconds.
+    #[serde(default)]
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory in use, bytes.
+    #[serde(default)]
+    pub memory_usage_bytes: Option<u64>,
+    /// Memory limit, bytes (`None`: unlimited).
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// Highest memory use, bytes.
+    #[serde(default)]
+    pub memory_peak_bytes: Option<u64>,
+    /// Processes killed by the OOM killer in this run.
+    #[serde(default)]
+    pub oom_kills: Option<u64>,
+    /// Tasks (processes and threads).
+    #[serde(default)]
+    pub pids_current: Option<u64>,
+    /// Task limit (`None`: unlimited).
+    #[serde(default)]
+    pub pids_limit: Option<u64>,
+    /// Bytes read from block devices.
+    #[serde(default)]
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written to block devices.
+    #[serde(default)]
+    pub io_write_bytes: Option<u64>,
+    /// Bytes received on the network namespace's interfaces other than `lo`.
+    #[serde(default)]
+    pub net_rx_bytes: Option<u64>,
+    /// Bytes sent on the network namespace's interfaces other than `lo`.
+    #[serde(default)]
+    pub net_tx_bytes: Option<u64>,
+}
+
 /// A state change, published on `container.container@1.Events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerEvent {
@@ -463,7 +516,7 @@ pub struct ContainerEvent {
     /// Exit code (for `exited`).
     #[serde(default)]
     pub exit_code: Option<i32>,
-    /// Why (for `dead`, and for `deleted` below).
+    /// Why (for `dead`, `oom` for an `exited` run the OOM killer hit, and for `deleted`).
     #[serde(default)]
     pub reason: Option<String>,
     /// Whether the container was deleted (the last event of a container).
@@ -521,6 +574,10 @@ pub trait ContainerModule: Send + Sync {
     /// current state while commands are in flight, so a delete that releases its own mount
     /// (after marking the container deleted) is never blocked by it.
     async fn holds(&self, id: u64, mount: u64) -> Result<bool, RemoteError>;
+    /// Resource use now (see [`ContainerStats`]); a container that is not running gives
+    /// only its id, name and state. Never waits for a command in flight.
+    /// Errors: `NotFound`.
+    async fn stats(&self, target: Selector) -> Result<ContainerStats, RemoteError>;
 
     /// State changes of every container.
     #[bus(stream)]

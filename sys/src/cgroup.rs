@@ -2,6 +2,7 @@
 //! recursive depth-first removal that runc's `delete` does not do (systemd payloads create
 //! child cgroups, and crun leaves `init.scope` behind).
 
+use crate::cgroup_stats::{read_stats, CgroupStats};
 use crate::runtime::RuntimeError;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,6 +64,12 @@ pub trait Cgroups: Send + Sync + 'static {
             .into_iter()
             .filter(|h| std::fs::remove_dir(h.join(rel)).is_ok())
             .count()
+    }
+
+    /// The resource counters of cgroup `rel` (see [`CgroupStats`]); missing files give
+    /// `None` fields. Must be read before [`Cgroups::remove`] for the OOM count of a run.
+    fn stats(&self, rel: &str) -> CgroupStats {
+        read_stats(&self.hierarchies(), rel)
     }
 }
 

@@ -26,6 +26,7 @@
 
 pub mod blockdev;
 pub mod cgroup;
+pub mod cgroup_stats;
 pub mod cmd;
 pub mod crun;
 pub mod error;

@@ -202,6 +202,8 @@ pub struct BundleConfig {
     pub cpu_quota_us: Option<i64>,
     /// Memory limit in bytes.
     pub memory_limit: Option<i64>,
+    /// Task limit (`linux.resources.pids.limit`).
+    pub pids_limit: Option<i64>,
     /// Final capability names (see [`resolve_capabilities`]).
     pub capabilities: Vec<String>,
     /// Absolute cgroup path, unique per container (e.g. `/imagebus/c-7`).
@@ -355,7 +357,7 @@ fn namespaces(cfg: &BundleConfig) -> Vec<Value> {
     namespaces
 }
 
-/// Step 3: devices deny-all, and the memory and CPU limits if any.
+/// Step 3: devices deny-all, and the memory, CPU and task limits if any.
 fn resources(cfg: &BundleConfig) -> Value {
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if let Some(limit) = cfg.memory_limit {
@@ -363,6 +365,9 @@ fn resources(cfg: &BundleConfig) -> Value {
     }
     if let Some(quota) = cfg.cpu_quota_us {
         resources["cpu"] = json!({"quota": quota, "period": CPU_PERIOD_US});
+    }
+    if let Some(limit) = cfg.pids_limit {
+        resources["pids"] = json!({"limit": limit});
     }
     resources
 }

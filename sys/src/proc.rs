@@ -96,6 +96,9 @@ pub trait Processes: Send + Sync + 'static {
     /// it is already gone or its pid now belongs to another process. Must be polled inside
     /// a tokio runtime.
     fn exited(&self, pid: u32, start_time: u64) -> ExitWait;
+    /// The network counters of the namespace `pid` is in (`/proc/<pid>/net/dev`, without
+    /// `lo`); `None` if it is gone.
+    fn net_dev(&self, pid: u32) -> Option<crate::cgroup_stats::NetCounters>;
 }
 
 /// [`Processes`] for the real machine.
@@ -148,6 +151,10 @@ async fn wait_exit(pid: u32, start_time: u64) {
 }
 
 impl Processes for LinuxProcesses {
+    fn net_dev(&self, pid: u32) -> Option<crate::cgroup_stats::NetCounters> {
+        crate::cgroup_stats::read_net_dev(pid)
+    }
+
     fn alive(&self, pid: u32) -> bool {
         read_stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
     }

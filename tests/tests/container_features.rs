@@ -97,6 +97,7 @@ async fn bind_mounts_and_limits_are_visible_inside() {
     s.resources = Resources {
         cpu_millis: Some(500),
         memory_bytes: Some(64 << 20),
+        pids: None,
     };
     let info = node.container.create(s).await.expect("create");
     let r = node

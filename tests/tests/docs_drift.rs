@@ -363,6 +363,56 @@ fn mount_md_lists_every_field_of_mount_info() {
     );
 }
 
+#[test]
+fn container_md_lists_every_field_of_container_stats() {
+    let stats = imagebus_schema::container::ContainerStats {
+        id: 1,
+        name: None,
+        state: imagebus_schema::container::ContainerState::Running,
+        at_ms: 0,
+        cpu_usage_ns: None,
+        memory_usage_bytes: None,
+        memory_limit_bytes: None,
+        memory_peak_bytes: None,
+        oom_kills: None,
+        pids_current: None,
+        pids_limit: None,
+        io_read_bytes: None,
+        io_write_bytes: None,
+        net_rx_bytes: None,
+        net_tx_bytes: None,
+    };
+    let md = doc("container.md");
+    let fields = json_keys(&stats);
+    assert_eq!(struct_fields(&md, "ContainerStats"), fields);
+    // Every counter has a row in the v1/v2 file table (or the net paragraph).
+    let start = md
+        .find("| field | cgroup v1 | cgroup v2 |")
+        .expect("the stats file table");
+    let table: BTreeSet<String> = md[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|l| backticked(l.trim_start_matches('|').split('|').next().unwrap_or("")))
+        .collect();
+    for f in &fields {
+        let listed = table.contains(f)
+            || [
+                "id",
+                "name",
+                "state",
+                "at_ms",
+                "net_rx_bytes",
+                "net_tx_bytes",
+            ]
+            .contains(&f.as_str());
+        assert!(
+            listed,
+            "docs/container.md: {f} has no row in the stats file table"
+        );
+    }
+}
+
 /// The backticked words of `text`.
 fn backticked(text: &str) -> BTreeSet<String> {
     text.split('`')

@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Memory limit in bytes.
     #[arg(long, value_name = "BYTES")]
     pub memory: Option<u64>,
+    /// Task (process and thread) limit.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
     /// Capability to add (e.g. CAP_NET_ADMIN); repeatable.
     #[arg(long = "cap-add")]
     pub cap_add: Vec<String>,
@@ -181,4 +184,17 @@ pub struct EventsArgs {
     /// Exit after this many events.
     #[arg(long)]
     pub count: Option<u64>,
+}
+
+/// `imagebus stats`.
+#[derive(Debug, ClapArgs)]
+pub struct StatsArgs {
+    /// Ids or names (default: every running container).
+    pub targets: Vec<String>,
+    /// Print once and exit instead of refreshing.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Time between refreshes.
+    #[arg(long, default_value = "1s", value_parser = super::duration, value_name = "DURATION")]
+    pub interval: Duration,
 }

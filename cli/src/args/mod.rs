@@ -5,7 +5,7 @@ mod image;
 mod store;
 
 pub use container::{
-    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StopArgs, TargetArgs,
+    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs, TargetArgs,
 };
 pub use image::{ImageCommand, ImageImport};
 pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
@@ -174,6 +174,9 @@ pub enum Command {
     Exec(ExecArgs),
     /// Follow container state changes, one line each.
     Events(EventsArgs),
+    /// Resource use (CPU, memory, tasks, block I/O, network) as a refreshing table until
+    /// Ctrl-C; --no-stream prints once; --json gives one JSON line per container and round.
+    Stats(StatsArgs),
     /// Print a shell completion script (e.g. `imagebus completions bash > /etc/bash_completion.d/imagebus`).
     Completions(CompletionsArgs),
     /// Write man pages (imagebus.1 and one per subcommand) into a directory, or print

@@ -108,6 +108,7 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
         resources: Resources {
             cpu_millis: a.cpu_millis,
             memory_bytes: a.memory,
+            pids: a.pids,
         },
         capabilities: CapabilityChanges {
             add: a.cap_add.clone(),

@@ -10,6 +10,7 @@ mod holders;
 mod image;
 mod mount;
 mod ping;
+mod stats;
 mod status;
 mod watch;
 
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => container_io::logs(g, a).await,
         Command::Exec(a) => container_io::exec(g, a).await,
         Command::Events(a) => container_io::events(g, a).await,
+        Command::Stats(a) => stats::run(g, a).await,
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     }

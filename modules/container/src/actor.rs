@@ -12,8 +12,8 @@ use futures::StreamExt;
 use imagebus_bus::{EventStream, RemoteError};
 use imagebus_host::Limits;
 use imagebus_schema::container::{
-    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ExecResult,
-    ExecSpec, LogChunk, LogsRequest,
+    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ContainerStats,
+    ExecResult, ExecSpec, LogChunk, LogsRequest,
 };
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Selector;
@@ -195,6 +195,10 @@ impl ContainerModule for ContainerHandle {
         Ok(engine::exec::exec(&self.engine, target, spec)
             .instrument(span)
             .await?)
+    }
+
+    async fn stats(&self, target: Selector) -> Result<ContainerStats, RemoteError> {
+        Ok(engine::stats::stats(&self.engine, target).await?)
     }
 
     fn events(&self) -> EventStream<ContainerEvent> {

@@ -37,6 +37,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 mod restart;
+mod stats;
 
 const WAIT: Duration = Duration::from_secs(10);
 

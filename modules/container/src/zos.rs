@@ -108,6 +108,7 @@ pub fn spec_from_zos(ns: &str, data: &ZosContainer) -> Result<ContainerSpec, Rem
             } else {
                 data.memory
             }),
+            pids: None,
         },
         capabilities: CapabilityChanges {
             add: if data.elevated {

@@ -4,6 +4,7 @@
 
 use super::{lock, FakeProcesses};
 use crate::cgroup::Cgroups;
+use crate::cgroup_stats::CgroupStats;
 use crate::monitor::{write_exit_file, ExitRecord, MonitorConfig, MonitorLauncher, MonitorReport};
 use crate::ns::{NetNamespaces, NETNS_DIR};
 use crate::runtime::{ExecOutput, ExecRequest, Runtime, RuntimeError, RuntimeState};
@@ -207,13 +208,20 @@ impl Runtime for FakeRuntime {
     }
 }
 
-/// Cgroups in memory: no hierarchies; removals are recorded.
+/// Cgroups in memory: no hierarchies; removals are recorded; stats are what the test set
+/// (a removed cgroup's stats are gone).
 #[derive(Debug, Clone, Default)]
 pub struct FakeCgroups {
     removed: Arc<Mutex<Vec<String>>>,
+    stats: Arc<Mutex<std::collections::BTreeMap<String, CgroupStats>>>,
 }
 
 impl FakeCgroups {
+    /// Sets what `stats(rel)` returns until `rel` is removed.
+    pub fn set_stats(&self, rel: &str, stats: CgroupStats) {
+        lock(&self.stats).insert(rel.into(), stats);
+    }
+
     /// Every cgroup path passed to `remove`.
     pub fn removed(&self) -> Vec<String> {
         lock(&self.removed).clone()
@@ -226,7 +234,11 @@ impl Cgroups for FakeCgroups {
     }
     fn remove(&self, rel: &str) -> Result<Vec<PathBuf>, RuntimeError> {
         lock(&self.removed).push(rel.into());
+        lock(&self.stats).remove(rel);
         Ok(Vec::new())
+    }
+    fn stats(&self, rel: &str) -> CgroupStats {
+        lock(&self.stats).get(rel).cloned().unwrap_or_default()
     }
 }
 

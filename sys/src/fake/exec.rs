@@ -103,6 +103,11 @@ impl FakeProcesses {
 }
 
 impl Processes for FakeProcesses {
+    fn net_dev(&self, pid: u32) -> Option<crate::cgroup_stats::NetCounters> {
+        self.alive(pid)
+            .then(crate::cgroup_stats::NetCounters::default)
+    }
+
     fn alive(&self, pid: u32) -> bool {
         lock(&self.state).live.contains_key(&pid)
     }

@@ -4,7 +4,7 @@
 //! a file when the init dies. It lives in its own session, so the container keeps running,
 //! logging and having its exit code recorded while the daemon restarts or is killed.
 //!
-//! Protocol ([`launcher`]): the launcher starts one **monitor zygote**, `<monitor binary> -`
+//! Protocol (`launcher.rs`): the launcher starts one **monitor zygote**, `<monitor binary> -`
 //! ([`ZYGOTE_ARG`]); it forks (the first process exits at once and is reaped by the
 //! launcher), and the detached grandchild, still single-threaded, reads [`MonitorConfig`]s
 //! from its stdin, one JSON line per container. For each it forks a monitor (twice, so the
@@ -14,7 +14,7 @@
 //! starting with `{` is read as the path of a JSON config file, and a path given instead of
 //! `-` runs one monitor directly, for running one by hand.
 //!
-//! Each monitor ([`process`]) runs the runtime and prints one JSON [`MonitorReport`] line,
+//! Each monitor (`process.rs`) runs the runtime and prints one JSON [`MonitorReport`] line,
 //! naming its container, on the stdout pipe it shares with the zygote (one `write` of less
 //! than `PIPE_BUF` bytes, so lines never interleave); the launcher's reader hands it to the
 //! launch waiting for that id. When the init exits the monitor writes an [`ExitRecord`] to

@@ -16,6 +16,7 @@ fn base() -> BundleConfig {
         binds: vec![],
         cpu_quota_us: None,
         memory_limit: Some(64 << 20),
+        pids_limit: None,
         capabilities: vec!["CAP_KILL".into(), "CAP_CHOWN".into()],
         cgroups_path: "/imagebus/ib-7".into(),
         annotations: vec![("org.imagebus.id".into(), "7".into())],

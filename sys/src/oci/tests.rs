@@ -15,6 +15,7 @@ fn base() -> BundleConfig {
         binds: vec![],
         cpu_quota_us: None,
         memory_limit: None,
+        pids_limit: None,
         capabilities: vec!["CAP_KILL".into(), "CAP_CHOWN".into()],
         cgroups_path: "/imagebus/ib-7".into(),
         annotations: vec![("org.imagebus.id".into(), "7".into())],
@@ -92,6 +93,7 @@ fn systemd_netns_binds_and_limits() {
     }];
     cfg.cpu_quota_us = Some(50_000);
     cfg.memory_limit = Some(64 << 20);
+    cfg.pids_limit = Some(32);
     let v = normalised(&cfg);
     let dests: Vec<&str> = v["mounts"]
         .as_array()
@@ -131,6 +133,7 @@ fn systemd_netns_binds_and_limits() {
         v["linux"]["resources"]["memory"],
         json!({"limit": 64 << 20})
     );
+    assert_eq!(v["linux"]["resources"]["pids"], json!({"limit": 32}));
     assert_eq!(
         v["linux"]["resources"]["cpu"],
         json!({"quota": 50_000, "period": 100_000})

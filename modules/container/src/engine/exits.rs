@@ -1,6 +1,6 @@
 //! What happens when a run ends: (1) check that the run is still the current one,
-//! (2) look at the exit file and the runtime outside the actor (and clean up the runtime
-//! state and cgroups), (3) record `exited` or `dead` in a step, answer the `Stop` callers
+//! (2) look at the exit file, the cgroup's OOM-kill count and the runtime outside the
+//! actor (and then clean up the runtime state and cgroups: the count must be read first), (3) record `exited` or `dead` in a step, answer the `Stop` callers
 //! once that is durable. If the monitor ended without an exit file while the init still
 //! runs, the init is watched directly instead.
 //!
@@ -43,7 +43,13 @@ pub struct Exit {
     pub file: Result<Option<ExitRecord>, String>,
     /// Whether the monitor was watched (so an exit file was expected).
     pub monitor: bool,
+    /// The OOM killer killed a process of the run (the cgroup's `oom_kill` count, fresh
+    /// per run since the cgroup is removed at each end, is above zero).
+    pub oom: bool,
 }
+
+/// The reason an exited container's run gets when the OOM killer hit it.
+pub const OOM: &str = "oom";
 
 /// Step 1: run `generation` of `id` if it is still the current, live one.
 pub fn current_run(s: &Containers, id: u64, generation: u64) -> Option<Run> {
@@ -64,6 +70,12 @@ pub fn probe(cfg: &ContainerConfig, sys: &ContainerSys, id: u64, run: &Run) -> E
         }
     }
     let file = read_exit_file(&Files::of(cfg, id).exit).map_err(|e| e.to_string());
+    // Before `runtime.delete`, which removes the cgroup and with it the count.
+    let oom = sys
+        .cgroups
+        .stats(&cfg.cgroup_path(id))
+        .oom_kills
+        .is_some_and(|n| n > 0);
     if let Err(e) = sys.runtime.delete(&run.rid, true) {
         tracing::warn!(rid = %run.rid, error = %e, "runtime delete after exit");
     }
@@ -73,6 +85,7 @@ pub fn probe(cfg: &ContainerConfig, sys: &ContainerSys, id: u64, run: &Run) -> E
     End::Over(Exit {
         file,
         monitor: run.monitor,
+        oom,
     })
 }
 
@@ -131,6 +144,7 @@ pub fn apply_end(s: &mut Containers, id: u64, generation: u64, exit: Exit) -> Op
             rec.info.exit_code = x.shell_code();
             rec.info.exit_signal = x.signal;
             rec.info.finished_at_ms = Some(x.exited_at_ms);
+            rec.info.reason = exit.oom.then(|| OOM.to_string());
         }
         other => {
             rec.info.state = ContainerState::Dead;

@@ -37,6 +37,7 @@ pub mod reconcile;
 pub mod remove;
 pub mod restart;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod watch;
 

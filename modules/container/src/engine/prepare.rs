@@ -37,6 +37,8 @@ pub struct Prepared {
     pub cpu_quota_us: Option<i64>,
     /// Memory limit.
     pub memory_limit: Option<i64>,
+    /// Task limit.
+    pub pids_limit: Option<i64>,
     /// Final capabilities.
     pub capabilities: Vec<String>,
     /// Stop signal number.
@@ -96,7 +98,7 @@ pub fn prepare(
     check_hostname(hostname.as_deref())?;
     let network = network(spec, netns)?;
     let binds = binds(spec)?;
-    let (cpu_quota_us, memory_limit) = resources(spec)?;
+    let (cpu_quota_us, memory_limit, pids_limit) = resources(spec)?;
     let capabilities = capabilities(spec, bounding)?;
     let stop_signal = stop_signal(spec)?;
     check_restart(spec)?;
@@ -111,6 +113,7 @@ pub fn prepare(
         binds,
         cpu_quota_us,
         memory_limit,
+        pids_limit,
         capabilities,
         stop_signal,
         stop_timeout_ms: spec.stop_timeout_ms.unwrap_or(DEFAULT_STOP_TIMEOUT_MS),
@@ -265,8 +268,12 @@ fn binds(spec: &ContainerSpec) -> Result<Vec<BindConfig>, ContainerError> {
     Ok(binds)
 }
 
-/// Step 7: the CFS quota (at least 10 millicores) and the memory limit (at least 4 MiB).
-fn resources(spec: &ContainerSpec) -> Result<(Option<i64>, Option<i64>), ContainerError> {
+/// Limits in the bundle: CFS quota, memory, tasks.
+type Limits = (Option<i64>, Option<i64>, Option<i64>);
+
+/// Step 7: the CFS quota (at least 10 millicores), the memory limit (at least 4 MiB) and
+/// the task limit (at least 1).
+fn resources(spec: &ContainerSpec) -> Result<Limits, ContainerError> {
     let cpu_quota_us = match spec.resources.cpu_millis {
         None => None,
         Some(m) if m < 10 => return Err(invalid(format!("cpu_millis {m} is below 10"))),
@@ -277,7 +284,12 @@ fn resources(spec: &ContainerSpec) -> Result<(Option<i64>, Option<i64>), Contain
         Some(b) if b < 4 << 20 => return Err(invalid(format!("memory_bytes {b} is below 4 MiB"))),
         Some(b) => Some(i64::try_from(b).map_err(|_| invalid("memory_bytes is too large"))?),
     };
-    Ok((cpu_quota_us, memory_limit))
+    let pids_limit = match spec.resources.pids {
+        None => None,
+        Some(0) => return Err(invalid("pids must be at least 1")),
+        Some(n) => Some(i64::try_from(n).map_err(|_| invalid("pids is too large"))?),
+    };
+    Ok((cpu_quota_us, memory_limit, pids_limit))
 }
 
 /// Step 8: containerd's defaults plus `add` (and CAP_SYS_ADMIN for systemd) minus `drop`,
@@ -331,6 +343,7 @@ pub fn bundle_config(
         binds: p.binds.clone(),
         cpu_quota_us: p.cpu_quota_us,
         memory_limit: p.memory_limit,
+        pids_limit: p.pids_limit,
         capabilities: p.capabilities.clone(),
         cgroups_path,
         annotations: vec![("org.imagebus.container.id".into(), id.to_string())],

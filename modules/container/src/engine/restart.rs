@@ -85,6 +85,9 @@ fn reason(rec: &Record) -> String {
             "died ({})",
             rec.info.reason.as_deref().unwrap_or("unknown end")
         ),
+        (_, Some(code)) if rec.info.reason.as_deref() == Some(super::exits::OOM) => {
+            format!("exited with code {code} (OOM kill)")
+        }
         (_, Some(code)) => format!("exited with code {code}"),
         _ => "exited".to_string(),
     };

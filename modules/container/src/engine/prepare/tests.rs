@@ -66,6 +66,7 @@ fn bad_inputs_are_typed() {
     s.resources = Resources {
         cpu_millis: Some(1),
         memory_bytes: None,
+        pids: None,
     };
     assert!(matches!(bad(s), ContainerError::Invalid(_)));
     let mut s = spec("x");
@@ -91,11 +92,13 @@ fn limits_and_network() {
     s.resources = Resources {
         cpu_millis: Some(500),
         memory_bytes: Some(64 << 20),
+        pids: Some(50),
     };
     s.network = Network::Namespace("blue".into());
     let p = prepare(&s, &netns(), u64::MAX).unwrap();
     assert_eq!(p.cpu_quota_us, Some(50_000));
     assert_eq!(p.memory_limit, Some(64 << 20));
+    assert_eq!(p.pids_limit, Some(50));
     assert_eq!(p.network, NetworkMode::Join("/var/run/netns/blue".into()));
     let b = bundle_config(&p, &s, 4, "/r".into(), "/imagebus/ib-4".into());
     assert_eq!(b.hostname, "c4");
