@@ -6,8 +6,8 @@
 use super::*;
 use crate::{spawn_with_peers, Peers};
 use imagebus_schema::container::{
-    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ExecResult,
-    ExecSpec, LogChunk, LogsRequest,
+    ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ContainerStats,
+    ExecResult, ExecSpec, LogChunk, LogsRequest,
 };
 
 #[derive(Debug, Default)]
@@ -60,6 +60,9 @@ impl ContainerModule for FakeContainers {
         unused()
     }
     async fn exec(&self, _: Selector, _: ExecSpec) -> Result<ExecResult, RemoteError> {
+        unused()
+    }
+    async fn stats(&self, _: Selector) -> Result<ContainerStats, RemoteError> {
         unused()
     }
     async fn holds(&self, id: u64, mount: u64) -> Result<bool, RemoteError> {
