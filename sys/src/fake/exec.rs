@@ -11,10 +11,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// A runner that records calls and answers every `run` with a scripted output.
-#[derive(Debug, Clone, Default)]
+/// What a [`FakeRunner`] does for one program: the command's effect and its answer.
+type Effect = Arc<dyn Fn(&CommandCall) -> SysResult<CommandOutput> + Send + Sync>;
+
+/// A runner that records calls and answers every `run` with a scripted output, or, for a
+/// program given an effect with [`FakeRunner::on`], with what the effect does (e.g. write
+/// the file a `mkfs` would).
+#[derive(Clone, Default)]
 pub struct FakeRunner {
     state: Arc<Mutex<(Vec<CommandCall>, CommandOutput, u32)>>,
+    effects: Arc<Mutex<BTreeMap<String, Effect>>>,
+}
+
+impl std::fmt::Debug for FakeRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeRunner")
+            .field("calls", &lock(&self.state).0.len())
+            .field("effects", &lock(&self.effects).keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl FakeRunner {
@@ -22,17 +37,33 @@ impl FakeRunner {
     pub fn calls(&self) -> Vec<CommandCall> {
         lock(&self.state).0.clone()
     }
-    /// What `run` returns from now on.
+    /// What `run` returns from now on (for programs without an effect).
     pub fn respond(&self, out: CommandOutput) {
         lock(&self.state).1 = out;
+    }
+    /// From now on, `run` of `program` calls `effect` (outside the double's lock, so it may
+    /// take its time) and answers what it returns.
+    pub fn on(
+        &self,
+        program: &str,
+        effect: impl Fn(&CommandCall) -> SysResult<CommandOutput> + Send + Sync + 'static,
+    ) {
+        lock(&self.effects).insert(program.to_string(), Arc::new(effect));
     }
 }
 
 impl Runner for FakeRunner {
     fn run(&self, call: &CommandCall, _timeout: Duration) -> SysResult<CommandOutput> {
-        let mut s = lock(&self.state);
-        s.0.push(call.clone());
-        Ok(s.1.clone())
+        let scripted = {
+            let mut s = lock(&self.state);
+            s.0.push(call.clone());
+            s.1.clone()
+        };
+        let effect = lock(&self.effects).get(&call.program).cloned();
+        match effect {
+            Some(effect) => effect(call),
+            None => Ok(scripted),
+        }
     }
     fn spawn(&self, call: &CommandCall) -> SysResult<u32> {
         let mut s = lock(&self.state);

@@ -7,51 +7,45 @@ use crate::{spawn, ImageHandle, ImageSys, Limits, StoreConfig};
 use imagebus_bus::ErrorCode;
 use imagebus_schema::image::{ImageModule, ImportSpec};
 use imagebus_schema::Holder;
-use imagebus_sys::cmd::{CommandCall, CommandOutput, Runner};
-use imagebus_sys::SysResult;
+use imagebus_sys::cmd::CommandOutput;
+use imagebus_sys::fake::FakeRunner;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Writes an erofs-looking file where `mkfs.erofs --quiet OUT ROOT` would, after a short
-/// delay (so concurrent imports overlap); fails while `fail` is set.
+/// Packing switches for the runner double: `fail` makes every pack fail; `no_erofs`
+/// makes `mkfs.erofs` missing so that `mksquashfs` is used.
 #[derive(Debug, Default)]
-struct Packer {
-    runs: AtomicUsize,
+struct Packing {
     fail: AtomicBool,
-    /// `mkfs.erofs` is not installed: `mksquashfs ROOT OUT ...` writes a squashfs.
     no_erofs: AtomicBool,
 }
 
-impl Runner for Packer {
-    fn run(&self, call: &CommandCall, _: Duration) -> SysResult<CommandOutput> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
+/// A [`FakeRunner`] whose `mkfs.erofs OUT ROOT` writes an erofs-looking file and whose
+/// `mksquashfs ROOT OUT ...` a squashfs-looking one, after a short delay (so concurrent
+/// imports overlap), as `packing` says.
+fn packer(packing: &Arc<Packing>) -> FakeRunner {
+    let runner = FakeRunner::default();
+    let failed = || CommandOutput {
+        code: Some(1),
+        stdout: String::new(),
+        stderr: "no space left".into(),
+    };
+    let p = packing.clone();
+    runner.on("mkfs.erofs", move |call| {
         std::thread::sleep(Duration::from_millis(150));
-        if self.fail.load(Ordering::SeqCst) {
-            return Ok(CommandOutput {
-                code: Some(1),
-                stdout: String::new(),
-                stderr: "no space left".into(),
+        if p.no_erofs.load(Ordering::SeqCst) {
+            return Err(imagebus_sys::SysError::Spawn {
+                program: call.program.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
-        if self.no_erofs.load(Ordering::SeqCst) {
-            if call.program == "mkfs.erofs" {
-                return Err(imagebus_sys::SysError::Spawn {
-                    program: call.program.clone(),
-                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                });
-            }
-            assert_eq!(call.program, "mksquashfs");
-            std::fs::write(&call.args[1], b"hsqs and more").unwrap();
-            return Ok(CommandOutput {
-                code: Some(0),
-                ..CommandOutput::default()
-            });
+        if p.fail.load(Ordering::SeqCst) {
+            return Ok(failed());
         }
-        assert_eq!(call.program, "mkfs.erofs");
         let mut bytes = vec![0u8; 2048];
         bytes[1024..1028].copy_from_slice(&0xE0F5_E1E2u32.to_le_bytes());
         std::fs::write(&call.args[1], bytes).unwrap();
@@ -59,10 +53,20 @@ impl Runner for Packer {
             code: Some(0),
             ..CommandOutput::default()
         })
-    }
-    fn spawn(&self, _: &CommandCall) -> SysResult<u32> {
-        unreachable!("the image store spawns nothing")
-    }
+    });
+    let p = packing.clone();
+    runner.on("mksquashfs", move |call| {
+        std::thread::sleep(Duration::from_millis(150));
+        if p.fail.load(Ordering::SeqCst) {
+            return Ok(failed());
+        }
+        std::fs::write(&call.args[1], b"hsqs and more").unwrap();
+        Ok(CommandOutput {
+            code: Some(0),
+            ..CommandOutput::default()
+        })
+    });
+    runner
 }
 
 /// Writes a one-layer OCI layout at `dir` whose file `f` holds `text`; returns its
@@ -101,15 +105,18 @@ fn layout(dir: &Path, text: &str) -> String {
 
 struct Rig {
     dir: tempfile::TempDir,
-    packer: Arc<Packer>,
+    packing: Arc<Packing>,
+    runner: FakeRunner,
     stop: CancellationToken,
 }
 
 impl Rig {
     fn new() -> Self {
+        let packing = Arc::new(Packing::default());
         Self {
             dir: tempfile::tempdir().unwrap(),
-            packer: Arc::default(),
+            packing: packing.clone(),
+            runner: packer(&packing),
             stop: CancellationToken::new(),
         }
     }
@@ -120,7 +127,7 @@ impl Rig {
         self.stop.cancel();
         self.stop = CancellationToken::new();
         let sys = ImageSys {
-            runner: self.packer.clone(),
+            runner: Arc::new(self.runner.clone()),
         };
         let s = spawn(self.cfg(), sys, self.stop.clone(), Limits::default())
             .await
@@ -157,7 +164,7 @@ async fn concurrent_imports_of_one_image_build_it_once_and_name_it_twice() {
     );
     assert_eq!(a.unwrap().digest, digest);
     assert_eq!(b.unwrap().digest, digest);
-    assert_eq!(rig.packer.runs.load(Ordering::SeqCst), 1, "built once");
+    assert_eq!(rig.runner.calls().len(), 1, "built once");
     let info = h.get("a".into()).await.unwrap();
     assert_eq!(info.names, ["a:latest", "b:2"]);
     assert_eq!(info.config.env, ["A=1"]);
@@ -180,7 +187,7 @@ async fn a_name_of_another_image_and_a_failed_pack_change_nothing() {
     h.import(spec(&one, Some("x"))).await.unwrap();
     let err = h.import(spec(&two, Some("x"))).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Conflict, "{err:?}");
-    rig.packer.fail.store(true, Ordering::SeqCst);
+    rig.packing.fail.store(true, Ordering::SeqCst);
     let err = h.import(spec(&two, Some("y"))).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Internal, "{err:?}");
     assert!(err.message.contains("no space left"), "{err:?}");
@@ -188,7 +195,7 @@ async fn a_name_of_another_image_and_a_failed_pack_change_nothing() {
     assert_eq!(rig.files("images").len(), 1);
     assert!(rig.files("staging").is_empty());
     // The name was not kept reserved.
-    rig.packer.fail.store(false, Ordering::SeqCst);
+    rig.packing.fail.store(false, Ordering::SeqCst);
     h.import(spec(&two, Some("y"))).await.unwrap();
     for (bad, code) in [
         ("docker://x", ErrorCode::InvalidArgument),
@@ -253,7 +260,7 @@ async fn images_and_holders_survive_a_restart_and_leftovers_are_swept() {
 #[tokio::test]
 async fn without_mkfs_erofs_images_are_squashfs() {
     let mut rig = Rig::new();
-    rig.packer.no_erofs.store(true, Ordering::SeqCst);
+    rig.packing.no_erofs.store(true, Ordering::SeqCst);
     let (h, _) = rig.start().await;
     let (src, digest) = rig.src("img", "one");
     let info = h.import(spec(&src, None)).await.unwrap();
