@@ -210,7 +210,9 @@ async fn acquire_racing_a_cascade_delete_never_leaves_a_dangling_holder() {
             .unwrap();
         let lower = upper.children[0];
         let lower_info = s.mount.get(Selector::Id(lower)).await.unwrap();
-        let holder = Holder::Container(100_000 + round as u64);
+        // The operator's own reference: a `container:N` holder is checked with its owner
+        // now (issue 10, defect 9), and no container stands on this mount.
+        let holder = Holder::User;
         // Vary the interleaving: one side starts up to 6 ms after the other.
         let skew = Duration::from_millis((round % 4) as u64 * 2);
         let (acq_delay, del_delay) = if round % 2 == 0 {
