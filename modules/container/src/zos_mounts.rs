@@ -43,16 +43,9 @@ pub const ZOS_ROOTFS_PROPAGATION: [&str; 6] = [
     "private", "rprivate", "slave", "rslave", "shared", "rshared",
 ];
 
-const PROPAGATION: [&str; 8] = [
-    "private",
-    "rprivate",
-    "slave",
-    "rslave",
-    "shared",
-    "rshared",
-    "unbindable",
-    "runbindable",
-];
+/// Every propagation a mount may have: the values the spec's `linux.rootfsPropagation`
+/// takes, which are the mount propagation flags.
+const PROPAGATION: [&str; 8] = imagebus_sys::oci::overlay::ROOTFS_PROPAGATION;
 
 /// The mounts of a zos container: the plain ones as binds, the others as OCI mounts for
 /// the `oci` document (both in the caller's order within their kind).
