@@ -13,6 +13,7 @@ pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
 pub mod ceph;
+pub mod cli_node;
 pub mod cpu_meter;
 pub mod daemon;
 pub mod image;

@@ -4,67 +4,33 @@
 //! leaving nothing behind, and a restart policy given on the command line is applied.
 //! Root.
 
-use imagebus_tests::daemon::{wait_until, Daemon};
-use imagebus_tests::image::{busybox_rootfs, busybox_squashfs};
-use imagebus_tests::redis::RedisFixture;
-use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
+use imagebus_tests::cli_node::CliNode as Node;
+use imagebus_tests::daemon::wait_until;
+use imagebus_tests::image::busybox_rootfs;
+use imagebus_tests::rootfs::{loops_under, mounts_under};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Redis, a scratch directory (swept of mounts and loops on drop) with the busybox image,
-/// and a daemon inside it. Fields drop in order: daemon (containers removed), scratch, redis.
-struct Node {
-    daemon: Daemon,
-    scratch: KernelScratch,
-    image: PathBuf,
-    _redis: RedisFixture,
+/// What these tests add to the shared node.
+trait OciNode {
+    /// Writes `doc` as a file in the scratch directory.
+    fn config(&self, name: &str, doc: &serde_json::Value) -> PathBuf;
+
+    /// The log of `name` once it holds `marker` (polled, with a deadline).
+    fn log_with(&self, name: &str, marker: &str) -> String;
+
+    /// Nothing of ours left in the kernel or the daemon.
+    fn assert_clean(&self);
 }
 
-impl Node {
-    fn start() -> Self {
-        let redis = RedisFixture::start();
-        let scratch = KernelScratch::new("ibcli-oci");
-        let image = scratch.path().join("busybox.sqsh");
-        std::fs::copy(busybox_squashfs(), &image).unwrap();
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
-        daemon.wait_ready();
-        Self {
-            daemon,
-            scratch,
-            image,
-            _redis: redis,
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {out:?}\nlog:\n{}",
-            self.daemon.log()
-        );
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    fn image(&self) -> &str {
-        self.image.to_str().unwrap()
-    }
-
-    /// Writes `doc` as a file in the scratch directory.
+impl OciNode for Node {
     fn config(&self, name: &str, doc: &serde_json::Value) -> PathBuf {
         let path = self.scratch.path().join(name);
         std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
         path
     }
 
-    /// The log of `name` once it holds `marker` (polled, with a deadline).
     fn log_with(&self, name: &str, marker: &str) -> String {
         let mut log = String::new();
         let seen = wait_until(Duration::from_secs(20), || {
@@ -75,7 +41,6 @@ impl Node {
         log
     }
 
-    /// Nothing of ours left in the kernel or the daemon.
     fn assert_clean(&self) {
         assert_eq!(self.json(&["ps"]), json!([]));
         assert_eq!(self.json(&["mount", "list"]), json!([]));
@@ -118,7 +83,7 @@ exec sleep 1000
 
 #[test]
 fn oci_config_sets_every_honoured_field_seen_from_inside() {
-    let n = Node::start();
+    let n = Node::start("ibcli-oci");
     let data = n.scratch.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("marker"), "from-the-host").unwrap();
@@ -208,7 +173,7 @@ fn oci_config_sets_every_honoured_field_seen_from_inside() {
 
 #[test]
 fn a_runc_bundle_runs_with_its_rootfs_bound_and_its_config_merged() {
-    let n = Node::start();
+    let n = Node::start("ibcli-oci");
     let bundle = n.scratch.path().join("bundle");
     busybox_rootfs(&bundle.join("rootfs"));
     n.config(
@@ -253,7 +218,7 @@ fn a_runc_bundle_runs_with_its_rootfs_bound_and_its_config_merged() {
 
 #[test]
 fn a_refused_field_is_invalid_argument_and_leaves_nothing() {
-    let n = Node::start();
+    let n = Node::start("ibcli-oci");
     for (doc, field) in [
         (
             json!({"linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}}),
@@ -293,7 +258,7 @@ fn a_refused_field_is_invalid_argument_and_leaves_nothing() {
 
 #[test]
 fn run_restart_on_failure_is_applied_and_a_bad_policy_is_a_usage_error() {
-    let n = Node::start();
+    let n = Node::start("ibcli-oci");
     n.ok(&[
         "run",
         "--name",
@@ -332,7 +297,7 @@ fn run_restart_on_failure_is_applied_and_a_bad_policy_is_a_usage_error() {
 
 #[test]
 fn a_restarted_daemon_restarts_a_crash_that_happened_while_it_was_down() {
-    let mut n = Node::start();
+    let mut n = Node::start("ibcli-oci");
     let ctl = n.scratch.path().join("ctl");
     std::fs::create_dir(&ctl).unwrap();
     let bind = format!("{}:/ctl", ctl.display());

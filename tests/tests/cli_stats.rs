@@ -1,60 +1,11 @@
 //! `imagebus stats`, OOM detection and the task limit, against a real imagebusd with real
 //! runc, loop devices, squashfs, overlayfs and cgroups. Root.
 
-use imagebus_tests::daemon::{cli_command, wait_until, Daemon};
-use imagebus_tests::image::busybox_squashfs;
-use imagebus_tests::redis::RedisFixture;
-use imagebus_tests::rootfs::KernelScratch;
+use imagebus_tests::cli_node::CliNode as Node;
+use imagebus_tests::daemon::{cli_command, wait_until};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
-
-/// Redis, a scratch directory (swept of mounts and loops on drop) with a copy of the
-/// busybox image, and a daemon inside it. Fields drop in order: daemon, scratch, redis.
-struct Node {
-    daemon: Daemon,
-    scratch: KernelScratch,
-    image: PathBuf,
-    redis: RedisFixture,
-}
-
-impl Node {
-    fn start() -> Self {
-        let redis = RedisFixture::start();
-        let scratch = KernelScratch::new("ibstats");
-        let image = scratch.path().join("busybox.sqsh");
-        std::fs::copy(busybox_squashfs(), &image).unwrap();
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
-        daemon.wait_ready();
-        Self {
-            daemon,
-            scratch,
-            image,
-            redis,
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {out:?}\nlog:\n{}",
-            self.daemon.log()
-        );
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    fn image(&self) -> &str {
-        self.image.to_str().unwrap()
-    }
-}
 
 /// A child process killed and reaped on drop.
 struct Reaped(Child);
@@ -68,7 +19,7 @@ impl Drop for Reaped {
 
 #[test]
 fn stats_show_usage_limits_and_the_task_limit_holds() {
-    let n = Node::start();
+    let n = Node::start("ibstats");
     let limit = (64u64 << 20).to_string();
     n.ok(&[
         "run",
@@ -210,7 +161,7 @@ fn stats_show_usage_limits_and_the_task_limit_holds() {
 
 #[test]
 fn an_init_past_its_memory_limit_ends_with_reason_oom() {
-    let n = Node::start();
+    let n = Node::start("ibstats");
     let events_file = n.scratch.path().join("events.jsonl");
     let events = Reaped(
         cli_command()

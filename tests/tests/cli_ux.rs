@@ -3,58 +3,12 @@
 //! module, completions and man pages, `rm -f` killing at once, `attach|mount rm -f`, and
 //! typed arguments reaching a Go-shaped peer. Real redis-server, imagebusd, runc, busybox.
 
+use imagebus_tests::cli_node::CliNode as Node;
 use imagebus_tests::daemon::{cli, cli_command, CliOutput, Daemon};
-use imagebus_tests::image::busybox_squashfs;
 use imagebus_tests::redis::RedisFixture;
-use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
+use imagebus_tests::rootfs::{loops_under, mounts_under};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Redis, a scratch directory (swept on drop) with the busybox image, and a daemon.
-/// Fields drop in order: daemon, scratch, redis.
-struct Node {
-    daemon: Daemon,
-    scratch: KernelScratch,
-    image: PathBuf,
-    _redis: RedisFixture,
-}
-
-impl Node {
-    fn start() -> Self {
-        let redis = RedisFixture::start();
-        let scratch = KernelScratch::new("ibux");
-        let image = scratch.path().join("busybox.sqsh");
-        std::fs::copy(busybox_squashfs(), &image).unwrap();
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
-        daemon.wait_ready();
-        Self {
-            daemon,
-            scratch,
-            image,
-            _redis: redis,
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {out:?}\nlog:\n{}",
-            self.daemon.log()
-        );
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    fn image(&self) -> &str {
-        self.image.to_str().unwrap()
-    }
-}
 
 /// The `--json` error document of a failed command: on stdout, stderr empty.
 fn json_error(out: &CliOutput, code: &str, status: i32) -> serde_json::Value {
@@ -290,7 +244,7 @@ fn a_module_nobody_serves_fails_fast() {
 
 #[test]
 fn exit_status_and_json_errors_per_cause() {
-    let n = Node::start();
+    let n = Node::start("ibux");
     // Usage: clap, and the CLI's own checks, with --json anywhere.
     let out = n.daemon.cli(&["ps", "--state", "bogus"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -383,7 +337,7 @@ fn exit_status_and_json_errors_per_cause() {
 
 #[test]
 fn rm_force_kills_at_once_and_json_output_is_uniform() {
-    let n = Node::start();
+    let n = Node::start("ibux");
     // An init that ignores SIGTERM: `stop` would wait its 10 s grace period.
     n.ok(&[
         "run",
@@ -453,7 +407,7 @@ fn rm_force_kills_at_once_and_json_output_is_uniform() {
 
 #[test]
 fn store_rm_force_never_takes_what_a_container_uses() {
-    let n = Node::start();
+    let n = Node::start("ibux");
     let a = n.json(&["attach", "create", "--name", "dev", "--loop", n.image()]);
     let m = n.json(&["mount", "create", "--name", "img", "--attachment", "dev"]);
     let ov = n.json(&["mount", "create", "--name", "root", "--lower", "img"]);

@@ -6,55 +6,20 @@
 //! same for a mount's reference on its attachment, `attach@1`), and the container's own
 //! delete still cleans everything.
 
-use imagebus_tests::daemon::Daemon;
-use imagebus_tests::image::busybox_squashfs;
-use imagebus_tests::redis::RedisFixture;
-use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
+use imagebus_tests::cli_node::CliNode as Node;
+use imagebus_tests::rootfs::{loops_under, mounts_under};
 use std::path::{Path, PathBuf};
 
-/// Fields drop in order: daemon (containers removed), scratch (mounts and loops swept),
-/// redis.
-struct Node {
-    daemon: Daemon,
-    scratch: KernelScratch,
-    image: PathBuf,
-    _redis: RedisFixture,
-}
-
-impl Node {
-    fn start() -> Self {
-        let redis = RedisFixture::start();
-        let scratch = KernelScratch::new("ibforge");
-        let image = scratch.path().join("busybox.sqsh");
-        std::fs::copy(busybox_squashfs(), &image).unwrap();
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
-        daemon.wait_ready();
-        Self {
-            daemon,
-            scratch,
-            image,
-            _redis: redis,
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {out:?}\nlog:\n{}",
-            self.daemon.log()
-        );
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
+/// What these tests add to the shared node.
+trait ForgeNode {
     /// A raw `mount.mount@1` call (what any bus client can send); the error line on
     /// failure, `Ok(stdout)` on success.
+    fn raw_mount_call(&self, method: &str, args: &[&str]) -> Result<String, String>;
+
+    fn mounted(&self, mountpoint: &Path) -> bool;
+}
+
+impl ForgeNode for Node {
     fn raw_mount_call(&self, method: &str, args: &[&str]) -> Result<String, String> {
         let mut all = vec!["call", "mount", "mount@1", method];
         all.extend_from_slice(args);
@@ -75,7 +40,7 @@ impl Node {
 
 #[test]
 fn forged_holders_are_refused_over_the_bus() {
-    let n = Node::start();
+    let n = Node::start("ibforge");
     let id = n.ok(&[
         "run",
         "--name",
