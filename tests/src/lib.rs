@@ -16,6 +16,7 @@ pub mod ceph;
 pub mod cli_node;
 pub mod cpu_meter;
 pub mod daemon;
+pub mod doc_text;
 pub mod image;
 pub mod imageapi;
 pub mod kernel_probe;

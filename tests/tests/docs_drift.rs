@@ -7,16 +7,10 @@ use imagebus_schema::attach::{AttachModule, AttachModuleServer};
 use imagebus_schema::container::{ContainerModule, ContainerModuleServer};
 use imagebus_schema::mount::{MountModule, MountModuleServer};
 use imagebus_schema::system::{ModuleState, SystemModule, SystemModuleServer};
+use imagebus_tests::doc_text::{doc, json_keys, struct_fields, table_keys};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-
-fn doc(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../docs")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
-}
 
 /// The text of the `## \`heading\`` section of `md` (up to the next `## `).
 fn section<'a>(md: &'a str, heading: &str) -> &'a str {
@@ -25,23 +19,6 @@ fn section<'a>(md: &'a str, heading: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no section for {heading}"));
     let rest = &md[start + 3..];
     &rest[..rest.find("\n## ").unwrap_or(rest.len())]
-}
-
-/// The backticked first cells of the rows of the table whose header starts with `| first |`.
-fn table_keys(text: &str, first: &str) -> BTreeSet<String> {
-    let header = format!("| {first} |");
-    let Some(start) = text.find(&header) else {
-        return BTreeSet::new();
-    };
-    text[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .filter_map(|l| {
-            let cell = l.trim_start_matches('|').split('|').next()?.trim();
-            Some(cell.trim_matches('`').to_string())
-        })
-        .collect()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
@@ -316,27 +293,6 @@ fn imageapi_md_maps_every_path_the_gateway_serves() {
             ops.contains(&format!("| `{flag}` |")),
             "{flag} in operations.md"
         );
-    }
-}
-
-/// The field names inside `Name { a, b, ... }` as a doc writes a reply type.
-fn struct_fields(md: &str, name: &str) -> BTreeSet<String> {
-    let start = md
-        .find(&format!("`{name} {{"))
-        .unwrap_or_else(|| panic!("no `{name} {{ ... }}` in the doc"));
-    let rest = &md[start + name.len() + 3..];
-    let body = &rest[..rest.find('}').expect("closing brace")];
-    body.split(',')
-        .map(|f| f.split_whitespace().collect::<String>())
-        .filter(|f| !f.is_empty())
-        .collect()
-}
-
-/// The keys of `value` serialized as a JSON object.
-fn json_keys<T: serde::Serialize>(value: &T) -> BTreeSet<String> {
-    match serde_json::to_value(value).expect("serializes") {
-        serde_json::Value::Object(m) => m.keys().cloned().collect(),
-        other => panic!("not an object: {other}"),
     }
 }
 

@@ -3,54 +3,10 @@
 //! storage paths and the CLI commands are compared with what defines them.
 
 use imagebus_schema::image::{ImageConfig, ImageInfo, ImageModule, ImageModuleServer};
+use imagebus_tests::doc_text::{doc, json_keys, struct_fields, table_keys};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-
-fn doc(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../docs")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"))
-}
-
-/// The backticked first cells of the rows of the first table whose header starts with
-/// `| first |` in `text`.
-fn table_keys(text: &str, first: &str) -> BTreeSet<String> {
-    let header = format!("| {first} |");
-    let start = text
-        .find(&header)
-        .unwrap_or_else(|| panic!("no table starting {header:?}"));
-    text[start..]
-        .lines()
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .filter_map(|l| {
-            let cell = l.trim_start_matches('|').split('|').next()?.trim();
-            Some(cell.trim_matches('`').to_string())
-        })
-        .collect()
-}
-
-/// The field names inside `Name { a, b, ... }` as the doc writes a type.
-fn struct_fields(md: &str, name: &str) -> BTreeSet<String> {
-    let start = md
-        .find(&format!("`{name} {{"))
-        .unwrap_or_else(|| panic!("no `{name} {{ ... }}` in the doc"));
-    let rest = &md[start + name.len() + 3..];
-    let body = &rest[..rest.find('}').expect("closing brace")];
-    body.split(',')
-        .map(|f| f.split_whitespace().collect::<String>())
-        .filter(|f| !f.is_empty())
-        .collect()
-}
-
-fn json_keys<T: serde::Serialize>(value: &T) -> BTreeSet<String> {
-    match serde_json::to_value(value).expect("serializes") {
-        serde_json::Value::Object(m) => m.keys().cloned().collect(),
-        other => panic!("not an object: {other}"),
-    }
-}
 
 fn methods() -> BTreeSet<String> {
     ImageModuleServer::<dyn ImageModule>::METHODS
