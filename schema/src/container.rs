@@ -14,7 +14,7 @@ pub const MODULE: &str = "container";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 mod options;
-pub use options::{OciConfig, RestartPolicy, RestartSpec};
+pub use options::{OciConfig, RestartPolicy, RestartSpec, SeccompMode, SecuritySpec};
 
 /// Default grace period between the stop signal and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
@@ -256,6 +256,10 @@ pub struct ContainerSpec {
     /// when it is the default.
     #[serde(default, skip_serializing_if = "RestartSpec::is_default")]
     pub restart: RestartSpec,
+    /// The seccomp filter and `noNewPrivileges` (default: the default profile, and no new
+    /// privileges outside systemd mode). Absent on the wire when it is the default.
+    #[serde(default, skip_serializing_if = "SecuritySpec::is_default")]
+    pub security: SecuritySpec,
 }
 
 impl ContainerSpec {
@@ -292,6 +296,7 @@ impl ContainerSpec {
             stop_timeout_ms: None,
             oci: None,
             restart: RestartSpec::default(),
+            security: SecuritySpec::default(),
         }
     }
 }
@@ -727,5 +732,42 @@ mod tests {
             r#"{"mount":{"existing":{"id":1}},"command":"x","restart":{"policy":"sometimes"}}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn security_options_parse_and_stay_off_the_wire_by_default() {
+        let mut s = SecuritySpec::default();
+        s.apply_opt("seccomp=unconfined").unwrap();
+        s.apply_opt("no-new-privileges=false").unwrap();
+        assert_eq!(
+            s,
+            SecuritySpec {
+                seccomp: SeccompMode::Unconfined,
+                no_new_privileges: Some(false)
+            }
+        );
+        s.apply_opt("no-new-privileges").unwrap();
+        assert_eq!(s.no_new_privileges, Some(true));
+        for bad in [
+            "seccomp=/etc/profile.json",
+            "apparmor=x",
+            "no-new-privileges=maybe",
+            "",
+        ] {
+            let before = s;
+            assert!(s.apply_opt(bad).is_err(), "{bad}");
+            assert_eq!(s, before, "a bad option changes nothing");
+        }
+        let wire: ContainerSpec = serde_json::from_str(
+            r#"{"mount":{"existing":{"id":1}},"command":"x","security":{"seccomp":"unconfined"}}"#,
+        )
+        .unwrap();
+        assert_eq!(wire.security.seccomp, SeccompMode::Unconfined);
+        let json = serde_json::to_value(ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        ))
+        .unwrap();
+        assert!(json.get("security").is_none(), "{json}");
     }
 }

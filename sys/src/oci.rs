@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 pub mod overlay;
+pub mod seccomp;
 
 /// containerd's default capability set (also zos's).
 pub const DEFAULT_CAPABILITIES: [&str; 14] = [
@@ -206,6 +207,12 @@ pub struct BundleConfig {
     pub pids_limit: Option<i64>,
     /// Final capability names (see [`resolve_capabilities`]).
     pub capabilities: Vec<String>,
+    /// Apply the default seccomp profile ([`seccomp::profile`] for `capabilities`); an
+    /// `oci` document's own `linux.seccomp` replaces it.
+    pub seccomp: bool,
+    /// `process.noNewPrivileges`: no privilege gain through setuid files or file
+    /// capabilities.
+    pub no_new_privileges: bool,
     /// Absolute cgroup path, unique per container (e.g. `/imagebus/c-7`).
     pub cgroups_path: String,
     /// Annotations.
@@ -225,7 +232,7 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Value {
 /// The OCI runtime spec of `cfg`: (1) mounts, (2) namespaces, (3) cgroup resources,
 /// (4) annotations, (5) the process, assembled into one document and type-checked.
 pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
-    let doc = json!({
+    let mut doc = json!({
         "ociVersion": "1.0.2",
         "root": {"path": cfg.rootfs, "readonly": false},
         "hostname": cfg.hostname,
@@ -247,6 +254,9 @@ pub fn build_spec(cfg: &BundleConfig) -> Result<Spec, RuntimeError> {
             ],
         },
     });
+    if cfg.seccomp {
+        doc["linux"]["seccomp"] = seccomp::profile(&cfg.capabilities)?;
+    }
     let spec: Spec =
         serde_json::from_value(doc).map_err(|e| RuntimeError::Invalid(format!("OCI spec: {e}")))?;
     match &cfg.overlay {
@@ -394,7 +404,7 @@ fn process(cfg: &BundleConfig) -> Value {
             "permitted": cfg.capabilities,
         },
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-        "noNewPrivileges": !cfg.systemd,
+        "noNewPrivileges": cfg.no_new_privileges,
     })
 }
 

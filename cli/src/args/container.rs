@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Stop signal (e.g. SIGTERM).
     #[arg(long)]
     pub stop_signal: Option<String>,
+    /// `seccomp=unconfined` (no seccomp filter; the default profile otherwise) or
+    /// `no-new-privileges[=true|false]`; repeatable.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// How long `stop` waits after the stop signal before SIGKILL (default 10s).
     #[arg(long, value_parser = super::duration, value_name = "DURATION")]
     pub stop_timeout: Option<Duration>,

@@ -120,7 +120,13 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         oci: None,
         restart: a.restart.unwrap_or_default(),
+        security: Default::default(),
     };
+    for opt in &a.security_opt {
+        spec.security
+            .apply_opt(opt)
+            .map_err(RemoteError::invalid_argument)?;
+    }
     super::container_oci::apply(&mut spec, a)?;
     Ok(spec)
 }

@@ -1,5 +1,5 @@
 //! The optional parts of a [`super::ContainerSpec`]: the OCI document merged onto the
-//! generated runtime configuration, and the restart policy.
+//! generated runtime configuration, the restart policy, and the security options.
 
 use serde::{Deserialize, Serialize};
 
@@ -99,5 +99,64 @@ impl RestartSpec {
             policy,
             max_retries,
         })
+    }
+}
+
+/// Which seccomp filter a container gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeccompMode {
+    /// The default profile: the system calls container engines block by default, lifted
+    /// per capability (see `docs/security.md`). An `oci` document's `linux.seccomp`
+    /// replaces it.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+}
+
+/// Confinement on top of namespaces and capabilities. Request type.
+///
+/// msgpack/JSON form: `{"seccomp": "unconfined", "no_new_privileges": false}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySpec {
+    /// `default` (the default profile) or `unconfined`.
+    #[serde(default)]
+    pub seccomp: SeccompMode,
+    /// `process.noNewPrivileges`; `None`: on, except in systemd mode (whose units may
+    /// need setuid helpers).
+    #[serde(default)]
+    pub no_new_privileges: Option<bool>,
+}
+
+impl SecuritySpec {
+    /// Whether this is what an absent field means.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Applies one docker-style `--security-opt` value: `seccomp=unconfined`,
+    /// `seccomp=default`, `no-new-privileges`, `no-new-privileges=true|false`.
+    pub fn apply_opt(&mut self, opt: &str) -> Result<(), String> {
+        match opt.split_once(['=', ':']) {
+            Some(("seccomp", "unconfined")) => self.seccomp = SeccompMode::Unconfined,
+            Some(("seccomp", "default")) => self.seccomp = SeccompMode::Default,
+            None if opt == "no-new-privileges" => self.no_new_privileges = Some(true),
+            Some(("no-new-privileges", v)) => {
+                self.no_new_privileges = Some(match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("security option {opt:?}: expected true or false")),
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "security option {opt:?}: expected seccomp=unconfined|default or \
+                     no-new-privileges[=true|false]"
+                ))
+            }
+        }
+        Ok(())
     }
 }

@@ -18,6 +18,8 @@ fn base() -> BundleConfig {
         memory_limit: Some(64 << 20),
         pids_limit: None,
         capabilities: vec!["CAP_KILL".into(), "CAP_CHOWN".into()],
+        seccomp: true,
+        no_new_privileges: true,
         cgroups_path: "/imagebus/ib-7".into(),
         annotations: vec![("org.imagebus.id".into(), "7".into())],
         overlay: None,

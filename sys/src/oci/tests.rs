@@ -17,6 +17,8 @@ fn base() -> BundleConfig {
         memory_limit: None,
         pids_limit: None,
         capabilities: vec!["CAP_KILL".into(), "CAP_CHOWN".into()],
+        seccomp: false,
+        no_new_privileges: true,
         cgroups_path: "/imagebus/ib-7".into(),
         annotations: vec![("org.imagebus.id".into(), "7".into())],
         overlay: None,
@@ -85,6 +87,7 @@ fn golden_default_config() {
 fn systemd_netns_binds_and_limits() {
     let mut cfg = base();
     cfg.systemd = true;
+    cfg.no_new_privileges = false;
     cfg.network = NetworkMode::Join("/var/run/netns/blue".into());
     cfg.binds = vec![BindConfig {
         source: "/srv/data".into(),
@@ -224,4 +227,89 @@ fn bundle_is_written_and_reparses() {
     let back: Spec =
         serde_json::from_slice(&std::fs::read(b.join("config.json")).unwrap()).unwrap();
     assert_eq!(back, spec);
+}
+
+#[test]
+fn the_default_seccomp_profile_blocks_by_capability() {
+    let names = |v: &Value| -> Vec<String> {
+        v["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["names"].as_array().unwrap().iter())
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    let plain = seccomp::profile(&["CAP_CHOWN".into()]).unwrap();
+    assert_eq!(plain["defaultAction"], "SCMP_ACT_ALLOW");
+    let blocked = names(&plain);
+    for n in [
+        "keyctl",
+        "mount",
+        "unshare",
+        "setns",
+        "bpf",
+        "init_module",
+        "userfaultfd",
+    ] {
+        assert!(blocked.iter().any(|b| b == n), "{n} is blocked by default");
+    }
+    assert!(!blocked.iter().any(|b| b == "read" || b == "write"));
+    // CAP_SYS_ADMIN lifts mount, unshare, setns and the clone rules, never keyctl.
+    let admin = names(&seccomp::profile(&["CAP_SYS_ADMIN".into()]).unwrap());
+    for n in ["mount", "unshare", "setns", "clone", "clone3", "bpf"] {
+        assert!(
+            !admin.iter().any(|b| b == n),
+            "{n} is allowed with CAP_SYS_ADMIN"
+        );
+    }
+    assert!(admin.iter().any(|b| b == "keyctl"));
+    // clone is blocked per namespace flag (one ANDed condition each), clone3 with ENOSYS.
+    let rules = plain["syscalls"].as_array().unwrap();
+    let clones: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["names"] == json!(["clone"]))
+        .collect();
+    assert_eq!(clones.len(), 7);
+    let newuser = u64::from(libc::CLONE_NEWUSER.unsigned_abs());
+    assert!(clones.iter().any(|r| r["args"]
+        == json!([{"index": 0, "value": newuser, "valueTwo": newuser, "op": "SCMP_CMP_MASKED_EQ"}])));
+    let clone3 = rules
+        .iter()
+        .find(|r| r["names"] == json!(["clone3"]))
+        .unwrap();
+    assert_eq!(clone3["errnoRet"], libc::ENOSYS);
+    assert!(rules
+        .iter()
+        .filter(|r| r["names"] != json!(["clone3"]))
+        .all(|r| r["errnoRet"] == libc::EPERM));
+}
+
+#[test]
+fn the_profile_lands_in_the_spec_only_when_asked() {
+    assert!(normalised(&base())["linux"].get("seccomp").is_none());
+    let cfg = BundleConfig {
+        seccomp: true,
+        ..base()
+    };
+    let v = normalised(&cfg);
+    assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(
+            v["linux"]["seccomp"]["architectures"],
+            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        );
+    }
+}
+
+#[test]
+fn every_rule_of_the_profile_data_is_explained_and_non_empty() {
+    let rules = seccomp::rules().unwrap();
+    assert!(rules.len() > 10);
+    for r in &rules {
+        assert!(!r.why.is_empty() && !r.names.is_empty(), "{r:?}");
+    }
+    let all = seccomp::blocked_names().unwrap();
+    let listed: usize = rules.iter().map(|r| r.names.len()).sum();
+    assert_eq!(all.len(), listed, "no system call is named twice");
 }

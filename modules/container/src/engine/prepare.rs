@@ -4,7 +4,7 @@
 use crate::error::ContainerError;
 use imagebus_schema::common::validate_name;
 use imagebus_schema::container::{
-    ContainerSpec, Network, RestartPolicy, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS,
+    ContainerSpec, Network, RestartPolicy, SeccompMode, DEFAULT_PATH, DEFAULT_STOP_TIMEOUT_MS,
 };
 use imagebus_sys::ns::NetNamespaces;
 use imagebus_sys::oci::overlay::{self, Overlay};
@@ -345,6 +345,8 @@ pub fn bundle_config(
         memory_limit: p.memory_limit,
         pids_limit: p.pids_limit,
         capabilities: p.capabilities.clone(),
+        seccomp: spec.security.seccomp == SeccompMode::Default,
+        no_new_privileges: spec.security.no_new_privileges.unwrap_or(!spec.systemd),
         cgroups_path,
         annotations: vec![("org.imagebus.container.id".into(), id.to_string())],
         overlay: p.overlay.clone(),
