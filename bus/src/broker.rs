@@ -136,6 +136,11 @@ impl Broker {
         &self.info
     }
 
+    /// The Redis ACL user the URL logs in as, if it names one.
+    pub fn user(&self) -> Option<&str> {
+        self.info.redis_settings().username()
+    }
+
     /// Where the broker listens.
     pub fn endpoint(&self) -> Endpoint {
         match self.info.addr() {

@@ -52,6 +52,8 @@ pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     max_idle: usize,
+    read_only: bool,
+    reply_prefix: Option<String>,
 }
 
 impl ClientBuilder {
@@ -62,7 +64,25 @@ impl ClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(2),
             max_idle: 64,
+            read_only: false,
+            reply_prefix: None,
         }
+    }
+
+    /// Calls go to the objects' read-only queues (`<queue>:ro`), where only read methods
+    /// are served; see [`ObjectId::read_only_queue`].
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
+    /// What the name of every reply list (the request's `ID` and `ReplyTo`) starts with.
+    /// Default: `reply:<user>:` when the broker URL names an ACL user, so that an ACL can
+    /// give each user its own replies (`~reply:<user>:*`); otherwise nothing (a bare
+    /// UUID, as Go zbus sends).
+    pub fn reply_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.reply_prefix = Some(prefix.into());
+        self
     }
 
     /// Deadline of each call (default 30 s).
@@ -110,10 +130,20 @@ impl ClientBuilder {
             )));
         }
         inner.checkin(conn);
+        let reply_prefix = match self.reply_prefix {
+            Some(p) => p,
+            None => inner
+                .broker
+                .user()
+                .map(|u| format!("{REPLY_PREFIX}{u}:"))
+                .unwrap_or_default(),
+        };
         Ok(Client {
             inner,
             timeout: self.timeout,
             fail_fast: None,
+            read_only: self.read_only,
+            reply_prefix: reply_prefix.into(),
         })
     }
 }
@@ -126,7 +156,14 @@ pub struct Client {
     /// Modules known to be served by imagebus servers; `Some` turns on the presence check
     /// (see [`crate::presence`]).
     fail_fast: Option<Arc<[String]>>,
+    /// Calls go to the read-only queues.
+    read_only: bool,
+    /// What reply list names start with.
+    reply_prefix: Arc<str>,
 }
+
+/// What reply lists of a client logged in as an ACL user start with: `reply:<user>:`.
+pub const REPLY_PREFIX: &str = "reply:";
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -263,9 +300,8 @@ impl Client {
     /// This client with another per-call deadline (shares the connections).
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         Self {
-            inner: self.inner.clone(),
             timeout,
-            fail_fast: self.fail_fast.clone(),
+            ..self.clone()
         }
     }
 
@@ -276,9 +312,8 @@ impl Client {
     /// servers (no presence key, not in `known`) wait for the deadline as before.
     pub fn with_fail_fast(&self, known: &[&str]) -> Self {
         Self {
-            inner: self.inner.clone(),
-            timeout: self.timeout,
             fail_fast: Some(known.iter().map(|m| m.to_string()).collect()),
+            ..self.clone()
         }
     }
 
@@ -318,7 +353,7 @@ impl Client {
             None => started + self.timeout,
         };
         let timeout = deadline.saturating_duration_since(started);
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = format!("{}{}", self.reply_prefix, uuid::Uuid::new_v4());
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let request = Request {
             id: id.clone(),
@@ -329,7 +364,11 @@ impl Client {
             deadline: Some(unix_ms(SystemTime::now()).saturating_add(timeout_ms)),
         };
         let payload = codec::encode(&request)?;
-        let queue = object.queue(module);
+        let queue = if self.read_only {
+            object.read_only_queue(module)
+        } else {
+            object.queue(module)
+        };
         let bytes = self
             .round_trip_checked(module, &queue, &id, &payload, deadline)
             .await
@@ -379,6 +418,15 @@ impl Client {
                     self.inner.outage.failed("client", &e);
                 } else {
                     self.inner.checkin(c);
+                }
+                if conn::is_no_perm(&e) {
+                    // The ACL user may not push to this queue: a refusal, not an outage.
+                    return Err(RemoteError::new(
+                        crate::ErrorCode::PermissionDenied,
+                        format!(
+                            "redis refused {queue} to this user (NOPERM: its ACL does not allow this queue)"
+                        ),
+                    ));
                 }
                 Err(RemoteError::unavailable(format!(
                     "{BROKER_PREFIX}{}: {e}",

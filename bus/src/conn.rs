@@ -83,12 +83,33 @@ pub(crate) fn popped(v: Value) -> Option<Vec<u8>> {
     }
 }
 
+/// The key and the payload of a `BLPOP` reply.
+pub(crate) fn popped_from(v: Value) -> Option<(Vec<u8>, Vec<u8>)> {
+    match v {
+        Value::Array(items) if items.len() == 2 => {
+            let mut it = items.into_iter();
+            match (it.next(), it.next()) {
+                (Some(Value::BulkString(k)), Some(Value::BulkString(b))) => Some((k, b)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// The single non-ignored reply of a pipeline.
 pub(crate) fn last(v: Value) -> Value {
     match v {
         Value::Array(mut items) => items.pop().unwrap_or(Value::Nil),
         other => other,
     }
+}
+
+/// Redis refused the command for the ACL user (`NOPERM`: a key, channel or command the
+/// user may not touch), directly or inside a pipeline.
+pub(crate) fn is_no_perm(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    text.contains("NOPERM") || text.contains("NoPerm")
 }
 
 /// The connection may have died (Redis restarted or went away) rather than refused a

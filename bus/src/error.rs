@@ -31,11 +31,14 @@ pub enum ErrorCode {
     UnknownMethod,
     /// A payload could not be encoded or decoded (bus-level).
     Decode,
+    /// The caller may not call this method: a read-only caller asked for a change
+    /// (bus-level).
+    PermissionDenied,
 }
 
 impl ErrorCode {
     /// Every code, domain codes first (docs are checked against this list).
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::NotFound,
         ErrorCode::InvalidArgument,
         ErrorCode::Conflict,
@@ -46,6 +49,7 @@ impl ErrorCode {
         ErrorCode::UnknownObject,
         ErrorCode::UnknownMethod,
         ErrorCode::Decode,
+        ErrorCode::PermissionDenied,
     ];
 
     /// The code's wire and display name.
@@ -61,6 +65,7 @@ impl ErrorCode {
             ErrorCode::UnknownObject => "UnknownObject",
             ErrorCode::UnknownMethod => "UnknownMethod",
             ErrorCode::Decode => "Decode",
+            ErrorCode::PermissionDenied => "PermissionDenied",
         }
     }
 
@@ -77,6 +82,7 @@ impl ErrorCode {
             "UnknownObject" => ErrorCode::UnknownObject,
             "UnknownMethod" => ErrorCode::UnknownMethod,
             "Decode" => ErrorCode::Decode,
+            "PermissionDenied" => ErrorCode::PermissionDenied,
             _ => return None,
         })
     }

@@ -13,6 +13,7 @@
 //! See `docs/protocol.md` for the wire format and every difference from Go zbus.
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod broker;
 pub mod client;
 pub mod codec;

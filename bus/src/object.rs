@@ -92,6 +92,12 @@ pub trait Object: Send + Sync + 'static {
     /// Wire names of the callable methods, in declaration order.
     fn methods(&self) -> &'static [&'static str];
 
+    /// Wire names of the methods that change nothing (`#[bus(read)]`): the only ones a
+    /// request from the object's read-only queue may call.
+    fn reads(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Runs `method` with the individually encoded `inputs`.
     async fn dispatch(&self, method: &str, inputs: Vec<ByteBuf>) -> Result<Reply, DispatchError>;
 

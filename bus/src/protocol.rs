@@ -52,11 +52,21 @@ impl ObjectId {
         format!("{module}.{self}")
     }
 
+    /// The Redis list of its read-only callers: `<module>.<name@version>:ro`. Requests
+    /// popped from it may call only the object's read methods (`Object::reads`); a Redis
+    /// ACL that lets a user push only to `*:ro` keys makes that user a read-only caller.
+    pub fn read_only_queue(&self, module: &str) -> String {
+        format!("{module}.{self}{READ_ONLY_SUFFIX}")
+    }
+
     /// The pub/sub channel of one of its events: `<module>.<name@version>.<event>`.
     pub fn channel(&self, module: &str, event: &str) -> String {
         format!("{module}.{self}.{event}")
     }
 }
+
+/// What ends a read-only queue's name (see [`ObjectId::read_only_queue`]).
+pub const READ_ONLY_SUFFIX: &str = ":ro";
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -195,12 +195,20 @@ impl Server {
     pub async fn run(self, stop: CancellationToken) -> Result<(), ServerError> {
         let mut ids: Vec<ObjectId> = self.objects.keys().cloned().collect();
         ids.sort();
-        let queues = ids.iter().map(|id| id.queue(&self.module)).collect();
+        // Each object's queue, and its read-only queue when it has read methods.
+        let mut queues: Vec<String> = ids.iter().map(|id| id.queue(&self.module)).collect();
+        queues.extend(
+            ids.iter()
+                .filter(|id| self.objects.get(*id).is_some_and(|o| !o.reads().is_empty()))
+                .map(|id| id.read_only_queue(&self.module)),
+        );
+        let status = ObjectId::parse(STATUS_OBJECT);
         let shared = Arc::new(worker::Shared {
             objects: self.objects.clone(),
             ids,
             queues,
-            status_queue: ObjectId::parse(STATUS_OBJECT).queue(&self.module),
+            status_queue: status.queue(&self.module),
+            status_read_only_queue: status.read_only_queue(&self.module),
             client: self.client.clone(),
             connect_timeout: self.connect_timeout,
             slots: (0..self.workers).map(|_| WorkerSlot::default()).collect(),

@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_DEFAULT_BROKER", default_value = ZOS_BROKER, hide = true)]
     pub default_broker: String,
 
+    /// Group (name or number) that may use the private broker: its socket becomes 0770
+    /// root:GROUP and the run directory group-traversable (default: root only, 0700).
+    #[arg(long, env = "IMAGEBUS_SOCKET_GROUP", value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
     /// redis-server executable for the private broker.
     #[arg(long, env = "IMAGEBUS_REDIS_SERVER", default_value = "redis-server")]
     pub redis_server: PathBuf,

@@ -47,6 +47,34 @@ pub struct BrokerConfig<'a> {
     pub redis_server: &'a Path,
     /// Daemon run directory.
     pub run_dir: &'a Path,
+    /// `--socket-group`: who besides root may use a private broker.
+    pub socket_group: Option<nix::unistd::Gid>,
+}
+
+/// A group name or number as `--socket-group` takes it.
+pub fn resolve_group(group: &str) -> Result<nix::unistd::Gid> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(n));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => bail!("--socket-group {group:?}: no such group"),
+        Err(e) => bail!("--socket-group {group:?}: {e}"),
+    }
+}
+
+/// Lets `gid` reach the socket: the run directory root:gid and group-traversable (0710),
+/// the socket root:gid 0770.
+fn share_with(gid: nix::unistd::Gid, run_dir: &Path, socket: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::chown(run_dir, None, Some(gid))
+        .with_context(|| format!("chgrp {}", run_dir.display()))?;
+    let mode = std::fs::metadata(run_dir)?.permissions().mode() & 0o7777;
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(mode | 0o010))?;
+    nix::unistd::chown(socket, None, Some(gid))
+        .with_context(|| format!("chgrp {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o770))?;
+    Ok(())
 }
 
 /// Picks (or starts) the broker and records its URL in `<run-dir>/broker`.
@@ -68,7 +96,16 @@ pub async fn resolve(cfg: BrokerConfig<'_>) -> Result<Broker> {
         (private_url, None)
     } else {
         tracing::info!(default = %imagebus_bus::broker::redact(cfg.default), "no broker answers; starting a private redis-server");
-        let child = start_private(cfg.redis_server, &socket, &private_url).await?;
+        let perm = if cfg.socket_group.is_some() {
+            "770"
+        } else {
+            "700"
+        };
+        let child = start_private(cfg.redis_server, &socket, &private_url, perm).await?;
+        if let Some(gid) = cfg.socket_group {
+            share_with(gid, cfg.run_dir, &socket)?;
+            tracing::info!(socket = %socket.display(), gid = gid.as_raw(), "the broker socket is open to the group");
+        }
         (private_url, Some(PrivateRedis { child, socket }))
     };
     write_atomic(&url_file, &format!("{url}\n"))
@@ -109,7 +146,7 @@ impl Broker {
     }
 }
 
-async fn start_private(exe: &Path, socket: &Path, url: &str) -> Result<Child> {
+async fn start_private(exe: &Path, socket: &Path, url: &str, perm: &str) -> Result<Child> {
     let _ = std::fs::remove_file(socket);
     let dir = socket.parent().context("socket path has no parent")?;
     let mut child = Command::new(exe)
@@ -117,7 +154,7 @@ async fn start_private(exe: &Path, socket: &Path, url: &str) -> Result<Child> {
         .arg(socket)
         .args([
             "--unixsocketperm",
-            "700",
+            perm,
             "--save",
             "",
             "--appendonly",

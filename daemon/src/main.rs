@@ -57,6 +57,11 @@ async fn run(args: args::Args) -> Result<()> {
         default: &args.default_broker,
         redis_server: &args.redis_server,
         run_dir: &args.run_dir,
+        socket_group: args
+            .socket_group
+            .as_deref()
+            .map(broker::resolve_group)
+            .transpose()?,
     })
     .await?;
     let cfg = daemon::DaemonConfig {

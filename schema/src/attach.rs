@@ -227,9 +227,11 @@ pub trait AttachModule: Send + Sync {
     async fn detach(&self, target: Selector, force: bool) -> Result<(), RemoteError>;
 
     /// One attachment. Errors: `NotFound`.
+    #[bus(read)]
     async fn get(&self, target: Selector) -> Result<AttachInfo, RemoteError>;
 
     /// Every attachment, by id.
+    #[bus(read)]
     async fn list(&self) -> Result<Vec<AttachInfo>, RemoteError>;
 
     /// Adds `holder` as a reference (idempotent). Errors: `NotFound`.

@@ -560,12 +560,15 @@ pub trait ContainerModule: Send + Sync {
     async fn delete(&self, target: Selector, force: bool) -> Result<(), RemoteError>;
 
     /// One container. Errors: `NotFound`.
+    #[bus(read)]
     async fn get(&self, target: Selector) -> Result<ContainerInfo, RemoteError>;
 
     /// Containers matching `filter`, by id.
+    #[bus(read)]
     async fn list(&self, filter: ContainerFilter) -> Result<Vec<ContainerInfo>, RemoteError>;
 
     /// A piece of the log (see [`LogsRequest`]). Errors: `NotFound`.
+    #[bus(read)]
     async fn logs(&self, target: Selector, request: LogsRequest) -> Result<LogChunk, RemoteError>;
 
     /// Runs a process in the container's namespaces and returns its exit code and output.
@@ -578,10 +581,12 @@ pub trait ContainerModule: Send + Sync {
     /// `Container(id)` holder (forged holders are refused). A read: answered from the
     /// current state while commands are in flight, so a delete that releases its own mount
     /// (after marking the container deleted) is never blocked by it.
+    #[bus(read)]
     async fn holds(&self, id: u64, mount: u64) -> Result<bool, RemoteError>;
     /// Resource use now (see [`ContainerStats`]); a container that is not running gives
     /// only its id, name and state. Never waits for a command in flight.
     /// Errors: `NotFound`.
+    #[bus(read)]
     async fn stats(&self, target: Selector) -> Result<ContainerStats, RemoteError>;
 
     /// State changes of every container.

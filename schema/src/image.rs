@@ -81,9 +81,11 @@ pub trait ImageModule: Send + Sync {
     async fn import(&self, spec: ImportSpec) -> Result<ImageInfo, RemoteError>;
 
     /// One image. Errors: `NotFound`.
+    #[bus(read)]
     async fn get(&self, target: String) -> Result<ImageInfo, RemoteError>;
 
     /// Every image, by digest.
+    #[bus(read)]
     async fn list(&self) -> Result<Vec<ImageInfo>, RemoteError>;
 
     /// Adds the name `name` to the image `target`. Errors: `NotFound`, `InvalidArgument`,

@@ -225,9 +225,11 @@ pub trait MountModule: Send + Sync {
     async fn unmount(&self, target: Selector, force: bool) -> Result<(), RemoteError>;
 
     /// One mount. Errors: `NotFound`.
+    #[bus(read)]
     async fn get(&self, target: Selector) -> Result<MountInfo, RemoteError>;
 
     /// Every mount, by id.
+    #[bus(read)]
     async fn list(&self) -> Result<Vec<MountInfo>, RemoteError>;
 
     /// Adds `holder` as a reference (idempotent). Errors: `NotFound`; `InvalidArgument`
@@ -244,5 +246,6 @@ pub trait MountModule: Send + Sync {
     /// flight (and not being undone), or it exists, stands on `attachment` and is not being
     /// removed. For the attach module to check `Mount(id)` holders with their owner. A
     /// read: answered from the current state while commands are in flight.
+    #[bus(read)]
     async fn holds(&self, id: u64, attachment: u64) -> Result<bool, RemoteError>;
 }

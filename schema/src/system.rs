@@ -96,13 +96,16 @@ pub struct Heartbeat {
 #[imagebus_bus::object(module = "imagebus", name = "system", version = "1")]
 pub trait SystemModule: Send + Sync {
     /// The answering daemon's version and wire protocol. Never fails.
+    #[bus(read)]
     async fn version(&self) -> Result<VersionInfo, RemoteError>;
 
     /// Returns `text` unchanged; a liveness probe through the whole bus path.
     /// Errors: `InvalidArgument` when `text` is longer than 64 KiB.
+    #[bus(read)]
     async fn ping(&self, text: String) -> Result<String, RemoteError>;
 
     /// The modules this daemon process serves, `imagebus` itself included.
+    #[bus(read)]
     async fn modules(&self) -> Result<Vec<ModuleInfo>, RemoteError>;
 
     /// A [`Heartbeat`] at the daemon's heartbeat interval (`imagebusd --heartbeat`),

@@ -35,6 +35,9 @@ pub const METHODS: &[&str] = &[
     "SignalDelete",
 ];
 
+/// The methods that change nothing: what a read-only caller may call.
+pub const READS: &[&str] = &["Inspect", "List", "ListNS", "Logs"];
+
 /// Go `nil` slices decode as empty.
 fn nil_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
@@ -247,6 +250,10 @@ impl<T: ZosContainerModule + ?Sized + 'static> Object for ZosContainerModuleServ
 
     fn methods(&self) -> &'static [&'static str] {
         METHODS
+    }
+
+    fn reads(&self) -> &'static [&'static str] {
+        READS
     }
 
     async fn dispatch(&self, method: &str, inputs: Vec<ByteBuf>) -> Result<Reply, DispatchError> {

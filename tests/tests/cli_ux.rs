@@ -37,7 +37,7 @@ fn help(args: &[&str]) -> String {
     out.stdout
 }
 
-const GLOBALS: [&str; 4] = ["--broker", "--run-dir", "--timeout", "--json"];
+const GLOBALS: [&str; 5] = ["--broker", "--run-dir", "--timeout", "--json", "--reader"];
 
 /// The flag part of each option line of a help text (`-x, --flag <V>` of
 /// `  -x, --flag <V>  text`).

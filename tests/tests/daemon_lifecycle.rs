@@ -154,3 +154,54 @@ fn json_logs_are_one_object_per_line() {
         .iter()
         .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
 }
+
+/// `redis-cli -s SOCKET PING` as `uid`/`gid`; whether it answered PONG.
+fn ping_as(socket: &std::path::Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("redis-cli")
+        .arg("-s")
+        .arg(socket)
+        .arg("PING")
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("running redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim() == "PONG"
+}
+
+#[test]
+fn socket_group_opens_the_private_broker_to_that_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const ADM: u32 = 4; // Debian's `adm` group
+    let d = Daemon::spawn(None, &["--socket-group", "adm"]);
+    d.wait_ready();
+    let sock = d.run_dir().join("redis.sock");
+    let md = std::fs::metadata(&sock).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o770, "socket mode");
+    assert_eq!(md.gid(), ADM, "socket group");
+    let run = std::fs::metadata(d.run_dir()).unwrap();
+    assert_eq!(run.gid(), ADM);
+    assert_ne!(
+        run.permissions().mode() & 0o010,
+        0,
+        "the run dir is group-traversable"
+    );
+    // Let others traverse the test's own temporary parent, as /run is on a node.
+    let parent = d.run_dir().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+    assert!(
+        ping_as(&sock, 65534, ADM),
+        "a member of the group is let in"
+    );
+    assert!(!ping_as(&sock, 65534, 65534), "anyone else is refused");
+
+    // Without the flag the socket is root's alone.
+    let plain = Daemon::spawn(None, &[]);
+    plain.wait_ready();
+    let sock = plain.run_dir().join("redis.sock");
+    let md = std::fs::metadata(&sock).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o700);
+    let parent = plain.run_dir().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o711)).unwrap();
+    assert!(!ping_as(&sock, 65534, ADM));
+}

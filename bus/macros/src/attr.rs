@@ -70,6 +70,8 @@ pub struct MethodArgs {
     pub stream: Option<Span>,
     /// `#[bus(name = "GoName")]`: the wire name.
     pub name: Option<LitStr>,
+    /// `#[bus(read)]`: the method changes nothing, so read-only callers may call it.
+    pub read: Option<Span>,
 }
 
 /// Removes every `#[bus(...)]` from `attrs` and parses them.
@@ -88,6 +90,12 @@ pub fn take_method_args(attrs: &mut Vec<Attribute>) -> syn::Result<MethodArgs> {
                 }
                 args.stream = Some(meta.input.span());
                 Ok(())
+            } else if meta.path.is_ident("read") {
+                if args.read.is_some() {
+                    return Err(meta.error("duplicate `read`"));
+                }
+                args.read = Some(meta.input.span());
+                Ok(())
             } else if meta.path.is_ident("name") {
                 if args.name.is_some() {
                     return Err(meta.error("duplicate `name`"));
@@ -97,7 +105,8 @@ pub fn take_method_args(attrs: &mut Vec<Attribute>) -> syn::Result<MethodArgs> {
                 args.name = Some(name);
                 Ok(())
             } else {
-                Err(meta.error("unknown #[bus] argument; expected `stream` or `name = \"..\"`"))
+                Err(meta
+                    .error("unknown #[bus] argument; expected `stream`, `read` or `name = \"..\"`"))
             }
         });
         if let Err(e) = parsed {

@@ -23,6 +23,8 @@ pub struct Method {
     pub args: Vec<Arg>,
     /// `T` of `Result<T, RemoteError>`.
     pub ok: Type,
+    /// `#[bus(read)]`: callable by read-only callers.
+    pub read: bool,
 }
 
 /// One argument of a method.
@@ -142,6 +144,12 @@ fn read_fn(f: &mut TraitItemFn, iface: &mut Interface, errors: &mut Errors) {
     }
     check_signature_shape(sig, errors);
     check_receiver(sig, errors);
+    if let (Some(_), Some(span)) = (args.stream, args.read) {
+        errors.push(syn::Error::new(
+            span,
+            "#[bus(read)] marks a callable method; an event source is not called",
+        ));
+    }
     if args.stream.is_some() {
         if let Some(a) = &sig.asyncness {
             errors.spanned(
@@ -211,6 +219,7 @@ fn read_fn(f: &mut TraitItemFn, iface: &mut Interface, errors: &mut Errors) {
             sig: sig.clone(),
             args: out_args,
             ok,
+            read: args.read.is_some(),
         });
     }
 }

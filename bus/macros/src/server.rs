@@ -18,6 +18,12 @@ pub fn generate(names: &Names, iface: &Interface) -> TokenStream {
     } = names;
     let wires: Vec<&str> = iface.methods.iter().map(|m| m.wire.as_str()).collect();
     let event_wires: Vec<&str> = iface.streams.iter().map(|s| s.wire.as_str()).collect();
+    let read_wires: Vec<&str> = iface
+        .methods
+        .iter()
+        .filter(|m| m.read)
+        .map(|m| m.wire.as_str())
+        .collect();
     let arms =
         iface.methods.iter().map(|m| {
             let wire = &m.wire;
@@ -95,6 +101,10 @@ pub fn generate(names: &Names, iface: &Interface) -> TokenStream {
             /// also what docs are checked against).
             #vis const METHODS: &'static [&'static str] = &[#(#wires),*];
 
+            /// The wire names of the methods marked `#[bus(read)]`: what a read-only caller
+            /// may call.
+            #vis const READS: &'static [&'static str] = &[#(#read_wires),*];
+
             /// The wire names of the events, in declaration order.
             #vis const EVENTS: &'static [&'static str] = &[#(#event_wires),*];
 
@@ -134,6 +144,10 @@ pub fn generate(names: &Names, iface: &Interface) -> TokenStream {
 
             fn methods(&self) -> &'static [&'static str] {
                 Self::METHODS
+            }
+
+            fn reads(&self) -> &'static [&'static str] {
+                Self::READS
             }
 
             async fn dispatch(

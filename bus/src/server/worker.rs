@@ -7,7 +7,7 @@ use crate::error::ErrorCode;
 use crate::object::{DispatchError, Object, Reply};
 use crate::protocol::{
     CallError, ObjectId, Output, Request, Response, Status, Timestamp, WorkerStatus,
-    RESPONSE_TTL_SECS,
+    READ_ONLY_SUFFIX, RESPONSE_TTL_SECS,
 };
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
@@ -37,6 +37,8 @@ pub(super) struct Shared {
     pub(super) ids: Vec<ObjectId>,
     pub(super) queues: Vec<String>,
     pub(super) status_queue: String,
+    /// The status object's read-only queue (status is a read).
+    pub(super) status_read_only_queue: String,
     pub(super) client: redis::Client,
     pub(super) connect_timeout: Duration,
     pub(super) slots: Vec<WorkerSlot>,
@@ -69,6 +71,7 @@ impl Shared {
             && key.len() <= MAX_REPLY_KEY
             && !key.contains('@')
             && key != self.status_queue
+            && key != self.status_read_only_queue
             && !self.queues.iter().any(|q| q == key)
     }
 
@@ -185,7 +188,10 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
             }
             k
         }
-        Role::Status => vec![shared.status_queue.clone()],
+        Role::Status => vec![
+            shared.status_queue.clone(),
+            shared.status_read_only_queue.clone(),
+        ],
     };
     if keys.is_empty() {
         // Nothing registered: this worker has nothing to pull.
@@ -266,9 +272,14 @@ pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken
                 if stopping {
                     return;
                 }
-                if let Some(payload) = conn::popped(popped) {
+                if let Some((key, payload)) = conn::popped_from(popped) {
                     let large = payload.len() >= LARGE_PAYLOAD;
-                    pending = handle(&shared, role, payload).await;
+                    let from = if key.ends_with(READ_ONLY_SUFFIX.as_bytes()) {
+                        Caller::ReadOnly
+                    } else {
+                        Caller::Full
+                    };
+                    pending = handle(&shared, role, from, payload).await;
                     if large {
                         // Send the reply on a fresh connection, whose buffers are small.
                         if let (Some(p), Some((mut c, _))) = (pending.take(), conn.take()) {
@@ -358,8 +369,17 @@ async fn open(shared: &Shared) -> redis::RedisResult<(MultiplexedConnection, i64
     Ok((c, id))
 }
 
+/// Which queue a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The object's queue: every method.
+    Full,
+    /// The read-only queue: read methods only.
+    ReadOnly,
+}
+
 /// Handles one popped payload; returns the reply to push, if any.
-async fn handle(shared: &Shared, role: Role, payload: Vec<u8>) -> Option<Pending> {
+async fn handle(shared: &Shared, role: Role, from: Caller, payload: Vec<u8>) -> Option<Pending> {
     let max = shared.max_request_bytes;
     // Walking and decoding a large payload takes a while: off the runtime's threads.
     let parsed = if payload.len() >= LARGE_PAYLOAD {
@@ -412,7 +432,7 @@ async fn handle(shared: &Shared, role: Role, payload: Vec<u8>) -> Option<Pending
         }
         match role {
             Role::Status => status_reply(shared, &req.id),
-            Role::Worker(slot) => call(shared, slot, req).await,
+            Role::Worker(slot) => call(shared, slot, from, req).await,
         }
     }
     .instrument(span)
@@ -426,12 +446,21 @@ async fn handle(shared: &Shared, role: Role, payload: Vec<u8>) -> Option<Pending
     }
 }
 
-async fn call(shared: &Shared, slot: usize, req: Request) -> Response {
+async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Response {
     let Some(object) = shared.objects.get(&req.object) else {
         tracing::debug!("unknown object");
         let text = format!("unknown object '{}'", crate::echo(&req.object.to_string()));
         return protocol_error(&req.id, ErrorCode::UnknownObject, &text);
     };
+    if from == Caller::ReadOnly && !object.reads().contains(&req.method.as_str()) {
+        tracing::warn!("a read-only caller asked for a method that is not a read; refused");
+        let text = format!(
+            "read-only caller: {} may not be called, only {}",
+            crate::echo(&req.method),
+            object.reads().join(", ")
+        );
+        return protocol_error(&req.id, ErrorCode::PermissionDenied, &text);
+    }
     let slot = &shared.slots[slot];
     slot.set(Some(format!("[{}].{}()", req.object, req.method)));
     let deadline = req.deadline.map(crate::deadline::from_unix_ms);

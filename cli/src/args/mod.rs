@@ -43,7 +43,7 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 
 /// What each subcommand's help says instead of repeating the global options.
 const GLOBALS_NOTE: &str =
-    "Global options (--broker, --run-dir, --timeout, --json) go before or after the command; \
+    "Global options (--broker, --run-dir, --timeout, --json, --reader) go before or after the command; \
      see `imagebus --help`.";
 
 /// The clap command: [`Cli`] with the global options shown in the top-level help only.
@@ -131,6 +131,11 @@ pub struct Global {
     /// errors included (`{"error":{"code":…,"message":…}}`).
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Call as a read-only caller: through the modules' read-only queues (`<queue>:ro`),
+    /// where only read methods are served. A Redis user made by `imagebus acl reader` must.
+    #[arg(long, global = true, env = "IMAGEBUS_READER", hide_env_values = true)]
+    pub reader: bool,
 }
 
 /// The commands.
@@ -177,11 +182,37 @@ pub enum Command {
     /// Resource use (CPU, memory, tasks, block I/O, network) as a refreshing table until
     /// Ctrl-C; --no-stream prints once; --json gives one JSON line per container and round.
     Stats(StatsArgs),
+    /// Print the Redis ACL rules of a bus user: a module user (pops only its modules'
+    /// queues) or a read-only caller (calls with `--reader` only). Give them to
+    /// `ACL SETUSER <user> on >PASSWORD <rules>`.
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Print a shell completion script (e.g. `imagebus completions bash > /etc/bash_completion.d/imagebus`).
     Completions(CompletionsArgs),
     /// Write man pages (imagebus.1 and one per subcommand) into a directory, or print
     /// imagebus.1 on stdout.
     Man(ManArgs),
+}
+
+/// `imagebus acl`.
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// The rules of a user that serves MODULE... (imagebusd's modules: imagebus, attach,
+    /// mount, container, image).
+    Module {
+        /// The Redis user (its replies are `reply:<user>:*`).
+        #[arg(long)]
+        user: String,
+        /// The modules it serves.
+        #[arg(required = true)]
+        modules: Vec<String>,
+    },
+    /// The rules of a read-only caller (Get, List, Logs, Stats... with `--reader`).
+    Reader {
+        /// The Redis user.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// `imagebus completions`.

@@ -1,5 +1,6 @@
 //! Execution of each command; arguments are in `crate::args`.
 
+mod acl;
 mod attach;
 mod call;
 mod container;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Exec(a) => container_io::exec(g, a).await,
         Command::Events(a) => container_io::events(g, a).await,
         Command::Stats(a) => stats::run(g, a).await,
+        Command::Acl(c) => acl::run(g, c),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     }
@@ -52,7 +54,7 @@ pub const IMAGEBUSD_MODULES: &[&str] = &["imagebus", "attach", "mount", "contain
 /// imagebusd modules that no server serves.
 pub async fn connect(g: &Global) -> Result<Client> {
     let url = crate::broker::resolve(g).await;
-    let client = Client::connect(&url).await?;
+    let client = Client::builder(&url).read_only(g.reader).build().await?;
     Ok(client
         .with_timeout(g.timeout)
         .with_fail_fast(IMAGEBUSD_MODULES))
