@@ -14,7 +14,9 @@ pub const MODULE: &str = "container";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 mod options;
+mod stream;
 pub use options::{OciConfig, RestartPolicy, RestartSpec};
+pub use stream::{SessionInfo, SessionRequest};
 
 /// Default grace period between the stop signal and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
@@ -256,6 +258,11 @@ pub struct ContainerSpec {
     /// when it is the default.
     #[serde(default, skip_serializing_if = "RestartSpec::is_default")]
     pub restart: RestartSpec,
+    /// The init gets a terminal (`run -t`): its output goes to the terminal, not to the
+    /// log, and the terminal is handed to one `Session` (`run -it`). Absent on the wire
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 impl ContainerSpec {
@@ -292,6 +299,7 @@ impl ContainerSpec {
             stop_timeout_ms: None,
             oci: None,
             restart: RestartSpec::default(),
+            tty: false,
         }
     }
 }
@@ -578,6 +586,18 @@ pub trait ContainerModule: Send + Sync {
     /// only its id, name and state. Never waits for a command in flight.
     /// Errors: `NotFound`.
     async fn stats(&self, target: Selector) -> Result<ContainerStats, RemoteError>;
+
+    /// Opens an interactive session: a process run in the running container with its
+    /// stdio (and terminal, with `tty`) relayed over a unix socket, or (`exec: None`) the
+    /// terminal of a container created with `tty`, once. Returns the socket's path; the
+    /// bytes never travel over the bus.
+    /// Errors: `NotFound`; `Conflict` (not running, or no terminal to hand out);
+    /// `InvalidArgument`.
+    async fn session(
+        &self,
+        target: Selector,
+        request: SessionRequest,
+    ) -> Result<SessionInfo, RemoteError>;
 
     /// State changes of every container.
     #[bus(stream)]
