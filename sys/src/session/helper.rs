@@ -406,6 +406,7 @@ fn relay(
     let mut pending: Vec<u8> = Vec::new();
     let mut dec = Decoder::default();
     let mut exited_at: Option<Instant> = None;
+    let mut input_eof = false;
     let mut buf = vec![0u8; 32 * 1024];
     let client = match out.0.try_clone() {
         Ok(c) => c,
@@ -483,10 +484,8 @@ fn relay(
                         }
                     }
                     Ok(Some(Frame::StdinEof)) => {
-                        if tty.is_none() {
-                            input = None;
-                            pending.clear();
-                        }
+                        // Closed once what came before it is written.
+                        input_eof = tty.is_none();
                     }
                     Ok(Some(Frame::Resize { rows, cols })) => {
                         if let Some(t) = tty {
@@ -512,6 +511,9 @@ fn relay(
                     }
                 }
             }
+        }
+        if input_eof && pending.is_empty() {
+            input = None;
         }
         if exit_ready {
             exited_at = Some(Instant::now());

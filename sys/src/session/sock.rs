@@ -100,8 +100,7 @@ pub fn recv_fd(s: &UnixStream) -> io::Result<OwnedFd> {
     got.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no descriptor received"))
 }
 
-#[cfg(any(test, feature = "fake"))]
-/// Test helper: connects to `path` as `uid` from a child process and reads: exit status 0 when the
+/// For tests and diagnostics: connects to `path` as `uid` from a child process and reads: exit status 0 when the
 /// socket was closed on it (EOF), 1 when the connect failed, 2 when data came.
 pub fn connect_as(uid: u32, path: &Path) -> io::Result<i32> {
     use std::os::unix::process::CommandExt;
