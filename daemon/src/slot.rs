@@ -291,6 +291,13 @@ mod tests {
         async fn stats(&self, _: Selector) -> Result<ContainerStats, RemoteError> {
             Err(RemoteError::internal("unused"))
         }
+        async fn session(
+            &self,
+            _: Selector,
+            _: imagebus_schema::container::SessionRequest,
+        ) -> Result<imagebus_schema::container::SessionInfo, RemoteError> {
+            Err(RemoteError::internal("unused"))
+        }
         fn events(&self) -> EventStream<ContainerEvent> {
             futures::stream::iter([ContainerEvent {
                 id: self.0,

@@ -14,7 +14,9 @@ pub const MODULE: &str = "container";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 mod options;
+mod stream;
 pub use options::{OciConfig, RestartPolicy, RestartSpec, SeccompMode, SecuritySpec};
+pub use stream::{SessionInfo, SessionRequest};
 
 /// Default grace period between the stop signal and SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
@@ -260,6 +262,11 @@ pub struct ContainerSpec {
     /// privileges outside systemd mode). Absent on the wire when it is the default.
     #[serde(default, skip_serializing_if = "SecuritySpec::is_default")]
     pub security: SecuritySpec,
+    /// The init gets a terminal (`run -t`): its output goes to the terminal, not to the
+    /// log, and the terminal is handed to one `Session` (`run -it`). Absent on the wire
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
 }
 
 impl ContainerSpec {
@@ -297,6 +304,7 @@ impl ContainerSpec {
             oci: None,
             restart: RestartSpec::default(),
             security: SecuritySpec::default(),
+            tty: false,
         }
     }
 }
@@ -588,6 +596,18 @@ pub trait ContainerModule: Send + Sync {
     /// Errors: `NotFound`.
     #[bus(read)]
     async fn stats(&self, target: Selector) -> Result<ContainerStats, RemoteError>;
+
+    /// Opens an interactive session: a process run in the running container with its
+    /// stdio (and terminal, with `tty`) relayed over a unix socket, or (`exec: None`) the
+    /// terminal of a container created with `tty`, once. Returns the socket's path; the
+    /// bytes never travel over the bus.
+    /// Errors: `NotFound`; `Conflict` (not running, or no terminal to hand out);
+    /// `InvalidArgument`.
+    async fn session(
+        &self,
+        target: Selector,
+        request: SessionRequest,
+    ) -> Result<SessionInfo, RemoteError>;
 
     /// State changes of every container.
     #[bus(stream)]

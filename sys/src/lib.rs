@@ -46,9 +46,11 @@ pub mod paths;
 pub mod proc;
 pub mod rbd;
 pub mod runtime;
+pub mod session;
 pub mod signal;
 pub mod state;
 pub mod task;
+pub mod tty;
 
 pub use error::{SysError, SysResult};
 pub use task::blocking;

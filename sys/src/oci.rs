@@ -220,6 +220,9 @@ pub struct BundleConfig {
     /// The checked `oci` document of the container spec, merged last
     /// ([`overlay::apply`]).
     pub overlay: Option<overlay::Overlay>,
+    /// The init gets a terminal (`process.terminal`; the runtime then needs a console
+    /// socket).
+    pub terminal: bool,
 }
 
 /// CPU period used with [`BundleConfig::cpu_quota_us`].
@@ -393,7 +396,7 @@ fn annotations(cfg: &BundleConfig) -> serde_json::Map<String, Value> {
 /// Step 5: the init process: user, argv, environment, capabilities, rlimits.
 fn process(cfg: &BundleConfig) -> Value {
     json!({
-        "terminal": false,
+        "terminal": cfg.terminal,
         "user": {"uid": cfg.uid, "gid": cfg.gid},
         "args": cfg.args,
         "env": cfg.env,

@@ -406,6 +406,35 @@ impl Runtime for OciCli {
         }
     }
 
+    fn session_exec_argv(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+        console: Option<&Path>,
+        pid_file: &Path,
+        log: &Path,
+    ) -> Result<Vec<String>, RuntimeError> {
+        if req.args.is_empty() {
+            return Err(RuntimeError::Invalid("exec needs a command".into()));
+        }
+        let env = self.exec_env(id, req)?;
+        let mut args = Self::exec_args(id, req, &env, pid_file);
+        if let Some(socket) = console {
+            let tty = [
+                "--detach".to_string(),
+                "--tty".into(),
+                "--console-socket".into(),
+                socket.display().to_string(),
+            ];
+            args.splice(1..1, tty);
+        }
+        Ok(self.argv(Some(log), &args))
+    }
+
+    fn exec_failure_code(&self) -> i32 {
+        self.flavour.exec_failure_code()
+    }
+
     fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
         if req.args.is_empty() {
             return Err(RuntimeError::Invalid("exec needs a command".into()));

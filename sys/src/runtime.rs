@@ -141,6 +141,9 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Vec<String>;
 
     /// Starts a created container (runs its process).
+    ///
+    /// (With a terminal, [`Self::create_argv`]'s caller adds the console socket through
+    /// [`console_argv`].)
     fn start(&self, id: &str) -> Result<(), RuntimeError>;
 
     /// The container's state; `Ok(None)` when the runtime does not know it.
@@ -158,4 +161,35 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Runs a process in the namespaces of a running container and waits for it.
     fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, RuntimeError>;
+
+    /// The argv of an interactive exec run by a session helper (`req.timeout` and
+    /// `max_output` do not apply): with `console` (a terminal), detached, sending the
+    /// terminal's master to that socket; else in the foreground with the helper's pipes.
+    /// The process's pid goes to `pid_file`, the runtime's errors to `log`.
+    fn session_exec_argv(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+        console: Option<&Path>,
+        pid_file: &Path,
+        log: &Path,
+    ) -> Result<Vec<String>, RuntimeError>;
+
+    /// The exit code of the runtime's `exec` when it failed itself.
+    fn exec_failure_code(&self) -> i32 {
+        255
+    }
+}
+
+/// `argv` (a create or run argv of [`Runtime::create_argv`]) with `--console-socket
+/// <socket>` after its verb: the runtime sends the init's terminal there.
+pub fn console_argv(argv: &[String], socket: &Path) -> Vec<String> {
+    let verb = argv
+        .iter()
+        .position(|a| a == "create" || a == "run")
+        .map_or(argv.len(), |i| i + 1);
+    let mut out = argv[..verb].to_vec();
+    out.extend(["--console-socket".to_string(), socket.display().to_string()]);
+    out.extend(argv[verb..].iter().cloned());
+    out
 }

@@ -560,6 +560,13 @@ fn security_md_states_the_limits_the_code_enforces() {
             ),
         ),
         (
+            "a session's client connection",
+            format!(
+                "{} s after `Session` answered",
+                imagebus_sys::session::CONNECT_TIMEOUT.as_secs()
+            ),
+        ),
+        (
             "`Stop`, `Start`, `Delete` waits",
             format!(
                 "{} ms before the caller's deadline",
@@ -629,4 +636,39 @@ fn every_test_file_the_docs_name_exists() {
         }
     }
     assert!(named > 10, "the docs name the test files ({named} found)");
+}
+
+/// The interactive flags table of docs/operations.md (`| \`exec -i\` | …`) names flags
+/// that `imagebus <command> --help` has (short and long), and every such flag of `exec`
+/// and `run` is in it.
+#[test]
+fn operations_md_lists_the_interactive_session_flags() {
+    let md = doc("operations.md");
+    let start = md
+        .find("| `exec -i` |")
+        .expect("the interactive flags table");
+    let rows: BTreeSet<String> = md[start..]
+        .lines()
+        .map(str::trim_start)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            backticked(l.split('|').nth(1).unwrap_or(""))
+                .into_iter()
+                .next()
+        })
+        .collect();
+    let want: BTreeSet<String> = ["exec -i", "exec -t", "run -t"].map(String::from).into();
+    assert_eq!(rows, want, "docs/operations.md's interactive flags");
+    for (cmd, short, long) in [
+        ("exec", "-i", "--interactive"),
+        ("exec", "-t", "--tty"),
+        ("run", "-t", "--tty"),
+        ("run", "-i", "--interactive"),
+    ] {
+        let help = help_of("imagebus", &[cmd]);
+        assert!(
+            help.contains(&format!("{short}, {long}")),
+            "imagebus {cmd} --help has no {short}, {long}"
+        );
+    }
 }

@@ -44,6 +44,13 @@ pub struct RunArgs {
     /// Only create it (state `created`); `imagebus start` runs it.
     #[arg(long)]
     pub created: bool,
+    /// Give the init a terminal and attach this one to it (raw mode; the CLI exits with
+    /// the init's exit code). With --created, only create it with a terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Send this terminal's input to the init (with -t).
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
     /// `host`, `private` or the name of a namespace under /var/run/netns.
     #[arg(long, default_value = "host")]
     pub net: String,
@@ -174,9 +181,15 @@ pub struct ExecArgs {
     /// `UID[:GID]`.
     #[arg(long, short = 'u')]
     pub user: Option<String>,
-    /// Kill the process when it runs longer than this (default 30s).
+    /// Kill the process when it runs longer than this (default 30s; not with -i or -t).
     #[arg(long = "kill-after", value_parser = super::duration, value_name = "DURATION")]
     pub kill_after: Option<Duration>,
+    /// Give the process a terminal and attach this one to it (raw mode; resizes follow).
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// Send stdin to the process (its end closes the process's stdin).
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

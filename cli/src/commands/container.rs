@@ -22,8 +22,21 @@ pub async fn stub(g: &Global, extra: Duration) -> Result<ContainerModuleStub> {
 
 /// `imagebus run`: create (running unless --created) and print the container.
 pub async fn run(g: &Global, a: &RunArgs) -> Result<()> {
-    let spec = spec(a)?;
+    let mut spec = spec(a)?;
+    if a.interactive && !a.tty {
+        return Err(RemoteError::invalid_argument(
+            "run -i needs -t: without a terminal the init's stdin is not attached",
+        )
+        .into());
+    }
+    if a.tty {
+        spec.tty = true;
+        spec.env = super::session::with_term(std::mem::take(&mut spec.env));
+    }
     let c = stub(g, Duration::ZERO).await?;
+    if a.tty && !a.created {
+        return run_attached(&c, spec, a.interactive).await;
+    }
     let info = c.create(spec).await?;
     if g.json {
         return print_value(&info, true);
@@ -31,6 +44,47 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", info.id)?;
     Ok(())
+}
+
+/// `run -t`: create (not started), open the init's terminal, start, relay until the
+/// terminal closes, then exit with the init's exit code.
+async fn run_attached(c: &ContainerModuleStub, mut spec: ContainerSpec, stdin: bool) -> Result<()> {
+    spec.state = InitialState::Created;
+    let info = c.create(spec).await?;
+    let id = Selector::Id(info.id);
+    let req = imagebus_schema::container::SessionRequest {
+        exec: None,
+        tty: true,
+        stdin,
+        uid: super::session::my_uid(),
+    };
+    super::session::attach(c, id.clone(), req, || async {
+        c.start(id.clone()).await?;
+        Ok(())
+    })
+    .await?;
+    // The terminal closed: the init has ended, or is about to; its code is in the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = c.get(id.clone()).await?;
+        match now.state {
+            ContainerState::Exited | ContainerState::Dead => {
+                let code = now.exit_code.unwrap_or(1);
+                if code != 0 {
+                    std::process::exit(code.clamp(1, 255));
+                }
+                return Ok(());
+            }
+            _ if std::time::Instant::now() >= deadline => {
+                anyhow::bail!(
+                    "container {} is still {} after its terminal closed",
+                    info.id,
+                    now.state.as_str()
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// The spec from flags or JSON.
@@ -121,6 +175,7 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
         oci: None,
         restart: a.restart.unwrap_or_default(),
         security: Default::default(),
+        tty: false,
     };
     for opt in &a.security_opt {
         spec.security

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use imagebus_bus::{ObjectId, RemoteError};
 use imagebus_schema::container::{
     CommandLine, ContainerEvent, ContainerModule, ContainerModuleStub, ExecSpec, LogsRequest,
-    UserSpec,
+    SessionRequest, UserSpec,
 };
 use imagebus_schema::Selector;
 use std::io::Write;
@@ -72,13 +72,24 @@ fn json_lines(partial: &mut String, data: &str, end: bool) -> Result<()> {
     Ok(())
 }
 
-/// `imagebus exec`: prints the process's stdout and stderr and exits with its code.
+/// `imagebus exec`: prints the process's stdout and stderr and exits with its code; with
+/// `-i`/`-t`, relays an interactive session instead (see `session.rs`).
 pub async fn exec(g: &Global, a: &ExecArgs) -> Result<()> {
     let kill_after = a.kill_after.unwrap_or(Duration::from_secs(30));
+    if (a.tty || a.interactive) && a.kill_after.is_some() {
+        return Err(RemoteError::invalid_argument(
+            "--kill-after is for exec without -i/-t (a session ends with its process)",
+        )
+        .into());
+    }
     let c: ContainerModuleStub = stub(g, kill_after).await?;
     let spec = ExecSpec {
         command: CommandLine::Argv(a.command.clone()),
-        env: a.env.clone(),
+        env: if a.tty {
+            super::session::with_term(a.env.clone())
+        } else {
+            a.env.clone()
+        },
         working_dir: a.workdir.clone(),
         user: a
             .user
@@ -88,6 +99,27 @@ pub async fn exec(g: &Global, a: &ExecArgs) -> Result<()> {
             .map_err(RemoteError::invalid_argument)?,
         timeout_ms: Some(u64::try_from(kill_after.as_millis()).unwrap_or(u64::MAX)),
     };
+    if a.tty || a.interactive {
+        let req = SessionRequest {
+            exec: Some(ExecSpec {
+                timeout_ms: None,
+                ..spec
+            }),
+            tty: a.tty,
+            stdin: a.interactive,
+            uid: super::session::my_uid(),
+        };
+        let ended =
+            super::session::attach(&c, Selector::parse(&a.target), req, || async { Ok(()) })
+                .await?;
+        match ended {
+            super::session::Ended::Exit(0) => return Ok(()),
+            super::session::Ended::Exit(code) => std::process::exit(code.clamp(1, 255)),
+            super::session::Ended::Closed => {
+                anyhow::bail!("the process's exit status is unknown")
+            }
+        }
+    }
     let r = c.exec(Selector::parse(&a.target), spec).await?;
     if g.json {
         crate::output::print_value(&r, true)?;

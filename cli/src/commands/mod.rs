@@ -11,6 +11,7 @@ mod holders;
 mod image;
 mod mount;
 mod ping;
+mod session;
 mod stats;
 mod status;
 mod watch;

@@ -13,7 +13,7 @@ use imagebus_bus::{EventStream, RemoteError};
 use imagebus_host::Limits;
 use imagebus_schema::container::{
     ContainerEvent, ContainerFilter, ContainerInfo, ContainerModule, ContainerSpec, ContainerStats,
-    ExecResult, ExecSpec, LogChunk, LogsRequest,
+    ExecResult, ExecSpec, LogChunk, LogsRequest, SessionInfo, SessionRequest,
 };
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Selector;
@@ -199,6 +199,17 @@ impl ContainerModule for ContainerHandle {
 
     async fn stats(&self, target: Selector) -> Result<ContainerStats, RemoteError> {
         Ok(engine::stats::stats(&self.engine, target).await?)
+    }
+
+    async fn session(
+        &self,
+        target: Selector,
+        request: SessionRequest,
+    ) -> Result<SessionInfo, RemoteError> {
+        let span = tracing::info_span!("session", %target);
+        Ok(engine::session::session(&self.engine, target, request)
+            .instrument(span)
+            .await?)
     }
 
     fn events(&self) -> EventStream<ContainerEvent> {

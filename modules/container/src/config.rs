@@ -8,6 +8,7 @@ use imagebus_sys::oci_cli::{Flavour, OciCli};
 use imagebus_sys::paths::is_plain_absolute;
 use imagebus_sys::proc::{LinuxProcesses, Processes};
 use imagebus_sys::runtime::Runtime;
+use imagebus_sys::session::{LinuxSessionLauncher, SessionLauncher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -135,6 +136,18 @@ impl ContainerConfig {
         self.run_dir.join(id.to_string())
     }
 
+    /// Where interactive sessions put their stream sockets: `<run_dir>.sessions`, beside
+    /// the run directory (which is root-only), so that a caller of another uid can reach
+    /// its own session's socket (each in a 0700 directory owned by that uid).
+    pub fn session_dir(&self) -> PathBuf {
+        PathBuf::from(format!("{}.sessions", self.run_dir.display()))
+    }
+
+    /// Root-only files of interactive sessions (console sockets, pid files, runtime logs).
+    pub fn session_work_dir(&self) -> PathBuf {
+        self.run_dir.join("sessions")
+    }
+
     /// Log file of container `id`.
     pub fn log_file(&self, id: u64) -> PathBuf {
         self.log_dir.join(format!("{}.log", self.runtime_id(id)))
@@ -163,6 +176,8 @@ pub struct ContainerSys {
     pub cgroups: Arc<dyn Cgroups>,
     /// Process start times (telling a pid from its reuse) and exit waits (pidfds).
     pub procs: Arc<dyn Processes>,
+    /// Starts interactive session helpers (`Session`).
+    pub sessions: Arc<dyn SessionLauncher>,
 }
 
 impl std::fmt::Debug for ContainerSys {
@@ -184,7 +199,8 @@ impl ContainerSys {
         };
         Self {
             runtime: Arc::new(OciCli::for_binary(&cfg.runtime, cfg.runtime_root())),
-            monitors: Arc::new(LinuxMonitorLauncher::new(program, args)),
+            monitors: Arc::new(LinuxMonitorLauncher::new(program.clone(), args.clone())),
+            sessions: Arc::new(LinuxSessionLauncher::new(program, args)),
             netns: Arc::new(LinuxNetNamespaces::default()),
             cgroups: Arc::new(LinuxCgroups),
             procs: Arc::new(LinuxProcesses),

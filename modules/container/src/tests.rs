@@ -23,7 +23,9 @@ use imagebus_schema::container::{
 };
 use imagebus_schema::mount::{BindMount, MountInfo, MountModule, MountRef, MountSource, MountSpec};
 use imagebus_schema::{Holder, Selector};
-use imagebus_sys::fake::{FakeCgroups, FakeNetNamespaces, FakeProcesses, FakeRuntime};
+use imagebus_sys::fake::{
+    FakeCgroups, FakeNetNamespaces, FakeProcesses, FakeRuntime, FakeSessions,
+};
 use imagebus_sys::monitor::ExitRecord;
 use imagebus_sys::proc::Processes;
 use imagebus_sys::runtime::RuntimeState;
@@ -37,6 +39,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 mod restart;
+mod session;
 mod stats;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -152,6 +155,7 @@ struct Setup {
     procs: FakeProcesses,
     cgroups: FakeCgroups,
     mounts: Arc<FakeMounts>,
+    sessions: FakeSessions,
 }
 
 fn setup_with(kernel: FakeRuntime) -> Setup {
@@ -184,6 +188,7 @@ fn setup_with(kernel: FakeRuntime) -> Setup {
             owner: Mutex::new(None),
             strict: false.into(),
         }),
+        sessions: FakeSessions::default(),
         dir,
     }
 }
@@ -208,6 +213,7 @@ fn fake_sys(s: &Setup) -> ContainerSys {
         netns: Arc::new(FakeNetNamespaces::default()),
         cgroups: Arc::new(s.cgroups.clone()),
         procs: Arc::new(s.procs.clone()),
+        sessions: Arc::new(s.sessions.clone()),
     }
 }
 

@@ -206,6 +206,18 @@ impl Runtime for FakeRuntime {
     fn exec(&self, _: &str, _: &ExecRequest) -> Result<ExecOutput, RuntimeError> {
         Ok(ExecOutput::default())
     }
+    fn session_exec_argv(
+        &self,
+        id: &str,
+        req: &ExecRequest,
+        _: Option<&Path>,
+        _: &Path,
+        _: &Path,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let mut argv = vec!["fake-exec".to_string(), id.to_string()];
+        argv.extend(req.args.iter().cloned());
+        Ok(argv)
+    }
 }
 
 /// Cgroups in memory: no hierarchies; removals are recorded; stats are what the test set
@@ -264,5 +276,31 @@ impl NetNamespaces for FakeNetNamespaces {
                 "network namespace {name:?}"
             )))
         }
+    }
+}
+
+/// Session helpers that are never started: each start is recorded (with whether a master
+/// came along) and answered with the config's stream socket path.
+#[derive(Debug, Clone, Default)]
+pub struct FakeSessions {
+    started: Arc<Mutex<Vec<(crate::session::SessionConfig, bool)>>>,
+}
+
+impl FakeSessions {
+    /// The configs started so far, with whether each got a master.
+    pub fn started(&self) -> Vec<(crate::session::SessionConfig, bool)> {
+        lock(&self.started).clone()
+    }
+}
+
+impl crate::session::SessionLauncher for FakeSessions {
+    fn start(
+        &self,
+        config: &crate::session::SessionConfig,
+        master: Option<std::os::fd::OwnedFd>,
+        _: Duration,
+    ) -> Result<PathBuf, RuntimeError> {
+        lock(&self.started).push((config.clone(), master.is_some()));
+        Ok(config.stream_socket())
     }
 }

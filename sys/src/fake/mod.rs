@@ -23,7 +23,7 @@ mod exec;
 mod mount;
 
 pub use block::{FakeFiles, FakeLoopDevices, FakeRbdBus};
-pub use container::{FakeCgroups, FakeNetNamespaces, FakeRuntime, Gate, GATE_LIMIT};
+pub use container::{FakeCgroups, FakeNetNamespaces, FakeRuntime, FakeSessions, Gate, GATE_LIMIT};
 pub use exec::{FakeFuseMounts, FakeProcesses, FakeRunner};
 pub use mount::{FakeFsProbe, FakeMounter, FakePaths, MountCallRecord};
 

@@ -25,7 +25,7 @@
 
 mod launcher;
 mod log_cap;
-mod process;
+pub(crate) mod process;
 
 pub use launcher::LinuxMonitorLauncher;
 pub use log_cap::{rotate_log, rotated_log, LOG_CHECK_EVERY, LOG_CHECK_GAP};

@@ -40,20 +40,20 @@ pub(super) fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 /// Points `fd` at `/dev/null`.
-fn to_null(fd: libc::c_int) {
+pub(crate) fn redirect_null(fd: libc::c_int) {
     if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
         redirect(fd, &null);
     }
 }
 
 /// How a fork went, for the caller to go on with.
-enum Forked {
+pub(crate) enum Forked {
     Parent(nix::unistd::Pid),
     Child,
 }
 
 /// `fork(2)`; only called while this process is single-threaded.
-fn fork() -> Result<Forked, nix::errno::Errno> {
+pub(crate) fn fork() -> Result<Forked, nix::errno::Errno> {
     // SAFETY: every caller runs before this process starts a thread (the zygote never
     // does; a monitor starts its log thread only after its last fork), so the child may
     // keep running Rust code.
@@ -68,6 +68,9 @@ fn fork() -> Result<Forked, nix::errno::Errno> {
 /// calling process returns at once (0) and its detached child goes on. Returns the
 /// process exit code.
 pub fn run_monitor(config_arg: &Path) -> i32 {
+    if config_arg == Path::new(crate::session::SESSION_ARG) {
+        return crate::session::run_session();
+    }
     let fail = |msg: String| {
         report(&MonitorReport {
             id: None,
@@ -157,7 +160,7 @@ fn spawn_monitor(cfg: &MonitorConfig) {
 fn monitor(cfg: &MonitorConfig) -> i32 {
     // The config is read: the zygote's config pipe is not this process's business (and
     // holding it would keep the launcher from seeing a dead zygote).
-    to_null(libc::STDIN_FILENO);
+    redirect_null(libc::STDIN_FILENO);
     let me = std::process::id();
     let id = Some(cfg.id.clone());
     let fail = |msg: String| {
@@ -222,7 +225,7 @@ fn monitor(cfg: &MonitorConfig) -> i32 {
         init_pid: Some(pid),
         error: None,
     });
-    to_null(libc::STDOUT_FILENO);
+    redirect_null(libc::STDOUT_FILENO);
     drop(clog);
     // Every fork is done (the runtime ran): a thread is safe from here on.
     if let Some(max) = cfg.log_max_bytes {

@@ -68,9 +68,12 @@ pub const REJECTED: [(&str, &str); 25] = [
     ("domainname", "not supported"),
     (
         "process.terminal=true",
-        "containers have no terminal; their output goes to the log",
+        "a terminal needs the console socket that tty sets up: use tty",
     ),
-    ("process.consoleSize", "containers have no terminal"),
+    (
+        "process.consoleSize",
+        "the terminal's size follows its session",
+    ),
     ("process.user.username", "Windows only"),
     ("process.apparmorProfile", "not supported"),
     ("process.selinuxLabel", "not supported"),

@@ -23,6 +23,7 @@ fn base() -> BundleConfig {
         cgroups_path: "/imagebus/ib-7".into(),
         annotations: vec![("org.imagebus.id".into(), "7".into())],
         overlay: None,
+        terminal: false,
     }
 }
 

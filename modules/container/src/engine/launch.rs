@@ -8,7 +8,9 @@ use imagebus_schema::container::ContainerState;
 use imagebus_schema::Holder;
 use imagebus_sys::monitor::{now_ms, MonitorConfig, MonitorReport};
 use imagebus_sys::runtime::RuntimeError;
+use imagebus_sys::session::sock::{accept_from, listen_private, recv_fd};
 use imagebus_sys::state;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// How long a monitor may take to create (and start) a container.
@@ -58,7 +60,12 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         e.sys.procs.clone(),
     );
     let cgroup = e.cfg.cgroup_path(id);
-    let argv = runtime.create_argv(&rid, &files.bundle, &files.pid, &files.runtime_log, start);
+    let mut argv = runtime.create_argv(&rid, &files.bundle, &files.pid, &files.runtime_log, start);
+    // A terminal: the runtime sends its master to a socket of ours in the run directory.
+    let console = record.info.spec.tty.then(|| files.run.join("console.sock"));
+    if let Some(socket) = &console {
+        argv = imagebus_sys::runtime::console_argv(&argv, socket);
+    }
     let mcfg = MonitorConfig {
         id: rid.clone(),
         argv,
@@ -71,7 +78,7 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
     };
     let run_dir = files.run.clone();
     let rerun = record.generation > 0;
-    let (report, start_time) = blocking(move || -> Result<_, ContainerError> {
+    let (report, start_time, master) = blocking(move || -> Result<_, ContainerError> {
         // Leftovers of a previous run. A new container's runtime id was never used:
         // ids are never reused, and start-up removes runtime containers without a record.
         if rerun {
@@ -86,12 +93,29 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         state::ensure_private_dir(&run_dir).map_err(|err| {
             ContainerError::state(format!("creating {run_dir:?}"), std::io::Error::other(err))
         })?;
+        let listener =
+            match &console {
+                Some(path) => Some(listen_private(path, 0).map_err(|err| {
+                    ContainerError::state(format!("console socket {path:?}"), err)
+                })?),
+                None => None,
+            };
         // The config goes over the monitor's stdin: no file to write, sync or remove.
         let report: MonitorReport = monitors.launch(&mcfg, LAUNCH_TIMEOUT).map_err(|err| {
             ContainerError::runtime(format!("starting the monitor of {rid}"), err)
         })?;
         let start_time = procs.start_time(report.monitor_pid).unwrap_or(0);
-        Ok((report, start_time))
+        // The runtime has sent the master before it exited (or failed: no connection).
+        let master = match (&listener, &report.error) {
+            (Some(l), None) => Some(receive_master(l).map_err(|err| {
+                ContainerError::state(format!("receiving the terminal of {rid}"), err)
+            })?),
+            _ => None,
+        };
+        if let Some(path) = &console {
+            let _ = state::remove_file(path);
+        }
+        Ok((report, start_time, master))
     })
     .await??;
     if let Some(err) = report.error {
@@ -106,6 +130,11 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
             },
         ));
     }
+    if let Some(m) = master {
+        if let Ok(mut t) = e.terminals.lock() {
+            t.insert(id, m);
+        }
+    }
     Ok(Launched {
         watched: Watched {
             pid: report.monitor_pid,
@@ -115,6 +144,18 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         init_pid: report.init_pid,
         started: start,
     })
+}
+
+/// How long the runtime's console connection may take to show up once it has exited.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The master the runtime sent to the console socket `l` (the peer must be root).
+fn receive_master(l: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    let deadline = std::time::Instant::now() + CONSOLE_TIMEOUT;
+    let conn = accept_from(l, 0, deadline, &mut |uid| {
+        tracing::warn!(uid, "a console connection from a non-root peer was refused");
+    })?;
+    recv_fd(&conn)
 }
 
 /// Removes everything of container `id` (runtime state, cgroups, files) and releases its
@@ -130,6 +171,9 @@ pub async fn undo(e: &Engine, id: u64, mount: Option<u64>) {
 
 /// Runtime state, cgroups, the state and run directories and the log of container `id`.
 pub async fn remove_traces(e: &Engine, id: u64) {
+    if let Ok(mut t) = e.terminals.lock() {
+        t.remove(&id);
+    }
     let rid = e.cfg.runtime_id(id);
     let (runtime, cgroups) = (e.sys.runtime.clone(), e.sys.cgroups.clone());
     let cgroup = e.cfg.cgroup_path(id);

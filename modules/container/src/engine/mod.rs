@@ -36,6 +36,7 @@ pub mod prepare;
 pub mod reconcile;
 pub mod remove;
 pub mod restart;
+pub mod session;
 pub mod start;
 pub mod stats;
 pub mod stop;
@@ -397,6 +398,9 @@ pub struct Engine {
     /// Cancelled when the actor is told to stop or the engine is dropped: ends watchers
     /// and timers (they hold only a weak reference, so they never keep the actor alive).
     pub quit: CancellationToken,
+    /// The terminal masters of `tty` containers (received from the runtime at create),
+    /// until a `Session` takes one (see `session.rs`).
+    pub terminals: std::sync::Mutex<HashMap<u64, std::os::fd::OwnedFd>>,
     me: Weak<Engine>,
 }
 
@@ -426,6 +430,7 @@ impl Engine {
         quit: CancellationToken,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
+            terminals: std::sync::Mutex::default(),
             cfg,
             sys,
             mounts,

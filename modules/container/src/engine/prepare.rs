@@ -350,6 +350,7 @@ pub fn bundle_config(
         cgroups_path,
         annotations: vec![("org.imagebus.container.id".into(), id.to_string())],
         overlay: p.overlay.clone(),
+        terminal: spec.tty,
     }
 }
 

@@ -65,6 +65,13 @@ impl ContainerModule for FakeContainers {
     async fn stats(&self, _: Selector) -> Result<ContainerStats, RemoteError> {
         unused()
     }
+    async fn session(
+        &self,
+        _: Selector,
+        _: imagebus_schema::container::SessionRequest,
+    ) -> Result<imagebus_schema::container::SessionInfo, RemoteError> {
+        unused()
+    }
     async fn holds(&self, id: u64, mount: u64) -> Result<bool, RemoteError> {
         self.with(|o| {
             o.asked += 1;
