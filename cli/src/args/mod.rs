@@ -3,10 +3,13 @@
 mod container;
 mod image;
 mod store;
+mod system;
 
 pub use container::{
-    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs, TargetArgs,
+    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StatsArgs, StopArgs,
+    TargetArgs,
 };
+pub use system::{SystemCommand, SystemInstall, SystemUpdate};
 pub use image::{ImageCommand, ImageImport};
 pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
 
@@ -154,6 +157,10 @@ pub enum Command {
     /// The image store (`image.image@1`): import, ls, inspect, tag, rm.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// System containers (`syscontainer.syscontainer@1`), atomic style: install, update,
+    /// rollback, uninstall, ls, inspect.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Create and start a container in one call, rootfs nested inline (image file → loop →
     /// squashfs → overlay) or an existing mount.
     Run(Box<RunArgs>),
@@ -161,8 +168,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Print one container as JSON.
     Inspect(TargetArgs),
-    /// Start a created or exited container.
-    Start(TargetArgs),
+    /// Start a created or exited container; --attach stays until it exits.
+    Start(StartArgs),
     /// Stop a container: its stop signal, then SIGKILL after the stop timeout.
     Stop(StopArgs),
     /// Delete a stopped container with its inline mounts and attachments; -f kills a
