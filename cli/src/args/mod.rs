@@ -9,7 +9,7 @@ pub use container::{
     EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StatsArgs, StopArgs,
     TargetArgs,
 };
-pub use system::{SystemCommand, SystemInstall, SystemUpdate};
+pub use system::SystemCommand;
 pub use image::{ImageCommand, ImageImport};
 pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
 

@@ -207,6 +207,7 @@ fn apply_line(cfg: &SysConfig, l: &Line, add: &mut Add<'_>) -> Result<(), SysErr
             chown(p, l.uid, l.gid)?;
         }
         'f' => {
+            make_parents(cfg, p, add)?;
             if !exists(p) {
                 add(Kind::File, p)?;
                 let text = l.arg.clone().unwrap_or_default();
@@ -215,6 +216,7 @@ fn apply_line(cfg: &SysConfig, l: &Line, add: &mut Add<'_>) -> Result<(), SysErr
             }
         }
         'L' => {
+            make_parents(cfg, p, add)?;
             if !exists(p) {
                 add(Kind::File, p)?;
                 let target = l.arg.clone().unwrap_or_default();
@@ -239,6 +241,20 @@ fn apply_line(cfg: &SysConfig, l: &Line, add: &mut Add<'_>) -> Result<(), SysErr
             return Err(SysError::Invalid(format!(
                 "tmpfiles type {other:?} is not supported"
             )))
+        }
+    }
+    Ok(())
+}
+
+/// The missing directories between the host root and `p`'s parent, journaled.
+fn make_parents(cfg: &SysConfig, p: &Path, add: &mut Add<'_>) -> Result<(), SysError> {
+    let Some(parent) = p.parent() else {
+        return Ok(());
+    };
+    for a in ancestors_in(&cfg.host_root, parent) {
+        if !exists(&a) {
+            add(Kind::Dir, &a)?;
+            std::fs::create_dir(&a).map_err(|e| SysError::io("mkdir", &a, e))?;
         }
     }
     Ok(())
