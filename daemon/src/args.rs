@@ -158,7 +158,11 @@ pub struct Args {
 
     /// zinit's control socket: when zinit answers there, it monitors system containers'
     /// units; otherwise imagebusd keeps them running itself.
-    #[arg(long, env = "IMAGEBUS_ZINIT_SOCKET", default_value = "/var/run/zinit.sock")]
+    #[arg(
+        long,
+        env = "IMAGEBUS_ZINIT_SOCKET",
+        default_value = "/var/run/zinit.sock"
+    )]
     pub zinit_socket: PathBuf,
 
     /// The root that system containers' `hostfs/` files are copied onto and that their

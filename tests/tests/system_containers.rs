@@ -79,10 +79,18 @@ fn image(dir: &Path, v: u32) {
         Entry::file("exports/hostfs/etc/sysdemo/hello.conf", &format!("v{v}\n")),
     ];
     if v == 2 {
-        entries.push(Entry::file("exports/hostfs/etc/sysdemo/v2-only.conf", "new\n"));
+        entries.push(Entry::file(
+            "exports/hostfs/etc/sysdemo/v2-only.conf",
+            "new\n",
+        ));
     }
     let cfg = config(&["PATH=/bin"], &["sh"], &[("atomic.type", "system")]);
-    oci_layout(dir, &[busybox_layer(), layer(&entries)], &cfg, &v.to_string());
+    oci_layout(
+        dir,
+        &[busybox_layer(), layer(&entries)],
+        &cfg,
+        &v.to_string(),
+    );
 }
 
 /// A node whose system containers write under `host/` (host root) and `zinit/`, with
@@ -117,7 +125,10 @@ impl Sys {
     }
 
     fn src(&self, v: u32) -> String {
-        format!("oci:{}:{v}", self.dirs.path().join(format!("images/v{v}")).display())
+        format!(
+            "oci:{}:{v}",
+            self.dirs.path().join(format!("images/v{v}")).display()
+        )
     }
 
     fn host(&self) -> PathBuf {
@@ -186,8 +197,16 @@ impl Sys {
         assert_eq!(self.json(&["attach", "list"]), serde_json::json!([]));
         assert_eq!(self.json(&["system", "ls"]), serde_json::json!([]));
         let scratch = self.node.scratch.path();
-        assert!(mounts_under(scratch).is_empty(), "{:?}", mounts_under(scratch));
-        assert!(loops_under(scratch).is_empty(), "{:?}", loops_under(scratch));
+        assert!(
+            mounts_under(scratch).is_empty(),
+            "{:?}",
+            mounts_under(scratch)
+        );
+        assert!(
+            loops_under(scratch).is_empty(),
+            "{:?}",
+            loops_under(scratch)
+        );
     }
 
     fn active_link(&self) -> String {
@@ -284,12 +303,22 @@ fn install_update_rollback_uninstall_through_the_cli() {
         "system", "install", "demo", &v1, "--set", "NAME=x", "--set", "TOKEN=t",
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("InvalidArgument") && err.contains("NAME"), "{err}");
+    assert!(
+        err.contains("InvalidArgument") && err.contains("NAME"),
+        "{err}"
+    );
     s.assert_nothing_left();
 
     // Install from the import source.
     let info = s.json(&[
-        "system", "install", "demo", &v1, "--set", "TOKEN=t1", "--set", "REGION=eu",
+        "system",
+        "install",
+        "demo",
+        &v1,
+        "--set",
+        "TOKEN=t1",
+        "--set",
+        "REGION=eu",
     ]);
     assert_eq!(info["active"], 0, "{info}");
     assert_eq!(info["supervisor"], "imagebusd", "{info}");
@@ -327,7 +356,10 @@ fn install_update_rollback_uninstall_through_the_cli() {
         std::fs::read_to_string(host.join("run/demo.conf")).unwrap(),
         "region=eu"
     );
-    assert_eq!(std::fs::read_link(host.join("run/demo.link")).unwrap(), state);
+    assert_eq!(
+        std::fs::read_link(host.join("run/demo.link")).unwrap(),
+        state
+    );
     let unit: ZinitUnit =
         serde_yaml::from_str(&std::fs::read_to_string(s.unit()).unwrap()).unwrap();
     let argv = shell_words::split(&unit.exec).unwrap();
@@ -370,7 +402,14 @@ fn install_update_rollback_uninstall_through_the_cli() {
 
     // Update to v2 (imported by name first), --set values kept, one overridden.
     s.json(&["image", "import", &s.src(2), "--name", "sysdemo:2"]);
-    let info = s.json(&["system", "update", "demo", "sysdemo:2", "--set", "GREETING=hi"]);
+    let info = s.json(&[
+        "system",
+        "update",
+        "demo",
+        "sysdemo:2",
+        "--set",
+        "GREETING=hi",
+    ]);
     assert_eq!(info["active"], 1, "{info}");
     assert_eq!(info["deployments"].as_array().unwrap().len(), 2, "{info}");
     assert_eq!(s.active_link(), "demo.1");
@@ -395,7 +434,10 @@ fn install_update_rollback_uninstall_through_the_cli() {
     assert_eq!((&env["VERSION"][..], &env["GREETING"][..]), ("1", "hello"));
     assert!(!host.join("etc/sysdemo/v2-only.conf").exists());
     let table = s.node.ok(&["system", "ls"]);
-    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("demo")), "{table}");
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with("demo")),
+        "{table}"
+    );
 
     // A hostfs file someone else owns blocks a second system container.
     let (code, err) = s.fails(&[
@@ -405,7 +447,8 @@ fn install_update_rollback_uninstall_through_the_cli() {
     assert!(err.contains("hello.conf"), "{err}");
 
     // Uninstall: nothing left.
-    s.node.ok(&["--timeout", "120s", "system", "uninstall", "demo"]);
+    s.node
+        .ok(&["--timeout", "120s", "system", "uninstall", "demo"]);
     s.node.ok(&["image", "rm", "sysdemo:2"]);
     for img in s.json(&["image", "ls"]).as_array().unwrap().clone() {
         s.node.ok(&["image", "rm", img["digest"].as_str().unwrap()]);
@@ -419,16 +462,15 @@ fn assert_one_active(s: &Sys) -> u32 {
     let link = s.active_link();
     let active: u32 = link.trim_start_matches("demo.").parse().unwrap();
     let info: Value =
-        serde_json::from_slice(&std::fs::read(dir.join(&link).join("info.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join(&link).join("info.json")).unwrap()).unwrap();
     assert!(info["deployment"]["activated_at"].is_u64(), "{info}");
     let other = dir.join(format!("demo.{}", 1 - active));
     if other.exists() {
-        let o: Value =
-            serde_json::from_slice(&std::fs::read(other.join("info.json")).expect(
-                "an inactive slot that is kept is complete",
-            ))
-            .unwrap();
+        let o: Value = serde_json::from_slice(
+            &std::fs::read(other.join("info.json"))
+                .expect("an inactive slot that is kept is complete"),
+        )
+        .unwrap();
         assert!(o["deployment"]["activated_at"].is_u64(), "{o}");
     }
     let sys = s.json(&["system", "inspect", "demo"]);
@@ -442,7 +484,10 @@ fn assert_one_active(s: &Sys) -> u32 {
         .filter(|m| m["name"] == format!("sys.demo.{active}"))
         .collect();
     assert_eq!(mine.len(), 1, "{mounts}");
-    assert_eq!(c["mount"], mine[0]["id"], "the container is on the active slot");
+    assert_eq!(
+        c["mount"], mine[0]["id"],
+        "the container is on the active slot"
+    );
     let names: Vec<String> = mounts
         .as_array()
         .unwrap()
@@ -469,7 +514,14 @@ fn kill_9_in_the_middle_of_an_update_leaves_one_complete_deployment() {
     s.json(&["image", "import", &s.src(1), "--name", "sysdemo:1"]);
     s.json(&["image", "import", &s.src(2), "--name", "sysdemo:2"]);
     s.json(&[
-        "system", "install", "demo", "sysdemo:1", "--set", "TOKEN=t", "--set", "REGION=r",
+        "system",
+        "install",
+        "demo",
+        "sysdemo:1",
+        "--set",
+        "TOKEN=t",
+        "--set",
+        "REGION=r",
     ]);
     s.wait_running();
     let dir = s.system_dir();
@@ -509,10 +561,14 @@ fn kill_9_in_the_middle_of_an_update_leaves_one_complete_deployment() {
         s.node.daemon.restart();
         let active = assert_one_active(&s);
         if round == 2 {
-            assert_eq!(active, to, "killed after the commit: the new deployment is active");
+            assert_eq!(
+                active, to,
+                "killed after the commit: the new deployment is active"
+            );
         }
     }
-    s.node.ok(&["--timeout", "120s", "system", "uninstall", "demo"]);
+    s.node
+        .ok(&["--timeout", "120s", "system", "uninstall", "demo"]);
     for img in s.json(&["image", "ls"]).as_array().unwrap().clone() {
         s.node.ok(&["image", "rm", img["digest"].as_str().unwrap()]);
     }

@@ -9,9 +9,9 @@ pub use container::{
     EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StatsArgs, StopArgs,
     TargetArgs,
 };
-pub use system::SystemCommand;
 pub use image::{ImageCommand, ImageImport};
 pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
+pub use system::SystemCommand;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use std::path::PathBuf;

@@ -50,7 +50,14 @@ pub async fn run(g: &Global, cmd: &SystemCommand) -> Result<()> {
                 return print_value(&list, true);
             }
             print_table(
-                &["NAME", "SLOT", "IMAGE", "STATE", "SUPERVISOR", "DEPLOYMENTS"],
+                &[
+                    "NAME",
+                    "SLOT",
+                    "IMAGE",
+                    "STATE",
+                    "SUPERVISOR",
+                    "DEPLOYMENTS",
+                ],
                 &list.iter().map(row).collect::<Vec<_>>(),
             )
         }

@@ -119,7 +119,12 @@ impl SysHandle {
     /// The reply form with the container's live fields.
     async fn reply(&self, name: &str, rec: &Record) -> SysContainerInfo {
         let mut info = rec.info(&self.ctx.cfg, name);
-        if let Ok(c) = self.ctx.container.get(Selector::Name(name.to_string())).await {
+        if let Ok(c) = self
+            .ctx
+            .container
+            .get(Selector::Name(name.to_string()))
+            .await
+        {
             info.container = Some(c.id);
             info.state = Some(c.state.as_str().to_string());
         }

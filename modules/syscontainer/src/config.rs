@@ -67,9 +67,10 @@ impl SysConfig {
             ("host_root", &self.host_root),
             ("zinit_dir", &self.zinit_dir),
         ] {
-            if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(format!("{what} {p:?} must be an absolute path without '..'"));
+            if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+                return Err(format!(
+                    "{what} {p:?} must be an absolute path without '..'"
+                ));
             }
         }
         Ok(())

@@ -58,9 +58,7 @@ pub fn load_info(cfg: &SysConfig, name: &str, slot: u8) -> Result<Option<Info>, 
 
 /// Writes the slot's record atomically.
 pub fn save_info(cfg: &SysConfig, name: &str, info: &Info) -> Result<(), SysError> {
-    let path = cfg
-        .slot_dir(name, info.deployment.slot)
-        .join("info.json");
+    let path = cfg.slot_dir(name, info.deployment.slot).join("info.json");
     let bytes = serde_json::to_vec_pretty(info)
         .map_err(|e| SysError::Internal(format!("encoding {}: {e}", path.display())))?;
     Ok(write_atomic(&path, &bytes, 0o600)?)

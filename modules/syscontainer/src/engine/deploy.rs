@@ -18,7 +18,6 @@ use imagebus_schema::Selector;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-
 /// Whether `image` is an import source rather than an image of the store.
 pub(crate) fn is_source(image: &str) -> bool {
     image.starts_with('/')
@@ -113,7 +112,10 @@ pub(crate) async fn checkout(
         if let Some(sd) = &r.systemd {
             write(format!("{n}.service"), sd.as_bytes())?;
         }
-        write(format!("tmpfiles-{n}.conf"), r.tmpfiles.join("\n").as_bytes())?;
+        write(
+            format!("tmpfiles-{n}.conf"),
+            r.tmpfiles.join("\n").as_bytes(),
+        )?;
         let info = Info {
             deployment: Deployment {
                 slot,
@@ -256,4 +258,3 @@ pub(crate) async fn stop_service(ctx: &Ctx, name: &str, info: &Info) -> Result<(
         Err(e) => Err(SysError::Peer(e)),
     }
 }
-

@@ -180,7 +180,10 @@ pub fn render_all(
         }
     };
     let config = ex.config.as_deref().map(|t| one("config", t));
-    let service = one("service", ex.service.as_deref().unwrap_or(unit::DEFAULT_SERVICE));
+    let service = one(
+        "service",
+        ex.service.as_deref().unwrap_or(unit::DEFAULT_SERVICE),
+    );
     let tmp = ex.tmpfiles.as_deref().map(|t| one("tmpfiles", t));
     if !missing.is_empty() {
         return Err(SysError::Invalid(format!(
@@ -236,7 +239,11 @@ pub fn default_config(image: &ImageConfig) -> Result<OciConfig, SysError> {
             "the image has no config.json.template and no Entrypoint or Cmd".into(),
         ));
     }
-    let user = image.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("0");
+    let user = image
+        .user
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .unwrap_or("0");
     let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
     let (uid, gid) = match (uid.parse::<u32>(), gid.parse::<u32>()) {
         (Ok(u), Ok(g)) => (u, g),

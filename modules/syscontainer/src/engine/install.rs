@@ -45,10 +45,9 @@ pub(crate) async fn install(ctx: &Ctx, spec: InstallSpec) -> Result<Record, SysE
     }
     let cfg = ctx.cfg.clone();
     let n = name.clone();
-    let leftovers = blocking(move || {
-        Ok(store::names(&cfg)?.contains(&n) || cfg.unit_file(&n).exists())
-    })
-    .await?;
+    let leftovers =
+        blocking(move || Ok(store::names(&cfg)?.contains(&n) || cfg.unit_file(&n).exists()))
+            .await?;
     if leftovers {
         return Err(SysError::Conflict(format!(
             "{name}: a unit or deployment of that name exists and is not an installed system container"

@@ -71,14 +71,22 @@ async fn repair(
     deploy::apply_host(ctx, name, &current).await?;
     let mount_id = current.deployment.mount;
     let c = deploy::container(ctx, name).await?;
-    match c {
-        Some(c) if c.mount == mount_id => {
-            let stopped = matches!(c.state, ContainerState::Exited | ContainerState::Dead)
-                || c.state == ContainerState::Created;
-            if stopped && current.supervisor == Supervisor::Imagebusd {
+    match c.map(|c| (c.mount == mount_id, c.state)) {
+        Some((true, ContainerState::Running)) => {}
+        // A stop cut short (an update or rollback was switching): it ends, then runs again.
+        Some((
+            true,
+            state @ (ContainerState::Stopping | ContainerState::Exited | ContainerState::Dead),
+        )) => {
+            if state == ContainerState::Stopping {
+                deploy::stop_service(ctx, name, &current).await?;
+            }
+            if current.supervisor == Supervisor::Imagebusd {
                 deploy::start_service(ctx, name, &current).await?;
             }
         }
+        // Missing, on another slot, or `created` (a start cut short: the runtime may run
+        // it already without its record saying so): made again from the record.
         _ => {
             deploy::remove_container(ctx, name).await?;
             ctx.container
@@ -150,10 +158,7 @@ async fn ensure_mount(ctx: &Ctx, name: &str, info: &mut Info) -> Result<(), SysE
         }
         Err(e) => return Err(SysError::Peer(e)),
     }
-    let m = ctx
-        .mount
-        .get(Selector::Id(info.deployment.mount))
-        .await?;
+    let m = ctx.mount.get(Selector::Id(info.deployment.mount)).await?;
     let cfg = ctx.cfg.clone();
     let (n, i) = (name.to_string(), info.clone());
     blocking(move || {

@@ -5,10 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Renders `text`; `Err` holds every variable used without a value.
-pub fn render(
-    text: &str,
-    vars: &BTreeMap<String, String>,
-) -> Result<String, BTreeSet<String>> {
+pub fn render(text: &str, vars: &BTreeMap<String, String>) -> Result<String, BTreeSet<String>> {
     let mut out = String::with_capacity(text.len());
     let mut missing = BTreeSet::new();
     let mut rest = text;

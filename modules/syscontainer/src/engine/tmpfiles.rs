@@ -37,7 +37,9 @@ pub fn parse(text: &str) -> Result<Vec<Line>, String> {
         // The argument (field 7) is the rest of the line, blanks included.
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.len() < 2 {
-            return Err(format!("tmpfiles line {line:?}: needs at least TYPE and PATH"));
+            return Err(format!(
+                "tmpfiles line {line:?}: needs at least TYPE and PATH"
+            ));
         }
         let ty = words[0];
         let kind = match ty.chars().next() {

@@ -73,8 +73,8 @@ pub fn zinit_unit(rendered: &str) -> Result<String, String> {
                 exec = Some(value.trim_start_matches(['-', '@', '+', '!']).to_string());
             }
             ("Service", "Environment") => {
-                let words = shell_words::split(value)
-                    .map_err(|e| format!("Environment={value:?}: {e}"))?;
+                let words =
+                    shell_words::split(value).map_err(|e| format!("Environment={value:?}: {e}"))?;
                 for w in words {
                     let (k, v) = w
                         .split_once('=')

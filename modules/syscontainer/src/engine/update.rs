@@ -68,7 +68,9 @@ async fn switch(ctx: &Ctx, name: &str, from: &Info, mut to: Info) -> Result<(), 
     deploy::remove_container(ctx, name).await?;
     let placed = async {
         deploy::apply_host(ctx, name, &to).await?;
-        ctx.container.create(deploy::container_spec(name, &to)).await?;
+        ctx.container
+            .create(deploy::container_spec(name, &to))
+            .await?;
         Ok::<(), SysError>(())
     }
     .await;

@@ -66,11 +66,20 @@ fn apply_journals_everything_and_remove_all_leaves_nothing() {
     host::apply(&cfg, "app", &i, &rootfs).unwrap();
     // Twice is the same (what reconciliation does).
     host::apply(&cfg, "app", &i, &rootfs).unwrap();
-    assert_eq!(std::fs::read_to_string(cfg.host_root.join("etc/app/a.conf")).unwrap(), "a");
-    assert_eq!(std::fs::read_to_string(cfg.host_root.join("run/app/f")).unwrap(), "hi");
+    assert_eq!(
+        std::fs::read_to_string(cfg.host_root.join("etc/app/a.conf")).unwrap(),
+        "a"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cfg.host_root.join("run/app/f")).unwrap(),
+        "hi"
+    );
     assert!(cfg.unit_file("app").is_file());
     let j = store::journal(&cfg, "app").unwrap();
-    assert!(j.iter().any(|e| e.path == cfg.host_root.join("var")), "{j:?}");
+    assert!(
+        j.iter().any(|e| e.path == cfg.host_root.join("var")),
+        "{j:?}"
+    );
     // Data written by the service into a D directory goes with it.
     std::fs::write(cfg.host_root.join("run/app/data"), "x").unwrap();
     host::remove_all(&cfg, "app").unwrap();
@@ -95,14 +104,22 @@ fn a_file_that_is_not_ours_is_a_conflict_and_nothing_is_written() {
     // A tmpfiles path outside the host root is refused.
     let i = info(0, &["d /elsewhere - - - - -"], &[]);
     let err = host::apply(&cfg, "app", &i, &rootfs).unwrap_err();
-    assert_eq!(err.code(), imagebus_bus::ErrorCode::InvalidArgument, "{err}");
+    assert_eq!(
+        err.code(),
+        imagebus_bus::ErrorCode::InvalidArgument,
+        "{err}"
+    );
 }
 
 #[test]
 fn applying_the_other_deployment_swaps_the_files() {
     let (_d, cfg, rootfs) = setup();
     std::fs::write(rootfs.join("exports/hostfs/etc/app/b.conf"), "b").unwrap();
-    let v1 = info(0, &[], &["etc", "etc/app", "etc/app/a.conf", "etc/app/b.conf"]);
+    let v1 = info(
+        0,
+        &[],
+        &["etc", "etc/app", "etc/app/a.conf", "etc/app/b.conf"],
+    );
     let v2 = info(1, &[], &["etc", "etc/app", "etc/app/a.conf"]);
     host::apply(&cfg, "app", &v1, &rootfs).unwrap();
     assert!(cfg.host_root.join("etc/app/b.conf").exists());

@@ -1,8 +1,8 @@
 use crate::config::SysConfig;
 use crate::engine::exports::{self, check_set, Exports, Vars};
 use crate::engine::template::render;
-use crate::engine::unit::{systemd_unit, zinit_unit, DEFAULT_SERVICE, ZINIT_KEYS};
 use crate::engine::tmpfiles;
+use crate::engine::unit::{systemd_unit, zinit_unit, DEFAULT_SERVICE, ZINIT_KEYS};
 use imagebus_schema::image::ImageConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +18,10 @@ fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn dollar_var_braces_and_escapes() {
     let v = vars(&[("NAME", "web"), ("A_1", "x")]);
     assert_eq!(render("$NAME-${NAME}.$A_1", &v).unwrap(), "web-web.x");
-    assert_eq!(render("cost $$5, $ alone, ${", &v).unwrap(), "cost $5, $ alone, ${");
+    assert_eq!(
+        render("cost $$5, $ alone, ${", &v).unwrap(),
+        "cost $5, $ alone, ${"
+    );
     assert_eq!(render("${NAME}s $1", &v).unwrap(), "webs $1");
     let missing = render("$B ${C} $NAME $B", &v).unwrap_err();
     assert_eq!(missing.into_iter().collect::<Vec<_>>(), ["B", "C"]);
@@ -26,7 +29,14 @@ fn dollar_var_braces_and_escapes() {
 
 #[test]
 fn forced_variables_cannot_be_set_and_names_are_checked() {
-    for forced in ["DESTDIR", "NAME", "EXEC_START", "EXEC_STOP", "HOST_UID", "HOST_GID"] {
+    for forced in [
+        "DESTDIR",
+        "NAME",
+        "EXEC_START",
+        "EXEC_STOP",
+        "HOST_UID",
+        "HOST_GID",
+    ] {
         let err = check_set(&vars(&[(forced, "x")])).unwrap_err();
         assert!(err.to_string().contains(forced), "{err}");
     }
@@ -43,7 +53,11 @@ fn variables_precedence_node_then_manifest_then_set_then_forced() {
     cfg.host_root = "/h".into();
     cfg.imagebus_bin = "/bin/imagebus".into();
     let ex = Exports {
-        defaults: vars(&[("RUN_DIRECTORY", "/m/run"), ("A", "manifest"), ("NAME", "bad")]),
+        defaults: vars(&[
+            ("RUN_DIRECTORY", "/m/run"),
+            ("A", "manifest"),
+            ("NAME", "bad"),
+        ]),
         ..Exports::default()
     };
     let set = vars(&[("A", "set")]);
@@ -95,14 +109,27 @@ fn default_config_from_the_image_config() {
         user: Some("5:6".into()),
         ..ImageConfig::default()
     };
-    let r = exports::render_all(&Exports::default(), &vars(&[
-        ("EXEC_START", "s"), ("EXEC_STOP", "t"), ("NAME", "n"), ("DESTDIR", "/d"),
-    ]), &img)
+    let r = exports::render_all(
+        &Exports::default(),
+        &vars(&[
+            ("EXEC_START", "s"),
+            ("EXEC_STOP", "t"),
+            ("NAME", "n"),
+            ("DESTDIR", "/d"),
+        ]),
+        &img,
+    )
     .unwrap();
     let doc = serde_json::Value::Object(r.oci.0.clone());
-    assert_eq!(doc["process"]["args"], serde_json::json!(["/bin/sh", "-c", "true"]));
+    assert_eq!(
+        doc["process"]["args"],
+        serde_json::json!(["/bin/sh", "-c", "true"])
+    );
     assert_eq!(doc["process"]["cwd"], "/w");
-    assert_eq!(doc["process"]["user"], serde_json::json!({"uid": 5, "gid": 6}));
+    assert_eq!(
+        doc["process"]["user"],
+        serde_json::json!({"uid": 5, "gid": 6})
+    );
     assert_eq!(doc["root"]["readonly"], true);
     let named = ImageConfig {
         user: Some("www".into()),
@@ -161,7 +188,10 @@ fn the_default_service_and_zinit_form_templates() {
     assert!(sd.contains("ExecStart=imagebus start --attach web"), "{sd}");
     assert!(sd.contains("WorkingDirectory=/s/web.0"), "{sd}");
     let y = zinit_unit(&svc).unwrap();
-    assert!(y.starts_with("exec: \"imagebus start --attach web\""), "{y}");
+    assert!(
+        y.starts_with("exec: \"imagebus start --attach web\""),
+        "{y}"
+    );
     // A template already in zinit form is kept, its keys checked.
     let z = "exec: imagebus start --attach web\nafter:\n  - redis\n";
     assert_eq!(zinit_unit(z).unwrap(), z);
@@ -177,7 +207,10 @@ fn tmpfiles_lines_parse_and_refuse_what_we_do_not_apply() {
     )
     .unwrap();
     assert_eq!(l.len(), 5);
-    assert_eq!((l[0].kind, l[0].mode, l[0].uid), ('d', Some(0o700), Some(0)));
+    assert_eq!(
+        (l[0].kind, l[0].mode, l[0].uid),
+        ('d', Some(0o700), Some(0))
+    );
     assert_eq!(l[1].arg.as_deref(), Some("hello world"));
     assert_eq!(l[2].arg.as_deref(), Some("/t"));
     assert_eq!((l[3].uid, l[3].gid), (Some(1), Some(2)));
