@@ -29,6 +29,7 @@ mod store;
 pub use actor::{spawn, Peers, Spawned, SysHandle};
 pub use config::SysConfig;
 pub use engine::template::render;
+pub use engine::tmpfiles::TYPES as TMPFILES_TYPES;
 pub use engine::unit::{systemd_unit, zinit_unit, ZINIT_KEYS};
 pub use engine::zinit::Zinit;
 pub use error::SysError;
