@@ -10,6 +10,7 @@ use imagebus_schema::attach::AttachModule;
 use imagebus_schema::container::ContainerModule;
 use imagebus_schema::image::ImageModule;
 use imagebus_schema::mount::MountModule;
+use imagebus_schema::syscontainer::SysContainerModule;
 use imagebus_schema::system::ModuleState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,39 @@ pub struct ActorDirs {
     pub log_max_bytes: Option<u64>,
     /// `--max-mutations` and `--shutdown-timeout`, for each actor's host.
     pub limits: imagebus_host::Limits,
+    /// `--zinit-dir`, `--zinit-socket` and `--system-host-root`, for system containers.
+    pub system: SystemDirs,
+}
+
+/// Where system containers put their units and host files.
+#[derive(Debug, Clone)]
+pub struct SystemDirs {
+    /// `--system-host-root`: the root `hostfs/` files and tmpfiles paths go under.
+    pub host_root: PathBuf,
+    /// `--zinit-dir`: where units are written.
+    pub zinit_dir: PathBuf,
+    /// `--zinit-socket`: zinit's control socket.
+    pub zinit_socket: PathBuf,
+}
+
+impl Default for SystemDirs {
+    fn default() -> Self {
+        Self {
+            host_root: PathBuf::from("/"),
+            zinit_dir: PathBuf::from("/etc/zinit"),
+            zinit_socket: PathBuf::from("/var/run/zinit.sock"),
+        }
+    }
+}
+
+/// The `imagebus` CLI beside this executable (what system container units run), else
+/// `imagebus` from `$PATH`.
+fn imagebus_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("imagebus")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("imagebus"))
 }
 
 /// A started actor: its handle and, when the actor exposes one, its task.
@@ -158,6 +192,34 @@ pub fn container_starter(
             tracing::info!("container actor started");
             Ok(Running {
                 handle: Arc::new(s.handle) as Arc<dyn ContainerActor>,
+                task: Some(s.task),
+            })
+        })
+    })
+}
+
+/// The system container actor, reaching the image store, mount and container modules
+/// through their traits.
+pub fn syscontainer_starter(
+    dirs: ActorDirs,
+    peers: imagebus_syscontainer::Peers,
+) -> Starter<dyn SysContainerModule> {
+    Box::new(move |stop| {
+        let limits = dirs.limits;
+        let mut cfg =
+            imagebus_syscontainer::SysConfig::new(dirs.state_dir.join("system"), &dirs.run_dir);
+        cfg.host_root = dirs.system.host_root.clone();
+        cfg.zinit_dir = dirs.system.zinit_dir.clone();
+        cfg.zinit_socket = dirs.system.zinit_socket.clone();
+        cfg.imagebus_bin = imagebus_bin();
+        let peers = peers.clone();
+        Box::pin(async move {
+            let s = imagebus_syscontainer::spawn(cfg, peers, stop, limits)
+                .await
+                .context("starting the syscontainer actor")?;
+            tracing::info!(report = ?s.report, "syscontainer actor started");
+            Ok(Running {
+                handle: Arc::new(s.handle) as Arc<dyn SysContainerModule>,
                 task: Some(s.task),
             })
         })
@@ -327,6 +389,7 @@ mod tests {
             instance: "test".into(),
             log_max_bytes: None,
             limits: imagebus_host::Limits::default(),
+            system: SystemDirs::default(),
         };
         let registry = Arc::new(Registry::default());
         registry.set(ModuleInfo {

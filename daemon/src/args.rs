@@ -157,6 +157,24 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_IMAGEAPI_BODY_LIMIT", default_value_t = imagebus_gateway::config::DEFAULT_BODY_LIMIT)]
     pub imageapi_body_limit: usize,
 
+    /// Where system containers' zinit units are written (`NAME.yaml`).
+    #[arg(long, env = "IMAGEBUS_ZINIT_DIR", default_value = "/etc/zinit")]
+    pub zinit_dir: PathBuf,
+
+    /// zinit's control socket: when zinit answers there, it monitors system containers'
+    /// units; otherwise imagebusd keeps them running itself.
+    #[arg(
+        long,
+        env = "IMAGEBUS_ZINIT_SOCKET",
+        default_value = "/var/run/zinit.sock"
+    )]
+    pub zinit_socket: PathBuf,
+
+    /// The root that system containers' `hostfs/` files are copied onto and that their
+    /// tmpfiles paths must stay in.
+    #[arg(long, env = "IMAGEBUS_SYSTEM_HOST_ROOT", default_value = "/")]
+    pub system_host_root: PathBuf,
+
     /// Longest wait for modules to stop after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,

@@ -11,6 +11,7 @@ use imagebus_schema::attach::{AttachModule, AttachModuleServer, AttachModuleStub
 use imagebus_schema::container::{ContainerModule, ContainerModuleServer, ContainerModuleStub};
 use imagebus_schema::image::{ImageModule, ImageModuleServer, ImageModuleStub};
 use imagebus_schema::mount::{MountModule, MountModuleServer, MountModuleStub};
+use imagebus_schema::syscontainer::{SysContainerModule, SysContainerModuleServer};
 use imagebus_schema::system::{ModuleInfo, ModuleState, SystemModuleServer};
 use imagebus_schema::zos::ZosContainerModuleServer;
 use std::sync::Arc;
@@ -44,7 +45,14 @@ pub struct DaemonConfig {
 
 /// Every module this daemon knows, in start order (peers first). `imagebus` (the system
 /// object) is served by every process.
-pub const MODULES: &[&str] = &["imagebus", "attach", "image", "mount", "container"];
+pub const MODULES: &[&str] = &[
+    "imagebus",
+    "attach",
+    "image",
+    "mount",
+    "container",
+    "syscontainer",
+];
 
 /// Longest wait for an actor's first start before its module is served anyway.
 const FIRST_START_WAIT: Duration = Duration::from_secs(60);
@@ -191,7 +199,7 @@ impl Wiring<'_> {
             None
         };
 
-        let image: Option<Arc<dyn ImageModule>> = if self.wanted("image") {
+        let image_handle: Option<Arc<dyn ImageModule>> = if self.wanted("image") {
             let slot = Arc::new(Slot::<dyn ImageModule>::new("image"));
             self.supervise("image", actors::image_starter(dirs.clone()), slot.clone())
                 .await;
@@ -201,17 +209,19 @@ impl Wiring<'_> {
             )
             .await?;
             Some(slot)
-        } else if self.wanted("mount") {
+        } else if self.wanted("mount") || self.wanted("syscontainer") {
             Some(Arc::new(ImageModuleStub::new(self.client().await?)))
         } else {
             None
         };
+        let image = image_handle.clone();
 
         // The container slot exists before the mount actor starts: the mount module asks
         // the container module whether a `Container(n)` holder is genuine (and refuses,
         // `Unavailable`, while it cannot, e.g. before the container actor runs).
         let container_slot = Arc::new(Slot::<dyn ContainerActor>::new("container"));
-        let need_mount = self.wanted("mount") || self.wanted("container");
+        let need_mount =
+            self.wanted("mount") || self.wanted("container") || self.wanted("syscontainer");
         let mount: Option<Arc<dyn MountModule>> = match attach {
             Some(attach) if self.wanted("mount") => {
                 let containers: Arc<dyn ContainerModule> = if self.wanted("container") {
@@ -240,7 +250,7 @@ impl Wiring<'_> {
             _ => None,
         };
 
-        if let Some(mount) = mount.filter(|_| self.wanted("container")) {
+        if let Some(mount) = mount.clone().filter(|_| self.wanted("container")) {
             let slot = container_slot;
             self.supervise(
                 "container",
@@ -257,6 +267,31 @@ impl Wiring<'_> {
             )
             .await?;
             self.local.container = Some(slot);
+        }
+
+        if let (true, Some(image), Some(mount)) = (self.wanted("syscontainer"), image_handle, mount)
+        {
+            let container: Arc<dyn ContainerModule> = match self.local.container.clone() {
+                Some(c) => c,
+                None => Arc::new(ContainerModuleStub::new(self.client().await?)),
+            };
+            let peers = imagebus_syscontainer::Peers {
+                image,
+                mount,
+                container,
+            };
+            let slot = Arc::new(Slot::<dyn SysContainerModule>::new("syscontainer"));
+            self.supervise(
+                "syscontainer",
+                actors::syscontainer_starter(self.cfg.dirs.clone(), peers),
+                slot.clone(),
+            )
+            .await;
+            self.serve(
+                "syscontainer",
+                vec![Arc::new(SysContainerModuleServer::new(slot))],
+            )
+            .await?;
         }
         Ok(())
     }

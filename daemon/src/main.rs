@@ -83,6 +83,11 @@ async fn run(args: args::Args) -> Result<()> {
                     .map_or_else(imagebus_host::default_max_mutations, |n| n as usize),
                 shutdown_timeout: args.shutdown_timeout,
             },
+            system: actors::SystemDirs {
+                host_root: args.system_host_root.clone(),
+                zinit_dir: args.zinit_dir.clone(),
+                zinit_socket: args.zinit_socket.clone(),
+            },
         },
         imageapi,
     };

@@ -9,6 +9,7 @@ use imagebus_schema::attach::{AttachModule, AttachModuleForward};
 use imagebus_schema::container::{ContainerModule, ContainerModuleForward};
 use imagebus_schema::image::{ImageModule, ImageModuleForward};
 use imagebus_schema::mount::{MountModule, MountModuleForward};
+use imagebus_schema::syscontainer::{SysContainerModule, SysContainerModuleForward};
 use imagebus_schema::zos::{ZosContainerModule, ZosContainerModuleForward};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -121,6 +122,14 @@ impl<T: MountModule + ?Sized + 'static> MountModuleForward for Slot<T> {
 
 #[imagebus_bus::async_trait]
 impl<T: ImageModule + ?Sized + 'static> ImageModuleForward for Slot<T> {
+    type Target = T;
+    async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
+        Slot::get(self)
+    }
+}
+
+#[imagebus_bus::async_trait]
+impl<T: SysContainerModule + ?Sized + 'static> SysContainerModuleForward for Slot<T> {
     type Target = T;
     async fn forward_target(&self) -> Result<Arc<T>, RemoteError> {
         Slot::get(self)

@@ -4,8 +4,8 @@
 //! trait on their in-process handles, so a caller holds an `Arc<dyn XModule>` and does not
 //! care whether the peer is in the same process or behind Redis.
 //!
-//! Wire ids: `attach.attach@1`, `mount.mount@1`, `image.image@1`, `container.container@1`
-//! and zos's `container.container@0.0.1`. Request types reject unknown fields; reply types tolerate
+//! Wire ids: `attach.attach@1`, `mount.mount@1`, `image.image@1`, `container.container@1`,
+//! `syscontainer.syscontainer@1` and zos's `container.container@0.0.1`. Request types reject unknown fields; reply types tolerate
 //! them (see `docs/objects.md`).
 #![warn(missing_docs)]
 
@@ -14,6 +14,7 @@ pub mod common;
 pub mod container;
 pub mod image;
 pub mod mount;
+pub mod syscontainer;
 pub mod system;
 pub mod zos;
 

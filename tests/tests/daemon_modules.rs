@@ -28,6 +28,7 @@ fn combined_daemon_serves_every_module() {
         ("image", &["image@1"]),
         ("mount", &["mount@1"]),
         ("container", &["container@0.0.1", "container@1"]),
+        ("syscontainer", &["syscontainer@1"]),
     ] {
         let out = d.cli(&["--json", "--timeout", "5s", "status", module]);
         assert!(out.status.success(), "{module}: {out:?}\n{}", d.log());
@@ -37,7 +38,14 @@ fn combined_daemon_serves_every_module() {
     let m = modules(&d);
     assert_eq!(
         names(&m),
-        ["attach", "container", "image", "imagebus", "mount"]
+        [
+            "attach",
+            "container",
+            "image",
+            "imagebus",
+            "mount",
+            "syscontainer"
+        ]
     );
     assert!(
         m.as_array()

@@ -54,7 +54,7 @@ fn redis_unit_serves_the_zos_socket() {
 #[test]
 fn daemon_units_wait_for_redis_and_test_through_the_cli() {
     let units = [
-        ("combined/imagebusd.yaml", None, "container"),
+        ("combined/imagebusd.yaml", None, "syscontainer"),
         ("split/imagebus-attach.yaml", Some("attach"), "attach"),
         ("split/imagebus-image.yaml", Some("image"), "image"),
         ("split/imagebus-mount.yaml", Some("mount"), "mount"),
@@ -62,6 +62,11 @@ fn daemon_units_wait_for_redis_and_test_through_the_cli() {
             "split/imagebus-container.yaml",
             Some("container"),
             "container",
+        ),
+        (
+            "split/imagebus-syscontainer.yaml",
+            Some("syscontainer"),
+            "syscontainer",
         ),
     ];
     for (file, only, tested) in units {
@@ -97,6 +102,9 @@ fn daemon_units_wait_for_redis_and_test_through_the_cli() {
     assert!(load("split/imagebus-container.yaml")
         .after
         .contains(&"imagebus-mount".to_string()));
+    assert!(load("split/imagebus-syscontainer.yaml")
+        .after
+        .contains(&"imagebus-container".to_string()));
 }
 
 #[test]
@@ -125,7 +133,8 @@ fn every_unit_file_is_checked() {
             "split/imagebus-attach.yaml",
             "split/imagebus-container.yaml",
             "split/imagebus-image.yaml",
-            "split/imagebus-mount.yaml"
+            "split/imagebus-mount.yaml",
+            "split/imagebus-syscontainer.yaml"
         ]
     );
 }

@@ -6,6 +6,7 @@ use imagebus_bus::ErrorCode;
 use imagebus_schema::attach::{AttachModule, AttachModuleServer};
 use imagebus_schema::container::{ContainerModule, ContainerModuleServer};
 use imagebus_schema::mount::{MountModule, MountModuleServer};
+use imagebus_schema::syscontainer::{SysContainerModule, SysContainerModuleServer};
 use imagebus_schema::system::{ModuleState, SystemModule, SystemModuleServer};
 use imagebus_tests::doc_text::{doc, json_keys, struct_fields, table_keys};
 use std::collections::BTreeSet;
@@ -44,7 +45,7 @@ fn backticked_after(md: &str, prefix: &str) -> BTreeSet<String> {
 #[test]
 fn objects_md_lists_every_method_and_event_of_every_object() {
     let md = doc("objects.md");
-    let objects: [(&str, &[&str], &[&str]); 4] = [
+    let objects: [(&str, &[&str], &[&str]); 5] = [
         (
             "imagebus.system@1",
             SystemModuleServer::<dyn SystemModule>::METHODS,
@@ -64,6 +65,11 @@ fn objects_md_lists_every_method_and_event_of_every_object() {
             "container.container@1",
             ContainerModuleServer::<dyn ContainerModule>::METHODS,
             ContainerModuleServer::<dyn ContainerModule>::EVENTS,
+        ),
+        (
+            "syscontainer.syscontainer@1",
+            SysContainerModuleServer::<dyn SysContainerModule>::METHODS,
+            SysContainerModuleServer::<dyn SysContainerModule>::EVENTS,
         ),
     ];
     for (object, methods, events) in objects {
@@ -251,7 +257,7 @@ fn operations_md_shows_every_cli_command() {
         top, commands,
         "docs/operations.md's CLI synopsis vs `imagebus --help`"
     );
-    for group in ["attach", "mount"] {
+    for group in ["attach", "mount", "system"] {
         assert_eq!(
             sub.get(group).cloned().unwrap_or_default(),
             help_commands(&help_of("imagebus", &[group])),
@@ -417,7 +423,7 @@ fn names_file(names: &BTreeSet<String>, file: &str) -> bool {
 #[test]
 fn module_docs_name_every_source_file_of_their_module() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let docs: [(&str, &str, &str); 3] = [
+    let docs: [(&str, &str, &str); 4] = [
         ("attach", "attach.md", "**Files** (`modules/attach/src`)"),
         (
             "mount",
@@ -428,6 +434,11 @@ fn module_docs_name_every_source_file_of_their_module() {
             "container",
             "container.md",
             "Layout of `modules/container/src/`",
+        ),
+        (
+            "syscontainer",
+            "system.md",
+            "## Source layout (`modules/syscontainer/src`)",
         ),
     ];
     for (module, name, marker) in docs {

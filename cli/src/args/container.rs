@@ -125,6 +125,18 @@ pub struct TargetArgs {
     pub target: String,
 }
 
+/// `imagebus start`.
+#[derive(Debug, ClapArgs)]
+pub struct StartArgs {
+    /// Id or name.
+    pub target: String,
+    /// Stay in the foreground: print the container's output until it exits, then exit
+    /// with its exit code; SIGTERM or SIGINT stops the container first (what a system
+    /// container's unit runs).
+    #[arg(long, short = 'a')]
+    pub attach: bool,
+}
+
 /// `imagebus stop`.
 #[derive(Debug, ClapArgs)]
 pub struct StopArgs {

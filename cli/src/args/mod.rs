@@ -3,12 +3,15 @@
 mod container;
 mod image;
 mod store;
+mod system;
 
 pub use container::{
-    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs, TargetArgs,
+    EventsArgs, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StartArgs, StatsArgs, StopArgs,
+    TargetArgs,
 };
 pub use image::{ImageCommand, ImageImport};
 pub use store::{AttachCommand, AttachCreate, MountCommand, MountCreate};
+pub use system::SystemCommand;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use std::path::PathBuf;
@@ -159,6 +162,10 @@ pub enum Command {
     /// The image store (`image.image@1`): import, ls, inspect, tag, rm.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// System containers (`syscontainer.syscontainer@1`), atomic style: install, update,
+    /// rollback, uninstall, ls, inspect.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Create and start a container in one call, rootfs nested inline (image file → loop →
     /// squashfs → overlay) or an existing mount.
     Run(Box<RunArgs>),
@@ -166,8 +173,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Print one container as JSON.
     Inspect(TargetArgs),
-    /// Start a created or exited container.
-    Start(TargetArgs),
+    /// Start a created or exited container; --attach stays until it exits.
+    Start(StartArgs),
     /// Stop a container: its stop signal, then SIGKILL after the stop timeout.
     Stop(StopArgs),
     /// Delete a stopped container with its inline mounts and attachments; -f kills a
@@ -198,7 +205,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AclCommand {
     /// The rules of a user that serves MODULE... (imagebusd's modules: imagebus, attach,
-    /// mount, container, image).
+    /// mount, container, image, syscontainer).
     Module {
         /// The Redis user (its replies are `reply:<user>:*`).
         #[arg(long)]

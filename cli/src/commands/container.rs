@@ -1,6 +1,6 @@
 //! `imagebus run|ps|inspect|start|stop|rm`.
 
-use crate::args::{Global, PsArgs, RmArgs, RunArgs, StopArgs, TargetArgs};
+use crate::args::{Global, PsArgs, RmArgs, RunArgs, StartArgs, StopArgs, TargetArgs};
 use crate::commands::mount::image_file;
 use crate::output::{parse_spec, print_table, print_value};
 use anyhow::Result;
@@ -250,7 +250,10 @@ pub async fn inspect(g: &Global, a: &TargetArgs) -> Result<()> {
 }
 
 /// `imagebus start`.
-pub async fn start(g: &Global, a: &TargetArgs) -> Result<()> {
+pub async fn start(g: &Global, a: &StartArgs) -> Result<()> {
+    if a.attach {
+        return super::container_io::start_attached(g, &a.target).await;
+    }
     let c = stub(g, Duration::ZERO).await?;
     state_line(g, &c.start(Selector::parse(&a.target)).await?)
 }

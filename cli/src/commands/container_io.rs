@@ -51,6 +51,72 @@ pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
     }
 }
 
+/// `imagebus start --attach`: starts the container unless it runs, prints its output
+/// from then on until it stops, and exits with its exit code. SIGTERM or SIGINT stops it
+/// (its stop signal, then SIGKILL after its stop timeout) and waits for the end. This is
+/// the foreground `exec` of a system container's unit.
+pub async fn start_attached(g: &Global, target: &str) -> Result<()> {
+    use imagebus_schema::container::ContainerState;
+    use tokio::signal::unix::{signal, SignalKind};
+    let c = stub(g, FOLLOW_WAIT).await?;
+    let sel = Selector::parse(target);
+    // Output from here on: the end of the log as it is now.
+    let mark = c
+        .logs(
+            sel.clone(),
+            LogsRequest {
+                tail: Some(0),
+                ..LogsRequest::default()
+            },
+        )
+        .await?;
+    let info = c.get(sel.clone()).await?;
+    let id = Selector::Id(info.id);
+    if info.state != ContainerState::Running {
+        c.start(id.clone()).await?;
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut offset = mark.offset;
+    let mut stopping = false;
+    loop {
+        let req = LogsRequest {
+            offset: Some(offset),
+            wait_ms: Some(FOLLOW_WAIT.as_millis() as u64),
+            ..LogsRequest::default()
+        };
+        let chunk = tokio::select! {
+            r = c.logs(id.clone(), req) => r?,
+            _ = term.recv(), if !stopping => { stopping = true; stop_bg(g, &id).await?; continue }
+            _ = int.recv(), if !stopping => { stopping = true; stop_bg(g, &id).await?; continue }
+        };
+        offset = chunk.offset;
+        let mut out = std::io::stdout().lock();
+        out.write_all(chunk.data.as_bytes())?;
+        out.flush()?;
+        if !chunk.running && chunk.data.is_empty() {
+            break;
+        }
+    }
+    let end = c.get(id).await?;
+    let code = end.exit_code.unwrap_or(1);
+    if code != 0 {
+        std::process::exit(code.clamp(1, 255));
+    }
+    Ok(())
+}
+
+/// Stops the container (its own stop timeout) for `start --attach`.
+async fn stop_bg(g: &Global, id: &Selector) -> Result<()> {
+    let grace = Duration::from_millis(imagebus_schema::container::DEFAULT_STOP_TIMEOUT_MS);
+    let c = stub(g, grace.saturating_mul(4)).await?;
+    match c.stop(id.clone(), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == imagebus_bus::ErrorCode::Conflict => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Prints each complete line of `partial` + `data` as `{"line":"…"}`; keeps an unfinished
 /// last line in `partial`, or prints it too when `end`.
 fn json_lines(partial: &mut String, data: &str, end: bool) -> Result<()> {

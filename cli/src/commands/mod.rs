@@ -14,6 +14,7 @@ mod ping;
 mod session;
 mod stats;
 mod status;
+mod system;
 mod watch;
 
 use crate::args::{Cli, Command, Global};
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Attach(c) => attach::run(g, c).await,
         Command::Mount(c) => mount::run(g, c).await,
         Command::Image(c) => image::run(g, c).await,
+        Command::System(c) => system::run(g, c).await,
         Command::Run(a) => container::run(g, a).await,
         Command::Ps(a) => container::ps(g, a).await,
         Command::Inspect(a) => container::inspect(g, a).await,
@@ -49,7 +51,14 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// Modules imagebusd serves: a call to one of them that no server announces fails fast
 /// (see `imagebus_bus::presence`); other modules (Go peers) wait for `--timeout`.
-pub const IMAGEBUSD_MODULES: &[&str] = &["imagebus", "attach", "mount", "container", "image"];
+pub const IMAGEBUSD_MODULES: &[&str] = &[
+    "imagebus",
+    "attach",
+    "mount",
+    "container",
+    "image",
+    "syscontainer",
+];
 
 /// A client for the resolved broker with the `--timeout` deadline, failing fast on
 /// imagebusd modules that no server serves.
