@@ -387,7 +387,23 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         status: "running".into(),
         bundle: PathBuf::new(),
     };
-    let s = setup(vec![orphan, foreign]);
+    // 5: a Start cut short after `runc start`: the runtime says running.
+    let started = RuntimeState {
+        id: "unit-5".into(),
+        pid: std::process::id(),
+        status: "running".into(),
+        bundle: PathBuf::new(),
+    };
+    let s = setup(vec![orphan, foreign, started]);
+    assert_eq!(s.cfg.runtime_id(5), "unit-5");
+    let me = std::process::id();
+    record(
+        &s,
+        5,
+        ContainerState::Created,
+        Some(me_watched(&s)),
+        Some(me),
+    );
     // 1: the monitor recorded an exit while we were down.
     record(&s, 1, ContainerState::Running, gone, Some(u32::MAX - 2));
     let exit = ExitRecord {
@@ -405,7 +421,6 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
     // 2: monitor and init gone without a trace (e.g. a reboot).
     record(&s, 2, ContainerState::Running, gone, Some(u32::MAX - 2));
     // 3: still ours and alive (this test process stands in for its monitor).
-    let me = std::process::id();
     record(
         &s,
         3,
@@ -436,7 +451,7 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
             spawned.report.orphans_removed,
             spawned.report.leftover_files_removed
         ),
-        (1, 2, 1, 1),
+        (2, 2, 1, 1),
         "{}",
         spawned.report
     );
@@ -467,6 +482,13 @@ async fn reconcile_uses_exit_files_and_removes_orphans() {
         c.get(Selector::Id(4)).await.unwrap().state,
         ContainerState::Exited
     );
+    let five = c.get(Selector::Id(5)).await.unwrap();
+    assert_eq!(
+        five.state,
+        ContainerState::Running,
+        "the record follows the runtime"
+    );
+    assert!(five.started_at_ms.is_some());
     let deleted = s.kernel.deleted();
     assert!(
         deleted.contains(&"unit-99".to_string()),

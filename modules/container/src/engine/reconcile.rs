@@ -111,7 +111,11 @@ pub async fn reconcile(
         }
         let (generation, stopping) = (rec.generation, rec.info.state == ContainerState::Stopping);
         let after = Duration::from_millis(rec.stop_timeout_ms);
-        match rec.watched {
+        let (watched, pid, rid) = (rec.watched, rec.info.pid, rec.info.runtime_id.clone());
+        if let Some(d) = promote_started(s, id, generation, &listed) {
+            let _ = d.wait().await;
+        }
+        match watched {
             // 2.
             Some(w) if watch::is_alive(sys, w).await? => {
                 tracing::info!(id, pid = w.pid, "re-attached to a live container");
@@ -121,7 +125,7 @@ pub async fn reconcile(
                 }
                 report.reattached += 1;
             }
-            _ => match outlived(sys, rec.info.pid, &rec.info.runtime_id, &listed).await? {
+            _ => match outlived(sys, pid, &rid, &listed).await? {
                 // 3.
                 Some(w) => {
                     if let Some(d) = exits::apply_outlived(s, id, generation, w) {
@@ -148,6 +152,35 @@ pub async fn reconcile(
     let c = cfg.clone();
     report.leftover_files_removed = blocking(move || remove_leftover_files(&c, &known)).await?;
     Ok((report, follow))
+}
+
+/// A `Start` cut short after `runc start` but before its record was saved: the record
+/// says `created`, the runtime `running`. The record follows the runtime (and the event
+/// goes out), so the container is not started twice nor reported as never started.
+fn promote_started(
+    s: &mut Containers,
+    id: u64,
+    generation: u64,
+    listed: &[RuntimeState],
+) -> Option<crate::store::Durable> {
+    let rec = s.record_mut(id)?;
+    if rec.generation != generation || rec.info.state != ContainerState::Created {
+        return None;
+    }
+    let rid = rec.info.runtime_id.clone();
+    if !listed
+        .iter()
+        .any(|st| st.id == rid && st.status == "running")
+    {
+        return None;
+    }
+    tracing::warn!(
+        id,
+        "started while the last actor stopped; recorded as running"
+    );
+    rec.info.state = ContainerState::Running;
+    rec.info.started_at_ms = Some(imagebus_sys::monitor::now_ms());
+    Some(s.save_and_tell(id))
 }
 
 /// Step 5: releases every mount hold `Container(n)` whose container `n` has no record. A
