@@ -27,12 +27,14 @@
 //! every later call [`HostError::Stopped`], and [`Spawned::task`] ends as a panic so the
 //! supervisor restarts the module (which reconciles its state with the kernel).
 
+mod access;
 mod core;
 mod gate;
 mod keys;
 #[cfg(test)]
 mod tests;
 
+pub use crate::access::StateAccess;
 pub use crate::core::{start, Host, Spawned};
 pub use crate::gate::{default_max_mutations, Limits};
 pub use crate::keys::Key;

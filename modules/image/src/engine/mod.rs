@@ -27,7 +27,7 @@ use imagebus_host::Host;
 use imagebus_schema::image::ImageInfo;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The image store's state, owned by the actor host.
 #[derive(Debug, Default)]
@@ -120,13 +120,8 @@ pub(crate) struct Ctx {
     pub(crate) staging_seq: AtomicU64,
 }
 
-/// How a job reaches the state: through the actor host, or (start-up reconciliation) a
-/// state of its own.
-#[derive(Debug, Clone)]
-pub(crate) enum Access {
-    Host(Host<State>),
-    Local(Arc<Mutex<State>>),
-}
+/// How a job reaches the state (the host, or start-up reconciliation's own state).
+pub(crate) type Access = imagebus_host::StateAccess<State>;
 
 /// One command's view: the shared context and the state's steps.
 #[derive(Debug, Clone)]
@@ -150,13 +145,7 @@ impl Job {
         R: Send + 'static,
         F: FnOnce(&mut State) -> R + Send + 'static,
     {
-        match &self.state {
-            Access::Host(host) => Ok(host.apply(f).await?),
-            Access::Local(state) => {
-                let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(f(&mut guard))
-            }
-        }
+        Ok(self.state.apply(f).await?)
     }
 
     /// Runs `f` on the blocking pool.

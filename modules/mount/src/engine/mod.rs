@@ -38,7 +38,7 @@ use imagebus_schema::{Holder, Selector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Where a record being created stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,13 +209,8 @@ impl std::fmt::Debug for Ctx {
     }
 }
 
-/// How a job reaches the state: through the actor host, or (start-up reconciliation,
-/// before the host runs) a state of its own.
-#[derive(Debug, Clone)]
-pub(crate) enum Access {
-    Host(Host<State>),
-    Local(Arc<Mutex<State>>),
-}
+/// How a job reaches the state (the host, or start-up reconciliation's own state).
+pub(crate) type Access = imagebus_host::StateAccess<State>;
 
 /// One command's view: the shared context and the state's steps.
 #[derive(Debug, Clone)]
@@ -240,13 +235,7 @@ impl Job {
         R: Send + 'static,
         F: FnOnce(&mut State) -> R + Send + 'static,
     {
-        match &self.state {
-            Access::Host(host) => Ok(host.apply(f).await?),
-            Access::Local(state) => {
-                let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(f(&mut guard))
-            }
-        }
+        Ok(self.state.apply(f).await?)
     }
 
     /// Runs `f` with the syscall seams on the blocking pool ([`imagebus_sys::blocking`]).
