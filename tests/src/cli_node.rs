@@ -70,6 +70,16 @@ impl CliNode {
         serde_json::from_str(&self.ok(&all)).expect("JSON output")
     }
 
+    /// No container, mount or attachment is left, and the kernel agrees: no mount or loop
+    /// device under the scratch directory.
+    pub fn assert_clean(&self) {
+        assert_eq!(self.json(&["ps"]), serde_json::json!([]));
+        assert_eq!(self.json(&["mount", "list"]), serde_json::json!([]));
+        assert_eq!(self.json(&["attach", "list"]), serde_json::json!([]));
+        assert!(crate::rootfs::mounts_under(self.scratch.path()).is_empty());
+        assert!(crate::rootfs::loops_under(self.scratch.path()).is_empty());
+    }
+
     /// The image copy's path.
     pub fn image(&self) -> &str {
         self.image.to_str().expect("a UTF-8 scratch path")

@@ -1,88 +1,35 @@
 //! The container commands (`run`, `ps`, `logs`, `exec`, `events`, `stop`, `rm`, `inspect`)
 //! against a real imagebusd with real runc, loop devices, squashfs and overlayfs. Root.
 
+use imagebus_tests::cli_node::CliNode;
 use imagebus_tests::daemon::{cli_command, wait_until, Daemon};
 use imagebus_tests::image::busybox_squashfs;
 use imagebus_tests::redis::RedisFixture;
 use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-/// Redis, a scratch directory (swept of mounts and loops on drop) holding a copy of the
-/// busybox image, and a daemon whose directories are inside it. Fields drop in order:
-/// daemon (containers removed), then scratch, then redis.
-struct Node {
-    daemon: Daemon,
-    scratch: KernelScratch,
-    image: PathBuf,
-    redis: RedisFixture,
+/// The node of these tests: [`CliNode`] (redis, scratch directory with the busybox image,
+/// imagebusd).
+type Node = CliNode;
+
+fn node() -> Node {
+    CliNode::start("ibcli")
 }
 
-impl Node {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// A node whose imagebusd gets `extra` flags.
-    fn start_with(extra: &[&str]) -> Self {
-        let redis = RedisFixture::start();
-        let scratch = KernelScratch::new("ibcli");
-        let image = scratch.path().join("busybox.sqsh");
-        std::fs::copy(busybox_squashfs(), &image).unwrap();
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), extra);
-        daemon.wait_ready();
-        Self {
-            daemon,
-            scratch,
-            image,
-            redis,
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {out:?}\nlog:\n{}",
-            self.daemon.log()
-        );
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    fn image(&self) -> &str {
-        self.image.to_str().unwrap()
-    }
-
-    /// SIGKILLs the daemon while container `name` (init `pid`) runs, checks the container
-    /// outlived it, restarts the daemon and checks it finds the container running again.
-    fn kill9_and_restart_daemon(&mut self, name: &str, pid: u64) {
-        self.daemon.kill9();
-        assert!(
-            std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "the container died with the daemon"
-        );
-        self.daemon.restart();
-        let info = self.json(&["--timeout", "10s", "inspect", name]);
-        assert_eq!(info["state"], "running", "{info}");
-        assert_eq!(info["pid"], pid);
-    }
-
-    /// Nothing of ours left in the kernel.
-    fn assert_clean(&self) {
-        assert_eq!(self.json(&["ps"]), serde_json::json!([]));
-        assert_eq!(self.json(&["mount", "list"]), serde_json::json!([]));
-        assert_eq!(self.json(&["attach", "list"]), serde_json::json!([]));
-        assert!(mounts_under(self.scratch.path()).is_empty());
-        assert!(loops_under(self.scratch.path()).is_empty());
-    }
+/// SIGKILLs the daemon while container `name` (init `pid`) runs, checks the container
+/// outlived it, restarts the daemon and checks it finds the container running again.
+fn kill9_and_restart_daemon(n: &mut Node, name: &str, pid: u64) {
+    n.daemon.kill9();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container died with the daemon"
+    );
+    n.daemon.restart();
+    let info = n.json(&["--timeout", "10s", "inspect", name]);
+    assert_eq!(info["state"], "running", "{info}");
+    assert_eq!(info["pid"], pid);
 }
 
 fn one_error_line(stderr: &str, prefix: &str) {
@@ -97,7 +44,7 @@ fn one_error_line(stderr: &str, prefix: &str) {
 
 #[test]
 fn run_ps_logs_exec_events_stop_rm() {
-    let n = Node::start();
+    let n = node();
     let id = n.ok(&[
         "run",
         "--name",
@@ -202,7 +149,7 @@ fn run_ps_logs_exec_events_stop_rm() {
 
 #[test]
 fn logs_follow_until_the_container_exits() {
-    let n = Node::start();
+    let n = node();
     n.ok(&[
         "run",
         "--name",
@@ -226,7 +173,7 @@ fn logs_follow_until_the_container_exits() {
 
 #[test]
 fn bad_runs_are_typed_errors_that_leave_nothing() {
-    let n = Node::start();
+    let n = node();
     n.ok(&[
         "run",
         "--name",
@@ -272,7 +219,7 @@ fn bad_runs_are_typed_errors_that_leave_nothing() {
 
 #[test]
 fn containers_survive_kill9_of_the_daemon() {
-    let mut n = Node::start();
+    let mut n = node();
     let img = n.image().to_string();
     n.ok(&[
         "run",
@@ -289,7 +236,7 @@ fn containers_survive_kill9_of_the_daemon() {
         .as_u64()
         .expect("pid");
 
-    n.kill9_and_restart_daemon("survivor", pid);
+    kill9_and_restart_daemon(&mut n, "survivor", pid);
     assert_eq!(
         n.ok(&["exec", "survivor", "--", "echo", "still here"])
             .trim(),
@@ -312,7 +259,7 @@ fn imagebusd_runtime_crun_runs_survives_a_restart_and_cleans_up() {
         crun.is_ok_and(|o| o.status.success()),
         "crun is missing: apt-get install crun"
     );
-    let mut n = Node::start_with(&["--runtime", "crun"]);
+    let mut n = CliNode::start_with("ibcli", &["--runtime", "crun"]);
     let img = n.image().to_string();
     n.ok(&[
         "run",
@@ -349,7 +296,7 @@ fn imagebusd_runtime_crun_runs_survives_a_restart_and_cleans_up() {
         "via crun"
     );
 
-    n.kill9_and_restart_daemon("on-crun", pid);
+    kill9_and_restart_daemon(&mut n, "on-crun", pid);
     let stopped = n.ok(&["stop", "-t", "10s", "on-crun"]);
     assert!(stopped.contains("exited (exit 0)"), "{stopped}");
     n.ok(&["rm", "on-crun"]);

@@ -4,78 +4,45 @@
 //! containers with real runc, held while in use, and kept across a daemon restart.
 //! Malicious layers are refused and leave nothing. Root.
 
-use imagebus_tests::daemon::{wait_until, Daemon};
+use imagebus_tests::cli_node::CliNode;
+use imagebus_tests::daemon::wait_until;
 use imagebus_tests::image::busybox_squashfs;
 use imagebus_tests::oci_image::{
     busybox_layer, config, docker_archive, layer, names_in, oci_layout, tar_dir, two_layers, Entry,
 };
-use imagebus_tests::redis::RedisFixture;
-use imagebus_tests::rootfs::{loops_under, mounts_under, KernelScratch};
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Redis, a scratch directory (swept of mounts and loops on drop) and a daemon whose
-/// directories are inside it. Fields drop in order: daemon, scratch, redis.
-struct Node {
-    daemon: Daemon,
-    scratch: KernelScratch,
-    _redis: RedisFixture,
+/// The node of these tests: [`CliNode`] (redis, scratch directory, imagebusd).
+type Node = CliNode;
+
+fn node() -> Node {
+    CliNode::start("ibimg")
 }
 
-impl Node {
-    fn start() -> Self {
-        let redis = RedisFixture::start();
-        let scratch = KernelScratch::new("ibimg");
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &[]);
-        daemon.wait_ready();
-        Self {
-            daemon,
-            scratch,
-            _redis: redis,
-        }
-    }
+/// `imagebus --json --timeout 60s ARGS` (imports may take a while), which must succeed.
+fn json(n: &Node, args: &[&str]) -> Value {
+    let mut all = vec!["--timeout", "60s"];
+    all.extend_from_slice(args);
+    n.json(&all)
+}
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {out:?}\nlog:\n{}",
-            self.daemon.log()
-        );
-        out.stdout
-    }
+/// Runs a command that must fail; returns its stderr.
+fn fails(n: &Node, args: &[&str]) -> String {
+    let out = n.daemon.cli(args);
+    assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
+    out.stderr
+}
 
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json", "--timeout", "60s"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
+/// The store's directory.
+fn store(n: &Node) -> PathBuf {
+    n.daemon.dir().join("state/image")
+}
 
-    /// Runs a command that must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.daemon.cli(args);
-        assert!(!out.status.success(), "{args:?} succeeded: {out:?}");
-        out.stderr
-    }
-
-    /// The store's directory.
-    fn store(&self) -> PathBuf {
-        self.daemon.dir().join("state/image")
-    }
-
-    fn images(&self) -> Vec<Value> {
-        self.json(&["image", "ls"]).as_array().unwrap().clone()
-    }
-
-    /// No mount, loop device or container of ours remains.
-    fn assert_clean(&self) {
-        assert_eq!(self.json(&["ps"]), serde_json::json!([]));
-        assert_eq!(self.json(&["mount", "list"]), serde_json::json!([]));
-        assert_eq!(self.json(&["attach", "list"]), serde_json::json!([]));
-        assert!(mounts_under(self.scratch.path()).is_empty());
-        assert!(loops_under(self.scratch.path()).is_empty());
-    }
+fn images(n: &Node) -> Vec<Value> {
+    json(n, &["image", "ls"]).as_array().unwrap().clone()
 }
 
 fn s(p: &Path) -> String {
@@ -92,12 +59,12 @@ fn busybox_config() -> Value {
 
 #[test]
 fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
-    let n = Node::start();
+    let n = node();
     let layout = n.scratch.path().join("bb-oci");
     let digest = oci_layout(&layout, &two_layers(), &busybox_config(), "1");
     let src = format!("oci:{}:1", s(&layout));
 
-    let info = n.json(&["image", "import", &src, "--name", "busybox:1"]);
+    let info = json(&n, &["image", "import", &src, "--name", "busybox:1"]);
     assert_eq!(info["digest"], digest.as_str(), "{info}");
     assert_eq!(info["names"], serde_json::json!(["busybox:1"]));
     assert_eq!(info["fs_type"], "erofs");
@@ -113,7 +80,7 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
     let file = PathBuf::from(info["file"].as_str().unwrap());
     assert_eq!(
         file,
-        n.store().join(format!(
+        store(&n).join(format!(
             "images/{}.erofs",
             digest.trim_start_matches("sha256:")
         ))
@@ -121,12 +88,12 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
     assert!(file.is_file());
 
     // Twice: stored once, the new name tags it.
-    let again = n.json(&["image", "import", &src, "--name", "bb:2"]);
+    let again = json(&n, &["image", "import", &src, "--name", "bb:2"]);
     assert_eq!(again["digest"], digest.as_str());
-    let list = n.images();
+    let list = images(&n);
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["names"], serde_json::json!(["bb:2", "busybox:1"]));
-    assert_eq!(names_in(&n.store().join("images")), vec![file.clone()]);
+    assert_eq!(names_in(&store(&n).join("images")), vec![file.clone()]);
     let table = n.ok(&["image", "ls"]);
     let hex = digest.trim_start_matches("sha256:");
     assert!(table.starts_with("DIGEST"), "{table}");
@@ -141,12 +108,15 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
     );
 
     // Mounted by name: the layers were applied with their whiteouts and opaque dir.
-    let m = n.json(&[
-        "mount",
-        "create",
-        "--spec",
-        r#"{"source": {"kind": "stored", "image": "busybox:1"}}"#,
-    ]);
+    let m = json(
+        &n,
+        &[
+            "mount",
+            "create",
+            "--spec",
+            r#"{"source": {"kind": "stored", "image": "busybox:1"}}"#,
+        ],
+    );
     let mp = PathBuf::from(m["mountpoint"].as_str().unwrap());
     assert_eq!(m["fs_type"], "erofs");
     assert!(m["read_only"].as_bool().unwrap());
@@ -162,11 +132,11 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
     for gone in ["etc/motd", "old/a", "data/lower"] {
         assert!(!mp.join(gone).exists(), "{gone} should be whited out");
     }
-    let held = n.json(&["image", "inspect", "busybox:1"]);
+    let held = json(&n, &["image", "inspect", "busybox:1"]);
     assert_eq!(held["holders"], serde_json::json!([{"mount": m["id"]}]));
     n.ok(&["mount", "rm", &m["id"].to_string()]);
     assert_eq!(
-        n.json(&["image", "inspect", &digest])["holders"],
+        json(&n, &["image", "inspect", &digest])["holders"],
         serde_json::json!([])
     );
 
@@ -189,33 +159,33 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
         "logs: {}",
         n.ok(&["logs", "c1"])
     );
-    let holders = n.json(&["image", "inspect", "bb:2"])["holders"].clone();
+    let holders = json(&n, &["image", "inspect", "bb:2"])["holders"].clone();
     assert_eq!(holders.as_array().unwrap().len(), 1, "{holders}");
 
     // Remove is refused while the container's mount holds the image.
-    let err = n.fails(&["image", "rm", &digest]);
+    let err = fails(&n, &["image", "rm", &digest]);
     assert!(err.contains("Conflict:"), "{err}");
     assert!(file.is_file());
     n.ok(&["--timeout", "30s", "rm", "--force", "c1"]);
     assert_eq!(
-        n.json(&["image", "inspect", &digest])["holders"],
+        json(&n, &["image", "inspect", &digest])["holders"],
         serde_json::json!([])
     );
 
     // By one of two names: only the name goes; by the last one: the image goes.
     n.ok(&["image", "rm", "busybox:1"]);
-    assert_eq!(n.images()[0]["names"], serde_json::json!(["bb:2"]));
+    assert_eq!(images(&n)[0]["names"], serde_json::json!(["bb:2"]));
     n.ok(&["image", "rm", "bb:2"]);
-    assert!(n.images().is_empty());
+    assert!(images(&n).is_empty());
     assert!(!file.exists());
-    let err = n.fails(&["image", "rm", "bb:2"]);
+    let err = fails(&n, &["image", "rm", "bb:2"]);
     assert!(err.contains("NotFound:"), "{err}");
     n.assert_clean();
 }
 
 #[test]
 fn malicious_layers_are_refused_and_leave_nothing() {
-    let n = Node::start();
+    let n = node();
     let outside = n.scratch.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let out = s(&outside);
@@ -246,19 +216,22 @@ fn malicious_layers_are_refused_and_leave_nothing() {
             &busybox_config(),
             "1",
         );
-        let err = n.fails(&[
-            "--timeout",
-            "60s",
-            "image",
-            "import",
-            &format!("oci:{}", s(&layout)),
-        ]);
+        let err = fails(
+            &n,
+            &[
+                "--timeout",
+                "60s",
+                "image",
+                "import",
+                &format!("oci:{}", s(&layout)),
+            ],
+        );
         assert!(err.contains("InvalidArgument:"), "{what}: {err}");
         assert!(err.contains("escapes"), "{what}: {err}");
-        assert!(n.images().is_empty(), "{what}");
+        assert!(images(&n).is_empty(), "{what}");
         assert!(names_in(&outside).is_empty(), "{what}: wrote outside");
-        assert!(names_in(&n.store().join("images")).is_empty(), "{what}");
-        assert!(names_in(&n.store().join("staging")).is_empty(), "{what}");
+        assert!(names_in(&store(&n).join("images")).is_empty(), "{what}");
+        assert!(names_in(&store(&n).join("staging")).is_empty(), "{what}");
     }
     // A corrupt blob is refused the same way.
     let layout = n.scratch.path().join("corrupt");
@@ -272,15 +245,18 @@ fn malicious_layers_are_refused_and_leave_nothing() {
             std::fs::write(&f, bytes).unwrap();
         }
     }
-    let err = n.fails(&[
-        "--timeout",
-        "60s",
-        "image",
-        "import",
-        &format!("oci:{}", s(&layout)),
-    ]);
+    let err = fails(
+        &n,
+        &[
+            "--timeout",
+            "60s",
+            "image",
+            "import",
+            &format!("oci:{}", s(&layout)),
+        ],
+    );
     assert!(err.contains("InvalidArgument:"), "{err}");
-    assert!(names_in(&n.store().join("images")).is_empty());
+    assert!(names_in(&store(&n).join("images")).is_empty());
     // Bad sources and names.
     for args in [
         &["image", "import", "docker://busybox"][..],
@@ -293,7 +269,7 @@ fn malicious_layers_are_refused_and_leave_nothing() {
             "Bad Name",
         ],
     ] {
-        let err = n.fails(args);
+        let err = fails(&n, args);
         assert!(
             err.contains("InvalidArgument:") || err.contains("NotFound:"),
             "{args:?}: {err}"
@@ -304,13 +280,16 @@ fn malicious_layers_are_refused_and_leave_nothing() {
 
 #[test]
 fn archives_and_plain_files_import_with_default_names() {
-    let n = Node::start();
+    let n = node();
     // oci-archive: a tar of a layout; the default name is the file's stem and the tag.
     let layout = n.scratch.path().join("layout");
     let digest = oci_layout(&layout, &two_layers(), &busybox_config(), "2.0");
     let archive = n.scratch.path().join("bb.tar");
     tar_dir(&layout, &archive);
-    let a = n.json(&["image", "import", &format!("oci-archive:{}", s(&archive))]);
+    let a = json(
+        &n,
+        &["image", "import", &format!("oci-archive:{}", s(&archive))],
+    );
     assert_eq!(
         (&a["digest"], &a["names"], &a["format"]),
         (
@@ -321,13 +300,16 @@ fn archives_and_plain_files_import_with_default_names() {
         "{a}"
     );
     // Same image as an OCI layout: stored once.
-    let same = n.json(&[
-        "image",
-        "import",
-        &format!("oci:{}:2.0", s(&layout)),
-        "--name",
-        "x",
-    ]);
+    let same = json(
+        &n,
+        &[
+            "image",
+            "import",
+            &format!("oci:{}:2.0", s(&layout)),
+            "--name",
+            "x",
+        ],
+    );
     assert_eq!(same["digest"], digest.as_str());
 
     // docker-archive: the repository tag names it; its digest is the config's.
@@ -338,7 +320,10 @@ fn archives_and_plain_files_import_with_default_names() {
         &busybox_config(),
         "docker.io/library/busybox:d1",
     );
-    let d = n.json(&["image", "import", &format!("docker-archive:{}", s(&darch))]);
+    let d = json(
+        &n,
+        &["image", "import", &format!("docker-archive:{}", s(&darch))],
+    );
     assert_eq!(d["digest"], cdigest.as_str(), "{d}");
     assert_eq!(
         d["names"],
@@ -348,20 +333,23 @@ fn archives_and_plain_files_import_with_default_names() {
     // By its repository tag: the same image; an unknown tag is not found.
     let src = format!("docker-archive:{}:docker.io/library/busybox:d1", s(&darch));
     assert_eq!(
-        n.json(&["image", "import", &src])["digest"],
+        json(&n, &["image", "import", &src])["digest"],
         cdigest.as_str()
     );
-    let err = n.fails(&[
-        "image",
-        "import",
-        &format!("docker-archive:{}:nope:1", s(&darch)),
-    ]);
+    let err = fails(
+        &n,
+        &[
+            "image",
+            "import",
+            &format!("docker-archive:{}:nope:1", s(&darch)),
+        ],
+    );
     assert!(err.contains("NotFound:"), "{err}");
 
     // A plain squashfs file, stored as it is.
     let plain = n.scratch.path().join("plain.sqsh");
     std::fs::copy(busybox_squashfs(), &plain).unwrap();
-    let p = n.json(&["image", "import", &s(&plain)]);
+    let p = json(&n, &["image", "import", &s(&plain)]);
     assert_eq!(
         (&p["fs_type"], &p["names"]),
         (
@@ -369,9 +357,9 @@ fn archives_and_plain_files_import_with_default_names() {
             &serde_json::json!(["plain:latest"])
         )
     );
-    assert_eq!(n.images().len(), 3);
+    assert_eq!(images(&n).len(), 3);
     // A name of another image is refused.
-    let err = n.fails(&["image", "tag", &digest, "plain"]);
+    let err = fails(&n, &["image", "tag", &digest, "plain"]);
     assert!(err.contains("Conflict:"), "{err}");
 
     // Two concurrent imports of one image under two names: one image, both names.
@@ -393,9 +381,9 @@ fn archives_and_plain_files_import_with_default_names() {
     for o in &outs {
         assert!(o.status.success(), "{o:?}");
     }
-    let conc = n.json(&["image", "inspect", &d2]);
+    let conc = json(&n, &["image", "inspect", &d2]);
     assert_eq!(conc["names"], serde_json::json!(["c:1", "c:2"]));
-    assert_eq!(names_in(&n.store().join("images")).len(), 4);
+    assert_eq!(names_in(&store(&n).join("images")).len(), 4);
 
     // A container from the docker-archive image by name and from the plain file by name.
     for (name, image) in [("d", "docker.io/library/busybox:d1"), ("p", "plain")] {
@@ -424,36 +412,42 @@ fn archives_and_plain_files_import_with_default_names() {
 
 #[test]
 fn images_and_their_holders_survive_a_daemon_restart() {
-    let mut n = Node::start();
+    let mut n = node();
     let layout = n.scratch.path().join("img");
     let digest = oci_layout(&layout, &two_layers(), &busybox_config(), "1");
-    n.json(&[
-        "image",
-        "import",
-        &format!("oci:{}", s(&layout)),
-        "--name",
-        "keep:1",
-    ]);
-    let m = n.json(&[
-        "mount",
-        "create",
-        "--spec",
-        r#"{"source": {"kind": "stored", "image": "keep:1"}}"#,
-    ]);
+    json(
+        &n,
+        &[
+            "image",
+            "import",
+            &format!("oci:{}", s(&layout)),
+            "--name",
+            "keep:1",
+        ],
+    );
+    let m = json(
+        &n,
+        &[
+            "mount",
+            "create",
+            "--spec",
+            r#"{"source": {"kind": "stored", "image": "keep:1"}}"#,
+        ],
+    );
     n.daemon.kill9();
     // A staging directory of a cut-short import is swept at start-up.
-    let staging = n.store().join("staging/leftover");
+    let staging = store(&n).join("staging/leftover");
     std::fs::create_dir_all(staging.join("rootfs")).unwrap();
     n.daemon.restart();
-    let list = n.images();
+    let list = images(&n);
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["digest"], digest.as_str());
     assert_eq!(list[0]["names"], serde_json::json!(["keep:1"]));
     assert_eq!(list[0]["holders"], serde_json::json!([{"mount": m["id"]}]));
     assert!(!staging.exists());
-    assert!(n.fails(&["image", "rm", "keep:1"]).contains("Conflict:"));
+    assert!(fails(&n, &["image", "rm", "keep:1"]).contains("Conflict:"));
     n.ok(&["mount", "rm", &m["id"].to_string()]);
     n.ok(&["image", "rm", "keep:1"]);
-    assert!(n.images().is_empty());
+    assert!(images(&n).is_empty());
     n.assert_clean();
 }
