@@ -167,6 +167,33 @@ fn an_oci_layout_is_stored_once_mounted_run_by_name_and_held_while_used() {
     assert!(err.contains("Conflict:"), "{err}");
     assert!(file.is_file());
     n.ok(&["--timeout", "30s", "rm", "--force", "c1"]);
+    // Without a command, the image's config fills in the spec (Cmd, Env, WorkingDir, User);
+    // -e overrides an Env entry by name.
+    let c2 = json(
+        &n,
+        &[
+            "run",
+            "--name",
+            "c2",
+            "--created",
+            "--image",
+            "bb:2",
+            "-e",
+            "FOO=cli",
+        ],
+    );
+    assert_eq!(c2["command"], serde_json::json!(["sh"]), "{c2}");
+    assert_eq!(
+        c2["spec"]["env"],
+        serde_json::json!(["PATH=/bin", "FOO=cli"]),
+        "{c2}"
+    );
+    assert_eq!(
+        c2["spec"]["user"],
+        serde_json::json!({"uid": 0, "gid": 0}),
+        "{c2}"
+    );
+    n.ok(&["rm", "-f", "c2"]);
     assert_eq!(
         json(&n, &["image", "inspect", &digest])["holders"],
         serde_json::json!([])

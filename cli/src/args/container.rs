@@ -97,12 +97,13 @@ pub struct RunArgs {
     /// `DIR/config.json` is merged like --oci-config.
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<PathBuf>,
-    /// The command and its arguments (a `--` before them is optional).
+    /// The command and its arguments (a `--` before them is optional). With an image of
+    /// the store: its Entrypoint, then these arguments (default: its Cmd).
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        required_unless_present_any = ["spec", "oci_config", "bundle"]
+        required_unless_present_any = ["spec", "oci_config", "bundle", "image"]
     )]
     pub command: Vec<String>,
 }

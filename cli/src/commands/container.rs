@@ -9,6 +9,7 @@ use imagebus_schema::container::{
     BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
     ContainerModuleStub, ContainerSpec, ContainerState, InitialState, Network, Resources, UserSpec,
 };
+use imagebus_schema::image::{ImageModule, ImageModuleStub};
 use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount, StoredMount};
 use imagebus_schema::Selector;
 use std::io::Write;
@@ -33,7 +34,13 @@ pub async fn run(g: &Global, a: &RunArgs) -> Result<()> {
         spec.tty = true;
         spec.env = super::session::with_term(std::mem::take(&mut spec.env));
     }
-    let c = stub(g, Duration::ZERO).await?;
+    let client = super::connect(g).await?;
+    if let Some(name) = super::container_image::stored_image(a) {
+        let images = ImageModuleStub::new(client.clone()).with_timeout(g.timeout);
+        let config = images.get(name).await?.config;
+        super::container_image::apply(&mut spec, a, &config)?;
+    }
+    let c = ContainerModuleStub::new(client).with_timeout(g.timeout);
     if a.tty && !a.created {
         return run_attached(&c, spec, a.interactive).await;
     }
@@ -96,9 +103,7 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
         (Some(path), _) => {
             // An existing file, or a path (absolute, `./`, `../`), is an image file;
             // anything else names an image of the image store.
-            let text = path.to_string_lossy();
-            let is_path = path.exists() || text.starts_with('/') || text.starts_with('.');
-            let source = if is_path {
+            let source = if !super::container_image::names_stored(path) {
                 image_file(path, None, true)?
             } else {
                 MountSource::Stored(StoredMount {

@@ -4,6 +4,7 @@ mod acl;
 mod attach;
 mod call;
 mod container;
+mod container_image;
 mod container_io;
 mod container_oci;
 mod docs;
