@@ -301,6 +301,7 @@ mod tests {
                 reason: None,
                 deleted: false,
                 at_ms: 0,
+                health: None,
             }])
             .boxed()
         }

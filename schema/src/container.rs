@@ -13,7 +13,12 @@ pub const MODULE: &str = "container";
 /// Default `PATH` when the spec's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+mod health;
 mod options;
+pub use health::{
+    Health, HealthSpec, HealthStatus, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RETRIES,
+    DEFAULT_HEALTH_TIMEOUT_MS, MIN_HEALTH_PERIOD_MS,
+};
 pub use options::{OciConfig, RestartPolicy, RestartSpec};
 
 /// Default grace period between the stop signal and SIGKILL.
@@ -256,6 +261,10 @@ pub struct ContainerSpec {
     /// when it is the default.
     #[serde(default, skip_serializing_if = "RestartSpec::is_default")]
     pub restart: RestartSpec,
+    /// A health check run inside the container while it runs (see [`HealthSpec`]).
+    /// Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
 }
 
 impl ContainerSpec {
@@ -292,6 +301,7 @@ impl ContainerSpec {
             stop_timeout_ms: None,
             oci: None,
             restart: RestartSpec::default(),
+            health: None,
         }
     }
 }
@@ -374,6 +384,10 @@ pub struct ContainerInfo {
     /// How many times the restart policy has run the container again.
     #[serde(default)]
     pub restart_count: u32,
+    /// The health of the current run, for a container with a health check (`None`
+    /// otherwise, and while it is not running). Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
     /// The spec it was created from (with inline mounts as given).
     pub spec: ContainerSpec,
 }
@@ -522,6 +536,11 @@ pub struct ContainerEvent {
     /// Whether the container was deleted (the last event of a container).
     #[serde(default)]
     pub deleted: bool,
+    /// The health status, on the events of a container with a health check: a `running`
+    /// event whose health changed (`starting` → `healthy` → `unhealthy` ...) tells of a
+    /// transition. Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
 }

@@ -82,6 +82,22 @@ pub struct RunArgs {
     /// row at most).
     #[arg(long, value_name = "POLICY", value_parser = imagebus_schema::container::RestartSpec::parse)]
     pub restart: Option<imagebus_schema::container::RestartSpec>,
+    /// Health check: a command run inside the container every --health-interval (split
+    /// like a shell: quotes and backslashes); exit 0 is healthy.
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between two health checks (default 30s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION", requires = "health_cmd")]
+    pub health_interval: Option<Duration>,
+    /// A health check running longer is killed and counts as failed (default 30s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION", requires = "health_cmd")]
+    pub health_timeout: Option<Duration>,
+    /// Failed health checks in a row that make the container unhealthy (default 3).
+    #[arg(long, value_name = "N", requires = "health_cmd")]
+    pub health_retries: Option<u32>,
+    /// Failed health checks within this time after the start do not count (default 0s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION", requires = "health_cmd")]
+    pub health_start_period: Option<Duration>,
     /// A runc bundle: `DIR/rootfs` (bind-mounted) is the root filesystem and
     /// `DIR/config.json` is merged like --oci-config.
     #[arg(long, value_name = "DIR")]

@@ -133,6 +133,9 @@ pub async fn events(g: &Global, a: &EventsArgs) -> Result<()> {
             if let Some(code) = ev.exit_code {
                 line.push_str(&format!(" exit={code}"));
             }
+            if let Some(health) = ev.health {
+                line.push_str(&format!(" health={}", health.as_str()));
+            }
             if let Some(reason) = &ev.reason {
                 line.push_str(&format!(" reason={reason:?}"));
             }

@@ -297,6 +297,7 @@ fn record(
             started_at_ms: Some(1),
             finished_at_ms: None,
             restart_count: 0,
+            health: None,
             spec: spec(InitialState::Running),
         },
         stop_signal: 15,
@@ -305,6 +306,7 @@ fn record(
         watched,
         restart_due_ms: None,
         restart_streak: 0,
+        health_kill: false,
     };
     let dir = s.cfg.container_dir(id);
     std::fs::create_dir_all(&dir).unwrap();

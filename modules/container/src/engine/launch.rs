@@ -31,6 +31,13 @@ impl Launched {
         record.generation += 1;
         record.watched = Some(self.watched);
         record.restart_due_ms = None;
+        record.health_kill = false;
+        record.info.health = record
+            .info
+            .spec
+            .health
+            .as_ref()
+            .map(|_| imagebus_schema::container::Health::starting());
         record.info.pid = self.init_pid;
         record.info.exit_code = None;
         record.info.exit_signal = None;

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub mod create;
 pub mod exec;
 pub mod exits;
+pub mod health;
 pub mod launch;
 pub mod logs;
 pub mod nul;
@@ -137,6 +138,7 @@ pub fn event(info: &ContainerInfo, deleted: bool) -> ContainerEvent {
         reason: info.reason.clone(),
         deleted,
         at_ms: now_ms(),
+        health: info.health.as_ref().map(|h| h.status),
     }
 }
 

@@ -71,6 +71,8 @@ impl FollowUps {
     pub fn start(self, e: &Engine) {
         for (w, id, generation) in self.watch {
             watch::watch(e, w, id, generation);
+            // The health checks of a live run go on, from the status in its record.
+            super::health::arm(e, id, generation);
         }
         for (id, generation, after) in self.arm {
             stop::arm(e, id, generation, after);
