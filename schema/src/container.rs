@@ -265,6 +265,49 @@ pub struct ContainerSpec {
     /// Absent on the wire when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSpec>,
+    /// The rotation of this container's log (default: the daemon's). Absent on the wire
+    /// when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSpec>,
+}
+
+/// How a container's log is rotated. Request type.
+///
+/// msgpack/JSON form: `{"max_bytes": 10485760, "max_files": 3}`; an absent field takes
+/// the daemon's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// Size past which the current file is rotated (0: never; else at least
+    /// [`MIN_LOG_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Files kept, the current one included (1 to [`MAX_LOG_FILES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+}
+
+/// The least rotation size accepted.
+pub const MIN_LOG_BYTES: u64 = 1024;
+
+/// The most files a log may keep.
+pub const MAX_LOG_FILES: u32 = 100;
+
+impl LogSpec {
+    /// Checks the values; the error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(b) = self.max_bytes.filter(|&b| b != 0 && b < MIN_LOG_BYTES) {
+            return Err(format!(
+                "log max_bytes {b} is below the least accepted, {MIN_LOG_BYTES} (0: never rotate)"
+            ));
+        }
+        if let Some(f) = self.max_files.filter(|f| !(1..=MAX_LOG_FILES).contains(f)) {
+            return Err(format!(
+                "log max_files {f} is not between 1 and {MAX_LOG_FILES}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ContainerSpec {
@@ -302,6 +345,7 @@ impl ContainerSpec {
             oci: None,
             restart: RestartSpec::default(),
             health: None,
+            log: None,
         }
     }
 }
@@ -421,6 +465,53 @@ pub struct LogsRequest {
     /// (or for the container to stop) before answering.
     #[serde(default)]
     pub wait_ms: Option<u64>,
+    /// Only lines read at or after this time (ms since the Unix epoch). Lines written
+    /// before the log had times have none and are left out by `since_ms` and `until_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Only lines read at or before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// Only this stream (lines without one count as stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<LogStream>,
+    /// Return the lines as [`LogChunk::entries`] (with time and stream) instead of text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub entries: bool,
+}
+
+/// Which output of the container a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl LogStream {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When the monitor read it, nanoseconds since the Unix epoch (`None`: a line written
+    /// before logs had times).
+    #[serde(default)]
+    pub time_ns: Option<u64>,
+    /// Its stream (`None`: a line written before logs kept them apart).
+    #[serde(default)]
+    pub stream: Option<LogStream>,
+    /// The text, without its newline.
+    pub line: String,
 }
 
 /// A piece of a container's log.
@@ -428,10 +519,14 @@ pub struct LogsRequest {
 pub struct LogChunk {
     /// The text (invalid UTF-8 replaced).
     pub data: String,
-    /// Byte offset just past `data`: pass it as `offset` to follow.
+    /// Position just past what was read (a byte offset in the whole log, across its
+    /// rotated files): pass it as `offset` to follow.
     pub offset: u64,
     /// Whether more output may come (the container is created, running or stopping).
     pub running: bool,
+    /// The lines, when the request asked for entries (`data` is then empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<LogEntry>,
 }
 
 /// A process to run in a running container. Request type.

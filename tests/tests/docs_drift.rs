@@ -638,6 +638,51 @@ fn container_md_lists_the_health_fields_and_flags() {
     assert_eq!(fields, json_keys(&spec), "the fields the health flags set");
 }
 
+/// The log settings and entries docs/container.md names, and the `run`/`imagebusd`/`logs`
+/// flags it lists for them.
+#[test]
+fn container_md_lists_the_log_settings() {
+    use imagebus_schema::container::{LogEntry, LogSpec};
+    let md = doc("container.md");
+    let spec = LogSpec {
+        max_bytes: Some(1),
+        max_files: Some(1),
+    };
+    assert_eq!(struct_fields(&md, "LogSpec"), json_keys(&spec));
+    let entry = LogEntry {
+        time_ns: None,
+        stream: None,
+        line: String::new(),
+    };
+    assert_eq!(struct_fields(&md, "LogEntry"), json_keys(&entry));
+    let start = md
+        .find("CLI: `imagebus logs <C>")
+        .expect("the logs CLI paragraph");
+    let para = &md[start..start + md[start..].find("\n\n").unwrap_or(md.len() - start)];
+    for (bin, args, prefix) in [
+        ("imagebus", &["run"][..], "--log-"),
+        ("imagebusd", &[][..], "--log-max"),
+        ("imagebus", &["logs"][..], "--"),
+    ] {
+        let help = help_of(bin, args);
+        for flag in help_flags(&help)
+            .into_keys()
+            .filter(|f| f.starts_with(prefix))
+        {
+            if flag == "--json"
+                || flag.starts_with("--broker")
+                || ["--run-dir", "--timeout"].contains(&flag.as_str())
+            {
+                continue;
+            }
+            assert!(
+                para.contains(&flag),
+                "docs/container.md's logs CLI paragraph lacks {bin} {args:?} {flag}"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_test_file_the_docs_name_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -7,7 +7,7 @@ use anyhow::Result;
 use imagebus_bus::RemoteError;
 use imagebus_schema::container::{
     BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
-    ContainerModuleStub, ContainerSpec, ContainerState, HealthSpec, InitialState, Network,
+    ContainerModuleStub, ContainerSpec, ContainerState, HealthSpec, InitialState, LogSpec, Network,
     Resources, UserSpec,
 };
 use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount, StoredMount};
@@ -125,6 +125,10 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
             timeout_ms: a.health_timeout.map(millis),
             retries: a.health_retries,
             start_period_ms: a.health_start_period.map(millis),
+        }),
+        log: (a.log_max_bytes.is_some() || a.log_max_files.is_some()).then_some(LogSpec {
+            max_bytes: a.log_max_bytes,
+            max_files: a.log_max_files,
         }),
     };
     super::container_oci::apply(&mut spec, a)?;

@@ -1337,8 +1337,10 @@ fn container_md_names_every_file_of_a_container() {
         f.exit,
         f.runtime_log,
         f.monitor_log,
-        imagebus_sys::monitor::rotated_log(&f.log),
+        imagebus_sys::logfile::rotated(&f.log, 1),
         f.log,
+        f.stdout_spool,
+        f.stderr_spool,
         cfg.state_dir.join("next_id.json"),
         cfg.runtime_root().join(""),
     ]

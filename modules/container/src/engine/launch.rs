@@ -74,7 +74,19 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         runtime_log: files.runtime_log.clone(),
         exit_file: files.exit.clone(),
         monitor_log: files.monitor_log.clone(),
-        log_max_bytes: e.cfg.log_max_bytes,
+        stdout_spool: files.stdout_spool.clone(),
+        stderr_spool: files.stderr_spool.clone(),
+        log_max_bytes: match record.info.spec.log.and_then(|l| l.max_bytes) {
+            Some(0) => None,
+            Some(b) => Some(b),
+            None => e.cfg.log_max_bytes,
+        },
+        log_max_files: record
+            .info
+            .spec
+            .log
+            .and_then(|l| l.max_files)
+            .unwrap_or(e.cfg.log_max_files),
     };
     let run_dir = files.run.clone();
     let rerun = record.generation > 0;
@@ -140,7 +152,8 @@ pub async fn remove_traces(e: &Engine, id: u64) {
     let rid = e.cfg.runtime_id(id);
     let (runtime, cgroups) = (e.sys.runtime.clone(), e.sys.cgroups.clone());
     let cgroup = e.cfg.cgroup_path(id);
-    let Files { dir, run, log, .. } = e.files(id);
+    let Files { dir, run, .. } = e.files(id);
+    let logs = e.cfg.log_files(id);
     let _ = blocking(move || {
         if let Err(err) = runtime.delete(&rid, true) {
             tracing::warn!(id, error = %err, "runtime delete during cleanup");
@@ -150,8 +163,9 @@ pub async fn remove_traces(e: &Engine, id: u64) {
         }
         let _ = state::remove_tree(&dir);
         let _ = state::remove_tree(&run);
-        let _ = state::remove_file(&imagebus_sys::monitor::rotated_log(&log));
-        let _ = state::remove_file(&log);
+        for f in &logs {
+            let _ = state::remove_file(f);
+        }
     })
     .await;
 }
