@@ -192,8 +192,9 @@ pub(super) fn start(
         .name("log-capture".into())
         .spawn(move || {
             let mut failed = false;
+            // What the container wrote before the watch existed is read first.
+            let mut stopping = false;
             loop {
-                let stopping = wait(watch.as_ref(), &stop_r);
                 for s in &mut open {
                     if let Err(e) = s.drain(&mut writer, stopping) {
                         if !failed {
@@ -205,6 +206,7 @@ pub(super) fn start(
                 if stopping {
                     return;
                 }
+                stopping = wait(watch.as_ref(), &stop_r);
             }
         })?;
     Ok(Capture {
@@ -299,6 +301,8 @@ mod tests {
         let (mut out, mut err) = open_spools(&out_p, &err_p).unwrap();
         let mlog = File::create(dir.path().join("monitor.log")).unwrap();
         let w = Writer::open(&log_p, None, 3).unwrap();
+        // Written before the capture (and its watch) starts: read all the same.
+        writeln!(err, "early").unwrap();
         let cap = start(
             [(&out_p, Stream::Stdout), (&err_p, Stream::Stderr)],
             w,
@@ -345,7 +349,7 @@ mod tests {
             .iter()
             .filter(|e| e.stream == Some(Stream::Stderr))
             .count();
-        assert_eq!(errs, 200);
+        assert_eq!(errs, 201);
         assert!(got.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
         // Space given back: the spool keeps its size but not its blocks.
         use std::os::unix::fs::MetadataExt;
