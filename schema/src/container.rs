@@ -428,8 +428,8 @@ pub struct ContainerInfo {
     /// How many times the restart policy has run the container again.
     #[serde(default)]
     pub restart_count: u32,
-    /// The health of the current run, for a container with a health check (`None`
-    /// otherwise, and while it is not running). Absent on the wire when `None`.
+    /// The health of the current (or, once it ended, the last) run, for a container with
+    /// a health check (`None` otherwise). Absent on the wire when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     /// The spec it was created from (with inline mounts as given).
