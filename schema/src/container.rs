@@ -14,11 +14,13 @@ pub const MODULE: &str = "container";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 mod health;
+mod logs;
 mod options;
 pub use health::{
     Health, HealthSpec, HealthStatus, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RETRIES,
     DEFAULT_HEALTH_TIMEOUT_MS, MIN_HEALTH_PERIOD_MS,
 };
+pub use logs::{LogEntry, LogSpec, LogStream, MAX_LOG_FILES, MIN_LOG_BYTES};
 pub use options::{OciConfig, RestartPolicy, RestartSpec};
 
 /// Default grace period between the stop signal and SIGKILL.
@@ -271,45 +273,6 @@ pub struct ContainerSpec {
     pub log: Option<LogSpec>,
 }
 
-/// How a container's log is rotated. Request type.
-///
-/// msgpack/JSON form: `{"max_bytes": 10485760, "max_files": 3}`; an absent field takes
-/// the daemon's setting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSpec {
-    /// Size past which the current file is rotated (0: never; else at least
-    /// [`MIN_LOG_BYTES`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_bytes: Option<u64>,
-    /// Files kept, the current one included (1 to [`MAX_LOG_FILES`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_files: Option<u32>,
-}
-
-/// The least rotation size accepted.
-pub const MIN_LOG_BYTES: u64 = 1024;
-
-/// The most files a log may keep.
-pub const MAX_LOG_FILES: u32 = 100;
-
-impl LogSpec {
-    /// Checks the values; the error names the field.
-    pub fn check(&self) -> Result<(), String> {
-        if let Some(b) = self.max_bytes.filter(|&b| b != 0 && b < MIN_LOG_BYTES) {
-            return Err(format!(
-                "log max_bytes {b} is below the least accepted, {MIN_LOG_BYTES} (0: never rotate)"
-            ));
-        }
-        if let Some(f) = self.max_files.filter(|f| !(1..=MAX_LOG_FILES).contains(f)) {
-            return Err(format!(
-                "log max_files {f} is not between 1 and {MAX_LOG_FILES}"
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl ContainerSpec {
     /// The same spec with the secret of every inline RBD attachment of its root chain
     /// redacted: what a container's record stores and what replies carry. The key is
@@ -478,40 +441,6 @@ pub struct LogsRequest {
     /// Return the lines as [`LogChunk::entries`] (with time and stream) instead of text.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub entries: bool,
-}
-
-/// Which output of the container a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
-impl LogStream {
-    /// `stdout` or `stderr`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogStream::Stdout => "stdout",
-            LogStream::Stderr => "stderr",
-        }
-    }
-}
-
-/// One line of a container's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// When the monitor read it, nanoseconds since the Unix epoch (`None`: a line written
-    /// before logs had times).
-    #[serde(default)]
-    pub time_ns: Option<u64>,
-    /// Its stream (`None`: a line written before logs kept them apart).
-    #[serde(default)]
-    pub stream: Option<LogStream>,
-    /// The text, without its newline.
-    pub line: String,
 }
 
 /// A piece of a container's log.
@@ -807,6 +736,58 @@ mod tests {
         assert!(serde_json::from_str::<ContainerSpec>(
             r#"{"mount":{"existing":{"id":1}},"command":"x","oci":[1]}"#
         )
+        .is_err());
+    }
+
+    /// Older peers see no new field unless it is used: a default `LogsRequest` and a
+    /// text `LogChunk` carry the keys they always had, a plain spec no `health` or `log`.
+    #[test]
+    fn new_log_and_health_fields_stay_off_the_wire_by_default() {
+        let keys = |v: serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let req = serde_json::to_value(LogsRequest::default()).unwrap();
+        assert_eq!(keys(req), ["max_bytes", "offset", "tail", "wait_ms"]);
+        let chunk = LogChunk {
+            data: "x\n".into(),
+            offset: 2,
+            running: true,
+            entries: Vec::new(),
+        };
+        assert_eq!(
+            keys(serde_json::to_value(chunk).unwrap()),
+            ["data", "offset", "running"]
+        );
+        let spec = serde_json::to_value(ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        ))
+        .unwrap();
+        assert!(
+            spec.get("health").is_none() && spec.get("log").is_none(),
+            "{spec}"
+        );
+        // An old reply (no entries) still decodes.
+        let old: LogChunk =
+            serde_json::from_str(r#"{"data":"a\n","offset":2,"running":false}"#).unwrap();
+        assert!(old.entries.is_empty());
+        assert!(LogSpec {
+            max_bytes: Some(10),
+            max_files: None
+        }
+        .check()
+        .is_err());
+        assert!(LogSpec {
+            max_bytes: Some(0),
+            max_files: Some(100)
+        }
+        .check()
+        .is_ok());
+        assert!(LogSpec {
+            max_bytes: None,
+            max_files: Some(0)
+        }
+        .check()
         .is_err());
     }
 
