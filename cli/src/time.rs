@@ -32,6 +32,36 @@ pub fn rfc3339_ms(ms: u64) -> String {
     rfc3339(secs, u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000)
 }
 
+/// Nanoseconds since the epoch as RFC 3339 with nine fraction digits (log lines).
+pub fn rfc3339_ns(ns: u64) -> String {
+    let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
+    let base = rfc3339(secs, 0);
+    let nanos = ns % 1_000_000_000;
+    format!("{}.{nanos:09}Z", base.trim_end_matches('Z'))
+}
+
+/// A `--since`/`--until` value: an RFC 3339 time, or a duration (the CLI's syntax) before
+/// now; milliseconds since the epoch.
+pub fn time_or_ago(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let at = match humantime::parse_rfc3339_weak(t) {
+        Ok(at) => at,
+        Err(_) => {
+            let ago = crate::args::duration(t).map_err(|e| {
+                format!("{t:?} is neither an RFC 3339 time nor a duration before now ({e})")
+            })?;
+            std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("{t:?} reaches before 1970"))?
+        }
+    };
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{t:?} is before 1970"))?
+        .as_millis();
+    u64::try_from(ms).map_err(|_| format!("{t:?} is too far away"))
+}
+
 /// Howard Hinnant's days → (year, month, day) in the proleptic Gregorian calendar.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;

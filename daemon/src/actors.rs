@@ -31,8 +31,10 @@ pub struct ActorDirs {
     pub runtime: PathBuf,
     /// `--instance`: prefix of runtime ids and cgroups.
     pub instance: String,
-    /// `--log-max-bytes`: the cap of each container's log (`None`: none).
+    /// `--log-max-bytes`: the rotation size of each container's log (`None`: never).
     pub log_max_bytes: Option<u64>,
+    /// `--log-max-files`: files each container's log keeps.
+    pub log_max_files: u32,
     /// `--max-mutations` and `--shutdown-timeout`, for each actor's host.
     pub limits: imagebus_host::Limits,
     /// `--zinit-dir`, `--zinit-socket` and `--system-host-root`, for system containers.
@@ -183,6 +185,7 @@ pub fn container_starter(
         cfg.runtime = dirs.runtime.clone();
         cfg.instance = dirs.instance.clone();
         cfg.log_max_bytes = dirs.log_max_bytes;
+        cfg.log_max_files = dirs.log_max_files;
         let mount = mount.clone();
         Box::pin(async move {
             let sys = imagebus_container::ContainerSys::linux(&cfg);
@@ -388,6 +391,7 @@ mod tests {
             runtime: "runc".into(),
             instance: "test".into(),
             log_max_bytes: None,
+            log_max_files: 2,
             limits: imagebus_host::Limits::default(),
             system: SystemDirs::default(),
         };

@@ -104,10 +104,16 @@ pub struct Args {
     #[arg(long, env = "IMAGEBUS_RUNTIME", default_value = "runc")]
     pub runtime: PathBuf,
 
-    /// Cap of each container's log in bytes: past it the monitor keeps the last that many
-    /// bytes in `<log>.1` and truncates the log. 0: no cap.
+    /// Size in bytes past which a container's log file is rotated (renamed to `<log>.1`,
+    /// older ones moving up; a container's own setting wins). 0: never rotate.
     #[arg(long, env = "IMAGEBUS_LOG_MAX_BYTES", default_value_t = imagebus_container::DEFAULT_LOG_MAX_BYTES)]
     pub log_max_bytes: u64,
+
+    /// Files each container's log keeps, the current one included (1 to 100; a
+    /// container's own setting wins).
+    #[arg(long, env = "IMAGEBUS_LOG_MAX_FILES", default_value_t = imagebus_container::DEFAULT_LOG_MAX_FILES,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub log_max_files: u32,
 
     /// Prefix of container runtime ids and cgroups; two daemons on one host need
     /// different instances.

@@ -77,6 +77,7 @@ async fn run(args: args::Args) -> Result<()> {
             runtime: args.runtime.clone(),
             instance: args.instance.clone(),
             log_max_bytes: (args.log_max_bytes > 0).then_some(args.log_max_bytes),
+            log_max_files: args.log_max_files,
             limits: imagebus_host::Limits {
                 max_mutations: args
                     .max_mutations

@@ -317,6 +317,7 @@ mod tests {
                 reason: None,
                 deleted: false,
                 at_ms: 0,
+                health: None,
             }])
             .boxed()
         }

@@ -13,8 +13,15 @@ pub const MODULE: &str = "container";
 /// Default `PATH` when the spec's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+mod health;
+mod logs;
 mod options;
 mod stream;
+pub use health::{
+    Health, HealthSpec, HealthStatus, DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RETRIES,
+    DEFAULT_HEALTH_TIMEOUT_MS, MIN_HEALTH_PERIOD_MS,
+};
+pub use logs::{LogEntry, LogSpec, LogStream, MAX_LOG_FILES, MIN_LOG_BYTES};
 pub use options::{OciConfig, RestartPolicy, RestartSpec, SeccompMode, SecuritySpec};
 pub use stream::{SessionInfo, SessionRequest};
 
@@ -267,6 +274,14 @@ pub struct ContainerSpec {
     /// when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tty: bool,
+    /// A health check run inside the container while it runs (see [`HealthSpec`]).
+    /// Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+    /// The rotation of this container's log (default: the daemon's). Absent on the wire
+    /// when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSpec>,
 }
 
 impl ContainerSpec {
@@ -305,6 +320,8 @@ impl ContainerSpec {
             restart: RestartSpec::default(),
             security: SecuritySpec::default(),
             tty: false,
+            health: None,
+            log: None,
         }
     }
 }
@@ -387,6 +404,10 @@ pub struct ContainerInfo {
     /// How many times the restart policy has run the container again.
     #[serde(default)]
     pub restart_count: u32,
+    /// The health of the current (or, once it ended, the last) run, for a container with
+    /// a health check (`None` otherwise). Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
     /// The spec it was created from (with inline mounts as given).
     pub spec: ContainerSpec,
 }
@@ -420,6 +441,19 @@ pub struct LogsRequest {
     /// (or for the container to stop) before answering.
     #[serde(default)]
     pub wait_ms: Option<u64>,
+    /// Only lines read at or after this time (ms since the Unix epoch). Lines written
+    /// before the log had times have none and are left out by `since_ms` and `until_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// Only lines read at or before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// Only this stream (lines without one count as stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<LogStream>,
+    /// Return the lines as [`LogChunk::entries`] (with time and stream) instead of text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub entries: bool,
 }
 
 /// A piece of a container's log.
@@ -427,10 +461,14 @@ pub struct LogsRequest {
 pub struct LogChunk {
     /// The text (invalid UTF-8 replaced).
     pub data: String,
-    /// Byte offset just past `data`: pass it as `offset` to follow.
+    /// Position just past what was read (a byte offset in the whole log, across its
+    /// rotated files): pass it as `offset` to follow.
     pub offset: u64,
     /// Whether more output may come (the container is created, running or stopping).
     pub running: bool,
+    /// The lines, when the request asked for entries (`data` is then empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<LogEntry>,
 }
 
 /// A process to run in a running container. Request type.
@@ -535,6 +573,11 @@ pub struct ContainerEvent {
     /// Whether the container was deleted (the last event of a container).
     #[serde(default)]
     pub deleted: bool,
+    /// The health status, on the events of a container with a health check: a `running`
+    /// event whose health changed (`starting` → `healthy` → `unhealthy` ...) tells of a
+    /// transition. Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
 }
@@ -723,6 +766,58 @@ mod tests {
         assert!(serde_json::from_str::<ContainerSpec>(
             r#"{"mount":{"existing":{"id":1}},"command":"x","oci":[1]}"#
         )
+        .is_err());
+    }
+
+    /// Older peers see no new field unless it is used: a default `LogsRequest` and a
+    /// text `LogChunk` carry the keys they always had, a plain spec no `health` or `log`.
+    #[test]
+    fn new_log_and_health_fields_stay_off_the_wire_by_default() {
+        let keys = |v: serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let req = serde_json::to_value(LogsRequest::default()).unwrap();
+        assert_eq!(keys(req), ["max_bytes", "offset", "tail", "wait_ms"]);
+        let chunk = LogChunk {
+            data: "x\n".into(),
+            offset: 2,
+            running: true,
+            entries: Vec::new(),
+        };
+        assert_eq!(
+            keys(serde_json::to_value(chunk).unwrap()),
+            ["data", "offset", "running"]
+        );
+        let spec = serde_json::to_value(ContainerSpec::new(
+            MountRef::Existing(Selector::Id(1)),
+            CommandLine::Line("x".into()),
+        ))
+        .unwrap();
+        assert!(
+            spec.get("health").is_none() && spec.get("log").is_none(),
+            "{spec}"
+        );
+        // An old reply (no entries) still decodes.
+        let old: LogChunk =
+            serde_json::from_str(r#"{"data":"a\n","offset":2,"running":false}"#).unwrap();
+        assert!(old.entries.is_empty());
+        assert!(LogSpec {
+            max_bytes: Some(10),
+            max_files: None
+        }
+        .check()
+        .is_err());
+        assert!(LogSpec {
+            max_bytes: Some(0),
+            max_files: Some(100)
+        }
+        .check()
+        .is_ok());
+        assert!(LogSpec {
+            max_bytes: None,
+            max_files: Some(0)
+        }
+        .check()
         .is_err());
     }
 

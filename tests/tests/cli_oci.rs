@@ -7,7 +7,6 @@
 use imagebus_tests::cli_node::CliNode as Node;
 use imagebus_tests::daemon::wait_until;
 use imagebus_tests::image::busybox_rootfs;
-use imagebus_tests::rootfs::{loops_under, mounts_under};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,9 +18,6 @@ trait OciNode {
 
     /// The log of `name` once it holds `marker` (polled, with a deadline).
     fn log_with(&self, name: &str, marker: &str) -> String;
-
-    /// Nothing of ours left in the kernel or the daemon.
-    fn assert_clean(&self);
 }
 
 impl OciNode for Node {
@@ -39,14 +35,6 @@ impl OciNode for Node {
         });
         assert!(seen, "{marker:?} not in the log of {name}: {log}");
         log
-    }
-
-    fn assert_clean(&self) {
-        assert_eq!(self.json(&["ps"]), json!([]));
-        assert_eq!(self.json(&["mount", "list"]), json!([]));
-        assert_eq!(self.json(&["attach", "list"]), json!([]));
-        assert!(mounts_under(self.scratch.path()).is_empty());
-        assert!(loops_under(self.scratch.path()).is_empty());
     }
 }
 

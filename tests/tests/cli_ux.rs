@@ -387,12 +387,12 @@ fn rm_force_kills_at_once_and_json_output_is_uniform() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(
-        lines,
-        [
-            serde_json::json!({"line": "one"}),
-            serde_json::json!({"line": "two"})
-        ],
+    let texts: Vec<&str> = lines.iter().map(|l| l["line"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["one", "two"], "{logs}");
+    assert!(
+        lines.iter().all(
+            |l| l["stream"] == "stdout" && l["time"].as_str().is_some_and(|t| t.ends_with('Z'))
+        ),
         "{logs}"
     );
     // rm -f: SIGKILL at once, well under the 10 s grace period.

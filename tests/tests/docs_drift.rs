@@ -612,6 +612,95 @@ fn container_md_lists_the_oci_fields_honoured_and_refused() {
     );
 }
 
+/// The health check's types, statuses and `run` flags as docs/container.md lists them.
+#[test]
+fn container_md_lists_the_health_fields_and_flags() {
+    use imagebus_schema::container::{CommandLine, Health, HealthSpec, HealthStatus};
+    let md = doc("container.md");
+    let spec = HealthSpec {
+        command: CommandLine::Line("true".into()),
+        interval_ms: Some(1),
+        timeout_ms: Some(1),
+        retries: Some(1),
+        start_period_ms: Some(1),
+    };
+    assert_eq!(struct_fields(&md, "HealthSpec"), json_keys(&spec));
+    assert_eq!(struct_fields(&md, "Health"), json_keys(&Health::starting()));
+    let statuses: Vec<&str> = [
+        HealthStatus::Starting,
+        HealthStatus::Healthy,
+        HealthStatus::Unhealthy,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+    .collect();
+    assert_eq!(table_keys(&md, "status"), set(&statuses));
+    // Every `run --health-*` flag, and the field it sets.
+    let help = help_of("imagebus", &["run"]);
+    let flags: BTreeSet<String> = help_flags(&help)
+        .into_keys()
+        .filter(|f| f.starts_with("--health"))
+        .collect();
+    assert_eq!(
+        table_keys(&md, "run flag"),
+        flags,
+        "docs/container.md's health flags"
+    );
+    let fields: BTreeSet<String> = md[md.find("| run flag |").expect("the flag table")..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(2))
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .collect();
+    assert_eq!(fields, json_keys(&spec), "the fields the health flags set");
+}
+
+/// The log settings and entries docs/container.md names, and the `run`/`imagebusd`/`logs`
+/// flags it lists for them.
+#[test]
+fn container_md_lists_the_log_settings() {
+    use imagebus_schema::container::{LogEntry, LogSpec};
+    let md = doc("container.md");
+    let spec = LogSpec {
+        max_bytes: Some(1),
+        max_files: Some(1),
+    };
+    assert_eq!(struct_fields(&md, "LogSpec"), json_keys(&spec));
+    let entry = LogEntry {
+        time_ns: None,
+        stream: None,
+        line: String::new(),
+    };
+    assert_eq!(struct_fields(&md, "LogEntry"), json_keys(&entry));
+    let start = md
+        .find("CLI: `imagebus logs <C>")
+        .expect("the logs CLI paragraph");
+    let para = &md[start..start + md[start..].find("\n\n").unwrap_or(md.len() - start)];
+    for (bin, args, prefix) in [
+        ("imagebus", &["run"][..], "--log-"),
+        ("imagebusd", &[][..], "--log-max"),
+        ("imagebus", &["logs"][..], "--"),
+    ] {
+        let help = help_of(bin, args);
+        for flag in help_flags(&help)
+            .into_keys()
+            .filter(|f| f.starts_with(prefix))
+        {
+            if flag == "--json"
+                || flag.starts_with("--broker")
+                || ["--run-dir", "--timeout"].contains(&flag.as_str())
+            {
+                continue;
+            }
+            assert!(
+                para.contains(&flag),
+                "docs/container.md's logs CLI paragraph lacks {bin} {args:?} {flag}"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_test_file_the_docs_name_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -44,7 +44,10 @@ fn config(dir: &Path, id: &str, code: i32) -> MonitorConfig {
         runtime_log: dir.join(format!("{id}.runtime.log")),
         exit_file: dir.join(format!("{id}.exit.json")),
         monitor_log: dir.join(format!("{id}.monitor.log")),
+        stdout_spool: dir.join(format!("{id}.stdout")),
+        stderr_spool: dir.join(format!("{id}.stderr")),
         log_max_bytes: None,
+        log_max_files: 2,
     }
 }
 

@@ -93,6 +93,30 @@ pub struct RunArgs {
     /// row at most).
     #[arg(long, value_name = "POLICY", value_parser = imagebus_schema::container::RestartSpec::parse)]
     pub restart: Option<imagebus_schema::container::RestartSpec>,
+    /// Health check: a command run inside the container every --health-interval (split
+    /// like a shell: quotes and backslashes); exit 0 is healthy.
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between two health checks (default 30s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION", requires = "health_cmd")]
+    pub health_interval: Option<Duration>,
+    /// A health check running longer is killed and counts as failed (default 30s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION", requires = "health_cmd")]
+    pub health_timeout: Option<Duration>,
+    /// Failed health checks in a row that make the container unhealthy (default 3).
+    #[arg(long, value_name = "N", requires = "health_cmd")]
+    pub health_retries: Option<u32>,
+    /// Failed health checks within this time after the start do not count (default 0s).
+    #[arg(long, value_parser = super::duration, value_name = "DURATION", requires = "health_cmd")]
+    pub health_start_period: Option<Duration>,
+    /// Rotate the container's log file past this many bytes (0: never; default: the
+    /// daemon's --log-max-bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub log_max_bytes: Option<u64>,
+    /// Files the container's log keeps, the current one included (default: the daemon's
+    /// --log-max-files).
+    #[arg(long, value_name = "N")]
+    pub log_max_files: Option<u32>,
     /// A runc bundle: `DIR/rootfs` (bind-mounted) is the root filesystem and
     /// `DIR/config.json` is merged like --oci-config.
     #[arg(long, value_name = "DIR")]
@@ -172,12 +196,30 @@ pub struct LogsArgs {
     /// Id or name.
     pub target: String,
     /// Keep printing new output until the container stops (or Ctrl-C). With --json each
-    /// log line is one JSON line `{"line":"…"}`.
+    /// log line is one JSON line `{"time":"…","stream":"stdout","line":"…"}`.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// Only the last N lines.
-    #[arg(long)]
+    /// Only the last N lines (of those the other options keep).
+    #[arg(long, value_name = "N")]
     pub tail: Option<u32>,
+    /// Start each line with the time it was read (RFC 3339, UTC, nanoseconds; `-` for a
+    /// line from before logs had times).
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
+    /// Only lines read at or after this time: RFC 3339 (`2026-12-02T11:07:29Z`) or a
+    /// duration before now (`10m`).
+    #[arg(long, value_name = "TIME", value_parser = crate::time::time_or_ago)]
+    pub since: Option<u64>,
+    /// Only lines read at or before this time (same forms as --since); with -f, following
+    /// ends once it has passed.
+    #[arg(long, value_name = "TIME", value_parser = crate::time::time_or_ago)]
+    pub until: Option<u64>,
+    /// Only the container's stdout.
+    #[arg(long, conflicts_with = "stderr_only")]
+    pub stdout_only: bool,
+    /// Only the container's stderr.
+    #[arg(long)]
+    pub stderr_only: bool,
 }
 
 /// `imagebus exec`.

@@ -7,7 +7,8 @@ use anyhow::Result;
 use imagebus_bus::RemoteError;
 use imagebus_schema::container::{
     BindSpec, CapabilityChanges, CommandLine, ContainerFilter, ContainerInfo, ContainerModule,
-    ContainerModuleStub, ContainerSpec, ContainerState, InitialState, Network, Resources, UserSpec,
+    ContainerModuleStub, ContainerSpec, ContainerState, HealthSpec, InitialState, LogSpec, Network,
+    Resources, UserSpec,
 };
 use imagebus_schema::image::{ImageModule, ImageModuleStub};
 use imagebus_schema::mount::{MountRef, MountSource, MountSpec, OverlayMount, StoredMount};
@@ -174,13 +175,22 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
             drop: a.cap_drop.clone(),
         },
         stop_signal: a.stop_signal.clone(),
-        stop_timeout_ms: a
-            .stop_timeout
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        stop_timeout_ms: a.stop_timeout.map(millis),
         oci: None,
         restart: a.restart.unwrap_or_default(),
         security: Default::default(),
         tty: false,
+        health: a.health_cmd.as_ref().map(|cmd| HealthSpec {
+            command: CommandLine::Line(cmd.clone()),
+            interval_ms: a.health_interval.map(millis),
+            timeout_ms: a.health_timeout.map(millis),
+            retries: a.health_retries,
+            start_period_ms: a.health_start_period.map(millis),
+        }),
+        log: (a.log_max_bytes.is_some() || a.log_max_files.is_some()).then_some(LogSpec {
+            max_bytes: a.log_max_bytes,
+            max_files: a.log_max_files,
+        }),
     };
     for opt in &a.security_opt {
         spec.security
@@ -189,6 +199,11 @@ pub fn spec(a: &RunArgs) -> Result<ContainerSpec> {
     }
     super::container_oci::apply(&mut spec, a)?;
     Ok(spec)
+}
+
+/// A duration flag in milliseconds (flags are at most a week: no overflow).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn parse_bind(s: &str) -> Result<BindSpec, RemoteError> {
@@ -231,7 +246,7 @@ pub async fn ps(g: &Global, a: &PsArgs) -> Result<()> {
         return print_value(&list, true);
     }
     print_table(
-        &["ID", "NAME", "STATE", "PID", "EXIT", "COMMAND"],
+        &["ID", "NAME", "STATE", "HEALTH", "PID", "EXIT", "COMMAND"],
         &list.iter().map(row).collect::<Vec<_>>(),
     )
 }
@@ -242,6 +257,7 @@ fn row(c: &ContainerInfo) -> Vec<String> {
         c.id.to_string(),
         opt(c.name.clone()),
         c.state.as_str().to_string(),
+        opt(c.health.as_ref().map(|h| h.status.as_str().to_string())),
         opt(c.pid.map(|p| p.to_string())),
         opt(c.exit_code.map(|p| p.to_string())),
         c.command.join(" "),

@@ -6,8 +6,8 @@ use anyhow::Result;
 use futures::StreamExt;
 use imagebus_bus::{ObjectId, RemoteError};
 use imagebus_schema::container::{
-    CommandLine, ContainerEvent, ContainerModule, ContainerModuleStub, ExecSpec, LogsRequest,
-    SessionRequest, UserSpec,
+    CommandLine, ContainerEvent, ContainerModule, ContainerModuleStub, ExecSpec, LogChunk,
+    LogStream, LogsRequest, SessionRequest, UserSpec,
 };
 use imagebus_schema::Selector;
 use std::io::Write;
@@ -16,37 +16,55 @@ use std::time::Duration;
 /// How long one follow request waits for new output on the server.
 const FOLLOW_WAIT: Duration = Duration::from_secs(5);
 
-/// `imagebus logs [-f]`: the text as it is, or with --json one JSON document per log
-/// line, `{"line":"…"}` (without its newline; a last line without one is printed when the
-/// output ends).
+/// `imagebus logs [-f]`: the lines as text (both streams on stdout, in the order they
+/// were read; `--stdout-only`/`--stderr-only` pick one), with `-t` each after its time,
+/// or with --json one JSON document per line, `{"time":"…","stream":"stdout","line":"…"}`
+/// (`time` and `stream` are null for lines from before logs had them). Reads until the
+/// end of the log; with -f, goes on until the container stops (or --until has passed, or
+/// Ctrl-C).
 pub async fn logs(g: &Global, a: &LogsArgs) -> Result<()> {
     let c = stub(g, FOLLOW_WAIT).await?;
     let target = Selector::parse(&a.target);
-    let mut req = LogsRequest {
-        tail: a.tail,
+    let stream = match (a.stdout_only, a.stderr_only) {
+        (true, _) => Some(LogStream::Stdout),
+        (_, true) => Some(LogStream::Stderr),
+        _ => None,
+    };
+    let rich = g.json || a.timestamps;
+    let filters = LogsRequest {
+        since_ms: a.since,
+        until_ms: a.until,
+        stream,
+        entries: rich,
         ..LogsRequest::default()
     };
-    let mut partial = String::new();
+    let mut req = LogsRequest {
+        tail: a.tail,
+        ..filters.clone()
+    };
+    let mut last: Option<u64> = None;
     loop {
         let chunk = tokio::select! {
             r = c.logs(target.clone(), req.clone()) => r?,
-            _ = tokio::signal::ctrl_c() => return json_lines(&mut partial, "", true),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let done = !a.follow || (!chunk.running && chunk.data.is_empty());
-        if g.json {
-            json_lines(&mut partial, &chunk.data, done)?;
+        print_chunk(g.json, &chunk)?;
+        let empty = chunk.data.is_empty() && chunk.entries.is_empty();
+        let stalled = empty && last == Some(chunk.offset);
+        let until_passed = a.until.is_some_and(|u| now_ms() > u);
+        let done = if a.follow {
+            empty && (until_passed || (!chunk.running && stalled))
         } else {
-            let mut out = std::io::stdout().lock();
-            out.write_all(chunk.data.as_bytes())?;
-            out.flush()?;
-        }
+            stalled
+        };
         if done {
             return Ok(());
         }
+        last = Some(chunk.offset);
         req = LogsRequest {
             offset: Some(chunk.offset),
-            wait_ms: Some(FOLLOW_WAIT.as_millis() as u64),
-            ..LogsRequest::default()
+            wait_ms: a.follow.then_some(FOLLOW_WAIT.as_millis() as u64),
+            ..filters.clone()
         };
     }
 }
@@ -117,22 +135,28 @@ async fn stop_bg(g: &Global, id: &Selector) -> Result<()> {
     }
 }
 
-/// Prints each complete line of `partial` + `data` as `{"line":"…"}`; keeps an unfinished
-/// last line in `partial`, or prints it too when `end`.
-fn json_lines(partial: &mut String, data: &str, end: bool) -> Result<()> {
-    partial.push_str(data);
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Prints a chunk: its text, or its entries with their times (as JSON lines with `json`).
+fn print_chunk(json: bool, chunk: &LogChunk) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    while let Some(i) = partial.find('\n') {
-        let line: String = partial.drain(..=i).collect();
-        let doc = serde_json::json!({ "line": line.trim_end_matches('\n') });
-        writeln!(out, "{doc}")?;
-    }
-    if end && !partial.is_empty() {
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "line": std::mem::take(partial) })
-        )?;
+    out.write_all(chunk.data.as_bytes())?;
+    for e in &chunk.entries {
+        let time = e.time_ns.map(crate::time::rfc3339_ns);
+        if json {
+            let doc = serde_json::json!({
+                "time": time,
+                "stream": e.stream.map(LogStream::as_str),
+                "line": e.line,
+            });
+            writeln!(out, "{doc}")?;
+        } else {
+            writeln!(out, "{} {}", time.as_deref().unwrap_or("-"), e.line)?;
+        }
     }
     out.flush()?;
     Ok(())
@@ -230,6 +254,9 @@ pub async fn events(g: &Global, a: &EventsArgs) -> Result<()> {
             );
             if let Some(code) = ev.exit_code {
                 line.push_str(&format!(" exit={code}"));
+            }
+            if let Some(health) = ev.health {
+                line.push_str(&format!(" health={}", health.as_str()));
             }
             if let Some(reason) = &ev.reason {
                 line.push_str(&format!(" reason={reason:?}"));

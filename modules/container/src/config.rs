@@ -37,14 +37,20 @@ pub struct ContainerConfig {
     /// Prefix of runtime ids (`<instance>-<id>`) and the cgroup directory
     /// (`/<instance>/<runtime id>`). Two daemons on one host need different instances.
     pub instance: String,
-    /// The cap of each container's log (`None`: none). Each container's monitor looks at
-    /// the size when the log is written (inotify, at most every 20 ms) and, past the cap,
-    /// keeps its last `cap` bytes in `<log>.1` and truncates it (see
-    /// `imagebus_sys::monitor::rotate_log`). Default [`DEFAULT_LOG_MAX_BYTES`].
+    /// The size past which each container's log file is rotated (`None`: never; a
+    /// container's `log.max_bytes` wins). The monitor's log capture is the log's only
+    /// writer: it renames the file to `<log>.1` (older ones move up) and starts a new one
+    /// (see `imagebus_sys::logfile`). Default [`DEFAULT_LOG_MAX_BYTES`].
     pub log_max_bytes: Option<u64>,
+    /// Files each container's log keeps, the current one included (a container's
+    /// `log.max_files` wins). Default [`DEFAULT_LOG_MAX_FILES`].
+    pub log_max_files: u32,
 }
 
-/// The default cap of a container's log: 64 MiB (and as much again in `<log>.1`).
+/// Files a container's log keeps by default: the current one and one older.
+pub const DEFAULT_LOG_MAX_FILES: u32 = imagebus_sys::monitor::DEFAULT_LOG_FILES;
+
+/// The default rotation size of a container's log file: 64 MiB.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 << 20;
 
 impl ContainerConfig {
@@ -63,6 +69,7 @@ impl ContainerConfig {
             monitor: vec![default_monitor().display().to_string()],
             instance: "imagebus".into(),
             log_max_bytes: Some(DEFAULT_LOG_MAX_BYTES),
+            log_max_files: DEFAULT_LOG_MAX_FILES,
         }
     }
 
@@ -151,6 +158,24 @@ impl ContainerConfig {
     /// Log file of container `id`.
     pub fn log_file(&self, id: u64) -> PathBuf {
         self.log_dir.join(format!("{}.log", self.runtime_id(id)))
+    }
+
+    /// The spool files container `id` writes its stdout and stderr to (read by the
+    /// monitor's log capture).
+    pub fn spool_files(&self, id: u64) -> (PathBuf, PathBuf) {
+        let rid = self.runtime_id(id);
+        (
+            self.log_dir.join(format!("{rid}.stdout")),
+            self.log_dir.join(format!("{rid}.stderr")),
+        )
+    }
+
+    /// Every file of container `id`'s log: the log, its rotated files, the spools.
+    pub fn log_files(&self, id: u64) -> Vec<PathBuf> {
+        let mut files = imagebus_sys::logfile::all_files(&self.log_file(id));
+        let (out, err) = self.spool_files(id);
+        files.extend([out, err]);
+        files
     }
 }
 

@@ -35,7 +35,8 @@ mod tests;
 
 pub use actor::{spawn, ContainerHandle, Spawned};
 pub use config::{
-    default_monitor, ContainerConfig, ContainerSys, DEFAULT_LOG_MAX_BYTES, MONITOR_BINARY,
+    default_monitor, ContainerConfig, ContainerSys, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES,
+    MONITOR_BINARY,
 };
 pub use engine::exec::DEFAULT_EXEC_TIMEOUT_MS;
 pub use engine::logs::MAX_WAIT as LOGS_MAX_WAIT;

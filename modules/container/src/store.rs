@@ -61,6 +61,10 @@ pub struct Record {
     /// and what `max_retries` counts.
     #[serde(default)]
     pub restart_streak: u32,
+    /// The module is ending this run because its health check found it unhealthy (the
+    /// restart policy restarts it): its end is a failure with the reason `unhealthy`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub health_kill: bool,
 }
 
 impl Record {

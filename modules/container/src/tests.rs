@@ -303,6 +303,7 @@ fn record(
             started_at_ms: Some(1),
             finished_at_ms: None,
             restart_count: 0,
+            health: None,
             spec: spec(InitialState::Running),
         },
         stop_signal: 15,
@@ -311,6 +312,7 @@ fn record(
         watched,
         restart_due_ms: None,
         restart_streak: 0,
+        health_kill: false,
     };
     let dir = s.cfg.container_dir(id);
     std::fs::create_dir_all(&dir).unwrap();
@@ -1363,8 +1365,10 @@ fn container_md_names_every_file_of_a_container() {
         f.exit,
         f.runtime_log,
         f.monitor_log,
-        imagebus_sys::monitor::rotated_log(&f.log),
+        imagebus_sys::logfile::rotated(&f.log, 1),
         f.log,
+        f.stdout_spool,
+        f.stderr_spool,
         cfg.state_dir.join("next_id.json"),
         cfg.runtime_root().join(""),
     ]

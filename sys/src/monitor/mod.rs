@@ -23,12 +23,12 @@
 //! started are not affected. No config file is written: a launch creates no file besides
 //! the logs, the pid file and (at the end) the exit file.
 
+mod capture;
 mod launcher;
-mod log_cap;
 pub(crate) mod process;
 
+pub use capture::{now_ns, open_spools, CAPTURE_POLL};
 pub use launcher::LinuxMonitorLauncher;
-pub use log_cap::{rotate_log, rotated_log, LOG_CHECK_EVERY, LOG_CHECK_GAP};
 pub use process::run_monitor;
 
 use crate::runtime::RuntimeError;
@@ -43,7 +43,8 @@ pub struct MonitorConfig {
     pub id: String,
     /// The runtime's create or run argv ([`crate::runtime::Runtime::create_argv`]).
     pub argv: Vec<String>,
-    /// The container's stdout/stderr log (appended).
+    /// The container's log: records written by the monitor's log capture (see
+    /// [`crate::logfile`]).
     pub log_file: PathBuf,
     /// Where the runtime writes the init pid.
     pub pid_file: PathBuf,
@@ -53,11 +54,25 @@ pub struct MonitorConfig {
     pub exit_file: PathBuf,
     /// The monitor's own diagnostics.
     pub monitor_log: PathBuf,
-    /// The cap of [`Self::log_file`]: once it is larger, the monitor rotates it (see
-    /// [`rotate_log`]). `None`: no cap.
+    /// The spool file the container's stdout goes to (O_APPEND; emptied at the start of
+    /// the run, read and freed by the capture).
+    pub stdout_spool: PathBuf,
+    /// The same for its stderr.
+    pub stderr_spool: PathBuf,
+    /// The size past which the log's current file is rotated. `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max_bytes: Option<u64>,
+    /// Files the log keeps, the current one included (at least 1).
+    #[serde(default = "default_log_files")]
+    pub log_max_files: u32,
 }
+
+fn default_log_files() -> u32 {
+    DEFAULT_LOG_FILES
+}
+
+/// Files a container's log keeps by default (the current one and one older).
+pub const DEFAULT_LOG_FILES: u32 = 2;
 
 /// The monitor's one-line answer on its stdout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

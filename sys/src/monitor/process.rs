@@ -1,7 +1,7 @@
 //! The monitor's processes: the zygote that forks one monitor per config line, and a
 //! monitor's life (run the runtime, report, reap the init, record its exit).
 
-use super::log_cap::cap_log;
+use super::capture;
 use super::{now_ms, write_exit_file, ExitRecord, MonitorConfig, MonitorReport, ZYGOTE_ARG};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
@@ -180,16 +180,18 @@ fn monitor(cfg: &MonitorConfig) -> i32 {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(format!("PR_SET_CHILD_SUBREAPER: {e}"));
     }
-    let clog = match open_append(&cfg.log_file) {
-        Ok(f) => f,
-        Err(e) => return fail(format!("open {:?}: {e}", cfg.log_file)),
+    // The log's writer first: a log that cannot be written fails the launch.
+    let writer =
+        match crate::logfile::Writer::open(&cfg.log_file, cfg.log_max_bytes, cfg.log_max_files) {
+            Ok(w) => w,
+            Err(e) => return fail(format!("open {:?}: {e}", cfg.log_file)),
+        };
+    let (out, err) = match capture::open_spools(&cfg.stdout_spool, &cfg.stderr_spool) {
+        Ok(pair) => pair,
+        Err(e) => return fail(format!("open {:?}: {e}", cfg.stdout_spool)),
     };
     let (Some(prog), Some(args)) = (cfg.argv.first(), cfg.argv.get(1..)) else {
         return fail("empty runtime argv".into());
-    };
-    let (out, err) = match (clog.try_clone(), clog.try_clone()) {
-        (Ok(a), Ok(b)) => (a, b),
-        _ => return fail("dup log fd".into()),
     };
     log(
         &mlog,
@@ -226,12 +228,23 @@ fn monitor(cfg: &MonitorConfig) -> i32 {
         error: None,
     });
     redirect_null(libc::STDOUT_FILENO);
-    drop(clog);
     // Every fork is done (the runtime ran): a thread is safe from here on.
-    if let Some(max) = cfg.log_max_bytes {
-        cap_log(cfg.log_file.clone(), max, &mlog);
-    }
+    let spools = [
+        (cfg.stdout_spool.as_path(), crate::logfile::Stream::Stdout),
+        (cfg.stderr_spool.as_path(), crate::logfile::Stream::Stderr),
+    ];
+    let cap = match capture::start(spools, writer, &mlog) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log(&mlog, &format!("cannot start the log capture: {e}"));
+            None
+        }
+    };
     let rec = wait_for_init(pid, &mlog);
+    // The last output, then the end: a reader that sees the exit sees all of it.
+    if let Some(c) = cap {
+        c.finish();
+    }
     log(&mlog, &format!("init {pid} exited: {rec:?}"));
     if let Err(e) = write_exit_file(&cfg.exit_file, &rec) {
         log(&mlog, &format!("writing {:?}: {e}", cfg.exit_file));

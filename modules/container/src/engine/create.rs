@@ -145,6 +145,7 @@ async fn create_job(
     tracing::info!(id, runtime_id = %info.runtime_id, state = info.state.as_str(), "container created");
     if let Some(w) = watched {
         watch::watch(e, w, id, generation);
+        super::health::arm(e, id, generation);
     }
     Ok(info)
 }
@@ -234,6 +235,7 @@ async fn on_root(
             started_at_ms: None,
             finished_at_ms: None,
             restart_count: 0,
+            health: None,
             spec: spec.redacted(),
         },
         stop_signal: prepared.stop_signal,
@@ -242,6 +244,7 @@ async fn on_root(
         watched: None,
         restart_due_ms: None,
         restart_streak: 0,
+        health_kill: false,
     };
     let launched = launch(e, &record, start).await?;
     launched.apply(&mut record);

@@ -65,7 +65,7 @@ pub async fn exec(
 }
 
 /// Checks `spec` and turns it into the runtime's request.
-pub(super) fn request(spec: ExecSpec) -> Result<ExecRequest, ContainerError> {
+pub(crate) fn request(spec: ExecSpec) -> Result<ExecRequest, ContainerError> {
     let args = spec.command.argv().map_err(ContainerError::Invalid)?;
     if args.first().is_none_or(|a| a.is_empty()) {
         return Err(ContainerError::Invalid("the exec command is empty".into()));

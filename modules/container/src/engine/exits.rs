@@ -144,7 +144,11 @@ pub fn apply_end(s: &mut Containers, id: u64, generation: u64, exit: Exit) -> Op
             rec.info.exit_code = x.shell_code();
             rec.info.exit_signal = x.signal;
             rec.info.finished_at_ms = Some(x.exited_at_ms);
-            rec.info.reason = exit.oom.then(|| OOM.to_string());
+            rec.info.reason = if rec.health_kill {
+                Some(super::health::UNHEALTHY.to_string())
+            } else {
+                exit.oom.then(|| OOM.to_string())
+            };
         }
         other => {
             rec.info.state = ContainerState::Dead;

@@ -33,6 +33,13 @@ impl Launched {
         record.generation += 1;
         record.watched = Some(self.watched);
         record.restart_due_ms = None;
+        record.health_kill = false;
+        record.info.health = record
+            .info
+            .spec
+            .health
+            .as_ref()
+            .map(|_| imagebus_schema::container::Health::starting());
         record.info.pid = self.init_pid;
         record.info.exit_code = None;
         record.info.exit_signal = None;
@@ -74,7 +81,19 @@ pub async fn launch(e: &Engine, record: &Record, start: bool) -> Result<Launched
         runtime_log: files.runtime_log.clone(),
         exit_file: files.exit.clone(),
         monitor_log: files.monitor_log.clone(),
-        log_max_bytes: e.cfg.log_max_bytes,
+        stdout_spool: files.stdout_spool.clone(),
+        stderr_spool: files.stderr_spool.clone(),
+        log_max_bytes: match record.info.spec.log.and_then(|l| l.max_bytes) {
+            Some(0) => None,
+            Some(b) => Some(b),
+            None => e.cfg.log_max_bytes,
+        },
+        log_max_files: record
+            .info
+            .spec
+            .log
+            .and_then(|l| l.max_files)
+            .unwrap_or(e.cfg.log_max_files),
     };
     let run_dir = files.run.clone();
     let rerun = record.generation > 0;
@@ -177,7 +196,8 @@ pub async fn remove_traces(e: &Engine, id: u64) {
     let rid = e.cfg.runtime_id(id);
     let (runtime, cgroups) = (e.sys.runtime.clone(), e.sys.cgroups.clone());
     let cgroup = e.cfg.cgroup_path(id);
-    let Files { dir, run, log, .. } = e.files(id);
+    let Files { dir, run, .. } = e.files(id);
+    let logs = e.cfg.log_files(id);
     let _ = blocking(move || {
         if let Err(err) = runtime.delete(&rid, true) {
             tracing::warn!(id, error = %err, "runtime delete during cleanup");
@@ -187,8 +207,9 @@ pub async fn remove_traces(e: &Engine, id: u64) {
         }
         let _ = state::remove_tree(&dir);
         let _ = state::remove_tree(&run);
-        let _ = state::remove_file(&imagebus_sys::monitor::rotated_log(&log));
-        let _ = state::remove_file(&log);
+        for f in &logs {
+            let _ = state::remove_file(f);
+        }
     })
     .await;
 }

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub mod create;
 pub mod exec;
 pub mod exits;
+pub mod health;
 pub mod launch;
 pub mod logs;
 pub mod nul;
@@ -106,15 +107,22 @@ pub struct Files {
     pub runtime_log: PathBuf,
     /// The monitor's log.
     pub monitor_log: PathBuf,
-    /// The container's stdout/stderr.
+    /// The container's log (records written by the monitor's capture).
     pub log: PathBuf,
+    /// The spool of the container's stdout.
+    pub stdout_spool: PathBuf,
+    /// The spool of its stderr.
+    pub stderr_spool: PathBuf,
 }
 
 impl Files {
     /// The files of container `id`.
     pub fn of(cfg: &ContainerConfig, id: u64) -> Self {
         let (dir, run) = (cfg.container_dir(id), cfg.run_files_dir(id));
+        let (stdout_spool, stderr_spool) = cfg.spool_files(id);
         Self {
+            stdout_spool,
+            stderr_spool,
             bundle: dir.join("bundle"),
             pid: run.join("init.pid"),
             exit: run.join("exit.json"),
@@ -138,6 +146,7 @@ pub fn event(info: &ContainerInfo, deleted: bool) -> ContainerEvent {
         reason: info.reason.clone(),
         deleted,
         at_ms: now_ms(),
+        health: info.health.as_ref().map(|h| h.status),
     }
 }
 

@@ -12,6 +12,9 @@ use imagebus_schema::container::{CommandLine, ContainerSpec, ExecSpec, Network};
 pub fn check_spec(spec: &ContainerSpec) -> Result<(), ContainerError> {
     command(&spec.command, "command")?;
     env(&spec.env)?;
+    if let Some(h) = &spec.health {
+        command(&h.command, "health command")?;
+    }
     let mut strings: Vec<(&str, &str)> = Vec::new();
     strings.extend(spec.name.as_deref().map(|n| ("name", n)));
     strings.extend(spec.group.as_deref().map(|g| ("group", g)));

@@ -70,7 +70,7 @@ fn plain_absolute(p: &Path) -> bool {
 /// Checks `spec` and resolves what it names: (1) names, (2) command, (3) environment,
 /// (4) working directory and hostname, (5) network, (6) binds, (7) resource limits,
 /// (8) capabilities, (9) stop signal and timeout, (10) the `oci` document, whose args,
-/// env, cwd, hostname and user win over the spec's, (11) the restart policy. Blocking: it looks at bind sources and
+/// env, cwd, hostname and user win over the spec's, (11) the restart policy, the health check and the log rotation. Blocking: it looks at bind sources and
 /// network namespaces. `bounding` is the daemon's capability bounding set.
 pub fn prepare(
     spec: &ContainerSpec,
@@ -102,6 +102,12 @@ pub fn prepare(
     let capabilities = capabilities(spec, bounding)?;
     let stop_signal = stop_signal(spec)?;
     check_restart(spec)?;
+    if let Some(h) = &spec.health {
+        h.check().map_err(ContainerError::Invalid)?;
+    }
+    if let Some(l) = &spec.log {
+        l.check().map_err(ContainerError::Invalid)?;
+    }
     let user = o.and_then(|o| o.user).or(spec.user.map(|u| (u.uid, u.gid)));
     Ok(Prepared {
         args,

@@ -18,7 +18,6 @@ use imagebus_bus::ErrorCode;
 use imagebus_schema::container::ContainerState;
 use imagebus_schema::mount::MountModule;
 use imagebus_schema::Holder;
-use imagebus_sys::monitor::rotated_log;
 use imagebus_sys::runtime::RuntimeState;
 use imagebus_sys::state;
 use std::collections::BTreeSet;
@@ -71,6 +70,8 @@ impl FollowUps {
     pub fn start(self, e: &Engine) {
         for (w, id, generation) in self.watch {
             watch::watch(e, w, id, generation);
+            // The health checks of a live run go on, from the status in its record.
+            super::health::arm(e, id, generation);
         }
         for (id, generation, after) in self.arm {
             stop::arm(e, id, generation, after);
@@ -326,8 +327,14 @@ fn remove_leftover_files(cfg: &ContainerConfig, known: &BTreeSet<u64>) -> usize 
     for name in state::list_names(&cfg.log_dir).unwrap_or_default() {
         let id = name
             .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".log").or_else(|| r.strip_suffix(".log.1")))
-            .and_then(|r| r.parse::<u64>().ok());
+            .and_then(|r| r.split_once('.'))
+            .filter(|(_, kind)| {
+                let rotated = kind
+                    .strip_prefix("log.")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+                rotated || ["log", "stdout", "stderr"].contains(kind)
+            })
+            .and_then(|(id, _)| id.parse::<u64>().ok());
         ids.extend(id);
     }
     let mut removed = 0;
@@ -335,8 +342,9 @@ fn remove_leftover_files(cfg: &ContainerConfig, known: &BTreeSet<u64>) -> usize 
         tracing::warn!(id, "removing the files of a container without a record");
         let _ = state::remove_tree(&cfg.container_dir(*id));
         let _ = state::remove_tree(&cfg.run_files_dir(*id));
-        let _ = state::remove_file(&cfg.log_file(*id));
-        let _ = state::remove_file(&rotated_log(&cfg.log_file(*id)));
+        for f in cfg.log_files(*id) {
+            let _ = state::remove_file(&f);
+        }
         removed += 1;
     }
     removed

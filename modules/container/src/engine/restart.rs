@@ -42,7 +42,9 @@ pub fn backoff(streak: u32) -> Duration {
 pub fn decide(rec: &mut Record, was: ContainerState, now: u64) -> Option<Duration> {
     rec.restart_due_ms = None;
     let policy = rec.info.spec.restart;
-    let failed = rec.info.state == ContainerState::Dead || rec.info.exit_code != Some(0);
+    // A run the module ended because it was unhealthy failed, whatever its exit code.
+    let failed =
+        rec.info.state == ContainerState::Dead || rec.info.exit_code != Some(0) || rec.health_kill;
     let wanted = match policy.policy {
         RestartPolicy::No => false,
         RestartPolicy::OnFailure => failed,
@@ -84,6 +86,11 @@ fn reason(rec: &Record) -> String {
         (ContainerState::Dead, _) => format!(
             "died ({})",
             rec.info.reason.as_deref().unwrap_or("unknown end")
+        ),
+        _ if rec.health_kill => format!(
+            "was {} (its health check failed {} times in a row)",
+            super::health::UNHEALTHY,
+            rec.info.health.as_ref().map_or(0, |h| h.failing_streak)
         ),
         (_, Some(code)) if rec.info.reason.as_deref() == Some(super::exits::OOM) => {
             format!("exited with code {code} (OOM kill)")
@@ -158,6 +165,7 @@ async fn restart(e: &Engine, id: u64, generation: u64) -> Result<(), ContainerEr
             if let Some(d) = durable {
                 d.wait().await?;
                 watch::watch(e, launched.watched, id, generation + 1);
+                super::health::arm(e, id, generation + 1);
             }
         }
         Err(err) => {
@@ -256,6 +264,7 @@ mod tests {
                 started_at_ms: Some(1_000),
                 finished_at_ms: Some(1_000 + ran_ms),
                 restart_count: 0,
+                health: None,
                 spec,
             },
             stop_signal: 15,
@@ -264,6 +273,7 @@ mod tests {
             watched: None,
             restart_due_ms: None,
             restart_streak: 0,
+            health_kill: false,
         }
     }
 

@@ -47,6 +47,7 @@ async fn start_job(e: &Engine, id: u64) -> Result<ContainerInfo, ContainerError>
                 .await??;
             durable.wait().await?;
             watch::watch(e, launched.watched, id, generation + 1);
+            super::health::arm(e, id, generation + 1);
             Ok(info)
         }
     }

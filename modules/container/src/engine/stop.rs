@@ -142,6 +142,9 @@ fn plan(
         (Action::Signal(_), _) | (Action::KillNow, ContainerState::Running) => {
             if let Some(r) = s.record_mut(id) {
                 r.info.state = ContainerState::Stopping;
+                // The operator's stop wins over an unhealthy run's end: no reason
+                // `unhealthy`, no restart.
+                r.health_kill = false;
             }
             Some(s.save_and_tell(id))
         }
