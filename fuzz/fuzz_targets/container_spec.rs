@@ -81,7 +81,12 @@ fuzz_target!(|data: &[u8]| {
     json_round_trip(&spec);
     msgpack_round_trip(&spec);
     let redacted = spec.redacted();
-    assert_redacted(&serde_json::to_value(&redacted).expect("a spec encodes"));
+    // The `oci` document is free-form (its keys are checked by the overlay, not here).
+    let without_oci = ContainerSpec {
+        oci: None,
+        ..redacted.clone()
+    };
+    assert_redacted(&serde_json::to_value(&without_oci).expect("a spec encodes"));
     assert_eq!(redacted.redacted(), redacted, "redaction is idempotent");
     let Some(oci) = &spec.oci else {
         return;

@@ -30,16 +30,19 @@ fuzz_target!(|data: &[u8]| {
         assert!(e.mount_point.starts_with(dir));
     }
     let _ = entries.iter().filter(|e| e.is_read_only()).count();
-    // Compare on plain tables only: single spaces, no escapes, ` - ` as the separator.
+    // Compare on plain tables only: single spaces, no escapes, one lone `-` field (the
+    // separator; the kernel writes no `-` options).
     // (The kernel writes no other whitespace; each reader splits on its own notion of it.)
     let plain = !text.contains('\\')
         && !text.contains("  ")
         && !text
             .chars()
             .any(|c| c.is_whitespace() && c != ' ' && c != '\n')
-        && text
-            .lines()
-            .all(|l| l.matches(" - ").count() == 1 && !l.starts_with(' '));
+        && text.lines().all(|l| {
+            l.matches(" - ").count() == 1
+                && l.split(' ').filter(|f| *f == "-").count() == 1
+                && !l.starts_with(' ')
+        });
     if !plain {
         return;
     }
