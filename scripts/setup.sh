@@ -34,6 +34,7 @@ PACKAGES=(
     mmdebstrap        # scripts/systemd-rootfs.sh: a Debian rootfs with systemd for the real-systemd tests
     pkg-config
     build-essential   # cc/linker for cargo
+    g++               # libFuzzer, which the fuzz targets (fuzz/, scripts/fuzz.sh) build from C++
 )
 
 packages_only=false

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): setup (packages), rustfmt,
-# clippy -D warnings, the binaries the CLI/daemon tests run, `cargo test --workspace`
-# (integration tests use a real redis-server, the kernel, runc and Ceph; run as root),
-# and the docs. Every stage runs even when an earlier one fails; the exit status is
+# clippy -D warnings, the binaries the CLI/daemon tests run, the docs, a short run of every
+# fuzz target (scripts/fuzz.sh --smoke), `cargo test --workspace`
+# (integration tests use a real redis-server, the kernel, runc and Ceph; run as root).
+# Every stage runs even when an earlier one fails; the exit status is
 # non-zero if any failed, and the last line sums up the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,12 +26,16 @@ stage() {
 }
 
 stage fmt cargo fmt --all -- --check
+stage fmt-fuzz cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 # No unwrap/expect in product code (libraries and binaries; test code and the test-support
 # crate may use them): enforced here rather than kept by discipline.
 stage no-unwrap cargo clippy --workspace --exclude imagebus-tests --lib --bins -- -D warnings -D clippy::unwrap_used -D clippy::expect_used
 stage build cargo build --workspace --bins
 stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+# Every fuzz target for 10 s from its checked-in seeds (fuzz/, its own workspace; a crash
+# fails the stage; see docs/security.md#fuzzing).
+stage fuzz scripts/fuzz.sh --smoke
 
 log="$(mktemp -t imagebus-test.XXXXXX)"
 trap 'rm -f "$log"' EXIT

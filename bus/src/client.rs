@@ -14,7 +14,8 @@
 //! backoff, and later calls succeed.
 
 mod fail_fast;
-mod reply;
+#[doc(hidden)]
+pub mod reply;
 mod subscription;
 
 pub use subscription::Subscription;

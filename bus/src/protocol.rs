@@ -247,8 +247,19 @@ impl Timestamp {
         b
     }
 
-    /// Parses an extension payload.
+    /// Parses an extension payload. Nanoseconds of a second or more (the 8- and 12-byte
+    /// forms can carry them) carry into the seconds, as Go's `time.Unix` does, so that a
+    /// decoded timestamp always has `nanos < 1e9` and encodes back to the same time.
     pub fn from_ext_payload(b: &[u8]) -> Option<Self> {
+        let t = Self::raw_from_ext_payload(b)?;
+        let carry = i64::from(t.nanos / 1_000_000_000);
+        Some(Self {
+            seconds: t.seconds.checked_add(carry)?,
+            nanos: t.nanos % 1_000_000_000,
+        })
+    }
+
+    fn raw_from_ext_payload(b: &[u8]) -> Option<Self> {
         match b.len() {
             4 => Some(Self {
                 seconds: i64::from(u32::from_be_bytes(b.try_into().ok()?)),
@@ -392,5 +403,31 @@ mod tests {
         assert_eq!(Timestamp::GO_ZERO.ext_payload().len(), 12);
         let now = SystemTime::now();
         assert_eq!(Timestamp::from_system(now).to_system(), Some(now));
+    }
+
+    /// Found by the `zos_types` fuzz target: a 12-byte payload with nanoseconds beyond a
+    /// second decoded as is, and encoded back (8-byte form, 30 bits of nanoseconds) as
+    /// another time. They now carry into the seconds, as Go does.
+    #[test]
+    fn nanoseconds_beyond_a_second_carry_into_the_seconds() {
+        let mut b = 2_147_483_678u32.to_be_bytes().to_vec();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        let t = Timestamp::from_ext_payload(&b).unwrap();
+        assert_eq!(
+            t,
+            Timestamp {
+                seconds: 2,
+                nanos: 147_483_678
+            }
+        );
+        assert_eq!(Timestamp::from_ext_payload(&t.ext_payload()), Some(t));
+        // The 8-byte form carries up to 2^30 - 1 ns.
+        let data = ((1_073_741_823u64) << 34) | 5;
+        let t = Timestamp::from_ext_payload(&data.to_be_bytes()).unwrap();
+        assert_eq!((t.seconds, t.nanos), (6, 73_741_823));
+        // A carry past the largest second is refused.
+        let mut b = u32::MAX.to_be_bytes().to_vec();
+        b.extend_from_slice(&i64::MAX.to_be_bytes());
+        assert_eq!(Timestamp::from_ext_payload(&b), None);
     }
 }

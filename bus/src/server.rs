@@ -16,6 +16,8 @@
 //! `BLPOP`, one round trip). A worker pops only when it is free, so concurrency is bounded
 //! by the worker count and queued work stays in Redis (backpressure).
 
+#[doc(hidden)]
+pub mod inspect;
 mod worker;
 
 use crate::broker::{Broker, BrokerError};

@@ -2,7 +2,7 @@
 
 use crate::error::GatewayError;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default of the request body limit.
@@ -29,7 +29,9 @@ impl Listen {
             if !path.starts_with('/') {
                 return Err(GatewayError::Address(s.to_string()));
             }
-            return Ok(Listen::Unix(PathBuf::from(path)));
+            // Normalized (`//a/./b` is `/a/b`), so that the address prints as one that
+            // parses back to it.
+            return Ok(Listen::Unix(Path::new(path).components().collect()));
         }
         let host_port = s.replacen("localhost:", "127.0.0.1:", 1);
         host_port

@@ -128,6 +128,11 @@ fn listen_addresses() {
         Listen::Unix("/run/imageapi.sock".into())
     );
     assert!(Listen::parse("unix:relative").is_err());
+    // Found by the gateway_json fuzz target: `unix:////k` printed as `unix://k`, which
+    // parsed as the relative `k`.
+    let odd = Listen::parse("unix:////k/./s").unwrap();
+    assert_eq!(odd, Listen::Unix("/k/s".into()));
+    assert_eq!(Listen::parse(&odd.to_string()).unwrap(), odd);
     assert!(Listen::parse("nohost").is_err());
 }
 

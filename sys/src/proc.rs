@@ -69,7 +69,9 @@ pub fn parse_stat(stat: &str) -> Option<ProcStat> {
     Some(ProcStat {
         state,
         start_time,
-        cpu_ticks: utime + stime,
+        // Saturating: a corrupt or hostile text must not overflow (the kernel's own
+        // counters never come near).
+        cpu_ticks: utime.saturating_add(stime),
     })
 }
 
@@ -248,6 +250,14 @@ mod tests {
         );
         assert_eq!(parse_stat("12 (x) Z 1"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    /// Found by the `proc_parsers` fuzz target: huge utime and stime overflowed their sum.
+    #[test]
+    fn huge_cpu_times_saturate() {
+        let max = u64::MAX;
+        let stat = format!("1 (x) S 1 2 3 4 5 6 7 8 9 10 {max} {max} 13 14 15 16 17 18 4242 19");
+        assert_eq!(parse_stat(&stat).map(|s| s.cpu_ticks), Some(u64::MAX));
     }
 
     #[test]

@@ -772,3 +772,44 @@ fn operations_md_lists_the_interactive_session_flags() {
         );
     }
 }
+
+/// The `[[bin]]` names of fuzz/Cargo.toml: the fuzz targets.
+fn fuzz_targets() -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("fuzz/Cargo.toml")).unwrap();
+    manifest
+        .split("[[bin]]")
+        .skip(1)
+        .map(|block| {
+            let line = block
+                .lines()
+                .find(|l| l.trim_start().starts_with("name"))
+                .unwrap_or_else(|| panic!("a [[bin]] without a name: {block}"));
+            line.split('"').nth(1).unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn security_md_lists_every_fuzz_target_and_each_has_seeds() {
+    let targets = fuzz_targets();
+    assert!(targets.len() >= 10, "fuzz targets: {targets:?}");
+    let md = doc("security.md");
+    let start = md.find("## Fuzzing").expect("a Fuzzing section");
+    let listed = table_keys(&md[start..], "target");
+    assert_eq!(
+        listed, targets,
+        "docs/security.md vs fuzz/Cargo.toml [[bin]]"
+    );
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    for t in &targets {
+        let dir = corpus.join(t);
+        let seeds = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{t} has no seed corpus {dir:?}: {e}"))
+            .count();
+        assert!(seeds > 0, "{dir:?} is empty");
+    }
+    // The CI stage runs them.
+    let test_sh = std::fs::read_to_string(corpus.join("../../scripts/test.sh")).unwrap();
+    assert!(test_sh.contains("stage fuzz scripts/fuzz.sh --smoke"));
+}

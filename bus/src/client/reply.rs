@@ -1,11 +1,12 @@
 //! A response turned into the call's result, with codes for servers that send none.
+//! Public (hidden) for the fuzz targets in `fuzz/`; not a stable API.
 
 use crate::codec::NIL;
 use crate::error::{ErrorCode, RemoteError};
 use crate::protocol::Response;
 
 /// Maps a response to the call's result.
-pub(super) fn into_result(response: Response) -> Result<Vec<u8>, RemoteError> {
+pub fn into_result(response: Response) -> Result<Vec<u8>, RemoteError> {
     if let Some(text) = response.error {
         let code = response
             .code

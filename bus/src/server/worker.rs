@@ -401,15 +401,7 @@ async fn handle(shared: &Shared, role: Role, from: Caller, payload: Vec<u8>) -> 
             (*req, reply_to)
         }
         Parsed::Malformed(m) => return m.answer(shared),
-        Parsed::BadInputs { req, why } => {
-            let m = Malformed {
-                id: Some(req.id.clone()),
-                reply_to: Some(req.reply_to.clone()),
-                is_reply: false,
-                why: format!("malformed inputs: {why}"),
-            };
-            return m.answer(shared);
-        }
+        Parsed::BadInputs { req, why } => return Malformed::bad_inputs(&req, &why).answer(shared),
     };
     if !shared.may_reply_to(&reply_to) {
         tracing::warn!(request_id = %truncated(&req.id), reply_to = %truncated(&reply_to), "refusing to reply to a queue or an invalid key; request dropped");
@@ -537,7 +529,7 @@ fn protocol_error(id: &str, code: ErrorCode, text: &str) -> Response {
 }
 
 /// What a popped payload turned out to be.
-enum Parsed {
+pub(super) enum Parsed {
     Request(Box<Request>),
     /// A request whose `Inputs` are beyond the budget.
     BadInputs {
@@ -549,7 +541,7 @@ enum Parsed {
 
 /// Checks the size, walks the structure within [`Budget::REQUEST`] (the request, then its
 /// `Inputs`), then decodes. Synchronous: runs on the blocking pool for large payloads.
-fn parse(payload: &[u8], max: usize) -> Parsed {
+pub(super) fn parse(payload: &[u8], max: usize) -> Parsed {
     if payload.len() > max {
         let why = format!(
             "request of {} bytes exceeds the limit of {max} bytes",
@@ -574,12 +566,12 @@ fn parse(payload: &[u8], max: usize) -> Parsed {
 }
 
 /// A payload that is not a servable `Request`, and what could be read of it.
-struct Malformed {
-    id: Option<String>,
-    reply_to: Option<String>,
+pub(super) struct Malformed {
+    pub(super) id: Option<String>,
+    pub(super) reply_to: Option<String>,
     /// It has `Output`: a reply, never answered.
-    is_reply: bool,
-    why: String,
+    pub(super) is_reply: bool,
+    pub(super) why: String,
 }
 
 impl Malformed {
@@ -593,6 +585,16 @@ impl Malformed {
             reply_to: fields[1].text(),
             is_reply: fields[2].present(),
             why,
+        }
+    }
+
+    /// A request that decoded but whose `Inputs` are beyond the budget.
+    pub(super) fn bad_inputs(req: &Request, why: &str) -> Self {
+        Self {
+            id: Some(req.id.clone()),
+            reply_to: Some(req.reply_to.clone()),
+            is_reply: false,
+            why: format!("malformed inputs: {why}"),
         }
     }
 
@@ -612,19 +614,28 @@ impl Malformed {
             tracing::warn!("the payload is a reply; not answering it");
             return None;
         }
-        let reply_to = self
-            .reply_to
+        let reply_to = self.reply_key().filter(|r| shared.may_reply_to(r))?;
+        codec::encode(&self.response())
+            .ok()
+            .map(|bytes| Pending { reply_to, bytes })
+    }
+
+    /// Where the answer would go: `ReplyTo`, else the `ID` (not yet checked against the
+    /// queues).
+    pub(super) fn reply_key(&self) -> Option<String> {
+        self.reply_to
+            .clone()
             .filter(|r| !r.is_empty())
             .or_else(|| self.id.clone())
-            .filter(|r| shared.may_reply_to(r))?;
-        let resp = protocol_error(
+    }
+
+    /// The `Decode` protocol error that answers it.
+    pub(super) fn response(&self) -> Response {
+        protocol_error(
             self.id.as_deref().unwrap_or(""),
             ErrorCode::Decode,
             &format!("malformed request: {}", self.why),
-        );
-        codec::encode(&resp)
-            .ok()
-            .map(|bytes| Pending { reply_to, bytes })
+        )
     }
 }
 
