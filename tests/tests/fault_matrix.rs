@@ -67,4 +67,21 @@ fn every_row_is_named_and_the_ceph_row_is_in_the_full_mode_only() {
         script.contains("fault-matrix"),
         "the script runs the binary"
     );
+    // docs/security.md's "Fault matrix" table names every row, and only those.
+    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/security.md"))
+        .expect("docs/security.md");
+    let section = md
+        .split("## Fault matrix")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Fault matrix section in docs/security.md");
+    let rows: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert_eq!(
+        rows, keys,
+        "docs/security.md's fault matrix rows vs Row::ALL"
+    );
 }

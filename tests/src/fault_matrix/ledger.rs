@@ -284,8 +284,15 @@ pub async fn check_round(
 pub async fn check_cleanup(t: &mut Tally, node: &BusNode, ignore: &[PathBuf]) {
     let s = node.stubs(Duration::from_secs(60)).await;
     node.delete_all(&s).await;
-    let l = node.lists(&s).await;
-    let left = l.containers.len() + l.mounts.len() + l.attachments.len();
+    // A delete answers before the mounts and attachments it released are collected.
+    let mut l = node.lists(&s).await;
+    let count = |l: &Lists| l.containers.len() + l.mounts.len() + l.attachments.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count(&l) > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        l = node.lists(&s).await;
+    }
+    let left = count(&l);
     if left > 0 {
         t.leaks(vec![format!(
             "{left} objects listed after deleting everything"

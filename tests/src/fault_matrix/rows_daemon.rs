@@ -9,7 +9,8 @@ use crate::daemon::wait_until;
 use crate::kernel_probe::{monitors_under, pid_alive};
 use imagebus_bus::ErrorCode;
 use imagebus_schema::container::{ContainerModule, ContainerState};
-use imagebus_schema::Selector;
+use imagebus_schema::mount::MountModule;
+use imagebus_schema::{Holder, Selector};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -257,6 +258,7 @@ pub async fn disk_full(t: &mut Tally, done: &mut usize, rounds: usize) {
         check_round(t, &node, &committed, &ignore).await;
         *done += 1;
     }
+    codes.sort();
     codes.dedup();
     t.notes
         .push(format!("full disk errors: {}", codes.join(", ")));
@@ -293,13 +295,30 @@ pub async fn truncated(t: &mut Tally, done: &mut usize, rounds: usize) {
         committed.remove(&victim);
         let l = check_round(t, &node, &committed, &[]).await;
         let listed = super::ledger::listed(&l, Kind::Container, &victim);
+        // Its mount holds are released once both modules serve (a follow-up of start-up).
+        let s = node.stubs(CALL).await;
+        let started = std::time::Instant::now();
+        let released = wait_async(Duration::from_secs(30), || async {
+            let mounts = s.mount.list().await;
+            let mounts = mounts.unwrap_or_else(|e| panic!("mount List: {e:?}"));
+            !mounts
+                .iter()
+                .any(|m| m.holders.contains(&Holder::Container(id)))
+        })
+        .await;
+        if !released {
+            t.leaks(vec![format!(
+                "{victim}: its mounts still held 30 s after the restart"
+            )]);
+        }
+        let fate = if listed.is_empty() {
+            "removed"
+        } else {
+            "still listed"
+        };
         t.notes.push(format!(
-            "round {round}: truncated container {}",
-            if listed.is_empty() {
-                "removed"
-            } else {
-                "still listed"
-            }
+            "round {round}: truncated container {fate}, its mounts released after {:.1?}",
+            started.elapsed()
         ));
         check_cleanup(t, &node, &[]).await;
         *done += 1;

@@ -22,6 +22,8 @@ const BATCH: usize = 10;
 const WORKERS: u32 = 16;
 /// Deadline of each call: one the killed daemon had taken is never answered.
 pub(super) const CALL: Duration = Duration::from_secs(20);
+/// Deadline of an rbd attach (a cluster round trip, maybe rbd-fuse starting).
+const RBD_CALL: Duration = Duration::from_secs(60);
 
 /// Runs `calls` concurrently; once `kill_after` answered, SIGKILLs the daemon, restarts
 /// it, and returns every call's result. Counts a zygote of the killed daemon that stays.
@@ -29,6 +31,7 @@ pub(super) async fn amid<T: Send + 'static>(
     t: &mut Tally,
     node: &mut BusNode,
     kill_after: usize,
+    deadline: Duration,
     calls: Vec<std::pin::Pin<Box<dyn Future<Output = T> + Send>>>,
 ) -> Vec<T> {
     let done = Arc::new(AtomicUsize::new(0));
@@ -55,7 +58,7 @@ pub(super) async fn amid<T: Send + 'static>(
     tokio::task::block_in_place(|| node.daemon.restart());
     let mut out = Vec::new();
     for task in tasks {
-        let r = tokio::time::timeout(CALL + Duration::from_secs(30), task)
+        let r = tokio::time::timeout(deadline + Duration::from_secs(30), task)
             .await
             .unwrap_or_else(|_| panic!("a call outlived its own deadline"))
             .unwrap_or_else(|e| panic!("call task: {e}"));
@@ -94,7 +97,7 @@ pub async fn kill_creates(t: &mut Tally, done: &mut usize, rounds: usize) {
     for round in 0..rounds {
         let s = node.stubs(CALL).await;
         let calls = creates(&node, &s, &format!("r{round}"));
-        let outcomes = amid(t, &mut node, 1 + 2 * (round % 4), calls).await;
+        let outcomes = amid(t, &mut node, 1 + 2 * (round % 4), CALL, calls).await;
         commit(t, &mut committed, &outcomes);
         check_round(t, &node, &committed, &[]).await;
         *done += 1;
@@ -145,7 +148,7 @@ pub async fn kill_deletes(t: &mut Tally, done: &mut usize, rounds: usize) {
                     as std::pin::Pin<Box<dyn Future<Output = Deleted> + Send>>
             })
             .collect();
-        let outcomes: Vec<Deleted> = amid(t, &mut node, 1, calls).await;
+        let outcomes: Vec<Deleted> = amid(t, &mut node, 1, CALL, calls).await;
         for (kind, name, r) in &outcomes {
             // Done (or in flight): it may be gone; acknowledged: it must be gone.
             let entry = committed.remove(name);
@@ -174,7 +177,7 @@ pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
     let mut node = BusNode::start("ibfm-rbd-", WORKERS);
     let mut committed = Committed::new();
     for round in 0..rounds {
-        let s = node.stubs(Duration::from_secs(60)).await;
+        let s = node.stubs(RBD_CALL).await;
         let calls = (0..3)
             .map(|i| {
                 let name = format!("rbd-r{round}-{i}");
@@ -202,7 +205,7 @@ pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
                 }) as std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>
             })
             .collect();
-        let outcomes = amid(t, &mut node, 1, calls).await;
+        let outcomes = amid(t, &mut node, 1, RBD_CALL, calls).await;
         commit(t, &mut committed, &outcomes);
         check_round(t, &node, &committed, &[]).await;
         *done += 1;
