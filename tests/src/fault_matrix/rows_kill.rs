@@ -175,6 +175,8 @@ pub async fn kill_deletes(t: &mut Tally, done: &mut usize, rounds: usize) {
 pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
     let ceph = crate::ceph::ceph();
     let mut node = BusNode::start("ibfm-rbd-", WORKERS);
+    // Dropped before the node: a row that failed half-way leaves no rbd-fuse process.
+    let _fuse = RbdFuseGuard(node.root().to_path_buf());
     let mut committed = Committed::new();
     for round in 0..rounds {
         let s = node.stubs(RBD_CALL).await;
@@ -211,4 +213,13 @@ pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
         *done += 1;
     }
     check_cleanup(t, &node, &[]).await;
+}
+
+/// Kills the rbd-fuse processes below its directory when dropped.
+struct RbdFuseGuard(std::path::PathBuf);
+
+impl Drop for RbdFuseGuard {
+    fn drop(&mut self) {
+        crate::ceph::kill_rbd_fuse_under(&self.0);
+    }
 }
