@@ -117,8 +117,11 @@ impl<T: Serialize + DeserializeOwned> StateFile<T> {
         self.version
     }
 
-    /// Reads the state; `Ok(None)` when the file does not exist yet.
+    /// Reads the state; `Ok(None)` when the file does not exist yet. Temporary files a
+    /// dead process left next to it (a writer killed between create and rename) are
+    /// removed first ([`remove_stale_temps`]).
     pub fn load(&self) -> Result<Option<T>, StateError> {
+        remove_stale_temps(&self.path);
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -156,6 +159,41 @@ impl<T: Serialize + DeserializeOwned> StateFile<T> {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Removes the temporary files of [`write_atomic_with`] for `path`
+/// (`.<name>.tmp.<pid>.<n>`) whose writer process no longer exists: what a writer killed
+/// between creating its temporary file and the rename left behind. Those of live
+/// processes (this one included) are kept. Best effort; returns how many were removed.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return 0;
+    };
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let live = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !live && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
 
 /// How far [`write_atomic_with`] goes to make a write survive a crash of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +318,26 @@ mod tests {
     struct Db {
         next: u64,
         names: Vec<String>,
+    }
+
+    #[test]
+    fn load_removes_temporaries_of_dead_writers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file: StateFile<Db> = StateFile::new(dir.path().join("s.json"), 3);
+        file.save(&Db::default()).unwrap();
+        // A writer killed before its rename (pid far above pid_max: never alive), one of
+        // this live process, and another file's.
+        let dead = dir.path().join(".s.json.tmp.4294967295.7");
+        let ours = dir
+            .path()
+            .join(format!(".s.json.tmp.{}.9", std::process::id()));
+        let other = dir.path().join(".t.json.tmp.4294967295.1");
+        for f in [&dead, &ours, &other] {
+            fs::write(f, b"{\"version\": 3, \"da").unwrap();
+        }
+        assert_eq!(file.load().unwrap(), Some(Db::default()));
+        assert!(!dead.exists(), "a dead writer's temporary is left");
+        assert!(ours.exists() && other.exists());
     }
 
     #[test]

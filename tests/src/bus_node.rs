@@ -65,6 +65,12 @@ pub struct BusNode {
 impl BusNode {
     /// Starts a node whose daemon serves `workers` requests per module at once.
     pub fn start(prefix: &str, workers: u32) -> Self {
+        Self::start_prepared(prefix, workers, |_| {})
+    }
+
+    /// [`BusNode::start`], calling `prepare` with the daemon's (empty) state directory
+    /// before the daemon starts (e.g. to mount a small tmpfs there).
+    pub fn start_prepared(prefix: &str, workers: u32, prepare: impl FnOnce(&Path)) -> Self {
         require_container_tools();
         let redis = RedisFixture::start();
         let scratch = KernelScratch::new(prefix);
@@ -77,7 +83,7 @@ impl BusNode {
         if supports_max_mutations() {
             flags.extend(["--max-mutations", workers.as_str()]);
         }
-        let daemon = Daemon::spawn_in(scratch.path(), Some(&redis.url()), &flags);
+        let daemon = Daemon::spawn_prepared(scratch.path(), Some(&redis.url()), &flags, prepare);
         let purge = RuntimePurge {
             root: daemon.runtime_root(),
             instance: daemon.instance().to_string(),

@@ -8,15 +8,18 @@
 //! configuration passed to a crash-test child binary on its command line ([`node_args`]),
 //! an `imagebusd --imageapi` node driven with the real `curl` ([`imageapi`]), the CPU
 //! time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]), and hand-made OCI
-//! images, layouts and archives for the image store ([`oci_image`]).
+//! images, layouts and archives for the image store ([`oci_image`]), the creates crash
+//! tests fire ([`crash_creates`]) and the fault matrix ([`fault_matrix`]).
 pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
 pub mod ceph;
 pub mod cli_node;
 pub mod cpu_meter;
+pub mod crash_creates;
 pub mod daemon;
 pub mod doc_text;
+pub mod fault_matrix;
 pub mod image;
 pub mod imageapi;
 pub mod kernel_probe;

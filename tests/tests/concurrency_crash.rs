@@ -7,16 +7,11 @@
 //! processes, cgroups), with the killed daemon's monitor zygote gone. At the end everything
 //! is deleted and the kernel is clean. Root; needs runc, busybox-static, squashfs-tools.
 
-use imagebus_bus::RemoteError;
-use imagebus_schema::attach::{AttachModule, AttachSource, AttachSpec, LoopSource};
-use imagebus_schema::container::{
-    CommandLine, ContainerModule, ContainerSpec, ContainerState, InitialState,
-};
-use imagebus_schema::mount::MountModule;
+use imagebus_schema::container::ContainerState;
 use imagebus_tests::bus_node::{BusNode, Stubs};
+use imagebus_tests::crash_creates::{create, kind_of, Kind, Outcome};
 use imagebus_tests::daemon::wait_until;
 use imagebus_tests::kernel_probe::{monitor_zygotes_of, pid_alive};
-use imagebus_tests::mount_stack::{image_on_loop, inline, overlay};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,63 +24,6 @@ const CREATES: usize = 20;
 const WORKERS: u32 = 32;
 /// Deadline of each create: a request the killed daemon had taken is never answered.
 const CALL: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Container,
-    Mount,
-    Attachment,
-}
-
-/// What a create reported: the kind, the name asked for, and the id on success.
-type Outcome = (Kind, String, Result<u64, RemoteError>);
-
-fn kind_of(i: usize) -> Kind {
-    match i % 5 {
-        0 | 1 => Kind::Container,
-        2 | 3 => Kind::Mount,
-        _ => Kind::Attachment,
-    }
-}
-
-fn container_spec(name: &str, image: &std::path::Path) -> ContainerSpec {
-    ContainerSpec {
-        name: Some(name.into()),
-        state: InitialState::Running,
-        stop_signal: Some("KILL".into()),
-        stop_timeout_ms: Some(500),
-        ..ContainerSpec::new(
-            inline(overlay(vec![inline(image_on_loop(image))])),
-            CommandLine::Argv(vec!["/bin/sleep".into(), "1000".into()]),
-        )
-    }
-}
-
-async fn create(s: Stubs, kind: Kind, name: String, image: PathBuf) -> Outcome {
-    let r = match kind {
-        Kind::Container => s
-            .container
-            .create(container_spec(&name, &image))
-            .await
-            .map(|c| c.id),
-        Kind::Mount => {
-            let mut spec = image_on_loop(&image);
-            spec.name = Some(name.clone());
-            s.mount.mount(spec, None).await.map(|m| m.id)
-        }
-        Kind::Attachment => {
-            let spec = AttachSpec {
-                name: Some(name.clone()),
-                source: AttachSource::Loop(LoopSource {
-                    path: image,
-                    read_only: true,
-                }),
-            };
-            s.attach.attach(spec, None).await.map(|a| a.id)
-        }
-    };
-    (kind, name, r)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_amid_twenty_concurrent_creates_loses_and_leaks_nothing() {
