@@ -813,3 +813,27 @@ fn security_md_lists_every_fuzz_target_and_each_has_seeds() {
     let test_sh = std::fs::read_to_string(corpus.join("../../scripts/test.sh")).unwrap();
     assert!(test_sh.contains("stage fuzz scripts/fuzz.sh --smoke"));
 }
+
+/// fuzz/Cargo.lock covers what the workspace crates now depend on: `scripts/fuzz.sh`
+/// builds with `--locked`, so a stale lock fails the CI fuzz stage; this says why, sooner.
+#[test]
+fn the_fuzz_lock_file_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--locked",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(root.join("fuzz/Cargo.toml"))
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "fuzz/Cargo.lock is stale: run `cargo tree --manifest-path fuzz/Cargo.toml` and commit it\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
