@@ -50,36 +50,20 @@ const SERVER: &[&str] = &[
     "+client|unblock",
 ];
 
-/// Whether `user` is usable in the rules (and as a reply-list prefix).
-fn check_user(user: &str) -> Result<(), String> {
-    let ok = !user.is_empty()
-        && user.len() <= 64
-        && user
+/// Whether `word` (a user or a module, named `what` in the error) is usable in the rules:
+/// 1 to 64 letters, digits, `-` or `_` (no separators or glob characters).
+fn check_word(what: &str, word: &str) -> Result<(), String> {
+    let ok = !word.is_empty()
+        && word.len() <= 64
+        && word
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "user {:?}: use 1 to 64 letters, digits, '-' or '_'",
-            crate::echo(user)
-        ))
-    }
-}
-
-/// Whether `module` is a module name (no separators or glob characters).
-fn check_module(module: &str) -> Result<(), String> {
-    let ok = !module.is_empty()
-        && module.len() <= 64
-        && module
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "module {:?}: use 1 to 64 letters, digits, '-' or '_'",
-            crate::echo(module)
+            "{what} {:?}: use 1 to 64 letters, digits, '-' or '_'",
+            crate::echo(word)
         ))
     }
 }
@@ -100,14 +84,14 @@ fn base(user: &str) -> Vec<String> {
 /// The rules of a user serving `modules` (see the module docs). Without a password (add
 /// `>PASSWORD` and `on`).
 pub fn module_rules(user: &str, modules: &[&str]) -> Result<Vec<String>, String> {
-    check_user(user)?;
+    check_word("user", user)?;
     if modules.is_empty() {
         return Err("name at least one module".into());
     }
     let mut rules = base(user);
     rules.extend(SERVER.iter().map(|s| s.to_string()));
     for m in modules {
-        check_module(m)?;
+        check_word("module", m)?;
         rules.push(format!("~{m}.*"));
         rules.push(format!("~{}", presence::presence_key(m)));
         rules.push(format!("~{}", presence::served_key(m)));
@@ -121,7 +105,7 @@ pub fn module_rules(user: &str, modules: &[&str]) -> Result<Vec<String>, String>
 
 /// The rules of a read-only caller (see the module docs). Without a password.
 pub fn reader_rules(user: &str) -> Result<Vec<String>, String> {
-    check_user(user)?;
+    check_word("user", user)?;
     let mut rules = base(user);
     rules.push(format!("%W~*@*{READ_ONLY_SUFFIX}"));
     rules.push("&*".into());
