@@ -68,6 +68,17 @@ pub struct Record {
 }
 
 impl Record {
+    /// `created` → `running` for run `generation` (the step after `runc start`); false
+    /// when the record is of another run or no longer `created`.
+    pub fn mark_started(&mut self, generation: u64) -> bool {
+        if self.generation != generation || self.info.state != ContainerState::Created {
+            return false;
+        }
+        self.info.state = ContainerState::Running;
+        self.info.started_at_ms = Some(imagebus_sys::monitor::now_ms());
+        true
+    }
+
     /// Whether the init may still be alive.
     pub fn is_live(&self) -> bool {
         matches!(

@@ -165,22 +165,20 @@ fn promote_started(
     listed: &[RuntimeState],
 ) -> Option<crate::store::Durable> {
     let rec = s.record_mut(id)?;
-    if rec.generation != generation || rec.info.state != ContainerState::Created {
-        return None;
-    }
-    let rid = rec.info.runtime_id.clone();
+    let rid = &rec.info.runtime_id;
     if !listed
         .iter()
-        .any(|st| st.id == rid && st.status == "running")
+        .any(|st| &st.id == rid && st.status == "running")
     {
+        return None;
+    }
+    if !rec.mark_started(generation) {
         return None;
     }
     tracing::warn!(
         id,
         "started while the last actor stopped; recorded as running"
     );
-    rec.info.state = ContainerState::Running;
-    rec.info.started_at_ms = Some(imagebus_sys::monitor::now_ms());
     Some(s.save_and_tell(id))
 }
 

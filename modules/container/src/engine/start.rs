@@ -7,7 +7,6 @@ use crate::error::ContainerError;
 use crate::store::Durable;
 use imagebus_schema::container::{ContainerInfo, ContainerState};
 use imagebus_schema::Selector;
-use imagebus_sys::monitor::now_ms;
 use std::sync::Arc;
 
 /// Starts `target`.
@@ -62,9 +61,7 @@ fn mark_started(
     let rec = s
         .record_mut(id)
         .ok_or(ContainerError::NotFound(Selector::Id(id)))?;
-    if rec.generation == generation && rec.info.state == ContainerState::Created {
-        rec.info.state = ContainerState::Running;
-        rec.info.started_at_ms = Some(now_ms());
+    if rec.mark_started(generation) {
         let info = rec.info.clone();
         return Ok((info, s.save_and_tell(id)));
     }
