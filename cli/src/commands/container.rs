@@ -323,12 +323,14 @@ fn state_line(g: &Global, info: &ContainerInfo) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::args::{Cli, Command};
     use clap::Parser;
 
-    fn run_args(argv: &[&str]) -> RunArgs {
+    /// The `RunArgs` of an `imagebus run …` command line (also used by
+    /// `container_image`'s tests).
+    pub(crate) fn run_args(argv: &[&str]) -> RunArgs {
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(a) => *a,
             other => panic!("not run: {other:?}"),

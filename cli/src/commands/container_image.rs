@@ -71,15 +71,7 @@ pub fn apply(spec: &mut ContainerSpec, a: &RunArgs, config: &ImageConfig) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{Cli, Command};
-    use clap::Parser;
-
-    fn run_args(argv: &[&str]) -> RunArgs {
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(a) => *a,
-            other => panic!("not run: {other:?}"),
-        }
-    }
+    use crate::commands::container::tests::run_args;
 
     fn config() -> ImageConfig {
         ImageConfig {
