@@ -309,23 +309,33 @@ pub fn cannot_exec(message: &str) -> bool {
         .any(|why| m.contains(why))
 }
 
-/// The `msg` of the runtime's JSON error lines (the last one wins), or the trimmed text.
+/// The most of a runtime's error text kept by [`error_message`], in bytes: its tail,
+/// where runc and crun put the cause.
+pub const MESSAGE_MAX: usize = 2000;
+
+/// The `msg` of the runtime's JSON error lines (the last one wins), or the trimmed text;
+/// at most the last [`MESSAGE_MAX`] bytes of either, cut at a character boundary.
 pub fn error_message(stderr: &str) -> String {
     let mut msg = None;
     for line in stderr.lines() {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
             if let Some(m) = v.get("msg").and_then(|m| m.as_str()) {
                 if v.get("level").and_then(|l| l.as_str()) != Some("warning") {
-                    msg = Some(m.to_string());
+                    msg = Some(tail(m).to_string());
                 }
             }
         }
     }
-    msg.unwrap_or_else(|| {
-        let t = stderr.trim();
-        let start = t.len().saturating_sub(2000);
-        t.get(start..).unwrap_or(t).to_string()
-    })
+    msg.unwrap_or_else(|| tail(stderr.trim()).to_string())
+}
+
+/// The last [`MESSAGE_MAX`] bytes of `text`, from the first character boundary there.
+fn tail(text: &str) -> &str {
+    let mut start = text.len().saturating_sub(MESSAGE_MAX);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -552,6 +562,29 @@ mod tests {
         let s = "{\"level\":\"warning\",\"msg\":\"deprecated\"}\n{\"level\":\"error\",\"msg\":\"container does not exist\",\"time\":\"x\"}\n";
         assert_eq!(error_message(s), "container does not exist");
         assert_eq!(error_message("  plain text\n"), "plain text");
+    }
+
+    #[test]
+    fn error_messages_keep_a_bounded_tail_at_a_character_boundary() {
+        // A cut point inside a two-byte character: the whole text used to come back.
+        let text = format!("x{}", "é".repeat(MESSAGE_MAX));
+        let m = error_message(&text);
+        assert!(
+            m.len() <= MESSAGE_MAX && m.len() >= MESSAGE_MAX - 1,
+            "{}",
+            m.len()
+        );
+        assert!(m.chars().all(|c| c == 'é'));
+        let json = format!(
+            "{{\"level\":\"error\",\"msg\":\"{}cause\"}}",
+            "a".repeat(5000)
+        );
+        let m = error_message(&json);
+        assert!(
+            m.len() <= MESSAGE_MAX && m.ends_with("cause"),
+            "{}",
+            m.len()
+        );
     }
 
     #[test]
