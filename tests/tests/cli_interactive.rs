@@ -1,7 +1,8 @@
 //! Interactive sessions through the real `imagebus` binary, imagebusd, runc and busybox:
 //! `exec -it` and `run -it` under a pty driven by the test (typing, reading, resizing,
 //! Ctrl-C, exit codes, the local terminal restored), `exec -i` piping stdin, and the
-//! stream socket refusing another uid (and staying one-shot).
+//! stream socket refusing another uid (and staying one-shot), and the directories of a
+//! killed session helper swept at the daemon's restart while a live one's stay.
 
 use imagebus_sys::session::frame::{Decoder, Frame};
 use imagebus_sys::session::sock::connect_as;
@@ -348,4 +349,92 @@ fn run_it_gives_the_init_a_terminal_and_returns_its_exit_code() {
         .daemon
         .cli(&["run", "-i", "--image", n.image(), "--", "sh"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// The pid holding an exclusive `flock` on `file`, from `/proc/locks`.
+fn flock_holder(file: &std::path::Path) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(file).ok()?.ino().to_string();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // `1: FLOCK  ADVISORY  WRITE 4242 00:1a:123456 0 EOF`
+        let at = f.iter().position(|w| *w == "FLOCK")?;
+        let (pid, dev_ino) = (f.get(at + 3)?, f.get(at + 4)?);
+        (dev_ino.rsplit(':').next()? == ino).then(|| pid.parse().ok())?
+    })
+}
+
+#[test]
+fn a_killed_session_helpers_directories_are_swept_at_restart_and_a_live_ones_kept() {
+    let mut n = CliNode::start("ibsweep");
+    n.ok(&[
+        "run",
+        "--name",
+        "c",
+        "--image",
+        n.image(),
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let id = n.json(&["inspect", "c"])["id"].as_u64().unwrap();
+    let session = |n: &CliNode| {
+        let info = n.json(&[
+            "call",
+            "container",
+            "container@1",
+            "Session",
+            &format!("{{\"id\":{id}}}"),
+            r#"{"exec":{"command":["true"]},"uid":0}"#,
+        ]);
+        // `<run_dir>.sessions/<token>/stream.sock`, and `<run_dir>/sessions/<token>/`.
+        let stream_dir = std::path::PathBuf::from(info["socket"].as_str().unwrap())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let token = stream_dir.file_name().unwrap().to_owned();
+        let sessions = stream_dir.parent().unwrap().to_str().unwrap();
+        let run_dir = std::path::PathBuf::from(sessions.strip_suffix(".sessions").unwrap());
+        let work_dir = run_dir.join("sessions").join(token);
+        let pid = flock_holder(&work_dir.join("held")).expect("the helper holds its lock");
+        (stream_dir, work_dir, pid)
+    };
+    let (dead_stream, dead_work, dead_pid) = session(&n);
+    let (live_stream, live_work, live_pid) = session(&n);
+    assert_ne!(dead_pid, live_pid);
+    // kill -9: the helper cannot remove its directories.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dead_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(WAIT, || flock_holder(&dead_work.join("held")).is_none()),
+        "the killed helper's lock stays"
+    );
+    assert!(dead_stream.exists() && dead_work.exists());
+    n.daemon.kill9();
+    n.daemon.restart();
+    assert!(
+        !dead_stream.exists() && !dead_work.exists(),
+        "the dead session's directories stay: {}",
+        n.daemon.log()
+    );
+    assert!(
+        live_stream.exists() && live_work.exists(),
+        "a live session's directories were removed"
+    );
+    assert!(
+        n.daemon.log().contains("1 dead sessions swept"),
+        "{}",
+        n.daemon.log()
+    );
+    // The live helper is still waiting for its client: end it.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(live_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    n.ok(&["rm", "--force", "c"]);
+    n.assert_clean();
 }

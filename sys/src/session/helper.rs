@@ -82,11 +82,16 @@ fn private_dir(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
 }
 
 fn session(cfg: &SessionConfig, master: Option<OwnedFd>) -> i32 {
-    let made = private_dir(&cfg.stream_dir, cfg.uid)
-        .and_then(|()| private_dir(&cfg.work_dir, 0))
-        .and_then(|()| listen_private(&cfg.stream_socket(), cfg.uid));
-    let listener = match made {
-        Ok(l) => l,
+    // The work directory and its lock first: from then on a sweep sees this session live
+    // (the lock goes with the process, however it ends).
+    let made = private_dir(&cfg.work_dir, 0)
+        .and_then(|()| super::sweep::hold(&cfg.work_dir))
+        .and_then(|held| {
+            private_dir(&cfg.stream_dir, cfg.uid)?;
+            Ok((held, listen_private(&cfg.stream_socket(), cfg.uid)?))
+        });
+    let (_held, listener) = match made {
+        Ok(made) => made,
         Err(e) => return report_error(format!("session socket {:?}: {e}", cfg.stream_socket())),
     };
     report(&SessionReport {

@@ -25,11 +25,16 @@
 //! for the init's terminal) or the client goes away: then the process is hung up (the
 //! master closes) and, for an exec, killed (SIGHUP, SIGKILL a second later). The actor never
 //! waits for a session: it only waits (with a deadline) for the report.
+//!
+//! A helper holds a lock on a file of its work directory for its whole life, so the
+//! directories of a helper that was killed are told from a live one's and swept
+//! ([`sweep::sweep_stale`], at the container actor's start).
 
 pub mod frame;
 mod helper;
 mod launcher;
 pub mod sock;
+pub mod sweep;
 
 pub use helper::run_session;
 pub use launcher::LinuxSessionLauncher;

@@ -6,7 +6,9 @@
 //! the monitor, (4) else record the end (`exited` from the exit file, or `dead`); (5) give
 //! back the mounts that containers without a record still hold (a create cut short after
 //! its mount was made), which collects them and what they nest; (6) remove the files of
-//! ids without a record (state and run directories, log file) that such a create left.
+//! ids without a record (state and run directories, log file) that such a create left;
+//! (7) remove the directories of interactive sessions whose helper was killed
+//! (`imagebus_sys::session::sweep`).
 //! Watchers and timers are started once the actor runs ([`FollowUps::start`]).
 
 use super::exits::{self, End};
@@ -41,14 +43,16 @@ pub struct ReconcileReport {
     pub stale_holds_released: usize,
     /// Ids without a record whose leftover files were removed.
     pub leftover_files_removed: usize,
+    /// Interactive sessions whose helper is gone (killed), their directories removed.
+    pub stale_sessions_removed: usize,
 }
 
 impl fmt::Display for ReconcileReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} re-attached, {} watched without their monitor, {} ended, {} orphan runtime containers removed, {} stale mount holds released, {} leftover file sets removed",
-            self.reattached, self.monitor_lost, self.ended, self.orphans_removed, self.stale_holds_released, self.leftover_files_removed
+            "{} re-attached, {} watched without their monitor, {} ended, {} orphan runtime containers removed, {} stale mount holds released, {} leftover file sets removed, {} dead sessions swept",
+            self.reattached, self.monitor_lost, self.ended, self.orphans_removed, self.stale_holds_released, self.leftover_files_removed, self.stale_sessions_removed
         )
     }
 }
@@ -152,6 +156,10 @@ pub async fn reconcile(
     let known = s.ids().into_iter().collect();
     let c = cfg.clone();
     report.leftover_files_removed = blocking(move || remove_leftover_files(&c, &known)).await?;
+    // 7. Before this actor serves, so no session of its own is being set up.
+    let (stream, work) = (cfg.session_dir(), cfg.session_work_dir());
+    report.stale_sessions_removed =
+        blocking(move || imagebus_sys::session::sweep::sweep_stale(&stream, &work)).await?;
     Ok((report, follow))
 }
 
