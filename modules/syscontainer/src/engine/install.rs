@@ -40,6 +40,19 @@ pub(crate) async fn install(ctx: &Ctx, spec: InstallSpec) -> Result<Record, SysE
         }
     }
     imagebus_schema::common::no_nul("image", &spec.image).map_err(SysError::Invalid)?;
+    if let Some(r) = spec.rootfs.clone() {
+        // Before anything is imported or mounted: a bad directory changes nothing.
+        let is_dir = blocking(move || Ok(std::fs::metadata(&r).is_ok_and(|m| m.is_dir()))).await?;
+        if !is_dir {
+            return Err(SysError::Invalid(format!(
+                "rootfs {} is not a directory",
+                spec.rootfs
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )));
+        }
+    }
     if load(ctx, &name).await?.is_some() {
         return Err(SysError::Conflict(format!(
             "system container {name} is already installed"
