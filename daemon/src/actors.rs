@@ -37,7 +37,8 @@ pub struct ActorDirs {
     pub log_max_files: u32,
     /// `--max-mutations` and `--shutdown-timeout`, for each actor's host.
     pub limits: imagebus_host::Limits,
-    /// `--zinit-dir`, `--zinit-socket` and `--system-host-root`, for system containers.
+    /// `--zinit-dir`, `--zinit-socket`, `--systemd-*`, `--systemctl` and
+    /// `--system-host-root`, for system containers.
     pub system: SystemDirs,
 }
 
@@ -50,6 +51,12 @@ pub struct SystemDirs {
     pub zinit_dir: PathBuf,
     /// `--zinit-socket`: zinit's control socket.
     pub zinit_socket: PathBuf,
+    /// `--systemd-root`: where `run/systemd/system` is looked for.
+    pub systemd_root: PathBuf,
+    /// `--systemd-unit-dir`: where `NAME.service` goes on a systemd host.
+    pub systemd_unit_dir: PathBuf,
+    /// `--systemctl`: the command reaching systemd.
+    pub systemctl: Vec<String>,
 }
 
 impl Default for SystemDirs {
@@ -58,6 +65,9 @@ impl Default for SystemDirs {
             host_root: PathBuf::from("/"),
             zinit_dir: PathBuf::from("/etc/zinit"),
             zinit_socket: PathBuf::from("/var/run/zinit.sock"),
+            systemd_root: PathBuf::from("/"),
+            systemd_unit_dir: PathBuf::from("/etc/systemd/system"),
+            systemctl: vec!["systemctl".to_string()],
         }
     }
 }
@@ -214,6 +224,9 @@ pub fn syscontainer_starter(
         cfg.host_root = dirs.system.host_root.clone();
         cfg.zinit_dir = dirs.system.zinit_dir.clone();
         cfg.zinit_socket = dirs.system.zinit_socket.clone();
+        cfg.systemd_root = dirs.system.systemd_root.clone();
+        cfg.systemd_unit_dir = dirs.system.systemd_unit_dir.clone();
+        cfg.systemctl = dirs.system.systemctl.clone();
         cfg.imagebus_bin = imagebus_bin();
         let peers = peers.clone();
         Box::pin(async move {

@@ -176,6 +176,25 @@ pub struct Args {
     )]
     pub zinit_socket: PathBuf,
 
+    /// The root under which `run/systemd/system` says the host runs systemd: then system
+    /// containers' units are systemd's `NAME.service` instead of zinit's.
+    #[arg(long, env = "IMAGEBUS_SYSTEMD_ROOT", default_value = "/")]
+    pub systemd_root: PathBuf,
+
+    /// Where system containers' systemd units (`NAME.service`) are installed on a systemd
+    /// host.
+    #[arg(
+        long,
+        env = "IMAGEBUS_SYSTEMD_UNIT_DIR",
+        default_value = "/etc/systemd/system"
+    )]
+    pub systemd_unit_dir: PathBuf,
+
+    /// The command reaching the host's systemd, split like a shell line (a prefix such as
+    /// `nsenter -t PID -m -p systemctl` for a systemd in another namespace).
+    #[arg(long, env = "IMAGEBUS_SYSTEMCTL", default_value = "systemctl", value_parser = CommandLine::parse)]
+    pub systemctl: CommandLine,
+
     /// The root that system containers' `hostfs/` files are copied onto and that their
     /// tmpfiles paths must stay in.
     #[arg(long, env = "IMAGEBUS_SYSTEM_HOST_ROOT", default_value = "/")]
@@ -189,6 +208,21 @@ pub struct Args {
     /// accepted so contd's unit runs unchanged, and ignored (we run runc directly).
     #[arg(long, alias = "congainerd", hide = true, value_name = "SOCKET")]
     pub containerd: Option<String>,
+}
+
+/// A command line given as one string, split like a shell line (quotes, no expansion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine(pub Vec<String>);
+
+impl CommandLine {
+    /// Splits `s`; an empty line or an unbalanced quote is an error.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let words = shell_words::split(s).map_err(|e| format!("{s:?}: {e}"))?;
+        if words.is_empty() {
+            return Err("an empty command".to_string());
+        }
+        Ok(Self(words))
+    }
 }
 
 /// Log output format.
@@ -270,6 +304,25 @@ mod tests {
         assert_eq!(b.max_mutations, Some(3));
         assert_eq!(b.workers, DEFAULT_WORKERS);
         assert!(Args::try_parse_from(["imagebusd", "--max-mutations", "0"]).is_err());
+    }
+
+    #[test]
+    fn system_container_flags_parse() {
+        let a = Args::try_parse_from(["imagebusd"]).unwrap();
+        assert_eq!(a.systemctl.0, ["systemctl"]);
+        assert_eq!(a.systemd_root, std::path::Path::new("/"));
+        let a = Args::try_parse_from([
+            "imagebusd",
+            "--systemctl",
+            "nsenter -t 7 -m -p 'sys ctl'",
+            "--systemd-unit-dir",
+            "/u",
+        ])
+        .unwrap();
+        assert_eq!(a.systemctl.0, ["nsenter", "-t", "7", "-m", "-p", "sys ctl"]);
+        assert_eq!(a.systemd_unit_dir, std::path::Path::new("/u"));
+        assert!(Args::try_parse_from(["imagebusd", "--systemctl", ""]).is_err());
+        assert!(Args::try_parse_from(["imagebusd", "--systemctl", "a 'b"]).is_err());
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub struct UpdateSpec {
     pub values: BTreeMap<String, String>,
 }
 
-/// Who keeps the system container's service running.
+/// Who keeps the system container's service running (chosen at install: systemd when
+/// the host runs it, else zinit when it answers, else imagebusd).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Supervisor {
@@ -81,6 +82,10 @@ pub enum Supervisor {
     /// No zinit answered: the container module restarts the container (policy `always`);
     /// the unit is written all the same.
     Imagebusd,
+    /// The host runs systemd (`run/systemd/system` exists): `NAME.service`, whose
+    /// `ExecStart` runs `imagebus start --attach NAME`, is installed in systemd's unit
+    /// directory and enabled (the container has no restart policy).
+    Systemd,
 }
 
 /// One of the two deployments. Reply type: tolerant of unknown fields.
@@ -123,7 +128,8 @@ pub struct SysContainerInfo {
     pub deployments: Vec<Deployment>,
     /// Who keeps it running.
     pub supervisor: Supervisor,
-    /// The zinit unit file.
+    /// The unit file: `<zinit-dir>/NAME.yaml`, or `<systemd-unit-dir>/NAME.service` on a
+    /// systemd host.
     pub unit: PathBuf,
     /// Every host path the system container put in place and will remove on uninstall:
     /// the unit, `hostfs/` files, paths its tmpfiles lines created.

@@ -9,7 +9,8 @@
 //! an `imagebusd --imageapi` node driven with the real `curl` ([`imageapi`]), the CPU
 //! time a benchmark phase cost, from cgroup accounting ([`cpu_meter`]), and hand-made OCI
 //! images, layouts and archives for the image store ([`oci_image`]), the creates crash
-//! tests fire ([`crash_creates`]) and the fault matrix ([`fault_matrix`]).
+//! tests fire ([`crash_creates`]), the fault matrix ([`fault_matrix`]) and a cached
+//! systemd root filesystem to boot real systemd from ([`systemd`]).
 pub mod bench_concurrency;
 pub mod blackhole;
 pub mod bus_node;
@@ -29,3 +30,4 @@ pub mod oci_image;
 pub mod redis;
 pub mod relay;
 pub mod rootfs;
+pub mod systemd;

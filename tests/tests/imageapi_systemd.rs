@@ -9,62 +9,14 @@
 
 use imagebus_tests::bus_node::require_container_tools;
 use imagebus_tests::imageapi::ImageApiNode;
+use imagebus_tests::systemd::{systemd_image, wait_booted};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The cached systemd image (built on first use), copied into `dir`.
-fn systemd_image(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/systemd-rootfs.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("running scripts/systemd-rootfs.sh");
-    assert!(
-        out.status.success(),
-        "scripts/systemd-rootfs.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cached = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let copy = dir.join("systemd.sqsh");
-    std::fs::copy(&cached, &copy).expect("copying the systemd image");
-    copy
-}
 
 /// Asserts that systemd in container `name` reached running|degraded and has a journal.
 fn assert_booted(node: &ImageApiNode, name: &str) {
-    // Until PID 1 answers on its socket (`offline` before), then wait for the boot's end.
-    let answering = imagebus_tests::daemon::wait_until(Duration::from_secs(60), || {
-        let o = node
-            .daemon
-            .cli(&["exec", name, "--", "systemctl", "is-system-running"]);
-        !o.stdout.trim().is_empty() && o.stdout.trim() != "offline"
-    });
-    assert!(answering, "systemd never answered systemctl");
-    let out = node.daemon.cli(&[
-        "--timeout",
-        "120s",
-        "exec",
-        name,
-        "--kill-after",
-        "90s",
-        "--",
-        "systemctl",
-        "is-system-running",
-        "--wait",
-    ]);
-    let state = out.stdout.trim().to_string();
-    assert!(
-        state == "running" || state == "degraded",
-        "systemctl is-system-running: {out:?}"
-    );
-    if state == "degraded" {
-        let failed = node
-            .daemon
-            .cli(&["exec", name, "--", "systemctl", "--failed", "--no-pager"]);
-        eprintln!("degraded: {}", failed.stdout);
-    }
+    wait_booted(&node.daemon, name);
     let journal = node
         .daemon
         .cli(&["exec", name, "--", "journalctl", "--no-pager", "-b"]);

@@ -5,11 +5,13 @@
 //! `exec` working), refused with a missing or forced variable (nothing changed), updated
 //! to v2 keeping the `--set` values, rolled back, uninstalled leaving nothing, and a
 //! `kill -9` of imagebusd in the middle of updates leaves exactly one complete deployment
-//! active after a restart. No zinit answers in these tests, so imagebusd supervises.
-//! Root.
+//! active after a restart; `install --rootfs DIR` runs the container on that host
+//! directory and uninstall leaves the directory as it was and nothing else. No zinit
+//! answers in these tests and no systemd runs, so imagebusd supervises. Root.
 
 use imagebus_tests::cli_node::CliNode;
 use imagebus_tests::daemon::{cli_command, wait_until};
+use imagebus_tests::image::busybox_rootfs;
 use imagebus_tests::oci_image::{busybox_layer, config, layer, oci_layout, Entry};
 use imagebus_tests::rootfs::{loops_under, mounts_under};
 use serde_json::Value;
@@ -111,6 +113,9 @@ impl Sys {
         let node = CliNode::start_with(
             "ibsys",
             &[
+                // No systemd there, even on a host that runs it: imagebusd supervises.
+                "--systemd-root",
+                &host,
                 "--system-host-root",
                 &host,
                 "--zinit-dir",
@@ -569,6 +574,144 @@ fn kill_9_in_the_middle_of_an_update_leaves_one_complete_deployment() {
     }
     s.node
         .ok(&["--timeout", "120s", "system", "uninstall", "demo"]);
+    for img in s.json(&["image", "ls"]).as_array().unwrap().clone() {
+        s.node.ok(&["image", "rm", img["digest"].as_str().unwrap()]);
+    }
+    s.assert_nothing_left();
+}
+
+/// Every file under `dir` with its type, mode and contents (symlink targets), sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, p: &Path, out: &mut Vec<String>) {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let mode = m.permissions().mode();
+        if m.file_type().is_symlink() {
+            out.push(format!(
+                "{rel} -> {}",
+                std::fs::read_link(p).unwrap().display()
+            ));
+        } else if m.is_dir() {
+            out.push(format!("{rel}/ {mode:o}"));
+            for e in std::fs::read_dir(p).unwrap().flatten() {
+                walk(root, &e.path(), out);
+            }
+        } else {
+            let bytes = std::fs::read(p).unwrap();
+            let sum: u64 = bytes.iter().map(|b| u64::from(*b)).sum();
+            out.push(format!("{rel} {mode:o} {} {sum}", bytes.len()));
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn install_with_rootfs_runs_on_the_host_directory_and_leaves_it_untouched() {
+    let s = Sys::start();
+    // A host directory holding a root filesystem with the same /exports as the image,
+    // and a marker the image does not have.
+    let dir = s.dirs.path().join("rootfs");
+    busybox_rootfs(&dir);
+    for d in ["var/lib/app", "exports/hostfs/etc/sysdemo"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let files = [
+        (
+            "exports/config.json.template",
+            CONFIG_TEMPLATE.replace("@V@", "dir"),
+        ),
+        ("exports/manifest.json", MANIFEST.to_string()),
+        ("exports/service.template", SERVICE.to_string()),
+        ("exports/tmpfiles.template", TMPFILES.to_string()),
+        (
+            "exports/hostfs/etc/sysdemo/hello.conf",
+            "from the directory\n".into(),
+        ),
+        ("marker", "host directory\n".into()),
+    ];
+    for (f, text) in &files {
+        std::fs::write(dir.join(f), text).unwrap();
+    }
+    let before = tree(&dir);
+    let d = dir.to_str().unwrap();
+    // A directory that is not there is refused before anything is imported.
+    let missing = s.dirs.path().join("missing");
+    let (code, err) = s.fails(&[
+        "system",
+        "install",
+        "demo",
+        &s.src(1),
+        "--rootfs",
+        missing.to_str().unwrap(),
+        "--set",
+        "TOKEN=t",
+        "--set",
+        "REGION=r",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("rootfs") && err.contains("not a directory"),
+        "{err}"
+    );
+    assert_eq!(s.json(&["image", "ls"]), serde_json::json!([]));
+    s.assert_nothing_left();
+
+    let info = s.json(&[
+        "system",
+        "install",
+        "demo",
+        &s.src(1),
+        "--rootfs",
+        d,
+        "--set",
+        "TOKEN=t",
+        "--set",
+        "REGION=r",
+    ]);
+    assert_eq!(info["deployments"][0]["rootfs"], d, "{info}");
+    assert_eq!(info["deployments"][0]["digest"], "", "{info}");
+    s.wait_running();
+    // The container runs on the directory: its marker, its rendered template.
+    assert_eq!(
+        s.node.ok(&["exec", "demo", "--", "cat", "/marker"]),
+        "host directory\n"
+    );
+    assert_eq!(s.env()["VERSION"], "dir");
+    assert_eq!(
+        std::fs::read_to_string(s.host().join("etc/sysdemo/hello.conf")).unwrap(),
+        "from the directory\n"
+    );
+    // Read-only: the container cannot write into the host directory.
+    let w = s
+        .node
+        .daemon
+        .cli(&["exec", "demo", "--", "touch", "/written"]);
+    assert!(!w.status.success(), "{w:?}");
+    assert!(!dir.join("written").exists());
+    // The mount is a bind of the directory.
+    let mounts = s.json(&["mount", "list"]);
+    let m = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "sys.demo.0")
+        .unwrap_or_else(|| panic!("{mounts}"))
+        .clone();
+    assert!(m.to_string().contains(d), "{m}");
+
+    // An update keeps the directory.
+    let info = s.json(&["system", "update", "demo", "--set", "REGION=r2"]);
+    assert_eq!(info["deployments"][0]["rootfs"], d, "{info}");
+    s.wait_running();
+    assert_eq!(s.env()["REGION"], "r2");
+
+    s.node
+        .ok(&["--timeout", "120s", "system", "uninstall", "demo"]);
+    assert!(dir.is_dir(), "the host directory is not removed");
+    assert_eq!(tree(&dir), before, "the host directory is as it was");
     for img in s.json(&["image", "ls"]).as_array().unwrap().clone() {
         s.node.ok(&["image", "rm", img["digest"].as_str().unwrap()]);
     }

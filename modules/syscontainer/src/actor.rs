@@ -8,6 +8,7 @@
 
 use crate::config::SysConfig;
 use crate::engine::reconcile::{self, ReconcileReport};
+use crate::engine::systemd::Systemd;
 use crate::engine::{install, uninstall, update, zinit::Zinit, Ctx, Record, State};
 use crate::error::SysError;
 use imagebus_bus::RemoteError;
@@ -72,6 +73,7 @@ pub async fn spawn(
     cfg.validate().map_err(SysError::Invalid)?;
     let ctx = Arc::new(Ctx {
         zinit: Zinit::new(cfg.zinit_socket.clone()),
+        systemd: Systemd::new(&cfg, Arc::new(imagebus_sys::cmd::LinuxRunner)),
         cfg,
         image: peers.image,
         mount: peers.mount,

@@ -1,5 +1,6 @@
 //! Directories and seams of the system container actor.
 
+use imagebus_schema::syscontainer::Supervisor;
 use std::path::PathBuf;
 
 /// Where the actor keeps its files and puts the host's.
@@ -18,6 +19,15 @@ pub struct SysConfig {
     pub zinit_dir: PathBuf,
     /// zinit's control socket (`/var/run/zinit.sock`).
     pub zinit_socket: PathBuf,
+    /// The root under which `run/systemd/system` says the host runs systemd (`/`;
+    /// tests point it at a systemd they started, e.g. `/proc/PID/root`).
+    pub systemd_root: PathBuf,
+    /// systemd's unit directory (`/etc/systemd/system`): `NAME.service` goes there on a
+    /// systemd host.
+    pub systemd_unit_dir: PathBuf,
+    /// The command that reaches the host's systemd (`systemctl`; a prefix such as
+    /// `nsenter -t PID -m -p systemctl` for a systemd in another namespace).
+    pub systemctl: Vec<String>,
     /// The `imagebus` CLI that `EXEC_START` and `EXEC_STOP` run.
     pub imagebus_bin: PathBuf,
 }
@@ -31,6 +41,9 @@ impl SysConfig {
             host_root: PathBuf::from("/"),
             zinit_dir: PathBuf::from("/etc/zinit"),
             zinit_socket: PathBuf::from("/var/run/zinit.sock"),
+            systemd_root: PathBuf::from("/"),
+            systemd_unit_dir: PathBuf::from("/etc/systemd/system"),
+            systemctl: vec!["systemctl".to_string()],
             imagebus_bin: PathBuf::from("imagebus"),
         }
     }
@@ -55,6 +68,31 @@ impl SysConfig {
         self.zinit_dir.join(format!("{name}.yaml"))
     }
 
+    /// The unit file of `name` under `supervisor`: `NAME.service` for systemd, else the
+    /// zinit unit (written for imagebusd too, ready for a zinit).
+    pub fn unit_path(&self, name: &str, supervisor: Supervisor) -> PathBuf {
+        match supervisor {
+            Supervisor::Systemd => self.service_file(name),
+            Supervisor::Zinit | Supervisor::Imagebusd => self.unit_file(name),
+        }
+    }
+
+    /// The systemd unit of `name`: `NAME.service`.
+    pub fn service_name(name: &str) -> String {
+        format!("{name}.service")
+    }
+
+    /// The systemd unit file of `name`.
+    pub fn service_file(&self, name: &str) -> PathBuf {
+        self.systemd_unit_dir.join(Self::service_name(name))
+    }
+
+    /// Whether the host runs systemd: `<systemd-root>/run/systemd/system` is a
+    /// directory (systemd's own test, `sd_booted(3)`).
+    pub fn systemd_booted(&self) -> bool {
+        self.systemd_root.join("run/systemd/system").is_dir()
+    }
+
     /// The mount name of slot `slot` of `name`.
     pub fn mount_name(name: &str, slot: u8) -> String {
         format!("sys.{name}.{slot}")
@@ -66,12 +104,17 @@ impl SysConfig {
             ("state_dir", &self.state_dir),
             ("host_root", &self.host_root),
             ("zinit_dir", &self.zinit_dir),
+            ("systemd_root", &self.systemd_root),
+            ("systemd_unit_dir", &self.systemd_unit_dir),
         ] {
             if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
                 return Err(format!(
                     "{what} {p:?} must be an absolute path without '..'"
                 ));
             }
+        }
+        if self.systemctl.first().is_none_or(|p| p.is_empty()) {
+            return Err("systemctl must name a command".to_string());
         }
         Ok(())
     }

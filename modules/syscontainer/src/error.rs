@@ -22,6 +22,14 @@ pub enum SysError {
     /// A file of ours could not be read or written.
     #[error("system container state")]
     State(#[from] StateError),
+    /// systemctl failed (could not run, or exited non-zero).
+    #[error("{command}: {detail}")]
+    Systemctl {
+        /// The command line.
+        command: String,
+        /// What it printed, or why it did not run.
+        detail: String,
+    },
     /// The caller's deadline passed while the job waited for its turn.
     #[error("{0}")]
     Timeout(String),
@@ -61,7 +69,9 @@ impl SysError {
             SysError::Invalid(_) => ErrorCode::InvalidArgument,
             SysError::Peer(e) => e.code,
             SysError::Timeout(_) => ErrorCode::Timeout,
-            SysError::Stopped | SysError::Crashed(_) => ErrorCode::Unavailable,
+            SysError::Stopped | SysError::Crashed(_) | SysError::Systemctl { .. } => {
+                ErrorCode::Unavailable
+            }
             SysError::State(_) | SysError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -8,7 +8,8 @@
 //! (`config.json.template`, `service.template`, `tmpfiles.template`) are rendered with
 //! variables (`$VAR`, `${VAR}`) from `manifest.json` defaults, `--set` values and the
 //! node's forced values; the tmpfiles lines and the `hostfs/` tree are applied to the host
-//! (every path journaled), a zinit unit is written, and a container named NAME runs the
+//! (every path journaled), a service unit is written (zinit's `NAME.yaml`, or
+//! `NAME.service` enabled through systemctl on a systemd host), and a container named NAME runs the
 //! rendered configuration (through `ContainerSpec.oci`). Update checks out into the other
 //! slot and switches the symlink (the one atomic step); rollback switches back; start-up
 //! reconciliation makes the host match the active slot after a crash. See
@@ -28,10 +29,11 @@ mod store;
 
 pub use actor::{spawn, Peers, Spawned, SysHandle};
 pub use config::SysConfig;
+pub use engine::systemd::Systemd;
 pub use engine::template::render;
 pub use engine::tmpfiles::TYPES as TMPFILES_TYPES;
 pub use engine::unit::{systemd_unit, zinit_unit, ZINIT_KEYS};
-pub use engine::zinit::Zinit;
+pub use engine::zinit::{Protocol as ZinitProtocol, Zinit, ZinitError};
 pub use error::SysError;
 pub use imagebus_host::Limits;
 

@@ -2,7 +2,7 @@
 //!
 //! - `NAME.0/`, `NAME.1/`: the two deployment slots. Each holds `rootfs` (a symlink to the
 //!   checkout's mountpoint), the rendered `config.json`, `NAME.yaml` (zinit),
-//!   `NAME.service` (systemd form), `tmpfiles-NAME.conf`, and `info.json` ([`Info`],
+//!   `NAME.service` (systemd form, when the template has one or the host runs systemd), `tmpfiles-NAME.conf`, and `info.json` ([`Info`],
 //!   written atomically last: a slot without it is incomplete).
 //! - `NAME`: a symlink to the active slot (`NAME.0` or `NAME.1`). Switching deployments
 //!   is one `rename(2)` of a fresh symlink over it: the commit point of install, update
@@ -31,6 +31,9 @@ pub struct Info {
     pub oci: OciConfig,
     /// The zinit unit.
     pub unit: String,
+    /// The systemd unit (`NAME.service`), when the deployment is for a systemd host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The rendered tmpfiles lines.
     pub tmpfiles: Vec<String>,
     /// `hostfs/` entries, relative, parents first.

@@ -99,6 +99,15 @@ pub(crate) async fn checkout(
             &ex,
         );
         let r = exports::render_all(&ex, &vars, &image.config)?;
+        let service = match (&r.systemd, s.supervisor) {
+            (Ok(sd), Supervisor::Systemd) => Some(sd.clone()),
+            (Err(e), Supervisor::Systemd) => {
+                return Err(SysError::Invalid(format!(
+                    "the host runs systemd and the service template gives no systemd unit: {e}"
+                )))
+            }
+            _ => None,
+        };
         imagebus_sys::state::create_dir_all(&dir)?;
         std::os::unix::fs::symlink(&m.mountpoint, dir.join("rootfs"))
             .map_err(|e| SysError::io("symlink", &dir, e))?;
@@ -109,7 +118,7 @@ pub(crate) async fn checkout(
         };
         write("config.json".into(), &json)?;
         write(format!("{n}.yaml"), r.unit.as_bytes())?;
-        if let Some(sd) = &r.systemd {
+        if let Ok(sd) = &r.systemd {
             write(format!("{n}.service"), sd.as_bytes())?;
         }
         write(
@@ -136,6 +145,7 @@ pub(crate) async fn checkout(
             supervisor: s.supervisor,
             oci: r.oci,
             unit: r.unit,
+            service,
             tmpfiles: r.tmpfiles,
             hostfs: ex.hostfs,
         };
@@ -186,7 +196,7 @@ pub(crate) fn container_spec(name: &str, info: &Info) -> ContainerSpec {
             policy: RestartPolicy::Always,
             max_retries: None,
         },
-        Supervisor::Zinit => RestartSpec::default(),
+        Supervisor::Zinit | Supervisor::Systemd => RestartSpec::default(),
     };
     ContainerSpec {
         name: Some(name.to_string()),
@@ -220,18 +230,29 @@ pub(crate) async fn remove_container(ctx: &Ctx, name: &str) -> Result<(), SysErr
     )
 }
 
-/// Starts the service: zinit monitors the unit (its `exec` starts the container), or
-/// the container module starts the container.
+/// Starts the service: systemd reloads its units and enables and starts `NAME.service`
+/// (its `ExecStart`, `imagebus start --attach NAME`, starts the container), zinit
+/// monitors the unit (its `exec` does the same), or the container module starts the
+/// container.
 pub(crate) async fn start_service(ctx: &Ctx, name: &str, info: &Info) -> Result<(), SysError> {
-    if info.supervisor == Supervisor::Zinit {
-        // The unit may have changed: forget (a no-op when unknown), then monitor.
-        let _ = ctx.zinit.forget(name).await;
-        match ctx.zinit.monitor(name).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(name, error = %e, "zinit did not take the unit; starting the container directly");
+    match info.supervisor {
+        Supervisor::Systemd => {
+            ctx.systemd.daemon_reload().await?;
+            return ctx.systemd.enable_now(name).await;
+        }
+        Supervisor::Zinit => {
+            // The unit may have changed: forget (a no-op when unknown), then monitor.
+            if let Err(e) = ctx.zinit.forget(name).await {
+                tracing::debug!(name, error = %e, "zinit forget before monitor");
+            }
+            match ctx.zinit.monitor(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "zinit did not take the unit; starting the container directly");
+                }
             }
         }
+        Supervisor::Imagebusd => {}
     }
     ctx.container
         .start(Selector::Name(name.to_string()))
@@ -239,12 +260,30 @@ pub(crate) async fn start_service(ctx: &Ctx, name: &str, info: &Info) -> Result<
     Ok(())
 }
 
+/// Starts the service again after an update or rollback switched deployments: systemd
+/// reloads the changed unit and restarts it; otherwise as [`start_service`].
+pub(crate) async fn restart_service(ctx: &Ctx, name: &str, info: &Info) -> Result<(), SysError> {
+    if info.supervisor == Supervisor::Systemd {
+        ctx.systemd.daemon_reload().await?;
+        return ctx.systemd.restart(name).await;
+    }
+    start_service(ctx, name, info).await
+}
+
 /// Stops the service and waits (bounded) for its container to be stopped.
 pub(crate) async fn stop_service(ctx: &Ctx, name: &str, info: &Info) -> Result<(), SysError> {
-    if info.supervisor == Supervisor::Zinit {
-        if let Err(e) = ctx.zinit.stop(name).await {
-            tracing::warn!(name, error = %e, "zinit stop failed; stopping the container directly");
+    match info.supervisor {
+        Supervisor::Systemd => {
+            if let Err(e) = ctx.systemd.stop(name).await {
+                tracing::warn!(name, error = %e, "systemctl stop failed; stopping the container directly");
+            }
         }
+        Supervisor::Zinit => {
+            if let Err(e) = ctx.zinit.stop(name).await {
+                tracing::warn!(name, error = %e, "zinit stop failed; stopping the container directly");
+            }
+        }
+        Supervisor::Imagebusd => {}
     }
     let sel = Selector::Name(name.to_string());
     match ctx.container.stop(sel, None).await {

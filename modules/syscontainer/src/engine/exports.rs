@@ -156,8 +156,8 @@ pub struct Rendered {
     pub oci: OciConfig,
     /// The zinit unit.
     pub unit: String,
-    /// The systemd form of the service, if it is one.
-    pub systemd: Option<String>,
+    /// The systemd form of the service (`Err`: why there is none).
+    pub systemd: Result<String, String>,
     /// The tmpfiles lines.
     pub tmpfiles: Vec<String>,
 }

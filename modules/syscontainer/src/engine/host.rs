@@ -1,4 +1,5 @@
-//! The host side of a deployment: its zinit unit, its `hostfs/` files and its tmpfiles
+//! The host side of a deployment: its unit (`<zinit-dir>/NAME.yaml`, or
+//! `<systemd-unit-dir>/NAME.service` on a systemd host), its `hostfs/` files and its tmpfiles
 //! lines. Every path made is journaled first (`store::journal_add`); applying a
 //! deployment removes the journaled paths it does not want (those of the other
 //! deployment) and makes the ones it does, so it is idempotent and is what start-up
@@ -9,6 +10,7 @@ use crate::config::SysConfig;
 use crate::engine::tmpfiles::{self, Line};
 use crate::error::SysError;
 use crate::store::{self, Entry, Info, Kind};
+use imagebus_schema::syscontainer::Supervisor;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,13 @@ pub fn apply(cfg: &SysConfig, name: &str, info: &Info, rootfs: &Path) -> Result<
     let lines = tmpfiles::parse(&info.tmpfiles.join("\n")).map_err(SysError::Invalid)?;
     let journal = store::journal(cfg, name)?;
     let owned: BTreeSet<PathBuf> = journal.iter().map(|e| e.path.clone()).collect();
-    let unit = cfg.unit_file(name);
+    let unit = cfg.unit_path(name, info.supervisor);
+    let unit_text = match info.supervisor {
+        Supervisor::Systemd => info.service.clone().ok_or_else(|| {
+            SysError::Internal(format!("{name}: a systemd deployment without its unit"))
+        })?,
+        Supervisor::Zinit | Supervisor::Imagebusd => info.unit.clone(),
+    };
     let src_root = rootfs.join("exports/hostfs");
     let targets: Vec<(PathBuf, PathBuf)> = info
         .hostfs
@@ -95,7 +103,7 @@ pub fn apply(cfg: &SysConfig, name: &str, info: &Info, rootfs: &Path) -> Result<
         std::fs::create_dir_all(dir).map_err(|e| SysError::io("mkdir", dir, e))?;
     }
     add(Kind::File, &unit)?;
-    imagebus_sys::state::write_atomic(&unit, info.unit.as_bytes(), 0o644)?;
+    imagebus_sys::state::write_atomic(&unit, unit_text.as_bytes(), 0o644)?;
     for (src, dst) in &targets {
         copy_one(src, dst, &mut add)?;
     }

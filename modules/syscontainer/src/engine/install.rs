@@ -1,6 +1,8 @@
 //! `Install`: check the image out into slot 0, put its host side in place, create its
 //! container, then point `NAME` at slot 0 (the commit) and start the service. Until the
-//! commit, a failure (or, after a crash, start-up reconciliation) undoes every step.
+//! commit, a failure (or, after a crash, start-up reconciliation) undoes every step; a
+//! service that does not start (`systemctl enable --now` failing, a container that does
+//! not start) undoes the install too.
 
 use crate::engine::deploy::{self, Source};
 use crate::engine::exports::check_set;
@@ -38,6 +40,19 @@ pub(crate) async fn install(ctx: &Ctx, spec: InstallSpec) -> Result<Record, SysE
         }
     }
     imagebus_schema::common::no_nul("image", &spec.image).map_err(SysError::Invalid)?;
+    if let Some(r) = spec.rootfs.clone() {
+        // Before anything is imported or mounted: a bad directory changes nothing.
+        let is_dir = blocking(move || Ok(std::fs::metadata(&r).is_ok_and(|m| m.is_dir()))).await?;
+        if !is_dir {
+            return Err(SysError::Invalid(format!(
+                "rootfs {} is not a directory",
+                spec.rootfs
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )));
+        }
+    }
     if load(ctx, &name).await?.is_some() {
         return Err(SysError::Conflict(format!(
             "system container {name} is already installed"
@@ -45,9 +60,12 @@ pub(crate) async fn install(ctx: &Ctx, spec: InstallSpec) -> Result<Record, SysE
     }
     let cfg = ctx.cfg.clone();
     let n = name.clone();
-    let leftovers =
-        blocking(move || Ok(store::names(&cfg)?.contains(&n) || cfg.unit_file(&n).exists()))
-            .await?;
+    let leftovers = blocking(move || {
+        Ok(store::names(&cfg)?.contains(&n)
+            || cfg.unit_file(&n).exists()
+            || (cfg.systemd_booted() && cfg.service_file(&n).exists()))
+    })
+    .await?;
     if leftovers {
         return Err(SysError::Conflict(format!(
             "{name}: a unit or deployment of that name exists and is not an installed system container"
@@ -58,7 +76,9 @@ pub(crate) async fn install(ctx: &Ctx, spec: InstallSpec) -> Result<Record, SysE
             "a container named {name} exists already"
         )));
     }
-    let supervisor = if ctx.zinit.answers().await {
+    let supervisor = if ctx.cfg.systemd_booted() {
+        Supervisor::Systemd
+    } else if ctx.zinit.answers().await {
         Supervisor::Zinit
     } else {
         Supervisor::Imagebusd
@@ -91,8 +111,14 @@ pub(crate) async fn install(ctx: &Ctx, spec: InstallSpec) -> Result<Record, SysE
         store::switch(&cfg, &n, 0)
     })
     .await?;
+    if let Err(e) = deploy::start_service(ctx, &name, &info).await {
+        tracing::warn!(name, error = %e, "the service did not start; undoing the install");
+        if let Err(e2) = uninstall::uncommit(ctx, &name, &info, true).await {
+            tracing::warn!(name, error = %e2, "undoing the install");
+        }
+        return Err(e);
+    }
     tracing::info!(name, supervisor = ?supervisor, "system container installed");
-    deploy::start_service(ctx, &name, &info).await?;
     load(ctx, &name)
         .await?
         .ok_or_else(|| SysError::Internal(format!("{name} vanished after its install")))

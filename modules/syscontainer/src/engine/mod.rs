@@ -4,7 +4,8 @@
 //! or concern: `install.rs`, `update.rs` (update and rollback), `uninstall.rs`,
 //! `reconcile.rs`, `deploy.rs` (checking out a slot, the container, the service),
 //! `exports.rs` (reading and rendering `/exports`), `template.rs`, `unit.rs`,
-//! `tmpfiles.rs`, `host.rs` (the host files), `zinit.rs`.
+//! `tmpfiles.rs`, `host.rs` (the host files), `zinit.rs` and `systemd.rs` (the service
+//! managers).
 //!
 //! Every mutating command holds the key of its name, so commands on one system container
 //! run in arrival order and those on different ones side by side.
@@ -14,6 +15,7 @@ pub(crate) mod exports;
 pub(crate) mod host;
 pub(crate) mod install;
 pub(crate) mod reconcile;
+pub(crate) mod systemd;
 pub(crate) mod template;
 pub(crate) mod tmpfiles;
 pub(crate) mod uninstall;
@@ -55,7 +57,7 @@ impl Record {
             active: self.active,
             deployments,
             supervisor: self.current.supervisor,
-            unit: cfg.unit_file(name),
+            unit: cfg.unit_path(name, self.current.supervisor),
             host_paths: self.host_paths.clone(),
             container: None,
             state: None,
@@ -76,6 +78,7 @@ pub(crate) struct Ctx {
     pub(crate) mount: Arc<dyn MountModule>,
     pub(crate) container: Arc<dyn ContainerModule>,
     pub(crate) zinit: zinit::Zinit,
+    pub(crate) systemd: systemd::Systemd,
 }
 
 impl std::fmt::Debug for Ctx {

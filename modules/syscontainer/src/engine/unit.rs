@@ -1,7 +1,8 @@
 //! The service unit: `/exports/service.template` (a systemd unit, as atomic images carry,
 //! or a zinit unit) rendered, then written as a zinit 0.2 unit `<zinit-dir>/NAME.yaml`
-//! with only the keys zinit reads. On a systemd host the rendered systemd form would be
-//! installed as `NAME.service` ([`systemd_unit`]).
+//! with only the keys zinit reads ([`zinit_unit`]), or, on a systemd host, as the systemd
+//! unit `NAME.service` ([`systemd_unit`]: the template itself, or one made from a
+//! zinit-form template).
 
 /// The keys of a zinit 0.2 unit.
 pub const ZINIT_KEYS: [&str; 9] = [
@@ -31,9 +32,129 @@ WantedBy=multi-user.target
 ";
 
 /// The systemd unit (`NAME.service`) of a rendered service template: the template itself
-/// when it is a systemd unit; `None` for a zinit-form template.
-pub fn systemd_unit(rendered: &str) -> Option<String> {
-    is_systemd(rendered).then(|| rendered.to_string())
+/// when it is a systemd unit (it must have `ExecStart=` in `[Service]`); a zinit-form
+/// template is converted: `exec` → `ExecStart`, `env` → `Environment`, `dir` →
+/// `WorkingDirectory`, `signal.stop` → `KillSignal`, `shutdown_timeout` →
+/// `TimeoutStopSec`, `oneshot` → `Type=oneshot`, `after: [X]` → `After=X.service`, and
+/// `Restart=always` for a service that is not oneshot (zinit restarts those); `test` and
+/// `log` have no systemd equivalent and are dropped (systemd's journal takes the output).
+pub fn systemd_unit(rendered: &str) -> Result<String, String> {
+    if is_systemd(rendered) {
+        let mut section = "";
+        let has_exec = rendered.lines().any(|l| {
+            let l = l.trim();
+            if l.starts_with('[') && l.ends_with(']') {
+                section = l;
+            }
+            section == "[Service]" && l.starts_with("ExecStart=") && l.len() > 10
+        });
+        return if has_exec {
+            Ok(rendered.to_string())
+        } else {
+            Err("the service template has no ExecStart".to_string())
+        };
+    }
+    check_zinit(rendered)?;
+    let z: ZinitUnit =
+        serde_yaml::from_str(rendered).map_err(|e| format!("zinit service template: {e}"))?;
+    let one_line = |what: &str, v: &str| -> Result<(), String> {
+        if v.contains(['\n', '\r']) {
+            Err(format!("zinit {what} {v:?} spans lines"))
+        } else {
+            Ok(())
+        }
+    };
+    one_line("exec", &z.exec)?;
+    let mut out =
+        String::from("[Unit]\nDescription=imagebus system container (from a zinit unit)\n");
+    if !z.after.is_empty() {
+        for a in &z.after {
+            one_line("after", a)?;
+        }
+        let deps: Vec<String> = z.after.iter().map(|a| format!("{a}.service")).collect();
+        out.push_str(&format!(
+            "After={}\nWants={}\n",
+            deps.join(" "),
+            deps.join(" ")
+        ));
+    }
+    out.push_str("\n[Service]\n");
+    out.push_str(&format!("ExecStart={}\n", z.exec));
+    if z.oneshot {
+        out.push_str("Type=oneshot\nRemainAfterExit=yes\n");
+    } else {
+        out.push_str("Restart=always\n");
+    }
+    for (k, v) in &z.env {
+        one_line("env", &format!("{k}{v}"))?;
+        out.push_str(&format!(
+            "Environment={}\n",
+            systemd_quote(&format!("{k}={v}"))
+        ));
+    }
+    if let Some(d) = &z.dir {
+        one_line("dir", d)?;
+        out.push_str(&format!("WorkingDirectory={d}\n"));
+    }
+    if let Some(sig) = z.signal.as_ref().and_then(|s| s.get("stop")) {
+        let sig = sig.to_ascii_uppercase();
+        let sig = if sig.starts_with("SIG") {
+            sig
+        } else {
+            format!("SIG{sig}")
+        };
+        if !sig.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+            return Err(format!("zinit signal.stop {sig:?} is not a signal name"));
+        }
+        out.push_str(&format!("KillSignal={sig}\n"));
+    }
+    if let Some(t) = z.shutdown_timeout {
+        out.push_str(&format!("TimeoutStopSec={t}\n"));
+    }
+    out.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    Ok(out)
+}
+
+/// A zinit 0.2 unit, as zinit reads it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZinitUnit {
+    exec: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    test: Option<String>,
+    #[serde(default)]
+    oneshot: bool,
+    #[serde(default)]
+    after: Vec<String>,
+    #[serde(default)]
+    signal: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    log: Option<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    shutdown_timeout: Option<u64>,
+}
+
+/// A double-quoted systemd value (`"`, `\\` escaped; `%` doubled, systemd's specifier).
+fn systemd_quote(s: &str) -> String {
+    let mut q = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                q.push('\\');
+                q.push(c);
+            }
+            '%' => q.push_str("%%"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
 }
 
 fn is_systemd(text: &str) -> bool {

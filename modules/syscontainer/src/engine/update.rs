@@ -100,5 +100,5 @@ async fn switch(ctx: &Ctx, name: &str, from: &Info, mut to: Info) -> Result<(), 
         store::switch(&cfg, &n, t.deployment.slot)
     })
     .await?;
-    deploy::start_service(ctx, name, &to).await
+    deploy::restart_service(ctx, name, &to).await
 }

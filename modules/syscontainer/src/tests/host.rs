@@ -1,6 +1,5 @@
 use crate::config::SysConfig;
 use crate::engine::host;
-use crate::engine::zinit::Zinit;
 use crate::store::{self, Info};
 use imagebus_schema::container::OciConfig;
 use imagebus_schema::syscontainer::{Deployment, Supervisor};
@@ -23,6 +22,7 @@ fn info(slot: u8, tmpfiles: &[&str], hostfs: &[&str]) -> Info {
         supervisor: Supervisor::Imagebusd,
         oci: OciConfig::default(),
         unit: "exec: x\n".into(),
+        service: None,
         tmpfiles: tmpfiles.iter().map(|s| s.to_string()).collect(),
         hostfs: hostfs.iter().map(PathBuf::from).collect(),
     }
@@ -142,41 +142,4 @@ fn the_switch_is_one_rename_and_names_are_listed() {
     std::fs::create_dir(cfg.slot_dir("db", 0)).unwrap();
     assert_eq!(store::names(&cfg).unwrap(), ["app", "db"]);
     assert_eq!(names(&cfg.state_dir), ["app", "app.1", "db.0"]);
-}
-
-/// A fake zinit speaking the line protocol; records the commands.
-#[tokio::test]
-async fn the_zinit_client_speaks_the_line_protocol() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let d = tempfile::tempdir().unwrap();
-    let sock = d.path().join("zinit.sock");
-    let z = Zinit::new(&sock);
-    assert!(!z.answers().await, "no socket: no zinit");
-    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = listener.accept().await.unwrap();
-            let (r, mut w) = s.into_split();
-            let mut line = String::new();
-            BufReader::new(r).read_line(&mut line).await.unwrap();
-            let answer = if line.starts_with("forget") {
-                r#"{"state":"error","body":"service is up"}"#
-            } else {
-                r#"{"state":"ok","body":null}"#
-            };
-            w.write_all(answer.as_bytes()).await.unwrap();
-            tx.send(line.trim().to_string()).unwrap();
-        }
-    });
-    assert!(z.answers().await);
-    z.monitor("web").await.unwrap();
-    z.stop("web").await.unwrap();
-    let err = z.forget("web").await.unwrap_err();
-    assert!(err.contains("service is up"), "{err}");
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        got.push(rx.recv().await.unwrap());
-    }
-    assert_eq!(got, ["list", "monitor web", "stop web", "forget web"]);
 }

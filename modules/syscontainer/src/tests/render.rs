@@ -171,8 +171,10 @@ fn a_systemd_service_becomes_a_zinit_unit_with_zinit_keys_only() {
     // Oneshot, and the systemd form is the rendered template itself.
     let one = zinit_unit("[Service]\nType=oneshot\nExecStart=true\n").unwrap();
     assert!(one.contains("oneshot: true"), "{one}");
-    assert_eq!(systemd_unit(svc).as_deref(), Some(svc));
+    assert_eq!(systemd_unit(svc).as_deref(), Ok(svc));
     assert!(zinit_unit("[Service]\nExecStop=x\n").is_err());
+    let err = systemd_unit("[Unit]\nExecStart=x\n[Service]\nExecStop=x\n").unwrap_err();
+    assert!(err.contains("ExecStart"), "{err}");
 }
 
 #[test]
@@ -195,9 +197,46 @@ fn the_default_service_and_zinit_form_templates() {
     // A template already in zinit form is kept, its keys checked.
     let z = "exec: imagebus start --attach web\nafter:\n  - redis\n";
     assert_eq!(zinit_unit(z).unwrap(), z);
-    assert_eq!(systemd_unit(z), None);
     let err = zinit_unit("exec: x\nrestart: always\n").unwrap_err();
     assert!(err.contains("restart"), "{err}");
+    // On a systemd host a zinit-form template becomes a systemd unit.
+    let sd = systemd_unit(z).unwrap();
+    assert!(
+        sd.contains("\nExecStart=imagebus start --attach web\n"),
+        "{sd}"
+    );
+    assert!(sd.contains("\nAfter=redis.service\n"), "{sd}");
+    assert!(sd.contains("\nRestart=always\n"), "{sd}");
+    assert!(
+        sd.contains("\n[Install]\nWantedBy=multi-user.target\n"),
+        "{sd}"
+    );
+}
+
+#[test]
+fn a_zinit_form_template_becomes_a_systemd_unit_key_by_key() {
+    let z = "exec: /bin/app --port 80\noneshot: true\nafter: [db, cache]\n\
+             signal:\n  stop: sigint\nenv:\n  A: \"1 \\\"2\\\" 100%\"\n\
+             dir: /srv\nshutdown_timeout: 12\ntest: /bin/true\nlog: stdout\n";
+    let sd = systemd_unit(z).unwrap();
+    let lines: Vec<&str> = sd.lines().collect();
+    for want in [
+        "[Service]",
+        "ExecStart=/bin/app --port 80",
+        "Type=oneshot",
+        "After=db.service cache.service",
+        "KillSignal=SIGINT",
+        "Environment=\"A=1 \\\"2\\\" 100%%\"",
+        "WorkingDirectory=/srv",
+        "TimeoutStopSec=12",
+    ] {
+        assert!(lines.contains(&want), "{want:?} in\n{sd}");
+    }
+    assert!(!sd.contains("Restart="), "oneshot: no restart\n{sd}");
+    // Bad input is refused, not written.
+    assert!(systemd_unit("exec: \"a\\nb\"\n").is_err());
+    assert!(systemd_unit("exec: x\nsignal:\n  stop: \"TERM; rm\"\n").is_err());
+    assert!(systemd_unit("oneshot: true\n").is_err());
 }
 
 #[test]
