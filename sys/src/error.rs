@@ -135,6 +135,24 @@ impl SysError {
     }
 }
 
+/// Whether `err`, or any error in its `source()` chain, is an OS error saying the file
+/// system is full (`ENOSPC`, or `EDQUOT`: the quota is). Modules answer such failures
+/// `Unavailable` (a resource that may come back, nothing changed) instead of `Internal`.
+pub fn is_out_of_space(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let full = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT);
+        if full {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl From<StateError> for RuntimeError {
     fn from(e: StateError) -> Self {
         match e {
@@ -155,5 +173,25 @@ fn exit_text(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exited with status {c}"),
         None => "was killed by a signal".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_is_found_anywhere_in_the_chain() {
+        let full = |n| StateError::Io {
+            op: "write",
+            path: "/s/x.json".into(),
+            source: io::Error::from_raw_os_error(n),
+        };
+        assert!(is_out_of_space(&full(libc::ENOSPC)));
+        assert!(is_out_of_space(&full(libc::EDQUOT)));
+        assert!(!is_out_of_space(&full(libc::EIO)));
+        let runtime = RuntimeError::from(full(libc::ENOSPC));
+        assert!(is_out_of_space(&runtime));
+        assert!(!is_out_of_space(&SysError::Unavailable("x".into())));
     }
 }

@@ -52,5 +52,5 @@ pub mod state;
 pub mod task;
 pub mod tty;
 
-pub use error::{SysError, SysResult};
+pub use error::{is_out_of_space, SysError, SysResult};
 pub use task::blocking;

@@ -48,6 +48,20 @@ pub struct LoopDevice {
 pub trait LoopDevices: Send + Sync + 'static {
     /// Binds `req.file` to a free loop device.
     fn attach(&self, req: &LoopAttach) -> SysResult<LoopDevice>;
+    /// Binds `req.file` to a free loop device with autoclear on (whatever `req.autoclear`
+    /// says), and keeps the device open in the returned [`LoopHold`]: until
+    /// [`LoopHold::keep`] turns autoclear off, the kernel frees the device on the hold's
+    /// last close, also when this process is killed. An owner that records the device
+    /// after binding it calls `keep` once the record is durable, so a crash in between
+    /// leaves no device behind, whatever became of its backing file. The default binds
+    /// without autoclear (nothing to hold).
+    fn attach_held(&self, req: &LoopAttach) -> SysResult<(LoopDevice, LoopHold)> {
+        let req = LoopAttach {
+            autoclear: false,
+            ..req.clone()
+        };
+        Ok((self.attach(&req)?, LoopHold::none()))
+    }
     /// Unbinds `/dev/loopN`. An already free device is not an error. A device still open
     /// elsewhere (mounted) is unbound by the kernel on its last close.
     fn detach(&self, number: u32) -> SysResult<()>;
@@ -65,6 +79,40 @@ pub trait LoopDevices: Send + Sync + 'static {
 /// [`LoopDevices`] for the real kernel.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LinuxLoopDevices;
+
+/// An open loop device bound with autoclear ([`LoopDevices::attach_held`]). Dropped
+/// without [`LoopHold::keep`], it closes the device and the kernel frees it.
+#[derive(Debug)]
+pub struct LoopHold {
+    held: Option<(File, u32, String)>,
+}
+
+impl LoopHold {
+    /// A hold of nothing (bindings without autoclear); `keep` does nothing.
+    pub fn none() -> Self {
+        Self { held: None }
+    }
+
+    /// Turns autoclear off (`LOOP_SET_STATUS64` with the same tag, offset and size
+    /// limit), so the device stays bound after the hold is closed.
+    pub fn keep(mut self) -> SysResult<()> {
+        let Some((dev, number, tag)) = self.held.take() else {
+            return Ok(());
+        };
+        let mut info = zeroed_info();
+        let name = tag.as_bytes();
+        let len = name.len().min(LO_NAME_SIZE - 1);
+        info.lo_file_name[..len].copy_from_slice(&name[..len]);
+        // SAFETY: LOOP_SET_STATUS64 reads a `struct loop_info64`, mirrored by `LoopInfo64`;
+        // the fd is open for the duration of the call. Flags other than autoclear and
+        // partscan are kept by the kernel whatever we pass.
+        let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_STATUS64 as _, &info) };
+        if rc != 0 {
+            return Err(SysError::last_os("LOOP_SET_STATUS64", device_path(number)));
+        }
+        Ok(())
+    }
+}
 
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
@@ -153,7 +201,9 @@ impl LinuxLoopDevices {
         u32::try_from(n).map_err(|_| SysError::Invalid(format!("loop number {n}")))
     }
 
-    fn bind(&self, number: u32, backing: &File, req: &LoopAttach) -> SysResult<()> {
+    /// Binds `backing` to loop device `number`; returns the device, still open (with
+    /// autoclear, closing it may free the device).
+    fn bind(&self, number: u32, backing: &File, req: &LoopAttach) -> SysResult<File> {
         let dev = open_device(number, !req.read_only)?;
         let mut flags = 0;
         if req.read_only {
@@ -179,7 +229,7 @@ impl LinuxLoopDevices {
         // (repr(C)); both fds are open for the duration of the call.
         let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &config) };
         if rc == 0 {
-            return Ok(());
+            return Ok(dev);
         }
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINVAL) && err.raw_os_error() != Some(libc::ENOTTY) {
@@ -199,18 +249,11 @@ impl LinuxLoopDevices {
             unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _) };
             return Err(err);
         }
-        Ok(())
+        Ok(dev)
     }
-}
 
-fn read_sys(path: &Path) -> Option<String> {
-    fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim_end_matches('\n').to_string())
-}
-
-impl LoopDevices for LinuxLoopDevices {
-    fn attach(&self, req: &LoopAttach) -> SysResult<LoopDevice> {
+    /// Binds `req` to a free device; returns it and its open file.
+    fn bind_free(&self, req: &LoopAttach) -> SysResult<(LoopDevice, File)> {
         let backing = OpenOptions::new()
             .read(true)
             .write(!req.read_only)
@@ -222,17 +265,42 @@ impl LoopDevices for LinuxLoopDevices {
         for _ in 0..16 {
             let number = self.get_free()?;
             match self.bind(number, &backing, req) {
-                Ok(()) => {
-                    return self.status(number)?.ok_or_else(|| SysError::Parse {
+                Ok(dev) => {
+                    let bound = self.status(number)?.ok_or_else(|| SysError::Parse {
                         what: format!("/sys/block/loop{number}"),
                         detail: "device unbound right after binding".into(),
-                    })
+                    })?;
+                    return Ok((bound, dev));
                 }
                 Err(e) if e.errno() == Some(libc::EBUSY) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or(SysError::Unavailable("a free loop device".into())))
+    }
+}
+
+fn read_sys(path: &Path) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_string())
+}
+
+impl LoopDevices for LinuxLoopDevices {
+    fn attach(&self, req: &LoopAttach) -> SysResult<LoopDevice> {
+        Ok(self.bind_free(req)?.0)
+    }
+
+    fn attach_held(&self, req: &LoopAttach) -> SysResult<(LoopDevice, LoopHold)> {
+        let req = LoopAttach {
+            autoclear: true,
+            ..req.clone()
+        };
+        let (bound, dev) = self.bind_free(&req)?;
+        let hold = LoopHold {
+            held: Some((dev, bound.number, req.tag.clone())),
+        };
+        Ok((bound, hold))
     }
 
     fn detach(&self, number: u32) -> SysResult<()> {

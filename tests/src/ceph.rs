@@ -312,3 +312,22 @@ pub fn kill_rbd_fuse_under(dir: &Path) {
         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
     }
 }
+
+/// Stops the rbd-fuse processes under `dir` with SIGTERM, as an operator or a service
+/// manager would: each unmounts its FUSE mount on the way out (lazily, so a loop device
+/// on its file stays, showing its backing file as `/<image>`). Waits up to 10 s for them
+/// to go; returns how many there were.
+pub fn term_rbd_fuse_under(dir: &Path) -> usize {
+    let pids = rbd_fuse_under(dir);
+    for pid in &pids {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pids.iter().any(|p| pid_alive(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    pids.len()
+}

@@ -113,7 +113,22 @@ impl KernelScratch {
     }
 
     /// Unmounts and detaches everything below the directory; returns what it had to clean.
+    /// Loop devices go first, and again after the unmounts: once a (FUSE) mount below
+    /// the directory is unmounted, a loop device on a file in it shows its backing file
+    /// relative to that mount (`/<file>`), and can no longer be found by path. A device
+    /// still mounted is freed by the kernel on its last close.
     pub fn sweep(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let detach = || -> Vec<PathBuf> {
+            let loops: Vec<PathBuf> = loops_under(&self.path)
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect();
+            for dev in &loops {
+                let _ = Command::new("losetup").arg("-d").arg(dev).status();
+            }
+            loops
+        };
+        let mut loops = detach();
         let mounts: Vec<PathBuf> = mounts_under(&self.path)
             .into_iter()
             .map(|e| e.mount_point)
@@ -121,13 +136,7 @@ impl KernelScratch {
         for mp in mounts.iter().rev() {
             let _ = Command::new("umount").arg("-l").arg(mp).status();
         }
-        let loops: Vec<PathBuf> = loops_under(&self.path)
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
-        for dev in &loops {
-            let _ = Command::new("losetup").arg("-d").arg(dev).status();
-        }
+        loops.extend(detach());
         (mounts, loops)
     }
 }

@@ -7,6 +7,7 @@ mod attach_common;
 use attach_common::{sys_attr, Child, Env};
 use imagebus_schema::attach::{AttachModule, AttachSource, AttachSpec, RbdSource, Secret};
 use imagebus_schema::{ErrorCode, Holder, Selector};
+use imagebus_sys::loopdev::LoopDevices;
 use imagebus_tests::ceph::{ceph, CephEnv};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -468,4 +469,109 @@ async fn rbd_namespace_is_honoured_with_a_namespace_scoped_user() {
         "--namespace",
         &ns,
     ]);
+}
+
+/// Loop devices anywhere on the machine whose backing file is `image` (in a FUSE mount, or
+/// `/<image>` once that mount is gone).
+fn loops_on_image(image: &str) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    imagebus_tests::fault_matrix::machine::loops()
+        .into_iter()
+        .filter(|(_, b)| {
+            b.file_name()
+                .is_some_and(|n| n.to_string_lossy().trim_end_matches(" (deleted)") == image)
+        })
+        .collect()
+}
+
+/// Detaches the loop devices on an image when dropped (a failing test included: once the
+/// FUSE mount is gone, `Env`'s sweep cannot find them by path).
+struct ImageLoops(String);
+
+impl Drop for ImageLoops {
+    fn drop(&mut self) {
+        for (dev, _) in loops_on_image(&self.0) {
+            let _ = std::process::Command::new("losetup")
+                .arg("-d")
+                .arg(dev)
+                .status();
+        }
+    }
+}
+
+/// Regression (fault matrix, kill -9 during an rbd-fuse attach): the actor is killed
+/// between binding the loop device on the rbd-fuse file and recording the attachment.
+/// Then its rbd-fuse is stopped (SIGTERM: it unmounts its FUSE mount on the way out, so
+/// the loop device's backing file shows as `/<image>` and, the server being gone, the
+/// kernel no longer reads back its tag) — or left running. The restart must leave no loop
+/// device, FUSE mount or rbd-fuse process of that attach, and the image attaches again.
+#[tokio::test]
+async fn kill_9_between_loop_and_record_of_an_rbd_fuse_attach_leaks_nothing() {
+    let ceph = ceph();
+    for (read_only, stop_rbd_fuse) in [(false, true), (true, true), (true, false)] {
+        let case = format!("read_only {read_only}, rbd-fuse stopped {stop_rbd_fuse}");
+        let env = Env::new("ib-attach-ceph-frozen-");
+        let image = unique_image(&ceph);
+        let _sweep = ImageLoops(image.clone());
+        let mut spec = rbd(&ceph, &image, &ceph.rw_user, &ceph.rw_secret, false);
+        if let AttachSource::Rbd(r) = &mut spec.source {
+            r.read_only = read_only;
+        }
+        let (child, number) = Child::start_frozen_after_loop(&env.cfg.state_dir, &spec);
+        let device = std::path::PathBuf::from(format!("/dev/loop{number}"));
+        let backing = sys_attr(&device, "loop/backing_file").unwrap_or_default();
+        assert!(
+            backing.starts_with(&env.cfg.rbd_dir().display().to_string()),
+            "{case}: {backing}"
+        );
+        assert_eq!(imagebus_tests::ceph::rbd_fuse_under(env.path()).len(), 1);
+        child.kill9();
+
+        if stop_rbd_fuse {
+            assert_eq!(imagebus_tests::ceph::term_rbd_fuse_under(env.path()), 1);
+            assert!(
+                imagebus_tests::ceph::rbd_fuse_under(env.path()).is_empty(),
+                "{case}: rbd-fuse did not stop"
+            );
+        }
+        // Wait until the loop device is gone, or until the kernel cannot stat its file any
+        // more (no tag read back: a writable image's attributes expire after a second).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = imagebus_sys::loopdev::LinuxLoopDevices.status(number);
+            let settled = match status {
+                Ok(Some(d)) => !stop_rbd_fuse || read_only || d.tag.is_empty(),
+                _ => true,
+            };
+            if settled || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+
+        let (attach, report) = env.start().await;
+        assert!(attach.list().await.unwrap().is_empty(), "{case}: {report}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !loops_on_image(&image).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(loops_on_image(&image), vec![], "{case}: {report}");
+        let fuse: Vec<_> = imagebus_tests::rootfs::mounts_under(env.path())
+            .into_iter()
+            .filter(|m| m.fs_type.starts_with("fuse"))
+            .map(|m| m.mount_point)
+            .collect();
+        assert!(fuse.is_empty(), "{case}: FUSE mounts left: {fuse:?}");
+        assert!(
+            imagebus_tests::ceph::rbd_fuse_under(env.path()).is_empty(),
+            "{case}: rbd-fuse left"
+        );
+        assert_eq!(rbd_dir_entries(&env), Vec::<String>::new(), "{case}");
+
+        // The image is free again.
+        let info = attach.attach(spec, None).await.unwrap();
+        assert_device_holds_image(&info.device);
+        attach.detach(Selector::Id(info.id), false).await.unwrap();
+        env.assert_clean();
+        assert_eq!(loops_on_image(&image), vec![], "{case}");
+    }
 }

@@ -127,7 +127,7 @@ impl AttachError {
 
     /// The wire code of this error.
     pub fn code(&self) -> ErrorCode {
-        match self {
+        let code = match self {
             AttachError::NotFound(_) | AttachError::ImageNotFound(_) => ErrorCode::NotFound,
             AttachError::Invalid(_)
             | AttachError::AccessDenied(_)
@@ -142,6 +142,13 @@ impl AttachError {
             AttachError::Unavailable(_) | AttachError::Stopped => ErrorCode::Unavailable,
             AttachError::Unsupported(_) => ErrorCode::Unsupported,
             AttachError::Sys { .. } | AttachError::State(_) => ErrorCode::Internal,
+        };
+        // A full file system (the state directory, say) is a resource that may come back,
+        // and the command changed nothing: not a bug.
+        if code == ErrorCode::Internal && imagebus_sys::is_out_of_space(self) {
+            ErrorCode::Unavailable
+        } else {
+            code
         }
     }
 }
@@ -171,6 +178,19 @@ mod tests {
             AttachError::sys("binding /dev/loop0", SysError::Invalid("x".into())).into();
         assert_eq!(e.code, ErrorCode::Internal);
         assert_eq!(e.message, "binding /dev/loop0: invalid input: x");
+        // A full state directory: Unavailable (nothing changed, may come back).
+        let full = StateError::Io {
+            op: "write",
+            path: "/s/attach.json".into(),
+            source: std::io::Error::from_raw_os_error(libc_enospc()),
+        };
+        let e: RemoteError = AttachError::State(full).into();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert!(
+            e.message.contains("No space left on device"),
+            "{}",
+            e.message
+        );
         let e: RemoteError = AttachError::from(HostError::Timeout {
             actor: "attach",
             waited: std::time::Duration::from_millis(5),
@@ -184,5 +204,10 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Unavailable);
         let e: RemoteError = AttachError::Removing { id: 4 }.into();
         assert_eq!(e.code, ErrorCode::Conflict);
+    }
+
+    /// ENOSPC (28 on Linux).
+    fn libc_enospc() -> i32 {
+        28
     }
 }

@@ -111,7 +111,7 @@ impl ContainerError {
 impl ContainerError {
     /// The wire code of this error (a mount module error keeps its own).
     pub fn code(&self) -> ErrorCode {
-        match self {
+        let code = match self {
             Self::NotFound(_) | Self::Missing(_) => ErrorCode::NotFound,
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NameTaken(_) | Self::WrongState { .. } => ErrorCode::Conflict,
@@ -127,6 +127,13 @@ impl ContainerError {
             Self::Runtime { .. } | Self::State { .. } | Self::Store { .. } => ErrorCode::Internal,
             Self::ExecTimeout { .. } | Self::Timeout(_) | Self::InProgress(_) => ErrorCode::Timeout,
             Self::Unavailable => ErrorCode::Unavailable,
+        };
+        // A full file system (the state directory, say) is a resource that may come back,
+        // and the command changed nothing: not a bug.
+        if code == ErrorCode::Internal && imagebus_sys::is_out_of_space(self) {
+            ErrorCode::Unavailable
+        } else {
+            code
         }
     }
 }

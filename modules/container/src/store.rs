@@ -187,7 +187,7 @@ pub enum Op {
 pub struct Commit {
     ops: Vec<Op>,
     events: Vec<ContainerEvent>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), Failure>>,
 }
 
 /// The writer's queue; held by the state, fed inside steps.
@@ -197,7 +197,7 @@ pub struct Journal(mpsc::UnboundedSender<Commit>);
 /// Resolves once a commit (and every commit queued before it) is written.
 #[derive(Debug)]
 #[must_use = "a reply waits until its change is durable"]
-pub struct Durable(oneshot::Receiver<Result<(), String>>);
+pub struct Durable(oneshot::Receiver<Result<(), Failure>>);
 
 impl Journal {
     /// Queues `ops` and `events`; call it in the step that made the change.
@@ -219,10 +219,16 @@ impl Durable {
     pub async fn wait(self) -> Result<(), ContainerError> {
         match self.0.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(msg)) => Err(ContainerError::state(
-                "saving the container state",
-                std::io::Error::other(msg),
-            )),
+            Ok(Err(f)) => Err(match f.errno {
+                Some(n) => ContainerError::state(
+                    format!("saving the container state: {}: {}", f.what, f.cause),
+                    std::io::Error::from_raw_os_error(n),
+                ),
+                None => ContainerError::state(
+                    format!("saving the container state: {}", f.what),
+                    std::io::Error::other(f.cause),
+                ),
+            }),
             Err(_) => Err(ContainerError::Unavailable),
         }
     }
@@ -302,43 +308,74 @@ impl Writes {
         let mut failed = Failed::default();
         if let Some(floor) = self.floor {
             if let Err(e) = counter(cfg).save(&floor) {
-                failed.floor = Some(format!("saving next_id.json: {e}"));
+                failed.floor = Some(Failure::of("saving next_id.json".into(), &e));
             }
         }
         for (id, rec) in self.records {
             if let Err(e) = save_record(&record_path(cfg, id), &rec) {
-                let e = match std::error::Error::source(&e) {
-                    Some(cause) => format!("{e}: {cause}"),
-                    None => e.to_string(),
-                };
-                tracing::error!(id, error = %e, "saving the container record");
-                failed
-                    .records
-                    .insert(id, format!("saving container {id}: {e}"));
+                let f = Failure::of(format!("saving container {id}"), &e);
+                tracing::error!(id, error = %f.what, cause = %f.cause, "saving the container record");
+                failed.records.insert(id, f);
             }
         }
         failed
     }
 }
 
+/// Why a commit was not written: what was being written, the cause's text, and its OS
+/// error (a full file system must reach the caller as such, see `ContainerError::code`).
+#[derive(Debug, Clone)]
+struct Failure {
+    what: String,
+    cause: String,
+    errno: Option<i32>,
+}
+
+impl Failure {
+    fn of(what: String, e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = e.to_string();
+        let mut errno = None;
+        let mut next = Some(e);
+        while let Some(x) = next {
+            if let Some(io) = x.downcast_ref::<std::io::Error>() {
+                errno = errno.or(io.raw_os_error());
+            }
+            if !std::ptr::eq(x, e) {
+                cause.push_str(": ");
+                cause.push_str(&x.to_string());
+            }
+            next = x.source();
+        }
+        Self { what, cause, errno }
+    }
+
+    fn other(what: String) -> Self {
+        Self {
+            cause: what.clone(),
+            what,
+            errno: None,
+        }
+    }
+}
+
 /// What failed in a batch.
 #[derive(Default)]
 struct Failed {
-    all: Option<String>,
-    floor: Option<String>,
-    records: BTreeMap<u64, String>,
+    all: Option<Failure>,
+    floor: Option<Failure>,
+    records: BTreeMap<u64, Failure>,
 }
 
 impl Failed {
     fn all(msg: String) -> Self {
         Self {
-            all: Some(msg),
+            all: Some(Failure::other(msg)),
             ..Self::default()
         }
     }
 
     /// The result of a commit with `ops`.
-    fn of(&self, ops: &[Op]) -> Result<(), String> {
+    fn of(&self, ops: &[Op]) -> Result<(), Failure> {
         if ops.is_empty() {
             return Ok(());
         }

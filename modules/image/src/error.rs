@@ -68,7 +68,7 @@ impl From<HostError> for ImageError {
 impl ImageError {
     /// The wire code of this error.
     pub fn code(&self) -> ErrorCode {
-        match self {
+        let code = match self {
             ImageError::NotFound(_) => ErrorCode::NotFound,
             ImageError::NameTaken { .. } | ImageError::InUse { .. } => ErrorCode::Conflict,
             ImageError::Invalid(_) | ImageError::Ambiguous(_) => ErrorCode::InvalidArgument,
@@ -77,6 +77,13 @@ impl ImageError {
             ImageError::Build(_) | ImageError::State(_) | ImageError::Internal(_) => {
                 ErrorCode::Internal
             }
+        };
+        // A full file system (the state directory, say) is a resource that may come back,
+        // and the command changed nothing: not a bug.
+        if code == ErrorCode::Internal && imagebus_sys::is_out_of_space(self) {
+            ErrorCode::Unavailable
+        } else {
+            code
         }
     }
 }

@@ -185,7 +185,7 @@ fn kernel_code(source: &SysError) -> ErrorCode {
 impl MountError {
     /// The wire code of this error.
     pub fn code(&self) -> ErrorCode {
-        match self {
+        let code = match self {
             MountError::NotFound(_) => ErrorCode::NotFound,
             MountError::NameTaken(_) | MountError::InUse { .. } | MountError::PersistDirBusy(_) => {
                 ErrorCode::Conflict
@@ -205,6 +205,13 @@ impl MountError {
             MountError::Sys { .. } | MountError::State(_) | MountError::Internal(_) => {
                 ErrorCode::Internal
             }
+        };
+        // A full file system (the state directory, say) is a resource that may come back,
+        // and the command changed nothing: not a bug.
+        if code == ErrorCode::Internal && imagebus_sys::is_out_of_space(self) {
+            ErrorCode::Unavailable
+        } else {
+            code
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Counting instead of asserting: what the daemon acknowledged and what it lists
 //! (lost, duplicated), and what the kernel holds that no list accounts for (leaked) —
-//! mountinfo below the node's directory, loop devices backed by files below it, runc
-//! containers under the daemon's root, cgroups of its instance, `imagebus-monitor`
-//! processes, rbd-fuse processes, per-container directories and half-written state files.
+//! mountinfo below the node's directory; loop devices, FUSE mounts and rbd-fuse processes
+//! told by the row's names wherever they show ([`super::machine`]); runc containers under
+//! the daemon's root, cgroups of its instance, `imagebus-monitor` processes,
+//! per-container directories and half-written state files.
 
+use super::machine::{self, Names};
 use crate::bus_node::{BusNode, Lists};
 use crate::crash_creates::{Kind, Outcome};
 use crate::daemon::wait_until;
 use crate::kernel_probe::{cgroups_of, monitors_under, runc_list};
-use crate::rootfs::{loops_under, mounts_under};
+use crate::rootfs::mounts_under;
 use imagebus_schema::container::ContainerState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -130,21 +132,80 @@ pub fn check_lists(t: &mut Tally, committed: &Committed, l: &Lists) {
     }
 }
 
-/// What the kernel holds below the node that the lists do not account for. Mounts at
-/// `ignore` (e.g. a tmpfs the row mounted itself) and fuse mounts of rbd-fuse
-/// attachments are not counted as mounts.
-pub fn kernel_leaks(node: &BusNode, l: &Lists, ignore: &[PathBuf]) -> Vec<String> {
-    leaks_with_grace(node, l, ignore, Duration::from_secs(20))
+/// What counts as the row's when the kernel is checked.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The names the row gives what it creates.
+    pub names: Names,
+    /// Mounts not to count (e.g. a tmpfs the row mounted itself).
+    pub ignore: Vec<PathBuf>,
+}
+
+impl Scope {
+    /// The scope of `row` in this process.
+    pub fn of(row: super::Row) -> Self {
+        Self {
+            names: Names::of(row.key()),
+            ignore: Vec::new(),
+        }
+    }
+
+    /// Also not counting mounts at `path`.
+    pub fn ignoring(mut self, path: PathBuf) -> Self {
+        self.ignore.push(path);
+        self
+    }
+}
+
+/// The attachment id of an rbd-fuse mountpoint (`…/rbd/<id>/mnt`).
+fn rbd_fuse_id(mnt: &Path) -> Option<u64> {
+    if mnt.file_name()? != "mnt" {
+        return None;
+    }
+    let dir = mnt.parent()?;
+    if dir.parent()?.file_name()? != "rbd" {
+        return None;
+    }
+    dir.file_name()?.to_str()?.parse().ok()
+}
+
+/// Counts what `found` holds per listed rbd-fuse attachment: anything of no listed
+/// attachment, or a second one of the same, is a leak.
+fn per_attachment(
+    leaks: &mut Vec<String>,
+    what: &str,
+    found: Vec<(String, Option<u64>)>,
+    listed: &BTreeSet<u64>,
+) {
+    let mut seen = BTreeSet::new();
+    for (text, id) in found {
+        match id {
+            Some(id) if listed.contains(&id) && seen.insert(id) => {}
+            Some(id) if listed.contains(&id) => {
+                leaks.push(format!("a second {what} of attachment {id}: {text}"))
+            }
+            _ => leaks.push(format!("{what} of no listed rbd-fuse attachment: {text}")),
+        }
+    }
+}
+
+/// What the kernel holds of the row that the lists do not account for: mounts below the
+/// node's directory (but those in `scope.ignore`), and — wherever they are, told by the
+/// row's names ([`Names`]) — FUSE mounts and rbd-fuse processes beyond one per listed
+/// rbd-fuse attachment, and loop devices of no listed attachment.
+pub fn kernel_leaks(node: &BusNode, l: &Lists, scope: &Scope) -> Vec<String> {
+    leaks_with_grace(node, l, scope, Duration::from_secs(20))
 }
 
 /// [`kernel_leaks`], giving unlisted loop devices `grace` to go.
-fn leaks_with_grace(node: &BusNode, l: &Lists, ignore: &[PathBuf], grace: Duration) -> Vec<String> {
+fn leaks_with_grace(node: &BusNode, l: &Lists, scope: &Scope, grace: Duration) -> Vec<String> {
     let mut leaks = Vec::new();
     let root = node.root();
+    let names = &scope.names;
     let fuse = |e: &imagebus_sys::mountinfo::MountEntry| e.fs_type.starts_with("fuse");
     let mut kernel: BTreeMap<PathBuf, usize> = BTreeMap::new();
     for e in mounts_under(root) {
-        if !ignore.contains(&e.mount_point) && !fuse(&e) {
+        if !scope.ignore.contains(&e.mount_point) && !fuse(&e) {
             *kernel.entry(e.mount_point).or_default() += 1;
         }
     }
@@ -156,29 +217,32 @@ fn leaks_with_grace(node: &BusNode, l: &Lists, ignore: &[PathBuf], grace: Durati
             leaks.push(format!("mount {mp:?} {n} times in mountinfo"));
         }
     }
-    let fuse_mounts = mounts_under(root).into_iter().filter(fuse).count();
-    let rbd_fuse = l
+    let rbd_fuse: BTreeSet<u64> = l
         .attachments
         .iter()
         .filter(|a| a.driver == "rbd-fuse")
-        .count();
-    if fuse_mounts > rbd_fuse {
-        leaks.push(format!(
-            "{fuse_mounts} fuse mounts for {rbd_fuse} rbd-fuse attachments"
-        ));
-    }
-    let procs = crate::ceph::rbd_fuse_under(root).len();
-    if procs > rbd_fuse {
-        leaks.push(format!(
-            "{procs} rbd-fuse processes for {rbd_fuse} rbd-fuse attachments"
-        ));
-    }
+        .map(|a| a.id)
+        .collect();
+    let mounts = machine::fuse_mounts()
+        .into_iter()
+        .filter(|m| names.owns(m))
+        .map(|m| (m.display().to_string(), rbd_fuse_id(&m)))
+        .collect();
+    per_attachment(&mut leaks, "FUSE mount", mounts, &rbd_fuse);
+    let procs = machine::rbd_fuse()
+        .into_iter()
+        .filter(|(_, args)| args.iter().any(|a| names.owns(Path::new(a))))
+        .map(|(pid, args)| {
+            let id = args.iter().find_map(|a| rbd_fuse_id(Path::new(a)));
+            (format!("{pid} ({})", args.join(" ")), id)
+        })
+        .collect();
+    per_attachment(&mut leaks, "rbd-fuse process", procs, &rbd_fuse);
     let devices: BTreeSet<PathBuf> = l.attachments.iter().map(|a| a.device.clone()).collect();
-    let extra_loops = || -> Vec<PathBuf> {
-        loops_under(root)
+    let extra_loops = || -> Vec<(PathBuf, PathBuf)> {
+        machine::loops()
             .into_iter()
-            .map(|x| x.0)
-            .filter(|d| !devices.contains(d))
+            .filter(|(d, b)| names.owns(b) && !devices.contains(d))
             .collect()
     };
     // An autoclear device goes only after its last close (see BusNode::assert_kernel_matches).
@@ -186,7 +250,7 @@ fn leaks_with_grace(node: &BusNode, l: &Lists, ignore: &[PathBuf], grace: Durati
     leaks.extend(
         extra_loops()
             .into_iter()
-            .map(|d| format!("loop device {d:?} not listed")),
+            .map(|(d, b)| format!("loop device {d:?} on {b:?} not listed")),
     );
 
     let rids: BTreeSet<&str> = l.containers.iter().map(|c| c.runtime_id.as_str()).collect();
@@ -270,18 +334,18 @@ pub async fn check_round(
     t: &mut Tally,
     node: &BusNode,
     committed: &Committed,
-    ignore: &[PathBuf],
+    scope: &Scope,
 ) -> Lists {
     let s = node.stubs(Duration::from_secs(30)).await;
     let l = node.lists(&s).await;
     check_lists(t, committed, &l);
-    let leaks = kernel_leaks(node, &l, ignore);
+    let leaks = kernel_leaks(node, &l, scope);
     t.leaks(leaks);
     l
 }
 
 /// Deletes everything, then counts what the lists or the kernel still hold.
-pub async fn check_cleanup(t: &mut Tally, node: &BusNode, ignore: &[PathBuf]) {
+pub async fn check_cleanup(t: &mut Tally, node: &BusNode, scope: &Scope) {
     let s = node.stubs(Duration::from_secs(60)).await;
     node.delete_all(&s).await;
     // A delete answers before the mounts and attachments it released are collected.
@@ -298,21 +362,21 @@ pub async fn check_cleanup(t: &mut Tally, node: &BusNode, ignore: &[PathBuf]) {
             "{left} objects listed after deleting everything"
         )]);
     }
-    let leaks = kernel_leaks(node, &l, ignore);
+    let leaks = kernel_leaks(node, &l, scope);
     t.leaks(leaks);
 }
 
 /// Waits up to `timeout` until the lists account for the whole kernel and no container
 /// is in a half state (calls the daemon was doing when the fault hit end at their own
 /// deadlines); returns how long it took, None if it never did.
-pub async fn settle(node: &BusNode, ignore: &[PathBuf], timeout: Duration) -> Option<Duration> {
+pub async fn settle(node: &BusNode, scope: &Scope, timeout: Duration) -> Option<Duration> {
     let start = std::time::Instant::now();
     let s = node.stubs(Duration::from_secs(30)).await;
     while start.elapsed() < timeout {
         let l = node.lists(&s).await;
         let mut t = Tally::default();
         check_lists(&mut t, &Committed::new(), &l);
-        if t.leaked == 0 && leaks_with_grace(node, &l, ignore, Duration::ZERO).is_empty() {
+        if t.leaked == 0 && leaks_with_grace(node, &l, scope, Duration::ZERO).is_empty() {
             return Some(start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -7,6 +7,7 @@
 //! [`BusNode`]: crate::bus_node::BusNode
 
 pub mod ledger;
+pub mod machine;
 mod rows_daemon;
 mod rows_kill;
 
@@ -90,7 +91,12 @@ impl RowResult {
 
 /// Runs `row` for `rounds` rounds on a fresh node; a panic (a fixture that could not
 /// start, a call that failed where it must not) ends the row as not run, with the message.
+/// Once the row ended and its node is gone, anything of the row still on the machine —
+/// a loop device, FUSE mount or rbd-fuse process told by the row's names, wherever its
+/// path shows — is counted as leaked too.
 pub fn run(row: Row, rounds: usize) -> RowResult {
+    let names = machine::Names::of(row.key());
+    let before = machine::Machine::take();
     let mut tally = Tally::default();
     let mut done = 0usize;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -124,6 +130,23 @@ pub fn run(row: Row, rounds: usize) -> RowResult {
             false
         }
     };
+    // Autoclear loop devices and killed rbd-fuse processes take a moment to go.
+    crate::daemon::wait_until(std::time::Duration::from_secs(20), || {
+        machine::Machine::take().of(&names).is_empty()
+    });
+    let after = machine::Machine::take();
+    let left = after.of(&names);
+    tally.leaks(
+        left.into_iter()
+            .map(|l| format!("{l} after the row ended"))
+            .collect(),
+    );
+    let others = after.others_since(&before, &names);
+    if others > 0 {
+        tally.notes.push(format!(
+            "{others} loop devices, FUSE mounts or rbd-fuse processes of other processes appeared meanwhile"
+        ));
+    }
     RowResult {
         row,
         rounds: done,

@@ -1,8 +1,9 @@
 //! Rows around a running daemon: the broker killed under load, a container's monitor
 //! killed, a full state directory, a record cut in half while the daemon is down.
 
-use super::ledger::{check_cleanup, check_round, commit, Committed, Tally};
+use super::ledger::{check_cleanup, check_round, commit, Committed, Scope, Tally};
 use super::rows_kill::{creates, CALL};
+use super::Row;
 use crate::bus_node::{BusNode, Stubs};
 use crate::crash_creates::{create, Kind, Outcome};
 use crate::daemon::wait_until;
@@ -21,7 +22,8 @@ use std::time::Duration;
 /// Row 4: redis-server killed with creates in flight and started again (empty); the
 /// daemon serves again, every success is listed once, the kernel matches.
 pub async fn redis_kill(t: &mut Tally, done: &mut usize, rounds: usize) {
-    let mut node = BusNode::start("ibfm-rk-", 16);
+    let scope = Scope::of(Row::RedisKill);
+    let mut node = BusNode::start(&scope.names.dir, 16);
     let mut committed = Committed::new();
     let mut orphans = 0;
     for round in 0..rounds {
@@ -57,7 +59,7 @@ pub async fn redis_kill(t: &mut Tally, done: &mut usize, rounds: usize) {
         commit(t, &mut committed, &outcomes);
         tokio::task::block_in_place(|| node.daemon.wait_serving());
         // Calls the daemon made to itself through the lost broker end at their deadlines.
-        match super::ledger::settle(&node, &[], Duration::from_secs(120)).await {
+        match super::ledger::settle(&node, &scope, Duration::from_secs(120)).await {
             Some(d) => t
                 .notes
                 .push(format!("round {round}: settled after {d:.1?}")),
@@ -65,7 +67,7 @@ pub async fn redis_kill(t: &mut Tally, done: &mut usize, rounds: usize) {
                 .notes
                 .push(format!("round {round}: did not settle in 120 s")),
         }
-        let l = check_round(t, &node, &committed, &[]).await;
+        let l = check_round(t, &node, &committed, &scope).await;
         // A failed create whose object exists: the daemon did it, the answer was lost
         // with the broker. It is whole (checked above) and counted here.
         orphans += outcomes
@@ -79,7 +81,7 @@ pub async fn redis_kill(t: &mut Tally, done: &mut usize, rounds: usize) {
             "{orphans} failed creates exist whole (done, answer lost with the broker)"
         ));
     }
-    check_cleanup(t, &node, &[]).await;
+    check_cleanup(t, &node, &scope).await;
 }
 
 /// The live monitor of container `id` (runtime id `rid`).
@@ -108,7 +110,8 @@ async fn state_of(s: &Stubs, name: &str) -> Option<(ContainerState, Option<u32>)
 /// Row 5: the monitors of two containers killed; the one whose init is killed too is
 /// reported exited or dead, the other still running with its pid, and it stops.
 pub async fn monitor_kill(t: &mut Tally, done: &mut usize, rounds: usize) {
-    let node = BusNode::start("ibfm-mk-", 4);
+    let scope = Scope::of(Row::MonitorKill);
+    let node = BusNode::start(&scope.names.dir, 4);
     for round in 0..rounds {
         let s = node.stubs(CALL).await;
         let mut ids = Vec::new();
@@ -162,8 +165,8 @@ pub async fn monitor_kill(t: &mut Tally, done: &mut usize, rounds: usize) {
             .iter()
             .map(|(n, id, _, _)| (n.clone(), (Kind::Container, *id)))
             .collect();
-        check_round(t, &node, &committed, &[]).await;
-        check_cleanup(t, &node, &[]).await;
+        check_round(t, &node, &committed, &scope).await;
+        check_cleanup(t, &node, &scope).await;
         *done += 1;
     }
 }
@@ -186,6 +189,15 @@ where
     }
 }
 
+/// The (kind, id) of every listed object.
+fn ids(l: &crate::bus_node::Lists) -> Vec<(&'static str, u64)> {
+    let mut v: Vec<(&'static str, u64)> =
+        l.containers.iter().map(|c| ("container", c.id)).collect();
+    v.extend(l.mounts.iter().map(|m| ("mount", m.id)));
+    v.extend(l.attachments.iter().map(|a| ("attachment", a.id)));
+    v
+}
+
 /// Fills the filesystem of `dir` with `dir/filler` until ENOSPC.
 fn fill(dir: &Path) -> PathBuf {
     let p = dir.join("filler");
@@ -197,10 +209,12 @@ fn fill(dir: &Path) -> PathBuf {
     p
 }
 
-/// Row 6: the state directory is a small tmpfs, filled up: creates fail with a typed
-/// error within their deadline and leave nothing; freed, creates work and survive a restart.
+/// Row 6: the state directory is a small tmpfs, filled up: creates fail within their
+/// deadline with `Unavailable` naming the full file system, and change nothing (lists and
+/// kernel as before); freed, creates work and survive a restart.
 pub async fn disk_full(t: &mut Tally, done: &mut usize, rounds: usize) {
-    let mut node = BusNode::start_prepared("ibfm-df-", 4, |state| {
+    let scope = Scope::of(Row::DiskFull);
+    let mut node = BusNode::start_prepared(&scope.names.dir, 4, |state| {
         let ok = Command::new("mount")
             .args([
                 "-t",
@@ -215,11 +229,12 @@ pub async fn disk_full(t: &mut Tally, done: &mut usize, rounds: usize) {
         assert!(ok, "mounting a tmpfs on {state:?}");
     });
     let state = node.daemon.dir().join("state");
-    let ignore = [state.clone()];
+    let scope = scope.ignoring(state.clone());
     let mut committed = Committed::new();
     let mut codes = Vec::new();
     for round in 0..rounds {
         let s = node.stubs(CALL).await;
+        let listed_before = ids(&node.lists(&s).await);
         let filler = fill(&state);
         for (i, kind) in [Kind::Container, Kind::Mount, Kind::Attachment]
             .into_iter()
@@ -233,13 +248,27 @@ pub async fn disk_full(t: &mut Tally, done: &mut usize, rounds: usize) {
                     t.notes.push(format!("{k:?} created on a full disk"));
                     committed.insert(n, (k, id));
                 }
-                Err(e) if matches!(e.code, ErrorCode::Timeout | ErrorCode::Unavailable) => {
-                    t.lost(format!("{k:?} on a full disk: no typed answer ({e:?})"));
+                // The typed answer: the resource may come back, nothing was changed.
+                Err(e)
+                    if e.code == ErrorCode::Unavailable
+                        && e.message.contains("No space left on device") =>
+                {
+                    codes.push(format!("{k:?}→{:?}", e.code))
                 }
-                Err(e) => codes.push(format!("{k:?}→{:?}", e.code)),
+                Err(e) => t.lost(format!(
+                    "{k:?} on a full disk: {:?}, not Unavailable (no space left) ({})",
+                    e.code, e.message
+                )),
             }
         }
-        check_round(t, &node, &committed, &ignore).await;
+        // Nothing changed: the same objects listed as before the failed creates.
+        let listed_after = ids(&node.lists(&s).await);
+        if committed.keys().all(|n| !n.starts_with("full-")) && listed_after != listed_before {
+            t.leaks(vec![format!(
+                "failed creates on a full disk changed the lists: {listed_before:?} → {listed_after:?}"
+            )]);
+        }
+        check_round(t, &node, &committed, &scope).await;
         std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("removing {filler:?}: {e}"));
         for (i, kind) in [Kind::Container, Kind::Mount, Kind::Attachment]
             .into_iter()
@@ -255,21 +284,22 @@ pub async fn disk_full(t: &mut Tally, done: &mut usize, rounds: usize) {
         }
         node.daemon.kill9();
         tokio::task::block_in_place(|| node.daemon.restart());
-        check_round(t, &node, &committed, &ignore).await;
+        check_round(t, &node, &committed, &scope).await;
         *done += 1;
     }
     codes.sort();
     codes.dedup();
     t.notes
         .push(format!("full disk errors: {}", codes.join(", ")));
-    check_cleanup(t, &node, &ignore).await;
+    check_cleanup(t, &node, &scope).await;
 }
 
 /// Row 7: a container's record.json cut in half while the daemon is down; the restart
 /// reconciles, the others stay, the container is either listed whole or removed with
 /// everything it held.
 pub async fn truncated(t: &mut Tally, done: &mut usize, rounds: usize) {
-    let mut node = BusNode::start("ibfm-ts-", 4);
+    let scope = Scope::of(Row::TruncatedState);
+    let mut node = BusNode::start(&scope.names.dir, 4);
     for round in 0..rounds {
         let s = node.stubs(CALL).await;
         let mut committed = Committed::new();
@@ -293,7 +323,7 @@ pub async fn truncated(t: &mut Tally, done: &mut usize, rounds: usize) {
         std::fs::write(&record, &body[..body.len() / 2]).unwrap_or_else(|e| panic!("{e}"));
         tokio::task::block_in_place(|| node.daemon.restart());
         committed.remove(&victim);
-        let l = check_round(t, &node, &committed, &[]).await;
+        let l = check_round(t, &node, &committed, &scope).await;
         let listed = super::ledger::listed(&l, Kind::Container, &victim);
         // Its mount holds are released once both modules serve (a follow-up of start-up).
         let s = node.stubs(CALL).await;
@@ -320,7 +350,7 @@ pub async fn truncated(t: &mut Tally, done: &mut usize, rounds: usize) {
             "round {round}: truncated container {fate}, its mounts released after {:.1?}",
             started.elapsed()
         ));
-        check_cleanup(t, &node, &[]).await;
+        check_cleanup(t, &node, &scope).await;
         *done += 1;
     }
 }

@@ -1,7 +1,8 @@
 //! Rows that `kill -9` imagebusd amid concurrent calls, then restart it on the same
 //! directories: creates, deletes, rbd attaches.
 
-use super::ledger::{check_cleanup, check_round, commit, Committed, Tally};
+use super::ledger::{check_cleanup, check_round, commit, Committed, Scope, Tally};
+use super::Row;
 use crate::bus_node::{BusNode, Stubs};
 use crate::crash_creates::{create, kind_of, Kind, Outcome};
 use crate::daemon::wait_until;
@@ -34,6 +35,18 @@ pub(super) async fn amid<T: Send + 'static>(
     deadline: Duration,
     calls: Vec<std::pin::Pin<Box<dyn Future<Output = T> + Send>>>,
 ) -> Vec<T> {
+    amid_then(t, node, kill_after, deadline, calls, |_| {}).await
+}
+
+/// [`amid`], running `while_down` between the kill and the restart.
+async fn amid_then<T: Send + 'static>(
+    t: &mut Tally,
+    node: &mut BusNode,
+    kill_after: usize,
+    deadline: Duration,
+    calls: Vec<std::pin::Pin<Box<dyn Future<Output = T> + Send>>>,
+    while_down: impl FnOnce(&mut Tally),
+) -> Vec<T> {
     let done = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = calls
         .into_iter()
@@ -55,7 +68,10 @@ pub(super) async fn amid<T: Send + 'static>(
     let zygotes = monitor_zygotes_of(node.daemon.pid());
     node.daemon.kill9();
     let at_kill = done.load(Ordering::SeqCst);
-    tokio::task::block_in_place(|| node.daemon.restart());
+    tokio::task::block_in_place(|| {
+        while_down(t);
+        node.daemon.restart()
+    });
     let mut out = Vec::new();
     for task in tasks {
         let r = tokio::time::timeout(deadline + Duration::from_secs(30), task)
@@ -92,17 +108,18 @@ pub(super) fn creates(
 
 /// Row 1: kill -9 amid creates; every success listed once, the kernel matches.
 pub async fn kill_creates(t: &mut Tally, done: &mut usize, rounds: usize) {
-    let mut node = BusNode::start("ibfm-kc-", WORKERS);
+    let scope = Scope::of(Row::KillCreates);
+    let mut node = BusNode::start(&scope.names.dir, WORKERS);
     let mut committed = Committed::new();
     for round in 0..rounds {
         let s = node.stubs(CALL).await;
         let calls = creates(&node, &s, &format!("r{round}"));
         let outcomes = amid(t, &mut node, 1 + 2 * (round % 4), CALL, calls).await;
         commit(t, &mut committed, &outcomes);
-        check_round(t, &node, &committed, &[]).await;
+        check_round(t, &node, &committed, &scope).await;
         *done += 1;
     }
-    check_cleanup(t, &node, &[]).await;
+    check_cleanup(t, &node, &scope).await;
 }
 
 /// What a delete reported.
@@ -122,7 +139,8 @@ async fn delete(s: Stubs, kind: Kind, name: String) -> Deleted {
 /// Row 2: a batch created, then most of it deleted concurrently and the daemon killed
 /// amid the deletes: an acknowledged delete stays done, what was not deleted stays.
 pub async fn kill_deletes(t: &mut Tally, done: &mut usize, rounds: usize) {
-    let mut node = BusNode::start("ibfm-kd-", WORKERS);
+    let scope = Scope::of(Row::KillDeletes);
+    let mut node = BusNode::start(&scope.names.dir, WORKERS);
     for round in 0..rounds {
         let s = node.stubs(CALL).await;
         let mut created = Vec::new();
@@ -164,17 +182,22 @@ pub async fn kill_deletes(t: &mut Tally, done: &mut usize, rounds: usize) {
             // Unacknowledged: either state is fine; it left the committed set above.
             let _ = entry;
         }
-        check_round(t, &node, &committed, &[]).await;
-        check_cleanup(t, &node, &[]).await;
+        check_round(t, &node, &committed, &scope).await;
+        check_cleanup(t, &node, &scope).await;
         *done += 1;
     }
 }
 
 /// Row 3: kill -9 amid rbd attaches (krbd or the rbd-fuse fallback) on the Ceph test
-/// cluster; every success listed once, no rbd-fuse process or fuse mount left over.
+/// cluster, then a restart; every success listed once, no rbd-fuse process, FUSE mount or
+/// loop device left over. In every other round the row's rbd-fuse processes are also
+/// stopped (SIGTERM: each unmounts its FUSE mount, so a loop device on its file shows
+/// `/<image>`) while the daemon is down: the restart must revive the recorded ones and
+/// leave nothing of the others.
 pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
     let ceph = crate::ceph::ceph();
-    let mut node = BusNode::start("ibfm-rbd-", WORKERS);
+    let scope = Scope::of(Row::KillRbdAttach);
+    let mut node = BusNode::start(&scope.names.dir, WORKERS);
     // Dropped before the node: a row that failed half-way leaves no rbd-fuse process.
     let _fuse = RbdFuseGuard(node.root().to_path_buf());
     let mut committed = Committed::new();
@@ -184,7 +207,7 @@ pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
             .map(|i| {
                 let name = format!("rbd-r{round}-{i}");
                 // One image per attach: no two attachments map the same image.
-                let image = format!("fm-{}-{name}", std::process::id());
+                let image = format!("{}{name}", scope.names.images);
                 ceph.import(crate::image::busybox_squashfs(), &image);
                 let spec = AttachSpec {
                     name: Some(name.clone()),
@@ -207,12 +230,21 @@ pub async fn kill_rbd(t: &mut Tally, done: &mut usize, rounds: usize) {
                 }) as std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>>
             })
             .collect();
-        let outcomes = amid(t, &mut node, 1, RBD_CALL, calls).await;
+        let root = node.root().to_path_buf();
+        let stop_fuse = round % 2 == 1;
+        let outcomes = amid_then(t, &mut node, 1, RBD_CALL, calls, |t| {
+            if stop_fuse {
+                let n = crate::ceph::term_rbd_fuse_under(&root);
+                t.notes
+                    .push(format!("round {round}: {n} rbd-fuse stopped while down"));
+            }
+        })
+        .await;
         commit(t, &mut committed, &outcomes);
-        check_round(t, &node, &committed, &[]).await;
+        check_round(t, &node, &committed, &scope).await;
         *done += 1;
     }
-    check_cleanup(t, &node, &[]).await;
+    check_cleanup(t, &node, &scope).await;
 }
 
 /// Kills the rbd-fuse processes below its directory when dropped.

@@ -153,6 +153,40 @@ impl Child {
         }
     }
 
+    /// Starts the `attach-crash-child` binary with `state_dir` and `spec`, frozen inside
+    /// that attach right after its loop device was bound (see the binary's docs); waits (60
+    /// s at most) for that point and returns the device number.
+    pub fn start_frozen_after_loop(state_dir: &Path, spec: &AttachSpec) -> (Self, u32) {
+        let work = state_dir.parent().unwrap();
+        let specs_path = work.join("child-specs.json");
+        let ready = work.join("child-ready.json");
+        let report = work.join("child-ready.json.loop");
+        let _ = fs::remove_file(&report);
+        fs::write(&specs_path, serde_json::to_vec(&[spec]).unwrap()).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_attach-crash-child"))
+            .arg(state_dir)
+            .arg(&specs_path)
+            .arg(&ready)
+            .arg("freeze-after-loop")
+            .spawn()
+            .expect("starting attach-crash-child");
+        let mut child = Child(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(n) = fs::read_to_string(&report) {
+                return (child, n.trim().parse().unwrap());
+            }
+            if let Ok(Some(status)) = child.0.try_wait() {
+                panic!("the actor child exited before it bound a loop device: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the actor child never bound a loop device"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(mut self) {
         let _ = self.0.kill();

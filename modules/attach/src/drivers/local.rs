@@ -25,6 +25,7 @@ pub fn attach(sys: &AttachSys, src: &LocalSource) -> Result<Mapped, AttachError>
             driver: "local",
             read_only: src.read_only,
             backing: Backing::Local { rdev: s.rdev },
+            hold: imagebus_sys::loopdev::LoopHold::none(),
         }),
         Some(s) if s.kind == FileKind::Char => Err(AttachError::Invalid(format!(
             "{:?} is a character device, not a block device",

@@ -91,6 +91,7 @@ pub fn attach(sys: &AttachSys, src: &LoopSource, tag: String) -> Result<Mapped, 
             file: src.path.clone(),
             inode: dev.inode,
         },
+        hold: imagebus_sys::loopdev::LoopHold::none(),
     })
 }
 

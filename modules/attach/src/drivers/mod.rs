@@ -8,10 +8,11 @@ pub(crate) mod rbd_fuse;
 
 use crate::error::AttachError;
 use crate::store::Backing;
+use imagebus_sys::loopdev::LoopHold;
 use std::path::{Path, PathBuf};
 
 /// What a driver created.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Mapped {
     /// The block device node.
     pub device: PathBuf,
@@ -21,6 +22,10 @@ pub struct Mapped {
     pub read_only: bool,
     /// What to record for teardown and reconciliation.
     pub backing: Backing,
+    /// The open loop device of a binding the kernel frees unless kept (see
+    /// [`LoopHold`]): kept once the record is durable, so that a crash before that leaves
+    /// no loop device behind. Empty for the other drivers.
+    pub hold: LoopHold,
 }
 
 /// Checks that a caller-given path is absolute, has no `..` components and no NUL byte

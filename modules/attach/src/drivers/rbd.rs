@@ -148,6 +148,7 @@ fn attach_krbd(
             image: dev.image,
             snapshot: dev.snapshot,
         },
+        hold: imagebus_sys::loopdev::LoopHold::none(),
     })
 }
 

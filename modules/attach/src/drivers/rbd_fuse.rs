@@ -20,7 +20,7 @@ use crate::store::Backing;
 use imagebus_schema::attach::RbdSource;
 use imagebus_sys::blockdev::FileKind;
 use imagebus_sys::cmd::CommandCall;
-use imagebus_sys::loopdev::LoopAttach;
+use imagebus_sys::loopdev::{LoopAttach, LoopHold};
 use imagebus_sys::proc::{Reaped, Signal};
 use imagebus_sys::state::{ensure_private_dir, remove_tree, write_atomic};
 use std::net::SocketAddr;
@@ -272,6 +272,15 @@ pub fn loop_is_ours(sys: &AttachSys, number: u32, tag: &str, dir: &Path, image: 
     }
 }
 
+fn loop_request(dir: &Path, src: &RbdSource, tag: String) -> LoopAttach {
+    LoopAttach {
+        file: mnt_path(dir).join(&src.image),
+        read_only: src.read_only,
+        autoclear: false,
+        tag,
+    }
+}
+
 /// Binds the FUSE image file to a loop device.
 pub fn bind_loop(
     sys: &AttachSys,
@@ -279,16 +288,27 @@ pub fn bind_loop(
     src: &RbdSource,
     tag: String,
 ) -> Result<imagebus_sys::loopdev::LoopDevice, AttachError> {
-    let file = mnt_path(dir).join(&src.image);
-    let req = LoopAttach {
-        file: file.clone(),
-        read_only: src.read_only,
-        autoclear: false,
-        tag,
-    };
+    let req = loop_request(dir, src, tag);
     sys.loops
         .attach(&req)
-        .map_err(|e| AttachError::sys(format!("binding {file:?} to a loop device"), e))
+        .map_err(|e| AttachError::sys(format!("binding {:?} to a loop device", req.file), e))
+}
+
+/// Binds the FUSE image file to a loop device that the kernel frees when `LoopHold` is
+/// closed unkept — also when this process dies before the attachment is recorded. Its tag
+/// could not identify such a device once rbd-fuse is gone: the kernel cannot stat a file
+/// on a dead FUSE server (no tag is read back), and once that mount is unmounted the
+/// backing file shows as `/<image>`, outside our directories.
+fn bind_loop_held(
+    sys: &AttachSys,
+    dir: &Path,
+    src: &RbdSource,
+    tag: String,
+) -> Result<(imagebus_sys::loopdev::LoopDevice, LoopHold), AttachError> {
+    let req = loop_request(dir, src, tag);
+    sys.loops
+        .attach_held(&req)
+        .map_err(|e| AttachError::sys(format!("binding {:?} to a loop device", req.file), e))
 }
 
 /// Moves read-only loop device `number` onto the image file of a restarted rbd-fuse, so the
@@ -322,8 +342,8 @@ pub fn attach(
         write_conf(dir, src, mons)?;
         probe(sys, dir, src)?;
         let pid = start(sys, dir, src)?;
-        match bind_loop(sys, dir, src, tag) {
-            Ok(dev) => Ok(Mapped {
+        match bind_loop_held(sys, dir, src, tag) {
+            Ok((dev, hold)) => Ok(Mapped {
                 device: dev.device,
                 driver: "rbd-fuse",
                 read_only: src.read_only,
@@ -332,6 +352,7 @@ pub fn attach(
                     dir: dir.to_path_buf(),
                     loop_number: dev.number,
                 },
+                hold,
             }),
             Err(e) => {
                 stop(sys, pid, dir);

@@ -8,7 +8,9 @@
 //! 3. Make the journal durable (RBD only: a crashed loop attach is found by its device tag,
 //!    and a local attach creates nothing).
 //! 4. Map on the blocking pool (loop ioctls, krbd sysfs writes, `rbd info`, rbd-fuse).
-//! 5. Record, in one step (the reservation and intent go), persist, reply.
+//! 5. Record, in one step (the reservation and intent go), persist, reply. An rbd-fuse loop
+//!    device is bound with autoclear and held open until the record is durable (then
+//!    kept): a crash before that leaves no device for reconciliation to find.
 //!
 //! A failure after 2 releases the reservation in a step; one after 4 also undoes the
 //! kernel work.
@@ -21,6 +23,7 @@ use crate::store::{Record, Snapshot};
 use imagebus_schema::attach::{AttachInfo, AttachSource, AttachSpec};
 use imagebus_schema::common::validate_name;
 use imagebus_schema::Holder;
+use imagebus_sys::loopdev::LoopHold;
 use std::collections::BTreeSet;
 use tracing::info;
 
@@ -173,6 +176,8 @@ impl Engine {
                 return Err(e);
             }
         };
+        let mut mapped = mapped;
+        let hold = std::mem::replace(&mut mapped.hold, LoopHold::none());
         let record = draft.record(mapped);
         let info = record.info();
         let snap = self
@@ -183,7 +188,19 @@ impl Engine {
                 s.snapshot()
             })
             .await?;
-        if let Err(e) = self.persist(snap).await {
+        let kept = match self.persist(snap).await {
+            // Recorded: the loop device (rbd-fuse) is ours to free from now on.
+            Ok(()) => {
+                blocking(move || {
+                    hold.keep().map_err(|e| {
+                        AttachError::sys("keeping the loop device of a recorded attach", e)
+                    })
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
             // Undo it like a forced detach (it may have been acquired or shared meanwhile).
             if let Err(undo) = self.collect_now(id).await {
                 tracing::warn!(id, error = %undo, "undoing an attach whose record could not be saved");
