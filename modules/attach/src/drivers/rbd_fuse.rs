@@ -281,25 +281,12 @@ fn loop_request(dir: &Path, src: &RbdSource, tag: String) -> LoopAttach {
     }
 }
 
-/// Binds the FUSE image file to a loop device.
-pub fn bind_loop(
-    sys: &AttachSys,
-    dir: &Path,
-    src: &RbdSource,
-    tag: String,
-) -> Result<imagebus_sys::loopdev::LoopDevice, AttachError> {
-    let req = loop_request(dir, src, tag);
-    sys.loops
-        .attach(&req)
-        .map_err(|e| AttachError::sys(format!("binding {:?} to a loop device", req.file), e))
-}
-
 /// Binds the FUSE image file to a loop device that the kernel frees when `LoopHold` is
 /// closed unkept — also when this process dies before the attachment is recorded. Its tag
 /// could not identify such a device once rbd-fuse is gone: the kernel cannot stat a file
 /// on a dead FUSE server (no tag is read back), and once that mount is unmounted the
 /// backing file shows as `/<image>`, outside our directories.
-fn bind_loop_held(
+pub(crate) fn bind_loop_held(
     sys: &AttachSys,
     dir: &Path,
     src: &RbdSource,

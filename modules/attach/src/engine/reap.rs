@@ -12,6 +12,7 @@ use crate::error::AttachError;
 use crate::store::{Backing, Db, Record};
 use imagebus_host::{HostError, Key};
 use imagebus_schema::attach::AttachSource;
+use imagebus_sys::loopdev::LoopHold;
 use imagebus_sys::proc::Reaped;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,11 +25,31 @@ const REAP_EVERY: Duration = Duration::from_secs(1);
 const RETRY_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What a restart changed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Revived {
     pid: u32,
     device: PathBuf,
     loop_number: u32,
+    /// A freshly bound loop device is held with autoclear until the restart is recorded
+    /// ([`Revived::keep`]); a device moved onto the new image file holds nothing.
+    hold: LoopHold,
+}
+
+impl Revived {
+    /// The hold of the new device, to keep once the restart is durable (`self` stays
+    /// usable for [`apply_revived`]).
+    pub(crate) fn take_hold(&mut self) -> LoopHold {
+        std::mem::replace(&mut self.hold, LoopHold::none())
+    }
+}
+
+/// Keeps the loop device of a restart whose record was saved (or failed to be: the
+/// state in memory points at the device either way, and a live daemon keeps what it
+/// points at).
+pub(crate) fn keep_hold(id: u64, hold: LoopHold) {
+    if let Err(e) = hold.keep() {
+        warn!(id, error = %e, "turning autoclear off on the restarted rbd-fuse loop device");
+    }
 }
 
 /// An rbd-fuse attachment to look at.
@@ -146,7 +167,8 @@ impl Engine {
         .await;
         match result {
             Ok(None) => Ok(()),
-            Ok(Some(rev)) => {
+            Ok(Some(mut rev)) => {
+                let hold = rev.take_hold();
                 let snap = self
                     .step(move |s| {
                         s.retry_after.remove(&id);
@@ -154,7 +176,9 @@ impl Engine {
                         s.snapshot()
                     })
                     .await?;
-                self.persist(snap).await
+                let persisted = self.persist(snap).await;
+                keep_hold(id, hold);
+                persisted
             }
             Err(e) => {
                 warn!(id, error = %e, "could not restart rbd-fuse; retrying in 30 s");
@@ -208,10 +232,10 @@ pub(crate) fn revive_kernel(ctx: &Ctx, record: &Record) -> Result<Option<Revived
     } else {
         None
     };
-    let dev = match moved {
-        Some(d) => d,
-        None => match rbd_fuse::bind_loop(sys, dir, src, tag) {
-            Ok(d) => d,
+    let (dev, hold) = match moved {
+        Some(d) => (d, LoopHold::none()),
+        None => match rbd_fuse::bind_loop_held(sys, dir, src, tag) {
+            Ok(bound) => bound,
             Err(e) => {
                 rbd_fuse::stop(sys, new_pid, dir);
                 return Err(e);
@@ -223,6 +247,7 @@ pub(crate) fn revive_kernel(ctx: &Ctx, record: &Record) -> Result<Option<Revived
         pid: new_pid,
         device: dev.device,
         loop_number: dev.number,
+        hold,
     }))
 }
 

@@ -15,13 +15,14 @@
 //!    crashed between the sysfs write and saving their record — any number of them.
 //! 7. Clear the journal; the caller saves.
 
-use super::reap::{apply_revived, revive_kernel};
+use super::reap::{apply_revived, keep_hold, revive_kernel};
 use super::{random_token, Ctx};
 use crate::config::{AttachConfig, AttachSys};
 use crate::drivers::{self, rbd_fuse};
 use crate::error::AttachError;
 use crate::store::{Backing, Db, Store, Writer};
 use imagebus_schema::Holder;
+use imagebus_sys::loopdev::LoopHold;
 use imagebus_sys::proc::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -85,8 +86,14 @@ pub(crate) fn open(
         instance: db.instance.clone(),
         writer: Writer::new(store.clone()),
     };
-    let report = reconcile(&ctx, &mut db);
-    store.save(&db)?;
+    let mut holds = Vec::new();
+    let report = reconcile(&ctx, &mut db, &mut holds);
+    let saved = store.save(&db);
+    // The loop devices bound for restarted rbd-fuses stay from now on (see `keep_hold`).
+    for (id, hold) in holds {
+        keep_hold(id, hold);
+    }
+    saved?;
     if report.is_clean() {
         info!(%report, "attach state reconciled");
     } else {
@@ -95,10 +102,15 @@ pub(crate) fn open(
     Ok((ctx, db, report))
 }
 
-/// Reconciles `db` with the kernel (see the module docs).
-pub(crate) fn reconcile(ctx: &Ctx, db: &mut Db) -> ReconcileReport {
+/// Reconciles `db` with the kernel (see the module docs). The loop devices bound for
+/// restarted rbd-fuses go to `holds`, to keep once `db` is saved.
+pub(crate) fn reconcile(
+    ctx: &Ctx,
+    db: &mut Db,
+    holds: &mut Vec<(u64, LoopHold)>,
+) -> ReconcileReport {
     let mut report = ReconcileReport::default();
-    check_records(ctx, db, &mut report);
+    check_records(ctx, db, &mut report, holds);
     drop_vanished(ctx, db, &report);
     drop_orphaned_sharers(db, &mut report);
     clean_orphan_loops(ctx, db, &mut report);
@@ -115,10 +127,15 @@ enum Check {
 }
 
 /// Step 1.
-fn check_records(ctx: &Ctx, db: &mut Db, report: &mut ReconcileReport) {
+fn check_records(
+    ctx: &Ctx,
+    db: &mut Db,
+    report: &mut ReconcileReport,
+    holds: &mut Vec<(u64, LoopHold)>,
+) {
     let ids: Vec<u64> = db.records.keys().copied().collect();
     for id in ids {
-        match check(ctx, db, id) {
+        match check(ctx, db, id, holds) {
             Ok(Check::Kept) => report.kept.push(id),
             Ok(Check::Restarted) => report.restarted.push(id),
             Ok(Check::Vanished) => report.vanished.push(id),
@@ -130,7 +147,12 @@ fn check_records(ctx: &Ctx, db: &mut Db, report: &mut ReconcileReport) {
     }
 }
 
-fn check(ctx: &Ctx, db: &mut Db, id: u64) -> Result<Check, AttachError> {
+fn check(
+    ctx: &Ctx,
+    db: &mut Db,
+    id: u64,
+    holds: &mut Vec<(u64, LoopHold)>,
+) -> Result<Check, AttachError> {
     let Some(record) = db.records.get(&id).cloned() else {
         return Ok(Check::Vanished);
     };
@@ -162,7 +184,8 @@ fn check(ctx: &Ctx, db: &mut Db, id: u64) -> Result<Check, AttachError> {
             } else if !imagebus_sys::paths::exists(&rbd_fuse::conf_path(dir)) {
                 return Ok(Check::Vanished);
             } else {
-                if let Some(rev) = revive_kernel(ctx, &record)? {
+                if let Some(mut rev) = revive_kernel(ctx, &record)? {
+                    holds.push((id, rev.take_hold()));
                     apply_revived(db, id, &rev);
                 }
                 return Ok(Check::Restarted);
