@@ -71,7 +71,10 @@ async fn go_style_callers_get_their_replies_from_a_batching_server() {
             .unwrap_or_else(|e| panic!("reply {i}: {e}"));
         let resp: Response = decode(&reply).unwrap();
         assert_eq!(resp.id, r.id);
-        assert_eq!(decode_data::<f64>(&resp.output.data).unwrap(), i as f64 + 1.0);
+        assert_eq!(
+            decode_data::<f64>(&resp.output.data).unwrap(),
+            i as f64 + 1.0
+        );
         let ttl: i64 = redis::cmd("TTL")
             .arg(&r.reply_to)
             .query_async(&mut conn)
@@ -89,6 +92,9 @@ async fn go_style_callers_get_their_replies_from_a_batching_server() {
     );
 }
 
+/// The (ID, ReplyTo) of every request a Go-style server saw.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A server of the old shape, as Go zbus v1 is: one `BLPOP` per request, the reply pushed
 /// to `ReplyTo` as it is (to `ID` instead when `by_id`, as rbus does). Records every
 /// `ReplyTo` it saw.
@@ -96,7 +102,7 @@ fn go_style_server(
     url: &str,
     by_id: bool,
     stop: CancellationToken,
-) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<(String, String)>>>) {
+) -> (tokio::task::JoinHandle<()>, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let info = imagebus_bus::broker::Broker::parse(url)
         .unwrap()
@@ -135,7 +141,10 @@ fn go_style_server(
             };
             let to = if by_id { &req.id } else { &req.reply_to };
             let mut pipe = redis::pipe();
-            pipe.cmd("RPUSH").arg(to).arg(encode_go(&resp).unwrap()).ignore();
+            pipe.cmd("RPUSH")
+                .arg(to)
+                .arg(encode_go(&resp).unwrap())
+                .ignore();
             pipe.cmd("EXPIRE").arg(to).arg(300).ignore();
             let _: () = pipe.query_async(&mut conn).await.unwrap();
         }
@@ -230,7 +239,11 @@ impl Object for Ledger {
 }
 
 async fn serve_ledger(url: &str, ledger: Arc<Ledger>) -> tokio::task::JoinHandle<()> {
-    let mut server = Server::builder(url, MODULE).workers(4).build().await.unwrap();
+    let mut server = Server::builder(url, MODULE)
+        .workers(4)
+        .build()
+        .await
+        .unwrap();
     server.register_arc(ledger).unwrap();
     tokio::spawn(async move {
         server.run(CancellationToken::new()).await.unwrap();
@@ -275,7 +288,10 @@ async fn a_server_killed_mid_batch_runs_no_request_twice() {
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
     let pulled_by_first = ledger.started.lock().unwrap().len();
-    assert!(pulled_by_first <= 4, "no more than the free workers: {pulled_by_first}");
+    assert!(
+        pulled_by_first <= 4,
+        "no more than the free workers: {pulled_by_first}"
+    );
     // Everything not pulled is still queued, for the next server.
     let left = redis.command(&["LLEN", "test.ledger@1"]).unwrap();
     assert_eq!(left, format!(":{}\r\n", 24 - pulled_by_first));
@@ -283,7 +299,10 @@ async fn a_server_killed_mid_batch_runs_no_request_twice() {
     let mut ok = 0;
     for c in calls {
         let (n, r, took) = c.await.unwrap();
-        assert!(took < Duration::from_millis(5500), "call {n} returned in {took:?}");
+        assert!(
+            took < Duration::from_millis(5500),
+            "call {n} returned in {took:?}"
+        );
         match r {
             Ok(v) => {
                 assert_eq!(v, n);
@@ -301,7 +320,11 @@ async fn a_server_killed_mid_batch_runs_no_request_twice() {
         "a request ran twice: {started:?}"
     );
     assert_eq!(started.len(), 24, "every request ran once");
-    assert_eq!(ok, 24 - pulled_by_first, "the killed batch's callers timed out");
+    assert_eq!(
+        ok,
+        24 - pulled_by_first,
+        "the killed batch's callers timed out"
+    );
     second.abort();
 }
 
@@ -324,7 +347,10 @@ async fn the_reply_reader_dying_fails_waiting_calls_at_once_and_the_next_call_re
         .await
         .unwrap();
     assert_eq!(
-        client.call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 1.0)).await.unwrap(),
+        client
+            .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 1.0))
+            .await
+            .unwrap(),
         2.0
     );
 
@@ -343,7 +369,10 @@ async fn the_reply_reader_dying_fails_waiting_calls_at_once_and_the_next_call_re
         started.elapsed()
     );
     assert_eq!(
-        client.call::<f64>(MODULE, &calc_id(), "Add", args2(2.0, 2.0)).await.unwrap(),
+        client
+            .call::<f64>(MODULE, &calc_id(), "Add", args2(2.0, 2.0))
+            .await
+            .unwrap(),
         4.0,
         "the next call starts a new reader"
     );
@@ -364,7 +393,8 @@ async fn the_reply_reader_dying_fails_waiting_calls_at_once_and_the_next_call_re
     // Its connection is killed: the calls waiting fail cleanly, the reader reconnects.
     let slow: Vec<_> = (0..3).map(|_| spawn_sleep(&client, 600)).collect();
     assert!(a_worker_is_busy(&client).await);
-    let reader = client_named(&redis, imagebus_bus::client::READER_NAME).expect("reader connection");
+    let reader =
+        client_named(&redis, imagebus_bus::client::READER_NAME).expect("reader connection");
     let killed = redis.command(&["CLIENT", "KILL", "ID", &reader]).unwrap();
     assert_eq!(killed, ":1\r\n");
     for s in slow {
@@ -419,12 +449,18 @@ async fn servers_whose_redis_refuses_blmpop_or_lpop_count_still_serve() {
                 .await
                 .unwrap_or_else(|e| panic!("{user}: reply {i}: {e}"));
             let resp: Response = decode(&reply).unwrap();
-            assert_eq!(decode_data::<f64>(&resp.output.data).unwrap(), i as f64 + 1.0);
+            assert_eq!(
+                decode_data::<f64>(&resp.output.data).unwrap(),
+                i as f64 + 1.0
+            );
         }
         assert_eq!(calls_of(&redis, "blmpop"), 0, "{user}");
         match batches_with {
             Some(cmd) => assert!(calls_of(&redis, cmd) > 0, "{user}: batches with {cmd}"),
-            None => assert!(calls_of(&redis, "blpop") >= 24, "{user}: one BLPOP per request"),
+            None => assert!(
+                calls_of(&redis, "blpop") >= 24,
+                "{user}: one BLPOP per request"
+            ),
         }
     }
 }

@@ -318,7 +318,10 @@ async fn client_goes_silent(per_call: bool) {
     }
     let before = relay.accepted();
     let least = if per_call { 4 } else { 2 };
-    assert!(before >= least, "{before} connections (per call: {per_call})");
+    assert!(
+        before >= least,
+        "{before} connections (per call: {per_call})"
+    );
 
     relay.freeze();
     let err = client
@@ -330,7 +333,9 @@ async fn client_goes_silent(per_call: bool) {
         let sum: f64 = client
             .call(MODULE, &calc_id(), "Add", args2(i as f64, 1.0))
             .await
-            .unwrap_or_else(|e| panic!("call {i} after the silent one (per call: {per_call}): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("call {i} after the silent one (per call: {per_call}): {e}")
+            });
         assert_eq!(sum, i as f64 + 1.0);
     }
     assert!(relay.accepted() > before, "the client reconnected");

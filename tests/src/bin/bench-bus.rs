@@ -276,19 +276,14 @@ async fn bus(
         Mode::Shared => "imagebus, list per client",
         Mode::PerCall => "imagebus, list per call",
     };
-    let run = measure(
-        what,
-        transport,
-        callers,
-        secs,
-        move |_| {
+    let run =
+        measure(what, transport, callers, secs, move |_| {
             let (client, id, args) = (client.clone(), id.clone(), args.clone());
             async move {
                 matches!(client.call::<f64>(MODULE, &id, "Add", args).await, Ok(v) if v == 3.0)
             }
-        },
-    )
-    .await;
+        })
+        .await;
     stop.cancel();
     serving.await??;
     Ok(run)
