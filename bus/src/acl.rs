@@ -26,11 +26,13 @@ pub const UUID_KEY: &str = "????????-????-????-????-????????????";
 /// Commands every bus user needs: the handshake redis-rs sends, and `PING`.
 const CONNECTION: &[&str] = &["+auth", "+hello", "+ping", "+select", "+client|setname"];
 
-/// Commands a caller uses: push a request, wait for its reply, take a late one back, check
-/// presence, follow events.
+/// Commands a caller uses: push a request, wait for its reply (`BLMPOP` takes several
+/// from the client's reply list at once), take a late one back, check presence, follow
+/// events.
 const CALLER: &[&str] = &[
     "+rpush",
     "+blpop",
+    "+blmpop",
     "+lrem",
     "+exists",
     "+subscribe",
@@ -39,8 +41,9 @@ const CALLER: &[&str] = &[
     "+punsubscribe",
 ];
 
-/// Commands a server uses besides the caller's: pop, reply (`EXPIRE`), presence (`SET`),
-/// events, and waking its own blocked pulls at shutdown.
+/// Commands a server uses besides the caller's: pop (`LPOP … COUNT` for batches on a Redis
+/// without `BLMPOP`), reply (`EXPIRE`), presence (`SET`), events, and waking its own
+/// blocked pulls at shutdown.
 const SERVER: &[&str] = &[
     "+lpop",
     "+expire",
@@ -128,6 +131,7 @@ mod tests {
             "~reply:node:*",
             "%W~*@*",
             "+lpop",
+            "+blmpop",
         ] {
             assert!(r.iter().any(|x| x == want), "{want} in {r:?}");
         }

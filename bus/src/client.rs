@@ -1,10 +1,16 @@
 //! Calling objects: requests with deadlines, module status, event subscriptions.
 //!
-//! Every call pipelines `RPUSH <module>.<object> <request>` and `BLPOP <id> <remaining>` in
-//! one round trip on a connection of its own, taken from a pool of idle connections that
-//! grows on demand (a blocked connection serves nothing else, so a blocking wait never
-//! shares one). `ReplyTo` equals `ID`, so both Go servers (which reply to `ReplyTo`) and
-//! rbus servers (which reply to `ID`) answer us.
+//! By default a client has **one reply list** (`<prefix><uuid>`): every request names it
+//! as `ReplyTo` and carries its own `ID`; one reader task pops the list and hands each
+//! reply to its caller by `ID`, and the `RPUSH`es of concurrent callers are pipelined on
+//! one shared connection (see `client/mux.rs`). Go zbus servers, like ours, reply to
+//! `ReplyTo` as it is.
+//!
+//! With [`ClientBuilder::per_call_replies`] every call instead pipelines
+//! `RPUSH <module>.<object> <request>` and `BLPOP <id> <remaining>` in one round trip on a
+//! connection of its own, taken from a pool of idle connections that grows on demand (a
+//! blocked connection serves nothing else, so a blocking wait never shares one), with
+//! `ReplyTo` equal to `ID`: needed for rbus servers, which reply to `ID`.
 //!
 //! Every call has a deadline (default 30 s, see [`Client::with_timeout`]); it travels in the
 //! request's `Deadline` key so that our servers skip calls whose caller gave up, and a request
@@ -14,6 +20,8 @@
 //! backoff, and later calls succeed.
 
 mod fail_fast;
+mod mux;
+pub use mux::READER_NAME;
 #[doc(hidden)]
 pub mod reply;
 mod subscription;
@@ -55,6 +63,7 @@ pub struct ClientBuilder {
     max_idle: usize,
     read_only: bool,
     reply_prefix: Option<String>,
+    per_call_replies: bool,
 }
 
 impl ClientBuilder {
@@ -67,7 +76,18 @@ impl ClientBuilder {
             max_idle: 64,
             read_only: false,
             reply_prefix: None,
+            per_call_replies: false,
         }
+    }
+
+    /// One reply list per call (`ReplyTo` = `ID`, a pooled connection blocked in `BLPOP`
+    /// for each waiting call), as before batching, instead of the client's one shared
+    /// reply list. Costs about twice the Redis commands per call under load and a
+    /// connection per waiting call; needed for servers that reply to `ID` rather than to
+    /// `ReplyTo` (rbus). See docs/protocol.md, "Reply lists".
+    pub fn per_call_replies(mut self, on: bool) -> Self {
+        self.per_call_replies = on;
+        self
     }
 
     /// Calls go to the objects' read-only queues (`<queue>:ro`), where only read methods
@@ -77,7 +97,8 @@ impl ClientBuilder {
         self
     }
 
-    /// What the name of every reply list (the request's `ID` and `ReplyTo`) starts with.
+    /// What the name of every reply list (the client's shared list, or with
+    /// [`Self::per_call_replies`] each request's `ID` and `ReplyTo`) and every `ID` starts with.
     /// Default: `reply:<user>:` when the broker URL names an ACL user, so that an ACL can
     /// give each user its own replies (`~reply:<user>:*`); otherwise nothing (a bare
     /// UUID, as Go zbus sends).
@@ -111,7 +132,21 @@ impl ClientBuilder {
             Broker::parse(&self.url).map_err(|e| RemoteError::invalid_argument(e.to_string()))?;
         let redis = redis::Client::open(broker.connection_info().clone())
             .map_err(|e| RemoteError::invalid_argument(format!("broker {broker}: {e}")))?;
+        let reply_prefix = match self.reply_prefix {
+            Some(p) => p,
+            None => broker
+                .user()
+                .map(|u| format!("{REPLY_PREFIX}{u}:"))
+                .unwrap_or_default(),
+        };
+        let mux = (!self.per_call_replies).then(|| {
+            Arc::new(mux::Mux::new(format!(
+                "{reply_prefix}{}",
+                uuid::Uuid::new_v4()
+            )))
+        });
         let inner = Arc::new(Inner {
+            mux,
             broker,
             redis,
             home: tokio::runtime::Handle::current(),
@@ -131,14 +166,6 @@ impl ClientBuilder {
             )));
         }
         inner.checkin(conn);
-        let reply_prefix = match self.reply_prefix {
-            Some(p) => p,
-            None => inner
-                .broker
-                .user()
-                .map(|u| format!("{REPLY_PREFIX}{u}:"))
-                .unwrap_or_default(),
-        };
         Ok(Client {
             inner,
             timeout: self.timeout,
@@ -176,6 +203,8 @@ impl std::fmt::Debug for Client {
 }
 
 struct Inner {
+    /// The shared reply list; `None` with [`ClientBuilder::per_call_replies`].
+    mux: Option<Arc<mux::Mux>>,
     broker: Broker,
     redis: redis::Client,
     /// The runtime the client was built on. Connections are opened there, so that their
@@ -204,6 +233,14 @@ struct Pool {
 struct Conn {
     conn: MultiplexedConnection,
     generation: u64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(mux) = &self.mux {
+            mux.stop_reader();
+        }
+    }
 }
 
 impl Inner {
@@ -356,11 +393,15 @@ impl Client {
         let timeout = deadline.saturating_duration_since(started);
         let id = format!("{}{}", self.reply_prefix, uuid::Uuid::new_v4());
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let reply_to = match &self.inner.mux {
+            Some(mux) => mux.list.clone(),
+            None => id.clone(),
+        };
         let request = Request {
             id: id.clone(),
             inputs,
             object: object.clone(),
-            reply_to: id.clone(),
+            reply_to,
             method: method.to_string(),
             deadline: Some(unix_ms(SystemTime::now()).saturating_add(timeout_ms)),
         };
@@ -392,6 +433,120 @@ impl Client {
         payload: &[u8],
         deadline: Instant,
     ) -> Result<Vec<u8>, RemoteError> {
+        match &self.inner.mux {
+            Some(mux) => {
+                self.round_trip_shared(mux, queue, id, payload, deadline)
+                    .await
+            }
+            None => self.round_trip_own(queue, id, payload, deadline).await,
+        }
+    }
+
+    /// A call on the client's shared reply list (see `client/mux.rs`).
+    async fn round_trip_shared(
+        &self,
+        mux: &Arc<mux::Mux>,
+        queue: &str,
+        id: &str,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut waiter = mux.register(id);
+        mux.ensure_reader(&self.inner);
+        let mut conn = self.push_conn(mux, deadline).await?;
+        let mut rpush = redis::cmd("RPUSH");
+        rpush.arg(queue).arg(payload);
+        // As in the per-call mode: silence 1 s past the deadline means a dead path.
+        let guard = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        match tokio::time::timeout(guard, rpush.query_async::<i64>(&mut conn)).await {
+            Err(_) => {
+                self.silent(mux);
+                return Err(self.timed_out(queue));
+            }
+            Ok(Err(e)) => return Err(self.push_failed(queue, e)),
+            Ok(Ok(_)) => {}
+        }
+        match tokio::time::timeout_at(deadline.into(), &mut waiter.rx).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(mux::reader_lost(&self.inner)),
+            Err(_) => match self.withdraw_on(&mut conn, queue, payload).await {
+                Some(e) => Err(e),
+                None => {
+                    self.silent(mux);
+                    Err(self.timed_out(queue))
+                }
+            },
+        }
+    }
+
+    /// The shared connection requests are pushed on, opened (or taken from the pool)
+    /// when there is none of the pool's current generation.
+    async fn push_conn(
+        &self,
+        mux: &mux::Mux,
+        deadline: Instant,
+    ) -> Result<MultiplexedConnection, RemoteError> {
+        let generation = self.inner.pool().generation;
+        if let Some(c) = mux.push_conn(generation) {
+            return Ok(c);
+        }
+        let c = self.inner.checkout(deadline).await?;
+        Ok(mux.set_push_conn(c.conn, c.generation))
+    }
+
+    /// The path to Redis went silent: drop every connection that shares it (pool, push
+    /// connection, reply reader), so the next call connects afresh.
+    fn silent(&self, mux: &mux::Mux) {
+        tracing::warn!(broker = %self.inner.broker, "redis went silent; reconnecting");
+        self.inner.invalidate();
+        mux.stop_reader();
+    }
+
+    fn timed_out(&self, queue: &str) -> RemoteError {
+        RemoteError::timeout(format!("no reply from {queue} within {:?}", self.timeout))
+    }
+
+    /// The error of a push Redis refused or that broke the connection.
+    fn push_failed(&self, queue: &str, e: redis::RedisError) -> RemoteError {
+        if conn::is_fatal(&e) {
+            self.inner.invalidate();
+            self.inner.outage.failed("client", &e);
+        }
+        if conn::is_no_perm(&e) {
+            // The ACL user may not push to this queue: a refusal, not an outage.
+            return RemoteError::new(
+                crate::ErrorCode::PermissionDenied,
+                format!(
+                    "redis refused {queue} to this user (NOPERM: its ACL does not allow this queue)"
+                ),
+            );
+        }
+        RemoteError::unavailable(format!("{BROKER_PREFIX}{}: {e}", self.inner.broker))
+    }
+
+    /// Replies that arrived on this client's reply list after their caller had given up
+    /// (its deadline passed or its future was dropped), dropped since the client was
+    /// built. Always 0 with [`ClientBuilder::per_call_replies`].
+    pub fn stray_replies(&self) -> u64 {
+        self.inner.mux.as_ref().map_or(0, |m| m.stray())
+    }
+
+    /// Aborts the task reading the shared reply list, as if it had died; the calls waiting
+    /// on it fail with `Unavailable` and the next call starts a new reader. Returns whether
+    /// one was running. For tests of that failure; not a stable API.
+    #[doc(hidden)]
+    pub fn abort_reply_reader(&self) -> bool {
+        self.inner.mux.as_ref().is_some_and(|m| m.abort_reader())
+    }
+
+    /// A call with a reply list of its own, `BLPOP`ed on a pooled connection.
+    async fn round_trip_own(
+        &self,
+        queue: &str,
+        id: &str,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
         let mut c = self.inner.checkout(deadline).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         // BLPOP 0 would wait forever: never send it.
@@ -402,8 +557,6 @@ impl Client {
         // Redis ends the BLPOP itself at the deadline; the local timer only catches a Redis
         // that stopped answering.
         let guard = remaining + Duration::from_secs(1);
-        let timed_out =
-            || RemoteError::timeout(format!("no reply from {queue} within {:?}", self.timeout));
         match tokio::time::timeout(guard, pipe.query_async::<redis::Value>(&mut c.conn)).await {
             Err(_) => {
                 // Redis always ends a BLPOP by its timeout: silence past it means the path
@@ -411,28 +564,13 @@ impl Client {
                 // connections share that path, so they go too; this one is dropped.
                 tracing::warn!(broker = %self.inner.broker, "redis went silent; reconnecting");
                 self.inner.invalidate();
-                Err(timed_out())
+                Err(self.timed_out(queue))
             }
             Ok(Err(e)) => {
-                if conn::is_fatal(&e) {
-                    self.inner.invalidate();
-                    self.inner.outage.failed("client", &e);
-                } else {
+                if !conn::is_fatal(&e) {
                     self.inner.checkin(c);
                 }
-                if conn::is_no_perm(&e) {
-                    // The ACL user may not push to this queue: a refusal, not an outage.
-                    return Err(RemoteError::new(
-                        crate::ErrorCode::PermissionDenied,
-                        format!(
-                            "redis refused {queue} to this user (NOPERM: its ACL does not allow this queue)"
-                        ),
-                    ));
-                }
-                Err(RemoteError::unavailable(format!(
-                    "{BROKER_PREFIX}{}: {e}",
-                    self.inner.broker
-                )))
+                Err(self.push_failed(queue, e))
             }
             Ok(Ok(v)) => match conn::popped(conn::last(v)) {
                 Some(bytes) => {
@@ -448,27 +586,38 @@ impl Client {
     /// queue when no server has taken it yet, so that no server (Go's neither, which
     /// ignores `Deadline`) runs it after its caller gave up, and says which case it was.
     async fn withdraw(&self, mut c: Conn, queue: &str, payload: &[u8]) -> RemoteError {
-        let mut lrem = redis::cmd("LREM");
-        lrem.arg(queue).arg(1).arg(payload);
-        let lrem = lrem.query_async::<i64>(&mut c.conn);
-        match tokio::time::timeout(WITHDRAW_TIMEOUT, lrem).await {
-            Ok(Ok(removed)) => {
+        match self.withdraw_on(&mut c.conn, queue, payload).await {
+            Some(e) => {
                 self.inner.checkin(c);
-                if removed > 0 {
-                    RemoteError::timeout(format!(
-                        "{}{queue} within {:?} (is its module serving it?); it was withdrawn",
-                        crate::presence::NOT_TAKEN,
-                        self.timeout
-                    ))
-                } else {
-                    RemoteError::timeout(format!(
-                        "no reply from {queue} within {:?} (a server took the request)",
-                        self.timeout
-                    ))
-                }
+                e
             }
             // The connection broke or went silent: drop it (not checked in).
-            _ => RemoteError::timeout(format!("no reply from {queue} within {:?}", self.timeout)),
+            None => self.timed_out(queue),
+        }
+    }
+
+    /// `LREM` of a timed-out request on `c`, and the `Timeout` saying whether it was still
+    /// queued; `None` when the connection broke or stayed silent.
+    async fn withdraw_on(
+        &self,
+        c: &mut MultiplexedConnection,
+        queue: &str,
+        payload: &[u8],
+    ) -> Option<RemoteError> {
+        let mut lrem = redis::cmd("LREM");
+        lrem.arg(queue).arg(1).arg(payload);
+        let lrem = lrem.query_async::<i64>(c);
+        match tokio::time::timeout(WITHDRAW_TIMEOUT, lrem).await {
+            Ok(Ok(removed)) if removed > 0 => Some(RemoteError::timeout(format!(
+                "{}{queue} within {:?} (is its module serving it?); it was withdrawn",
+                crate::presence::NOT_TAKEN,
+                self.timeout
+            ))),
+            Ok(Ok(_)) => Some(RemoteError::timeout(format!(
+                "no reply from {queue} within {:?} (a server took the request)",
+                self.timeout
+            ))),
+            _ => None,
         }
     }
 

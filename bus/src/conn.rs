@@ -112,6 +112,16 @@ pub(crate) fn is_no_perm(e: &redis::RedisError) -> bool {
     text.contains("NOPERM") || text.contains("NoPerm")
 }
 
+/// Redis refused the command itself rather than its keys: it does not know it (an older
+/// Redis), not in this form (`LPOP key count` before 6.2), or the ACL user may not run it.
+pub(crate) fn is_unsupported(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    is_no_perm(e)
+        || text.contains("unknown command")
+        || text.contains("wrong number of arguments")
+        || text.contains("syntax error")
+}
+
 /// The connection may have died (Redis restarted or went away) rather than refused a
 /// command, so it must not be reused.
 pub(crate) fn is_fatal(e: &redis::RedisError) -> bool {

@@ -4,7 +4,7 @@
 //! - [`protocol`]: the wire structures (`Request`, `Response`, `Status`) and their msgpack form.
 //! - [`codec`]: msgpack encoding of arguments and results, compact or Go-exact.
 //! - [`Client`]: calls with deadlines, event subscriptions, module status.
-//! - [`Server`]: N workers per module, each with its own Redis connection, serving
+//! - [`Server`]: N workers per module, fed in batches by one puller, serving
 //!   registered [`Object`]s, the reserved `zbus@1.0` status object and event streams.
 //! - [`object`](macro@object): turns an interface trait into a server dispatcher
 //!   (`XServer<T>`), a typed client stub (`XStub`) and a forwarding trait (`XForward`) that

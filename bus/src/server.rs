@@ -10,14 +10,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Each worker owns one Redis connection and loops: `BLPOP` over every object queue (the key
-//! order rotates on every pop, so one busy queue cannot starve the others), run the call,
-//! then push the reply *in the same pipeline* as its next `BLPOP` (`RPUSH` + `EXPIRE` +
-//! `BLPOP`, one round trip). A worker pops only when it is free, so concurrency is bounded
-//! by the worker count and queued work stays in Redis (backpressure).
+//! One puller per server owns a Redis connection and takes requests off every object
+//! queue in batches of at most the number of free workers (`BLMPOP … COUNT n`, or `BLPOP`
+//! then `LPOP … n` on an older Redis; the key order rotates on every pull, so one busy
+//! queue cannot starve the others), and starts each at once on a free worker slot. So
+//! concurrency is bounded by the worker count and queued work stays in Redis
+//! (backpressure). One replier sends the replies of finished calls, as many as are
+//! waiting, in one pipeline (`RPUSH` + `EXPIRE` per reply list). See `pull.rs` and
+//! `reply.rs`.
 
 #[doc(hidden)]
 pub mod inspect;
+mod pull;
+mod reply;
 mod worker;
 
 use crate::broker::{Broker, BrokerError};
@@ -25,13 +30,14 @@ use crate::conn::{self, Outage};
 use crate::object::Object;
 use crate::protocol::{ObjectId, STATUS_OBJECT};
 use futures::StreamExt;
+use pull::Pulls;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use worker::{Role, WorkerSlot};
+use worker::WorkerSlot;
 
 /// Why a server could not be built or started.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +223,7 @@ impl Server {
             control: tokio::sync::Mutex::new(self.control),
             outage: Outage::default(),
             max_request_bytes: self.max_request_bytes,
+            pull_mode: pull::PullMode::default(),
         });
         tracing::info!(
             module = %self.module,
@@ -227,10 +234,18 @@ impl Server {
         );
 
         let mut pullers = JoinSet::new();
-        for i in 0..self.workers {
-            pullers.spawn(worker::run(shared.clone(), Role::Worker(i), stop.clone()));
+        let (replies, replier) = reply::Replies::start(shared.clone());
+        // The replier ends after both pullers, once the last reply is out.
+        pullers.spawn(replier);
+        for pulls in [Pulls::Objects, Pulls::Status] {
+            pullers.spawn(pull::run(
+                shared.clone(),
+                pulls,
+                replies.clone(),
+                stop.clone(),
+            ));
         }
-        pullers.spawn(worker::run(shared.clone(), Role::Status, stop.clone()));
+        drop(replies);
 
         let mut streams = JoinSet::new();
         streams.spawn(announce(shared.clone(), self.module.clone()));

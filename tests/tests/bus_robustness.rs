@@ -290,24 +290,38 @@ async fn a_worker_whose_connection_goes_silent_reconnects_and_serves_again() {
 
 /// A caller whose path to Redis goes silent gets `Timeout` at its deadline; the silence
 /// (Redis always ends a BLPOP itself) drops the pool's idle connections too, which share
-/// the dead path, so the very next call connects afresh and succeeds.
+/// the dead path, so the very next call connects afresh and succeeds. With the shared
+/// reply list, the push connection and the reply reader go with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_connections_go_silent_loses_one_call_only() {
+    for per_call in [true, false] {
+        client_goes_silent(per_call).await;
+    }
+}
+
+async fn client_goes_silent(per_call: bool) {
     let redis = RedisFixture::start_with_tcp();
     let relay = Relay::start(redis.tcp_addr().unwrap()).await;
     // The server talks to Redis directly: only the caller's connections go silent.
     let _s = serve(&redis.url(), 4, vec![Arc::new(Calc::default())]).await;
-    let client = Client::connect(relay.redis_url())
+    let client = Client::builder(relay.redis_url())
+        .per_call_replies(per_call)
+        .timeout(Duration::from_millis(300))
+        .build()
         .await
-        .unwrap()
-        .with_timeout(Duration::from_millis(300));
-    // Four calls at once leave four idle connections in the pool.
+        .unwrap();
+    // Four calls at once leave four idle connections in the pool (per call), or use the
+    // push connection and the reply reader's (shared list).
     let sleeps: Vec<_> = (0..4).map(|_| spawn_sleep(&client, 100)).collect();
     for s in sleeps {
         assert_eq!(s.await.unwrap().unwrap(), 100);
     }
     let before = relay.accepted();
-    assert!(before >= 4, "{before} connections");
+    let least = if per_call { 4 } else { 2 };
+    assert!(
+        before >= least,
+        "{before} connections (per call: {per_call})"
+    );
 
     relay.freeze();
     let err = client
@@ -319,7 +333,9 @@ async fn a_client_whose_connections_go_silent_loses_one_call_only() {
         let sum: f64 = client
             .call(MODULE, &calc_id(), "Add", args2(i as f64, 1.0))
             .await
-            .unwrap_or_else(|e| panic!("call {i} after the silent one: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("call {i} after the silent one (per call: {per_call}): {e}")
+            });
         assert_eq!(sum, i as f64 + 1.0);
     }
     assert!(relay.accepted() > before, "the client reconnected");

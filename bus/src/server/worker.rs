@@ -1,13 +1,13 @@
-//! One puller: a dedicated Redis connection, a BLPOP loop, and the handling of each request.
+//! What the pullers share, and the handling of each request: parse, check, run, reply.
 
 use crate::codec::scan::{self, Budget};
 use crate::codec::{self, NIL};
-use crate::conn::{self, Backoff, Outage};
+use crate::conn::{self, Outage};
 use crate::error::ErrorCode;
 use crate::object::{DispatchError, Object, Reply};
 use crate::protocol::{
     CallError, ObjectId, Output, Request, Response, Status, Timestamp, WorkerStatus,
-    READ_ONLY_SUFFIX, RESPONSE_TTL_SECS,
+    READ_ONLY_SUFFIX,
 };
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
@@ -16,20 +16,13 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Seconds a BLPOP waits before the loop comes round again.
-const PULL_TIMEOUT_SECS: u64 = 5;
-/// Grace beyond the BLPOP timeout before a silent connection is given up.
-const HUNG_AFTER: Duration = Duration::from_secs(5);
-/// How often a stopping worker re-sends `CLIENT UNBLOCK` for its own BLPOP.
-const UNBLOCK_EVERY: Duration = Duration::from_millis(50);
 /// Longest reply key accepted (ours and Go's are UUIDs).
 const MAX_REPLY_KEY: usize = 256;
-/// After a payload this large, the worker reopens its connection, so that no buffer sized
-/// by the largest request outlives it.
-const LARGE_PAYLOAD: usize = 1 << 20;
+/// After a payload this large, the puller (or the replier) reopens its connection, so that
+/// no buffer sized by the largest request (or reply) outlives it.
+pub(super) const LARGE_PAYLOAD: usize = 1 << 20;
 
 /// State shared by all pullers of one server.
 pub(super) struct Shared {
@@ -47,6 +40,8 @@ pub(super) struct Shared {
     pub(super) outage: Outage,
     /// Largest payload decoded; larger ones are answered with `Decode` unread.
     pub(super) max_request_bytes: usize,
+    /// How requests are pulled (batched while Redis allows it).
+    pub(super) pull_mode: super::pull::PullMode,
 }
 
 impl Shared {
@@ -66,7 +61,7 @@ impl Shared {
     /// any key named like a queue (`module.object@version`, the status queue included): a
     /// reply there would be popped as a request and answered again, forever, and its
     /// `EXPIRE` would put a deadline on a queue.
-    fn may_reply_to(&self, key: &str) -> bool {
+    pub(super) fn may_reply_to(&self, key: &str) -> bool {
         !key.is_empty()
             && key.len() <= MAX_REPLY_KEY
             && !key.contains('@')
@@ -79,7 +74,7 @@ impl Shared {
         *self.control.lock().await = None;
     }
 
-    async fn unblock(&self, client_id: i64) {
+    pub(super) async fn unblock(&self, client_id: i64) {
         let Some(mut conn) = self.control().await else {
             return;
         };
@@ -158,228 +153,49 @@ impl WorkerSlot {
     }
 }
 
-/// Which queues a puller serves.
+/// What a request is served as.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Role {
-    /// Object queues; the index of its status slot.
+    /// A call on an object queue, on the worker slot of this index.
     Worker(usize),
     /// The reserved `zbus@1.0` queue, on its own so status answers while workers are busy.
     Status,
 }
 
-/// A reply waiting to be pushed with the next BLPOP.
-struct Pending {
-    reply_to: String,
-    bytes: Vec<u8>,
-}
-
-/// The puller loop. Returns once `stop` is cancelled and its last reply is sent.
-pub(super) async fn run(shared: Arc<Shared>, role: Role, stop: CancellationToken) {
-    let name = match role {
-        Role::Worker(i) => format!("worker {i}"),
-        Role::Status => "status".to_string(),
-    };
-    let mut keys: Vec<String> = match role {
-        Role::Worker(i) => {
-            let mut k = shared.queues.clone();
-            if !k.is_empty() {
-                let n = i % k.len();
-                k.rotate_left(n);
-            }
-            k
-        }
-        Role::Status => vec![
-            shared.status_queue.clone(),
-            shared.status_read_only_queue.clone(),
-        ],
-    };
-    if keys.is_empty() {
-        // Nothing registered: this worker has nothing to pull.
-        stop.cancelled().await;
-        return;
-    }
-    let mut backoff = Backoff::new(Duration::from_secs(2));
-    let mut conn: Option<(MultiplexedConnection, i64)> = None;
-    let mut pending: Option<Pending> = None;
-    loop {
-        let stopping = stop.is_cancelled();
-        if stopping && pending.is_none() {
-            return;
-        }
-        let Some((c, client_id)) = conn.as_mut() else {
-            match open(&shared).await {
-                Ok(c) => {
-                    shared.outage.recovered(&name);
-                    backoff.reset();
-                    conn = Some(c);
-                }
-                Err(e) => {
-                    shared.outage.failed(&name, &e);
-                    if let Some(p) = pending.take() {
-                        tracing::warn!(reply_to = %p.reply_to, "reply lost: redis unavailable");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.step()) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                }
-            }
-            continue;
-        };
-        let mut pipe = redis::pipe();
-        // A reply that Redis refuses (e.g. WRONGTYPE: the key is not a list) must not fail
-        // the pipeline, or the request popped in the same round trip would be lost.
-        pipe.ignore_errors();
-        if let Some(p) = &pending {
-            pipe.cmd("RPUSH").arg(&p.reply_to).arg(&p.bytes);
-            pipe.cmd("EXPIRE")
-                .arg(&p.reply_to)
-                .arg(RESPONSE_TTL_SECS)
-                .ignore();
-        }
-        if stopping {
-            pipe.cmd("PING");
-        } else {
-            pipe.cmd("BLPOP").arg(&keys).arg(PULL_TIMEOUT_SECS);
-            keys.rotate_left(1);
-        }
-        let result = {
-            let fut = pipe.query_async::<redis::Value>(c);
-            tokio::pin!(fut);
-            // Redis answers a BLPOP within its timeout; silence past that means a dead
-            // connection (e.g. a TCP peer that vanished), so give up on it.
-            let hung = tokio::time::sleep(Duration::from_secs(PULL_TIMEOUT_SECS) + HUNG_AFTER);
-            tokio::pin!(hung);
-            let mut unblocking = false;
-            loop {
-                tokio::select! {
-                    r = &mut fut => break r.map_err(PullError::Redis),
-                    _ = &mut hung => break Err(PullError::Hung),
-                    _ = stop.cancelled(), if !unblocking && !stopping => unblocking = true,
-                    _ = tokio::time::sleep(UNBLOCK_EVERY), if unblocking => {
-                        shared.unblock(*client_id).await;
-                    }
-                }
-            }
-        };
-        let sent = pending.take();
-        match result {
-            Ok(v) => {
-                let (reply, popped) = split_results(v, sent.is_some());
-                if let (Some(redis::Value::ServerError(e)), Some(p)) = (reply, &sent) {
-                    tracing::warn!(reply_to = %p.reply_to, error = ?e, "redis refused the reply; dropped");
-                }
-                if stopping {
-                    return;
-                }
-                if let Some((key, payload)) = conn::popped_from(popped) {
-                    let large = payload.len() >= LARGE_PAYLOAD;
-                    let from = if key.ends_with(READ_ONLY_SUFFIX.as_bytes()) {
-                        Caller::ReadOnly
-                    } else {
-                        Caller::Full
-                    };
-                    pending = handle(&shared, role, from, payload).await;
-                    if large {
-                        // Send the reply on a fresh connection, whose buffers are small.
-                        if let (Some(p), Some((mut c, _))) = (pending.take(), conn.take()) {
-                            push_reply(&mut c, &p).await;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                if let Some(p) = sent {
-                    tracing::warn!(reply_to = %p.reply_to, error = %e, "reply may be lost");
-                }
-                if e.is_fatal() {
-                    shared.outage.failed(&name, &e);
-                    conn = None;
-                } else {
-                    tracing::error!(error = %e, "{name}: redis refused a command");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.step()) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The reply push's result (when a reply went out) and the pull's result.
-fn split_results(v: redis::Value, replied: bool) -> (Option<redis::Value>, redis::Value) {
-    match v {
-        redis::Value::Array(mut items) => {
-            let popped = items.pop().unwrap_or(redis::Value::Nil);
-            let reply = if replied {
-                items.into_iter().next()
-            } else {
-                None
-            };
-            (reply, popped)
-        }
-        other => (None, other),
-    }
-}
-
-/// Pushes one reply on its own (after a large request, before the connection is dropped).
-async fn push_reply(c: &mut MultiplexedConnection, p: &Pending) {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    pipe.cmd("RPUSH").arg(&p.reply_to).arg(&p.bytes).ignore();
-    pipe.cmd("EXPIRE")
-        .arg(&p.reply_to)
-        .arg(RESPONSE_TTL_SECS)
-        .ignore();
-    if let Err(e) = pipe.query_async::<()>(c).await {
-        tracing::warn!(reply_to = %p.reply_to, error = %e, "reply may be lost");
-    }
-}
-
-/// Why a pull round trip failed.
-#[derive(Debug)]
-enum PullError {
-    Redis(redis::RedisError),
-    Hung,
-}
-
-impl PullError {
-    fn is_fatal(&self) -> bool {
-        match self {
-            PullError::Redis(e) => conn::is_fatal(e),
-            PullError::Hung => true,
-        }
-    }
-}
-
-impl std::fmt::Display for PullError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PullError::Redis(e) => e.fmt(f),
-            PullError::Hung => f.write_str("no reply from redis within the pull timeout"),
-        }
-    }
-}
-
-/// A dedicated connection and its Redis client id (for `CLIENT UNBLOCK` at shutdown).
-async fn open(shared: &Shared) -> redis::RedisResult<(MultiplexedConnection, i64)> {
-    let mut c = conn::connect(&shared.client, shared.connect_timeout).await?;
-    let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
-    Ok((c, id))
+/// A reply waiting to be pushed (see `reply.rs`).
+pub(super) struct Pending {
+    pub(super) reply_to: String,
+    pub(super) bytes: Vec<u8>,
 }
 
 /// Which queue a request came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
+pub(super) enum Caller {
     /// The object's queue: every method.
     Full,
     /// The read-only queue: read methods only.
     ReadOnly,
 }
 
-/// Handles one popped payload; returns the reply to push, if any.
-async fn handle(shared: &Shared, role: Role, from: Caller, payload: Vec<u8>) -> Option<Pending> {
+impl Caller {
+    /// The caller of a request popped from `key`.
+    pub(super) fn of_key(key: &[u8]) -> Self {
+        if key.ends_with(READ_ONLY_SUFFIX.as_bytes()) {
+            Caller::ReadOnly
+        } else {
+            Caller::Full
+        }
+    }
+}
+
+/// Handles one popped payload; returns the reply to push, if any. The request's deadline
+/// is checked here, when it starts, not when it was pulled.
+pub(super) async fn handle(
+    shared: &Shared,
+    role: Role,
+    from: Caller,
+    payload: Vec<u8>,
+) -> Option<Pending> {
     let max = shared.max_request_bytes;
     // Walking and decoding a large payload takes a while: off the runtime's threads.
     let parsed = if payload.len() >= LARGE_PAYLOAD {

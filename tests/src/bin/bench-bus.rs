@@ -1,6 +1,8 @@
-//! Bus benchmark: calls/s and latency of a trivial method at 1 and 16 concurrent callers,
-//! next to a raw Redis RPUSH/BLPOP ping-pong baseline on the same connection type, on a
-//! private redis-server (unix socket and loopback TCP).
+//! Bus benchmark: calls/s, latency and Redis CPU per call of a trivial method at 1, 16 and
+//! 64 concurrent callers, for the client's two reply modes (one reply list per client, the
+//! default, and one per call), next to a raw non-pipelined Redis RPUSH/BLPOP ping-pong
+//! baseline on the same connection type, on a private redis-server (unix socket and
+//! loopback TCP).
 //!
 //! Run: `cargo run --release -p imagebus-tests --bin bench-bus [-- --secs 5 --workers 16]`
 
@@ -63,8 +65,13 @@ impl Run {
             f64::from(self.micros[i]) / 1000.0
         };
         let rate = self.micros.len() as f64 / self.elapsed.as_secs_f64();
+        let per_call = if self.micros.is_empty() {
+            f64::NAN
+        } else {
+            1e6 * self.cpu.1 / self.micros.len() as f64
+        };
         format!(
-            "| {:<6} | {:<28} | {:>7} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} | {:>9.0}% | {:>9.0}% |",
+            "| {:<6} | {:<28} | {:>7} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} | {:>9.0}% | {:>9.0}% | {:>13.1} |",
             self.transport,
             self.what,
             self.callers,
@@ -74,11 +81,13 @@ impl Run {
             self.errors,
             100.0 * self.cpu.0 / self.elapsed.as_secs_f64(),
             100.0 * self.cpu.1 / self.elapsed.as_secs_f64(),
+            per_call,
         )
     }
 }
 
-/// Runs `callers` loops of `op` for `secs`, after a short warm-up.
+/// Runs `callers` loops of `op` for `secs`, after a short warm-up; CPU is counted over the
+/// measured part only.
 async fn measure<F, Fut>(
     what: &str,
     transport: &'static str,
@@ -114,9 +123,13 @@ where
             (micros, errors)
         })
     });
-    let started = Instant::now() + Duration::from_millis(300);
+    let tasks: Vec<_> = tasks.collect();
+    tokio::time::sleep_until(warm_until.into()).await;
+    let started = Instant::now();
+    let c0 = cpu_now();
     let results = join_all(tasks).await;
     let elapsed = started.elapsed();
+    let c1 = cpu_now();
     let mut micros = Vec::new();
     let mut errors = 0;
     for (m, e) in results.into_iter().flatten() {
@@ -130,7 +143,7 @@ where
         elapsed,
         micros,
         errors,
-        cpu: (0.0, 0.0),
+        cpu: (c1.0 - c0.0, c1.1 - c0.1),
     }
 }
 
@@ -144,9 +157,13 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The pid of the private redis-server, for [`cpu_now`].
+static REDIS_PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// CPU seconds of (this process, redis-server) at this moment.
-fn cpu_now(redis_pid: &str) -> (f64, f64) {
-    (cpu_seconds("self"), cpu_seconds(redis_pid))
+fn cpu_now() -> (f64, f64) {
+    let redis = REDIS_PID.get().map_or(0.0, |pid| cpu_seconds(pid));
+    (cpu_seconds("self"), redis)
 }
 
 async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection, BoxError> {
@@ -225,12 +242,22 @@ async fn baseline(
     Ok(run)
 }
 
+/// The client's reply mode.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// One reply list per client (the default).
+    Shared,
+    /// One reply list per call (`per_call_replies`).
+    PerCall,
+}
+
 async fn bus(
     url: &str,
     transport: &'static str,
     callers: usize,
     workers: usize,
     secs: Duration,
+    mode: Mode,
 ) -> Result<Run, BoxError> {
     let mut server = Server::builder(url, MODULE)
         .workers(workers)
@@ -239,22 +266,24 @@ async fn bus(
     server.register(Calc)?;
     let stop = CancellationToken::new();
     let serving = tokio::spawn(server.run(stop.clone()));
-    let client = Client::connect(url).await?;
+    let client = Client::builder(url)
+        .per_call_replies(matches!(mode, Mode::PerCall))
+        .build()
+        .await?;
     let id = ObjectId::new("calculator", "1.0");
     let args = vec![encode_arg(&1.0f64)?, encode_arg(&2.0f64)?];
-    let run = measure(
-        "imagebus call Add(1.0, 2.0)",
-        transport,
-        callers,
-        secs,
-        move |_| {
+    let what = match mode {
+        Mode::Shared => "imagebus, list per client",
+        Mode::PerCall => "imagebus, list per call",
+    };
+    let run =
+        measure(what, transport, callers, secs, move |_| {
             let (client, id, args) = (client.clone(), id.clone(), args.clone());
             async move {
                 matches!(client.call::<f64>(MODULE, &id, "Add", args).await, Ok(v) if v == 3.0)
             }
-        },
-    )
-    .await;
+        })
+        .await;
     stop.cancel();
     serving.await??;
     Ok(run)
@@ -278,6 +307,7 @@ async fn main() -> Result<(), BoxError> {
         .pid()
         .ok_or("redis-server is not running")?
         .to_string();
+    REDIS_PID.get_or_init(|| redis_pid);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -285,19 +315,16 @@ async fn main() -> Result<(), BoxError> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         redis.socket().display()
     )?;
-    writeln!(out, "| conn   | what                         | callers |   calls/s | p50 (ms) | p99 (ms) | errors | bench CPU | redis CPU |")?;
-    writeln!(out, "|--------|------------------------------|---------|-----------|----------|----------|--------|-----------|-----------|")?;
+    writeln!(out, "| conn   | what                         | callers |   calls/s | p50 (ms) | p99 (ms) | errors | bench CPU | redis CPU | redis µs/call |")?;
+    writeln!(out, "|--------|------------------------------|---------|-----------|----------|----------|--------|-----------|-----------|---------------|")?;
     for (transport, url) in [("unix", redis.url()), ("tcp", tcp.clone())] {
-        for callers in [1, 16] {
-            let c0 = cpu_now(&redis_pid);
+        for callers in [1, 16, 64] {
             let mut run = baseline(&url, transport, callers, workers, secs).await?;
-            let c1 = cpu_now(&redis_pid);
-            run.cpu = (c1.0 - c0.0, c1.1 - c0.1);
             writeln!(out, "{}", run.row())?;
-            let mut run = bus(&url, transport, callers, workers, secs).await?;
-            let c2 = cpu_now(&redis_pid);
-            run.cpu = (c2.0 - c1.0, c2.1 - c1.1);
-            writeln!(out, "{}", run.row())?;
+            for mode in [Mode::PerCall, Mode::Shared] {
+                let mut run = bus(&url, transport, callers, workers, secs, mode).await?;
+                writeln!(out, "{}", run.row())?;
+            }
             out.flush()?;
         }
     }
