@@ -3,7 +3,8 @@
 docs/protocol.md (and their Go-encoded variants), the zos container as Go's msgpack v4
 writes it, specs from the tests and docs, and this machine's /proc files and a few real
 filesystem superblocks. Run from the repo root: python3 fuzz/make_seeds.py. The corpus is
-checked in; rerun only to refresh it (it replaces each target's directory)."""
+checked in; rerun only to refresh it (it replaces each target's directory; name targets
+to refresh only those: python3 fuzz/make_seeds.py image_layer image_layout)."""
 import hashlib, json, os, shutil, struct, subprocess, sys, tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
@@ -206,7 +207,82 @@ with tempfile.TemporaryDirectory() as d:
     if shutil.which("mkfs.ext4") and subprocess.run(["mkfs.ext4", "-q", "-F", img], capture_output=True).returncode == 0:
         add("proc_parsers", read(img, 4096))
 
+# --- image layers (tars) and image metadata (OCI layout / docker archive) ----------
+import io, tarfile
+def layer(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, arg in members:
+            ti = tarfile.TarInfo(name)
+            ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+            ti.type = kind
+            data = None
+            if kind == tarfile.REGTYPE:
+                data = arg.encode(); ti.size = len(data)
+            elif kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                ti.linkname = arg
+            elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+                ti.devmajor, ti.devminor = arg
+            t.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+R, D, S, H, W = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, None
+ESC = "/tmp/ib-fuzz-escape"  # fuzz_targets/image_layer.rs watches it
+for members in [
+    [("etc", D, None), ("etc/hostname", R, "box\n"), ("bin", D, None), ("bin/sh", R, "#!"),
+     ("bin/ash", H, "bin/sh"), ("sh", S, "bin/sh"), ("./usr/lib/x", R, "nested")],
+    [("a", D, None), ("a/b", R, "1"), ("a/.wh.b", R, ""), ("d", D, None), ("d/.wh..wh..opq", R, ""),
+     ("d/kept", R, "2"), ("gone", R, "3"), (".wh.gone", R, "")],
+    [("esc", S, ESC), ("esc/sentinel", R, "overwritten"), ("esc/new", R, "x"), ("esc/.wh.sentinel", R, "")],
+    [("up", S, "../../../../.."), ("up" + ESC + "/new", R, "x"), ("hl", H, ESC + "/sentinel"),
+     ("hl2", H, "../" * 6 + ESC[1:] + "/sentinel"), ("../out", R, "x"), ("/abs", R, "x")],
+    [("dir", S, ESC), ("dir/../../x", R, "y"), (".wh...", R, ""), ("x/.wh.", R, "")],
+    [("dev", D, None), ("dev/null", tarfile.CHRTYPE, (1, 3)), ("dev/fifo", tarfile.FIFOTYPE, None),
+     ("dev/sda", tarfile.BLKTYPE, (8, 0))],
+    [("long/" + "n" * 200 + "/file", R, "pax long name"), ("l", S, "long/" + "n" * 200)],
+]:
+    add("image_layer", layer(members))
+M_TYPE = "application/vnd.oci.image.manifest.v1+json"
+I_TYPE = "application/vnd.oci.image.index.v1+json"
+config = json.dumps({"architecture": "amd64", "os": "linux", "config": {
+    "Env": ["PATH=/bin", "A=1"], "Entrypoint": ["/bin/sh"], "Cmd": ["-c", "echo hi"],
+    "WorkingDir": "/srv", "User": "1000:1000", "Labels": {"atomic.type": "system"}}})
+manifest = json.dumps({"schemaVersion": 2, "mediaType": M_TYPE,
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "@C", "size": 1},
+                       "layers": [{"digest": "sha256:" + "ab" * 32, "size": 1}]})
+def index(media, tag=None, platform=None):
+    d = {"mediaType": media, "digest": "@M", "size": 1}
+    if tag: d["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    if platform: d["platform"] = platform
+    return json.dumps({"schemaVersion": 2, "manifests": [d]})
+nested = json.dumps({"schemaVersion": 2, "manifests": [
+    {"mediaType": M_TYPE, "digest": "@C", "platform": {"os": "linux", "architecture": "arm64"}},
+    {"mediaType": M_TYPE, "digest": "@C", "platform": {"os": "linux", "architecture": "amd64"}}]})
+for sel, parts in [(0, [index(M_TYPE), manifest, config]), (2, [index(M_TYPE, "1"), manifest, config]),
+                   (2, [index(M_TYPE, "docker.io/library/busybox:1"), manifest, "{}"]),
+                   (0, [index(I_TYPE), nested, manifest]), (0, ['{"manifests":[]}']),
+                   (0, [index(M_TYPE), json.dumps({"config": {"digest": "@C"}, "layers": [{"digest": "sha256:../../x"}]}), config])]:
+    add("image_layout", bytes([sel]) + b"\0".join(p.encode() for p in parts))
+docker = json.dumps([{"Config": "config.json", "RepoTags": ["busybox:1"], "Layers": ["layer.tar", "../../etc/shadow"]}])
+for sel in [1, 3]:
+    add("image_layout", bytes([sel]) + b"\0".join([docker.encode(), config.encode(), layer([("f", R, "x")])]))
+
+# --- runc / crun output --------------------------------------------------------------
+for t in ['{"ociVersion":"1.0.2-dev","id":"ib-7","pid":4242,"status":"running","bundle":"/var/lib/imagebus/container/7/bundle",'
+          '"rootfs":"/mnt/root","created":"2026-12-02T10:00:00.123456789Z","owner":""}',
+          '{"id":"ib-8","pid":0,"status":"stopped","bundle":"/b"}',
+          "null", "[]", '[{"id":"a","pid":1,"status":"created","bundle":"/b"},{"id":"b","status":"paused"}]',
+          '{"level":"warning","msg":"deprecated flag","time":"2026-12-02T10:00:00Z"}\n'
+          '{"level":"error","msg":"container does not exist","time":"2026-12-02T10:00:00Z"}\n',
+          'time="2026-12-02T10:00:00Z" level=error msg="runc run failed: unable to start container process: '
+          'exec: \\"nosuchcmd\\": executable file not found in $PATH"\n',
+          '{"level":"error","msg":"exec failed: unable to start container process: exec: \\"/x\\": permission denied"}\n',
+          "crun: executable file `nosuchcmd` not found in $PATH: No such file or directory\n"]:
+    add("runtime_output", t)
+
+only = sys.argv[1:]
 for target, items in seeds.items():
+    if only and target not in only:
+        continue
     d = os.path.join(ROOT, target)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)

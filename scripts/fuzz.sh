@@ -77,7 +77,13 @@ if [ "$build_only" = true ]; then
 fi
 
 scratch=""
-cleanup() { if [ -n "$scratch" ]; then rm -rf "$scratch"; fi; }
+# Targets that write files (image_layer, image_layout) do so under TMPDIR, pointed at a
+# directory of this run; image_layer also watches /tmp/ib-fuzz-escape. Both go at exit.
+files="$(mktemp -d -t imagebus-fuzz-files.XXXXXX)"
+cleanup() {
+    if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
+    rm -rf "$files" /tmp/ib-fuzz-escape
+}
 trap cleanup EXIT
 if [ "$smoke" = true ]; then
     scratch="$(mktemp -d -t imagebus-fuzz.XXXXXX)"
@@ -100,7 +106,7 @@ for t in "${targets[@]}"; do
     log="fuzz/artifacts/$t/last-run.log"
     echo "==> fuzz $t: ${secs}s"
     set +e
-    "$bin_dir/$t" "$work" "$seeds" \
+    TMPDIR="$files" "$bin_dir/$t" "$work" "$seeds" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
     status=$?
