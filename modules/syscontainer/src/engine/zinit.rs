@@ -136,12 +136,12 @@ impl Zinit {
         &self.socket
     }
 
-    /// Whether zinit answers, in either protocol, within [`PROBE`].
+    /// Whether zinit answers, in either protocol, within two seconds.
     pub async fn answers(&self) -> bool {
         self.socket.exists() && self.protocol().await.is_ok()
     }
 
-    /// The protocol the socket speaks, found out (within [`PROBE`]) on first use.
+    /// The protocol the socket speaks, found out (within two seconds) on first use.
     pub async fn protocol(&self) -> Result<Protocol, ZinitError> {
         if let Some(p) = self.cached() {
             return Ok(p);
