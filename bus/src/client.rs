@@ -2,8 +2,9 @@
 //!
 //! By default a client has **one reply list** (`<prefix><uuid>`): every request names it
 //! as `ReplyTo` and carries its own `ID`; one reader task pops the list and hands each
-//! reply to its caller by `ID`, and the `RPUSH`es of concurrent callers are pipelined on
-//! one shared connection (see `client/mux.rs`). Go zbus servers, like ours, reply to
+//! reply to its caller by `ID`, and the requests of concurrent callers go out together, one
+//! `RPUSH` per queue, on one shared connection (see `client/mux.rs` and `client/push.rs`).
+//! Go zbus servers, like ours, reply to
 //! `ReplyTo` as it is.
 //!
 //! With [`ClientBuilder::per_call_replies`] every call instead pipelines
@@ -21,6 +22,7 @@
 
 mod fail_fast;
 mod mux;
+mod push;
 pub use mux::READER_NAME;
 #[doc(hidden)]
 pub mod reply;
@@ -140,10 +142,10 @@ impl ClientBuilder {
                 .unwrap_or_default(),
         };
         let mux = (!self.per_call_replies).then(|| {
-            Arc::new(mux::Mux::new(format!(
-                "{reply_prefix}{}",
-                uuid::Uuid::new_v4()
-            )))
+            Arc::new(mux::Mux::new(
+                format!("{reply_prefix}{}", uuid::Uuid::new_v4()),
+                tokio::runtime::Handle::current(),
+            ))
         });
         let inner = Arc::new(Inner {
             mux,
@@ -454,17 +456,37 @@ impl Client {
         let mut waiter = mux.register(id);
         mux.ensure_reader(&self.inner);
         let mut conn = self.push_conn(mux, deadline).await?;
-        let mut rpush = redis::cmd("RPUSH");
-        rpush.arg(queue).arg(payload);
         // As in the per-call mode: silence 1 s past the deadline means a dead path.
         let guard = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-        match tokio::time::timeout(guard, rpush.query_async::<i64>(&mut conn)).await {
-            Err(_) => {
+        let pushed = match mux.pushes.turn(&conn, queue, payload, Instant::now() + guard) {
+            push::Turn::Direct(_turn) => {
+                let mut rpush = redis::cmd("RPUSH");
+                rpush.arg(queue).arg(payload);
+                match tokio::time::timeout(guard, rpush.query_async::<i64>(&mut conn)).await {
+                    Err(_) => push::Pushed::Silent,
+                    Ok(Err(e)) => push::Pushed::Failed(e),
+                    Ok(Ok(_)) => push::Pushed::Done,
+                }
+            }
+            push::Turn::Queued(rx) => match tokio::time::timeout(guard, rx).await {
+                Err(_) => push::Pushed::Silent,
+                // The drain ended without sending it (its runtime is shutting down).
+                Ok(Err(_)) => {
+                    return Err(RemoteError::unavailable(format!(
+                        "{BROKER_PREFIX}{}: the request to {queue} was not sent (the client's runtime is shutting down)",
+                        self.inner.broker
+                    )))
+                }
+                Ok(Ok(p)) => p,
+            },
+        };
+        match pushed {
+            push::Pushed::Silent => {
                 self.silent(mux);
                 return Err(self.timed_out(queue));
             }
-            Ok(Err(e)) => return Err(self.push_failed(queue, e)),
-            Ok(Ok(_)) => {}
+            push::Pushed::Failed(e) => return Err(self.push_failed(queue, e)),
+            push::Pushed::Done => {}
         }
         match tokio::time::timeout_at(deadline.into(), &mut waiter.rx).await {
             Ok(Ok(bytes)) => Ok(bytes),

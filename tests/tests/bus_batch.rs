@@ -464,3 +464,83 @@ async fn servers_whose_redis_refuses_blmpop_or_lpop_count_still_serve() {
         }
     }
 }
+
+/// The requests waiting in `queue`, decoded.
+async fn queued(conn: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<Request> {
+    let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg(queue)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    items.iter().map(|b| decode(b).unwrap()).collect()
+}
+
+// One runtime thread: the 64 callers all take their turn before the first push's answer
+// is read, so all but the first queue behind it and go out together.
+#[tokio::test]
+async fn concurrent_callers_pushes_go_out_as_one_rpush_per_queue() {
+    let redis = RedisFixture::start();
+    let mut conn = raw(&redis).await;
+    // A key of the wrong type: pushes to it are refused, per queue.
+    let _: () = redis::cmd("SET")
+        .arg("test.wrong@1")
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let client = Client::builder(redis.url())
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .await
+        .unwrap();
+    let before = calls_of(&redis, "rpush");
+    // No server: the requests stay queued until their callers withdraw them.
+    let calls: Vec<_> = (0..72)
+        .map(|i| {
+            let client = client.clone();
+            let object = if i % 9 == 8 {
+                ObjectId::parse("wrong@1")
+            } else {
+                calc_id()
+            };
+            tokio::spawn(async move {
+                let r = client
+                    .call::<f64>(MODULE, &object, "Add", args2(i as f64, 1.0))
+                    .await;
+                (i, r)
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut waiting = queued(&mut conn, "test.calc@1").await;
+    while waiting.len() < 64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waiting = queued(&mut conn, "test.calc@1").await;
+    }
+    let pushes = calls_of(&redis, "rpush") - before;
+    assert_eq!(
+        waiting.len(),
+        64,
+        "every request to the good queue is queued once"
+    );
+    let ids: HashSet<&String> = waiting.iter().map(|r| &r.id).collect();
+    assert_eq!(ids.len(), 64, "no request queued twice");
+    assert!(
+        pushes <= 8,
+        "72 requests from concurrent callers took {pushes} RPUSHes: coalesced"
+    );
+    for c in calls {
+        let (i, r) = c.await.unwrap();
+        let err = r.expect_err("no server answers");
+        if i % 9 == 8 {
+            assert_eq!(err.code, ErrorCode::Unavailable, "call {i}: {err}");
+            assert!(err.message.contains("WRONGTYPE"), "call {i}: {err}");
+        } else {
+            assert_eq!(err.code, ErrorCode::Timeout, "call {i}: {err}");
+            assert!(err.message.contains("withdrawn"), "call {i}: {err}");
+        }
+    }
+    assert!(queued(&mut conn, "test.calc@1").await.is_empty());
+}

@@ -1,6 +1,6 @@
 //! One reply list per client: every request names it as `ReplyTo`, one reader task pops
 //! it and hands each reply to its caller by `ID`, and requests go out on one shared
-//! connection, where redis-rs pipelines the `RPUSH`es of concurrent callers.
+//! connection, those of concurrent callers coalesced (`push.rs`).
 //!
 //! The reader sleeps while no call waits. While calls wait it runs
 //! `BLMPOP 1 1 <list> LEFT COUNT 256` (or `BLPOP <list> 1` on a Redis before 7.0 or an
@@ -47,6 +47,8 @@ pub(super) struct Mux {
     /// The connection requests are pushed on, and the pool generation it belongs to.
     push: Mutex<Option<(MultiplexedConnection, u64)>>,
     stray: AtomicU64,
+    /// Coalesces the pushes of concurrent callers (see `push.rs`).
+    pub(super) pushes: Arc<super::push::Pushes>,
 }
 
 #[derive(Default)]
@@ -62,8 +64,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Mux {
-    pub(super) fn new(list: String) -> Self {
+    pub(super) fn new(list: String, home: tokio::runtime::Handle) -> Self {
         Self {
+            pushes: Arc::new(super::push::Pushes::new(home)),
             list,
             waiters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -379,7 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn replies_reach_their_callers_and_late_ones_are_counted() {
-        let mux = Arc::new(Mux::new("l".into()));
+        let mux = Arc::new(Mux::new("l".into(), tokio::runtime::Handle::current()));
         let mut a = mux.register("a");
         let mut b = mux.register("b");
         mux.deliver(reply("b"));
@@ -396,7 +399,7 @@ mod tests {
 
     #[tokio::test]
     async fn failing_all_ends_every_wait() {
-        let mux = Arc::new(Mux::new("l".into()));
+        let mux = Arc::new(Mux::new("l".into(), tokio::runtime::Handle::current()));
         let mut w = mux.register("a");
         mux.fail_all();
         assert!((&mut w.rx).await.is_err());

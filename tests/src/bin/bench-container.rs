@@ -20,8 +20,9 @@
 //!    the machine does not skew the way it skews the rates, and the part spent in this
 //!    process (daemon, bus, callers). The "CPU ratio" (runc's CPU per create over ours) is
 //!    what the rate ratio tends to once the CPUs are the limit. `--trials K` (default 1)
-//!    repeats each N, ours then runc each time, and prints the medians: the rates swing
-//!    with other load on the machine, the medians less.
+//!    repeats each N, ours first in even trials and runc first in odd ones (so that what
+//!    one phase leaves the kernel to finish weighs on both alike), and prints the medians:
+//!    the rates swing with other load on the machine, the medians less.
 //! 5. With `--hang`: `List` p50/p99 of the three modules over the bus, idle and while 8
 //!    creates hang on a black-hole Ceph monitor (overlay → image → RBD attachment through a
 //!    listener that never answers; needs ceph-common), and how those creates end.
@@ -461,7 +462,8 @@ async fn bench(
 }
 
 /// Section 4: creates/s of N concurrent callers over the bus vs N concurrent `runc run -d`.
-/// One trial of section 4 at `n` callers: ours, then the raw runc, in the same run.
+/// One trial of section 4 at `n` callers: ours and the raw runc in the same run, which
+/// first alternating between trials.
 struct Trial {
     /// Creates per second: ours, raw.
     rate: (f64, f64),
@@ -481,6 +483,9 @@ impl Trial {
     }
 }
 
+/// What one phase of a trial measured: its duration, CPU in the cgroup, CPU in this process.
+type Phase = (Duration, Duration, Duration);
+
 async fn trial(
     stub: &ContainerModuleStub,
     ccfg: &ContainerConfig,
@@ -490,14 +495,46 @@ async fn trial(
     (n, rounds, t): (usize, usize, usize),
     meter: Option<&CpuMeter>,
 ) -> Result<Trial, BoxError> {
+    // Which phase goes first alternates between trials, so that whatever one phase leaves
+    // the kernel to finish (cgroup and mount teardown) weighs on both sides alike.
+    let (ours, raw) = if t % 2 == 0 {
+        let ours = ours_phase(stub, ccfg, (n, rounds), meter).await?;
+        let raw = raw_phase(ccfg, dir, run, config, (n, rounds, t), meter).await?;
+        (ours, raw)
+    } else {
+        let raw = raw_phase(ccfg, dir, run, config, (n, rounds, t), meter).await?;
+        let ours = ours_phase(stub, ccfg, (n, rounds), meter).await?;
+        (ours, raw)
+    };
+    let total = n * rounds;
+    let each = |d: Duration| d.as_secs_f64() * 1000.0 / total as f64;
+    Ok(Trial {
+        rate: (
+            total as f64 / ours.0.as_secs_f64(),
+            total as f64 / raw.0.as_secs_f64(),
+        ),
+        cpu: (each(ours.1), each(raw.1)),
+        own: (each(ours.2), each(raw.2)),
+    })
+}
+
+/// N callers each doing `rounds` creates over the bus; the containers are deleted after.
+async fn ours_phase(
+    stub: &ContainerModuleStub,
+    ccfg: &ContainerConfig,
+    (n, rounds): (usize, usize),
+    meter: Option<&CpuMeter>,
+) -> Result<Phase, BoxError> {
     let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
     let group = format!("/{}", ccfg.instance);
-    let raw_root = run.join("raw-runc");
     let own = CpuMeter::own_process;
-    let total = n * rounds;
     let (c0, o0) = (cpu(&group), own());
-    let (ids, ours) = concurrent_creates(stub, n, rounds, bench_spec).await?;
-    let (ours_cpu, ours_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
+    let (ids, took) = concurrent_creates(stub, n, rounds, bench_spec).await?;
+    let phase = (
+        took,
+        cpu(&group).saturating_sub(c0),
+        own().saturating_sub(o0),
+    );
     let deletes: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -508,7 +545,22 @@ async fn trial(
     for d in deletes {
         d.await??;
     }
+    Ok(phase)
+}
 
+/// N threads each doing `rounds` `runc run -d` of their own bundles; deleted after.
+async fn raw_phase(
+    ccfg: &ContainerConfig,
+    dir: &Path,
+    run: &Path,
+    config: &serde_json::Value,
+    (n, rounds, t): (usize, usize, usize),
+    meter: Option<&CpuMeter>,
+) -> Result<Phase, BoxError> {
+    let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
+    let group = format!("/{}", ccfg.instance);
+    let own = CpuMeter::own_process;
+    let raw_root = run.join("raw-runc");
     let mut work = Vec::new();
     let mut raw_ids = Vec::new();
     for caller in 0..n {
@@ -536,16 +588,7 @@ async fn trial(
             &format!("/{}/{id}", ccfg.instance),
         );
     }
-    let raw = raw?;
-    let each = |d: Duration| d.as_secs_f64() * 1000.0 / total as f64;
-    Ok(Trial {
-        rate: (
-            total as f64 / ours.as_secs_f64(),
-            total as f64 / raw.as_secs_f64(),
-        ),
-        cpu: (each(ours_cpu), each(raw_cpu)),
-        own: (each(ours_own), each(raw_own)),
-    })
+    Ok((raw?, raw_cpu, raw_own))
 }
 
 /// The median of `v` (sorted here).
