@@ -247,6 +247,49 @@ async fn redis_restart_mid_traffic_then_calls_succeed_again() {
     assert_eq!(client.status(MODULE).await.unwrap().workers.len(), 4);
 }
 
+/// A server idle across a Redis restart answers the first call after it: its replier's
+/// connection died while no reply was due, and the first reply finds that out. That batch
+/// is sent again on a fresh connection, not lost (the call would time out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_reply_after_a_restart_of_an_idle_servers_redis_arrives() {
+    let mut redis = RedisFixture::start();
+    let _s = serve(&redis.url(), 2, vec![Arc::new(Calc::default())]).await;
+    let url = redis.url();
+    let call = |timeout: Duration| {
+        let url = url.clone();
+        async move {
+            let client = Client::connect(url).await?.with_timeout(timeout);
+            client
+                .call::<f64>(MODULE, &calc_id(), "Add", args2(1.0, 2.0))
+                .await
+        }
+    };
+    // The replier has a connection: it sent this reply.
+    assert_eq!(call(Duration::from_secs(5)).await.unwrap(), 3.0);
+    redis.restart();
+    // Each attempt is a new client, so a failure is the server's; the pullers take a
+    // moment to reconnect, so early attempts may time out unserved (withdrawn).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let answered = loop {
+        match call(Duration::from_secs(3)).await {
+            Ok(sum) => break Some(sum),
+            Err(e) => {
+                assert!(
+                    !e.message.contains("a server took the request"),
+                    "a served call lost its reply: {e}"
+                );
+                seen.push(e);
+            }
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(answered, Some(3.0), "errors meanwhile: {seen:?}");
+}
+
 /// A connection that goes silent (no FIN, no RST: the peer vanished) is noticed by the
 /// worker when its BLPOP is not answered within the pull timeout plus a grace; the worker
 /// then reconnects and serves again. Without that, it would wait on the dead socket forever.

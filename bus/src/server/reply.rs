@@ -57,57 +57,53 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match conn::connect(&shared.client, shared.connect_timeout).await {
-                Ok(c) => {
-                    shared.outage.recovered("replier");
-                    backoff.reset();
-                    conn.insert(c)
-                }
-                Err(e) => {
-                    shared.outage.failed("replier", &e);
-                    for p in batch.drain(..) {
-                        tracing::warn!(reply_to = %p.reply_to, "reply lost: redis unavailable");
-                    }
-                    tokio::time::sleep(backoff.step()).await;
-                    continue;
-                }
-            },
-        };
+        // A connection that died since the last batch (Redis restarted while no reply
+        // was due) is found dead only by this batch: it is sent once more on a fresh
+        // connection rather than lost. Redis may have run it before the connection
+        // broke, so a caller can get its reply twice; ours drop the second (stray).
         let large = batch.iter().any(|p| p.bytes.len() >= LARGE_PAYLOAD);
-        let groups = by_list(&batch);
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for (list, replies) in &groups {
-            pipe.cmd("RPUSH").arg(*list).arg(replies.as_slice());
-            pipe.cmd("EXPIRE")
-                .arg(*list)
-                .arg(RESPONSE_TTL_SECS)
-                .ignore();
-        }
-        match tokio::time::timeout(REPLY_TIMEOUT, pipe.query_async::<redis::Value>(c)).await {
-            Ok(Ok(redis::Value::Array(results))) => {
-                for ((list, _), r) in groups.iter().zip(results) {
-                    if let redis::Value::ServerError(e) = r {
-                        tracing::warn!(reply_to = %list, error = ?e, "redis refused the reply; dropped");
+        let mut tries = 0;
+        while tries < 2 {
+            tries += 1;
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match conn::connect(&shared.client, shared.connect_timeout).await {
+                    Ok(c) => {
+                        shared.outage.recovered("replier");
+                        backoff.reset();
+                        conn.insert(c)
                     }
-                }
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(replies = batch.len(), error = %e, "replies may be lost");
-                if conn::is_fatal(&e) {
+                    Err(e) => {
+                        shared.outage.failed("replier", &e);
+                        for p in batch.drain(..) {
+                            tracing::warn!(reply_to = %p.reply_to, "reply lost: redis unavailable");
+                        }
+                        tokio::time::sleep(backoff.step()).await;
+                        break;
+                    }
+                },
+            };
+            match send(c, &batch).await {
+                Sent::Done => break,
+                Sent::Dead(e) => {
                     shared.outage.failed("replier", &e);
                     conn = None;
+                    if tries == 2 {
+                        tracing::warn!(replies = batch.len(), error = %e, "replies may be lost");
+                    }
                 }
-            }
-            Err(_) => {
-                tracing::warn!(
-                    replies = batch.len(),
-                    "redis went silent while taking replies; they may be lost, reconnecting"
-                );
-                conn = None;
+                Sent::Failed(e) => {
+                    tracing::warn!(replies = batch.len(), error = %e, "replies may be lost");
+                    break;
+                }
+                Sent::Silent => {
+                    tracing::warn!(
+                        replies = batch.len(),
+                        "redis went silent while taking replies; they may be lost, reconnecting"
+                    );
+                    conn = None;
+                    break;
+                }
             }
         }
         if large {
@@ -115,6 +111,46 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending>) {
             conn = None;
         }
         batch.clear();
+    }
+}
+
+/// How sending one batch ended.
+enum Sent {
+    /// Redis answered (each refused reply is logged).
+    Done,
+    /// The connection is dead (Redis restarted or went away): nothing was answered.
+    Dead(redis::RedisError),
+    /// Redis refused the pipeline as a whole; the connection is fine.
+    Failed(redis::RedisError),
+    /// No answer within [`REPLY_TIMEOUT`].
+    Silent,
+}
+
+/// Sends `batch` in one pipeline on `c`: per reply list one `RPUSH` and one `EXPIRE`.
+async fn send(c: &mut MultiplexedConnection, batch: &[Pending]) -> Sent {
+    let groups = by_list(batch);
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for (list, replies) in &groups {
+        pipe.cmd("RPUSH").arg(*list).arg(replies.as_slice());
+        pipe.cmd("EXPIRE")
+            .arg(*list)
+            .arg(RESPONSE_TTL_SECS)
+            .ignore();
+    }
+    match tokio::time::timeout(REPLY_TIMEOUT, pipe.query_async::<redis::Value>(c)).await {
+        Ok(Ok(redis::Value::Array(results))) => {
+            for ((list, _), r) in groups.iter().zip(results) {
+                if let redis::Value::ServerError(e) = r {
+                    tracing::warn!(reply_to = %list, error = ?e, "redis refused the reply; dropped");
+                }
+            }
+            Sent::Done
+        }
+        Ok(Ok(_)) => Sent::Done,
+        Ok(Err(e)) if conn::is_fatal(&e) => Sent::Dead(e),
+        Ok(Err(e)) => Sent::Failed(e),
+        Err(_) => Sent::Silent,
     }
 }
 
