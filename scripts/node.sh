@@ -3,9 +3,10 @@
 # ready when its status object answers), without needing zinit.
 #
 #   scripts/node.sh up      install what is missing, build (release), start redis and
-#                           imagebusd (attach, mount, container), run a demo container from
-#                           a busybox squashfs (loop -> squashfs -> overlay, nested in one
-#                           call), and print how to look at it
+#                           imagebusd (attach, image, mount, container, syscontainer),
+#                           run a demo container from a busybox squashfs (loop ->
+#                           squashfs -> overlay, nested in one call), and print how to
+#                           look at it
 #   scripts/node.sh down    remove the demo container, stop imagebusd (SIGTERM, graceful)
 #                           and the redis it started
 #   scripts/node.sh status  what is running
