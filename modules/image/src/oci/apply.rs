@@ -19,7 +19,7 @@
 use imagebus_sys::paths::{is_plain_relative, LinuxPaths, PathOps, ResolveFailure};
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
@@ -58,6 +58,26 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> App
         op,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Copies an entry's data into `f`. A failure to read the layer (a corrupt compressed
+/// stream, a truncated tar) is `Malformed`; only a failure to write is `Io`.
+fn copy_entry(
+    entry: &mut impl Read,
+    f: &mut fs::File,
+    target: &Path,
+    shown: &str,
+) -> Result<(), ApplyError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ApplyError::Malformed(format!("{shown}: {e}"))),
+        };
+        f.write_all(&buf[..n]).map_err(io_err("writing", target))?;
     }
 }
 
@@ -212,7 +232,7 @@ impl Applier {
                     .mode(0o600)
                     .open(&target)
                     .map_err(io_err("creating", &target))?;
-                io::copy(entry, &mut f).map_err(io_err("writing", &target))?;
+                copy_entry(entry, &mut f, &target, &shown)?;
             }
             tar::EntryType::Symlink => {
                 let link = entry

@@ -70,6 +70,11 @@ pub fn build(
         source,
     })?;
     for (index, layer) in plan.layers.iter().enumerate() {
+        // A blob with a digest is checked whole before any of it is unpacked, so a
+        // corrupt download is refused as such (not as whatever its decoder trips on).
+        if let Some(want) = &layer.digest {
+            verify(plan, &layer.path, want)?;
+        }
         let raw = plan.blobs.open(&layer.path).map_err(BuildError::Blob)?;
         let mut hashing = Hashing::new(raw);
         let tar = decompress(&mut hashing)
@@ -95,6 +100,20 @@ pub fn build(
         }
     }
     pack(&root, staging, runner, deadline)
+}
+
+/// Reads the blob at `path` through and compares its digest with `want`.
+fn verify(plan: &Plan, path: &str, want: &str) -> Result<(), BuildError> {
+    let raw = plan.blobs.open(path).map_err(BuildError::Blob)?;
+    let got = Hashing::new(raw)
+        .finish()
+        .map_err(|e| BuildError::Blob(format!("layer {path}: {e}")))?;
+    if got != want {
+        return Err(BuildError::Blob(format!(
+            "layer {path} does not match its digest {want}"
+        )));
+    }
+    Ok(())
 }
 
 /// Packs `root` into `staging/image.erofs` (or `.squashfs`).

@@ -284,3 +284,44 @@ fn the_deadline_stops_an_import() {
     let err = a.apply(&layer(&[E::File("f", "x")])[..]).unwrap_err();
     assert!(matches!(err, ApplyError::Timeout), "{err}");
 }
+
+#[test]
+fn a_corrupt_compressed_layer_is_malformed_not_a_write_failure() {
+    use crate::oci::blobs::decompress;
+    use std::io::Write;
+    // Incompressible file data, so a flipped byte lands inside that file's stream.
+    let mut data = String::new();
+    let mut x: u32 = 7;
+    while data.len() < 200_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        data.push(char::from(b'!' + (x >> 16) as u8 % 90));
+    }
+    let tar = layer(&[E::File("etc/big", &data)]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    // A stream that ends inside the file with a wrong CRC: the decoder's error comes
+    // while the file's data is being copied (this is what a damaged download did).
+    let mut cut = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    cut.write_all(&tar[..512 + 100_000]).unwrap();
+    let mut cut = cut.finish().unwrap();
+    let crc = cut.len() - 8;
+    cut[crc] ^= 0xff;
+    let mut cases = vec![cut];
+    // And flipped bytes in the body: some trip the inflater, some only the trailer's CRC.
+    for at in [gz.len() / 3, gz.len() / 2, gz.len() - 100, gz.len() - 6] {
+        let mut bad = gz.clone();
+        bad[at] ^= 0xff;
+        cases.push(bad);
+    }
+    for (at, bad) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let err = match decompress(&bad[..]) {
+            Ok(tar) => applier(&root).apply(tar).unwrap_err(),
+            Err(e) => panic!("the header is intact: {e}"),
+        };
+        assert!(matches!(err, ApplyError::Malformed(_)), "case {at}: {err}");
+    }
+}
