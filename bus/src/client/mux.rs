@@ -2,7 +2,8 @@
 //! it and hands each reply to its caller by `ID`, and requests go out on one shared
 //! connection, those of concurrent callers coalesced (`push.rs`).
 //!
-//! The reader sleeps while no call waits. While calls wait it runs
+//! The reader sleeps while no call waits (after one more pop once replies came, so that
+//! back-to-back calls find it waiting in Redis). While calls wait it runs
 //! `BLMPOP 1 1 <list> LEFT COUNT 256` (or `BLPOP <list> 1` on a Redis before 7.0 or an
 //! ACL without `+blmpop`), so one round trip takes every reply waiting. A reply whose
 //! caller gave up (its deadline passed, its future was dropped) is dropped and counted
@@ -255,11 +256,17 @@ async fn read(
     let mut backoff = Backoff::new(MAX_BACKOFF);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut multi = true;
+    // The last pop brought replies: the next one is sent even if no call waits yet, so
+    // that a caller making one call after another finds the pop already waiting in Redis
+    // (no wake-up and no extra write before its reply can come). One empty pop (1 s)
+    // ends that.
+    let mut warm = false;
     loop {
-        if mux.idle() {
+        if mux.idle() && !warm {
             mux.wake.notified().await;
             continue;
         }
+        warm = false;
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match open(&redis, connect_timeout).await {
@@ -296,6 +303,7 @@ async fn read(
             Ok(Ok(v)) => {
                 backoff.reset();
                 for reply in replies(v, multi) {
+                    warm = true;
                     mux.deliver(reply);
                 }
             }
