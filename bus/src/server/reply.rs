@@ -62,9 +62,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending>) {
         // connection rather than lost. Redis may have run it before the connection
         // broke, so a caller can get its reply twice; ours drop the second (stray).
         let large = batch.iter().any(|p| p.bytes.len() >= LARGE_PAYLOAD);
-        let mut tries = 0;
-        while tries < 2 {
-            tries += 1;
+        for attempt in 1..=2 {
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => match conn::connect(&shared.client, shared.connect_timeout).await {
@@ -88,7 +86,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending>) {
                 Sent::Dead(e) => {
                     shared.outage.failed("replier", &e);
                     conn = None;
-                    if tries == 2 {
+                    if attempt == 2 {
                         tracing::warn!(replies = batch.len(), error = %e, "replies may be lost");
                     }
                 }

@@ -69,7 +69,7 @@ fn copy_entry(
     target: &Path,
     shown: &str,
 ) -> Result<(), ApplyError> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = [0u8; 64 * 1024];
     loop {
         let n = match entry.read(&mut buf) {
             Ok(0) => return Ok(()),
