@@ -50,6 +50,26 @@ impl CpuMeter {
         self.read(&self.own) + self.read(&extra)
     }
 
+    /// Moves process `pid` (and what it starts from then on) into the cgroup `<name>` below
+    /// this process's, so that [`CpuMeter::usage_below`] tells its share apart. `false`
+    /// when the kernel refused.
+    pub fn split_off(&self, name: &str, pid: u32) -> bool {
+        let dir = self.own.join(name);
+        std::fs::create_dir_all(&dir).is_ok()
+            && std::fs::write(dir.join("cgroup.procs"), pid.to_string()).is_ok()
+    }
+
+    /// CPU time charged so far to the cgroup `<name>` made by [`CpuMeter::split_off`]
+    /// (also part of [`CpuMeter::usage`]).
+    pub fn usage_below(&self, name: &str) -> Duration {
+        self.read(&self.own.join(name))
+    }
+
+    /// CPU time charged so far to the cgroup subtree `path` alone (e.g. `/<instance>`).
+    pub fn usage_at(&self, path: &str) -> Duration {
+        self.read(&self.mount.join(path.trim_start_matches('/')))
+    }
+
     /// CPU time of this process alone (all its threads), not of its children.
     pub fn own_process() -> Duration {
         let ticks = std::fs::read_to_string("/proc/self/stat")
@@ -85,6 +105,18 @@ impl Drop for CpuMeter {
     fn drop(&mut self) {
         let me = std::process::id().to_string();
         let _ = std::fs::write(self.parent.join("cgroup.procs"), &me);
+        // Processes split off below go back to the parent, so the directories can go.
+        for sub in std::fs::read_dir(&self.own).into_iter().flatten().flatten() {
+            if !sub.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let procs =
+                std::fs::read_to_string(sub.path().join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
+            }
+            let _ = std::fs::remove_dir(sub.path());
+        }
         let _ = std::fs::remove_dir(&self.own);
     }
 }

@@ -18,7 +18,10 @@
 //!    also reports its CPU time per create from cgroup accounting (this process and all it
 //!    starts: redis, monitors, runc, the containers' inits), which load from elsewhere on
 //!    the machine does not skew the way it skews the rates, and the part spent in this
-//!    process (daemon, bus, callers). The "CPU ratio" (runc's CPU per create over ours) is
+//!    process (daemon, bus, callers). The monitor zygote runs in a cgroup of its own below
+//!    this process's, so a further line splits the rest: our monitors with the runc they
+//!    start, the containers' cgroups (runc's init stage and the inits), and what is left
+//!    (Redis; on the raw side, runc itself). The "CPU ratio" (runc's CPU per create over ours) is
 //!    what the rate ratio tends to once the CPUs are the limit. `--trials K` (default 1)
 //!    repeats each N, ours first in even trials and runc first in odd ones (so that what
 //!    one phase leaves the kernel to finish weighs on both alike), and prints the medians:
@@ -471,6 +474,10 @@ struct Trial {
     cpu: (f64, f64),
     /// CPU ms per create in this process: ours, raw.
     own: (f64, f64),
+    /// CPU ms per create of the monitors and the runtime processes they start: ours.
+    monitors: f64,
+    /// CPU ms per create in the containers' cgroups (inits, runc's init stage): ours, raw.
+    inits: (f64, f64),
 }
 
 impl Trial {
@@ -483,8 +490,78 @@ impl Trial {
     }
 }
 
-/// What one phase of a trial measured: its duration, CPU in the cgroup, CPU in this process.
-type Phase = (Duration, Duration, Duration);
+/// What one phase of a trial measured.
+struct Phase {
+    /// From the first create to the last reply.
+    took: Duration,
+    /// CPU in this process's cgroup and the containers' (everything the phase ran).
+    cpu: Duration,
+    /// CPU in this process (daemon, bus, callers).
+    own: Duration,
+    /// CPU of the monitors and what they started, outside the containers' cgroups.
+    monitors: Duration,
+    /// CPU in the containers' cgroups.
+    inits: Duration,
+}
+
+/// The CPU counters a phase is measured by, now.
+#[derive(Clone, Copy)]
+struct Counters {
+    cpu: Duration,
+    own: Duration,
+    monitors: Duration,
+    inits: Duration,
+}
+
+impl Counters {
+    fn now(meter: Option<&CpuMeter>, group: &str) -> Self {
+        Self {
+            cpu: meter.map(|m| m.usage(group)).unwrap_or_default(),
+            own: CpuMeter::own_process(),
+            monitors: meter
+                .map(|m| m.usage_below(MONITORS_CGROUP))
+                .unwrap_or_default(),
+            inits: meter.map(|m| m.usage_at(group)).unwrap_or_default(),
+        }
+    }
+
+    /// The phase from `self` until now.
+    fn phase(self, took: Duration, meter: Option<&CpuMeter>, group: &str) -> Phase {
+        let now = Self::now(meter, group);
+        Phase {
+            took,
+            cpu: now.cpu.saturating_sub(self.cpu),
+            own: now.own.saturating_sub(self.own),
+            monitors: now.monitors.saturating_sub(self.monitors),
+            inits: now.inits.saturating_sub(self.inits),
+        }
+    }
+}
+
+/// The cgroup below the bench's own that the monitor zygote (and so every monitor and the
+/// runtime processes they start) is moved to before section 4.
+const MONITORS_CGROUP: &str = "monitors";
+
+/// Moves the monitor zygote into [`MONITORS_CGROUP`]; whether it was found and moved.
+fn split_off_monitors(meter: &CpuMeter) -> bool {
+    let zygotes: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv: Vec<&[u8]> = argv.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+            argv.len() >= 2
+                && argv[0].ends_with(MONITOR_BINARY.as_bytes())
+                && argv[argv.len() - 1] == imagebus_sys::monitor::ZYGOTE_ARG.as_bytes()
+        })
+        .collect();
+    !zygotes.is_empty()
+        && zygotes
+            .iter()
+            .all(|pid| meter.split_off(MONITORS_CGROUP, *pid))
+}
 
 async fn trial(
     stub: &ContainerModuleStub,
@@ -510,11 +587,13 @@ async fn trial(
     let each = |d: Duration| d.as_secs_f64() * 1000.0 / total as f64;
     Ok(Trial {
         rate: (
-            total as f64 / ours.0.as_secs_f64(),
-            total as f64 / raw.0.as_secs_f64(),
+            total as f64 / ours.took.as_secs_f64(),
+            total as f64 / raw.took.as_secs_f64(),
         ),
-        cpu: (each(ours.1), each(raw.1)),
-        own: (each(ours.2), each(raw.2)),
+        cpu: (each(ours.cpu), each(raw.cpu)),
+        own: (each(ours.own), each(raw.own)),
+        monitors: each(ours.monitors),
+        inits: (each(ours.inits), each(raw.inits)),
     })
 }
 
@@ -525,16 +604,10 @@ async fn ours_phase(
     (n, rounds): (usize, usize),
     meter: Option<&CpuMeter>,
 ) -> Result<Phase, BoxError> {
-    let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
     let group = format!("/{}", ccfg.instance);
-    let own = CpuMeter::own_process;
-    let (c0, o0) = (cpu(&group), own());
+    let before = Counters::now(meter, &group);
     let (ids, took) = concurrent_creates(stub, n, rounds, bench_spec).await?;
-    let phase = (
-        took,
-        cpu(&group).saturating_sub(c0),
-        own().saturating_sub(o0),
-    );
+    let phase = before.phase(took, meter, &group);
     let deletes: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -557,9 +630,7 @@ async fn raw_phase(
     (n, rounds, t): (usize, usize, usize),
     meter: Option<&CpuMeter>,
 ) -> Result<Phase, BoxError> {
-    let cpu = |extra: &str| meter.map(|m| m.usage(extra)).unwrap_or_default();
     let group = format!("/{}", ccfg.instance);
-    let own = CpuMeter::own_process;
     let raw_root = run.join("raw-runc");
     let mut work = Vec::new();
     let mut raw_ids = Vec::new();
@@ -578,9 +649,9 @@ async fn raw_phase(
         work.push(items);
     }
     let (root, log) = (raw_root.clone(), dir.join("raw.log"));
-    let (c0, o0) = (cpu(&group), own());
+    let before = Counters::now(meter, &group);
     let raw = tokio::task::spawn_blocking(move || concurrent_runc(&root, work, &log)).await?;
-    let (raw_cpu, raw_own) = (cpu(&group).saturating_sub(c0), own().saturating_sub(o0));
+    let phase = raw.map(|took| before.phase(took, meter, &group));
     for id in &raw_ids {
         runc_delete(&raw_root, id);
         let _ = imagebus_sys::cgroup::Cgroups::remove(
@@ -588,7 +659,7 @@ async fn raw_phase(
             &format!("/{}/{id}", ccfg.instance),
         );
     }
-    Ok((raw?, raw_cpu, raw_own))
+    phase
 }
 
 /// The median of `v` (sorted here).
@@ -617,6 +688,8 @@ async fn concurrency(
         "runc CPU ms/each",
         "CPU ratio"
     );
+    // The monitors' share is told apart once the zygote runs in a cgroup of its own.
+    let split = meter.is_some_and(split_off_monitors);
     for &n in &conc.callers {
         let total = n * conc.rounds;
         let mut trials = Vec::new();
@@ -635,6 +708,19 @@ async fn concurrency(
                 "{:>11} CPU ms/each in this process (daemon, bus, callers): ours {:.1}, raw {:.1}",
                 "", r.own.0, r.own.1
             );
+            if split {
+                println!(
+                    "{:>11} CPU ms/each elsewhere: ours monitors + the runc they start {:.1}, \
+                     containers' cgroups {:.1}, rest {:.1}; raw: containers' cgroups {:.1}, \
+                     runc + rest {:.1}",
+                    "",
+                    r.monitors,
+                    r.inits.0,
+                    r.cpu.0 - r.own.0 - r.monitors - r.inits.0,
+                    r.inits.1,
+                    r.cpu.1 - r.own.1 - r.inits.1
+                );
+            }
             trials.push(r);
         }
         if trials.len() > 1 {
