@@ -490,26 +490,23 @@ impl Trial {
     }
 }
 
-/// What one phase of a trial measured.
+/// What one phase of a trial measured: its duration (first create to last reply) and the
+/// CPU it cost.
 struct Phase {
-    /// From the first create to the last reply.
     took: Duration,
-    /// CPU in this process's cgroup and the containers' (everything the phase ran).
-    cpu: Duration,
-    /// CPU in this process (daemon, bus, callers).
-    own: Duration,
-    /// CPU of the monitors and what they started, outside the containers' cgroups.
-    monitors: Duration,
-    /// CPU in the containers' cgroups.
-    inits: Duration,
+    used: Counters,
 }
 
-/// The CPU counters a phase is measured by, now.
+/// CPU counters: read now with [`Counters::now`], or a phase's share of them.
 #[derive(Clone, Copy)]
 struct Counters {
+    /// This process's cgroup and the containers' (everything the phase ran).
     cpu: Duration,
+    /// This process (daemon, bus, callers).
     own: Duration,
+    /// The monitors and what they started, outside the containers' cgroups.
     monitors: Duration,
+    /// The containers' cgroups.
     inits: Duration,
 }
 
@@ -530,10 +527,12 @@ impl Counters {
         let now = Self::now(meter, group);
         Phase {
             took,
-            cpu: now.cpu.saturating_sub(self.cpu),
-            own: now.own.saturating_sub(self.own),
-            monitors: now.monitors.saturating_sub(self.monitors),
-            inits: now.inits.saturating_sub(self.inits),
+            used: Counters {
+                cpu: now.cpu.saturating_sub(self.cpu),
+                own: now.own.saturating_sub(self.own),
+                monitors: now.monitors.saturating_sub(self.monitors),
+                inits: now.inits.saturating_sub(self.inits),
+            },
         }
     }
 }
@@ -544,18 +543,14 @@ const MONITORS_CGROUP: &str = "monitors";
 
 /// Moves the monitor zygote into [`MONITORS_CGROUP`]; whether it was found and moved.
 fn split_off_monitors(meter: &CpuMeter) -> bool {
-    let zygotes: Vec<u32> = std::fs::read_dir("/proc")
+    use imagebus_sys::proc::{LinuxProcesses, Processes};
+    let zygotes: Vec<u32> = LinuxProcesses
+        .find(MONITOR_BINARY)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let argv: Vec<&[u8]> = argv.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
-            argv.len() >= 2
-                && argv[0].ends_with(MONITOR_BINARY.as_bytes())
-                && argv[argv.len() - 1] == imagebus_sys::monitor::ZYGOTE_ARG.as_bytes()
+        .filter(|(_, argv)| {
+            argv.last().map(String::as_str) == Some(imagebus_sys::monitor::ZYGOTE_ARG)
         })
+        .map(|(pid, _)| pid)
         .collect();
     !zygotes.is_empty()
         && zygotes
@@ -590,10 +585,10 @@ async fn trial(
             total as f64 / ours.took.as_secs_f64(),
             total as f64 / raw.took.as_secs_f64(),
         ),
-        cpu: (each(ours.cpu), each(raw.cpu)),
-        own: (each(ours.own), each(raw.own)),
-        monitors: each(ours.monitors),
-        inits: (each(ours.inits), each(raw.inits)),
+        cpu: (each(ours.used.cpu), each(raw.used.cpu)),
+        own: (each(ours.used.own), each(raw.used.own)),
+        monitors: each(ours.used.monitors),
+        inits: (each(ours.used.inits), each(raw.used.inits)),
     })
 }
 
