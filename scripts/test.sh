@@ -19,7 +19,7 @@ scripts/setup.sh --packages-only
 if [ -n "${CI:-}" ]; then
     export CARGO_INCREMENTAL=0
 fi
-echo "==> disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where target/ is"
+echo "==> disk: $(df -h --output=avail "$(dirname "${CARGO_TARGET_DIR:-$PWD/target}")" | tail -1 | tr -d ' ') free where target/ is"
 
 failed_stages=()
 stage() {
