@@ -32,11 +32,15 @@ fn security_md_lists_every_rule_of_the_default_seccomp_profile() {
         .collect();
     let code: BTreeSet<(BTreeSet<String>, BTreeSet<String>, String)> = seccomp::rules()
         .unwrap()
-        .into_iter()
+        .iter()
         .map(|r| {
-            let names = r.names.into_iter().chain(r.clone_flags).collect();
-            let caps = r.unless_capabilities.into_iter().collect();
-            (names, caps, r.errno.unwrap_or_else(|| "EPERM".into()))
+            let names = r.names.iter().chain(&r.clone_flags).cloned().collect();
+            let caps = r.unless_capabilities.iter().cloned().collect();
+            (
+                names,
+                caps,
+                r.errno.clone().unwrap_or_else(|| "EPERM".into()),
+            )
         })
         .collect();
     assert_eq!(

@@ -10,6 +10,7 @@
 use crate::runtime::RuntimeError;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::OnceLock;
 
 /// The profile's data (see the module docs).
 pub const DATA: &str = include_str!("seccomp_default.json");
@@ -42,16 +43,22 @@ struct Data {
     rules: Vec<Rule>,
 }
 
-/// The rules of [`DATA`].
-pub fn rules() -> Result<Vec<Rule>, RuntimeError> {
-    serde_json::from_str::<Data>(DATA)
-        .map(|d| d.rules)
-        .map_err(|e| RuntimeError::Invalid(format!("default seccomp profile: {e}")))
+/// The rules of [`DATA`], parsed once per process (every create builds a profile).
+pub fn rules() -> Result<&'static [Rule], RuntimeError> {
+    static RULES: OnceLock<Result<Vec<Rule>, String>> = OnceLock::new();
+    RULES
+        .get_or_init(|| {
+            serde_json::from_str::<Data>(DATA)
+                .map(|d| d.rules)
+                .map_err(|e| format!("default seccomp profile: {e}"))
+        })
+        .as_deref()
+        .map_err(|e| RuntimeError::Invalid(e.clone()))
 }
 
 /// Every system call some rule names, sorted (for the docs and their drift test).
 pub fn blocked_names() -> Result<Vec<String>, RuntimeError> {
-    let mut names: Vec<String> = rules()?.into_iter().flat_map(|r| r.names).collect();
+    let mut names: Vec<String> = rules()?.iter().flat_map(|r| r.names.clone()).collect();
     names.sort();
     names.dedup();
     Ok(names)

@@ -307,7 +307,7 @@ fn the_profile_lands_in_the_spec_only_when_asked() {
 fn every_rule_of_the_profile_data_is_explained_and_non_empty() {
     let rules = seccomp::rules().unwrap();
     assert!(rules.len() > 10);
-    for r in &rules {
+    for r in rules {
         assert!(!r.why.is_empty() && !r.names.is_empty(), "{r:?}");
     }
     let all = seccomp::blocked_names().unwrap();
