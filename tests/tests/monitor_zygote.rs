@@ -1,6 +1,7 @@
 //! The monitor launcher with the real `imagebus-monitor` binary (issue 7's CPU per create):
 //! one zygote forks every monitor, concurrent launches each get their own monitor's report,
-//! monitors outlive the zygote, and a zygote that died is replaced by the next launch.
+//! monitors outlive the zygote, a zygote that died is replaced by the next launch, and a
+//! monitor that ends while its zygote runs leaves no zombie.
 //! The "runtime" here is `sh`, leaving a `sleep` behind as the init.
 
 use imagebus_sys::monitor::{read_exit_file, LinuxMonitorLauncher, MonitorConfig, MonitorLauncher};
@@ -96,7 +97,11 @@ fn one_zygote_serves_concurrent_launches_and_is_replaced_when_it_dies() {
                 let cfg = config(&dir, &format!("c{i}"), code);
                 let r = launcher.launch(&cfg, Duration::from_secs(20)).unwrap();
                 reap.add(r.monitor_pid);
-                if let Some(p) = r.init_pid {
+                // The failing "runtime" leaves its sleep behind too, reported or not.
+                let left = std::fs::read_to_string(&cfg.pid_file)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                for p in r.init_pid.into_iter().chain(left) {
                     reap.add(p);
                 }
                 (i, cfg, r)
@@ -148,7 +153,12 @@ fn one_zygote_serves_concurrent_launches_and_is_replaced_when_it_dies() {
     let r = launcher.launch(&cfg, Duration::from_secs(20)).unwrap();
     reap.add(r.monitor_pid);
     assert_eq!(r.error, None);
-    assert!(r.init_pid.is_some());
+    let after = (
+        r.monitor_pid,
+        r.init_pid
+            .expect("the new zygote's monitor reports its init"),
+    );
+    reap.add(after.1);
     let now: Vec<u32> = zygotes()
         .into_iter()
         .filter(|p| !before.contains(p))
@@ -173,6 +183,24 @@ fn one_zygote_serves_concurrent_launches_and_is_replaced_when_it_dies() {
         read_exit_file(&cfg.exit_file).unwrap().unwrap().signal,
         Some(9)
     );
+
+    // A monitor of the live zygote that ends is reaped at once (the zygote ignores
+    // SIGCHLD): no zombie is left while the zygote runs.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(after.1 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{}",
+            after.0
+        ))
+        .exists()),
+        "the ended monitor {} is gone from /proc, not a zombie",
+        after.0
+    );
+    assert!(pid_alive(now[0]), "the zygote still runs");
 
     // Dropping the launcher closes the zygote's pipe: it exits.
     drop(launcher);

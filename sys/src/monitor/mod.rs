@@ -7,10 +7,11 @@
 //! Protocol (`launcher.rs`): the launcher starts one **monitor zygote**, `<monitor binary> -`
 //! ([`ZYGOTE_ARG`]); it forks (the first process exits at once and is reaped by the
 //! launcher), and the detached grandchild, still single-threaded, reads [`MonitorConfig`]s
-//! from its stdin, one JSON line per container. For each it forks a monitor (twice, so the
-//! monitor is nobody's child and in a session of its own) and reads the next line: a launch
-//! costs a pipe write and two forks of a small process, not an exec of a new binary (the
-//! dynamic loader and libc's start-up made up most of a monitor's CPU time). A line not
+//! from its stdin, one JSON line per container. For each it forks a monitor (in a session
+//! of its own; the zygote ignores SIGCHLD, so the kernel reaps its monitors, and they are
+//! re-parented when it exits) and reads the next line: a launch costs a pipe write and
+//! one fork of a small process, not an exec of a new binary (the dynamic loader and libc's
+//! start-up made up most of a monitor's CPU time). A line not
 //! starting with `{` is read as the path of a JSON config file, and a path given instead of
 //! `-` runs one monitor directly, for running one by hand.
 //!

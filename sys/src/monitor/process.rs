@@ -48,7 +48,7 @@ pub(crate) fn redirect_null(fd: libc::c_int) {
 
 /// How a fork went, for the caller to go on with.
 pub(crate) enum Forked {
-    Parent(nix::unistd::Pid),
+    Parent,
     Child,
 }
 
@@ -58,7 +58,7 @@ pub(crate) fn fork() -> Result<Forked, nix::errno::Errno> {
     // does; a monitor starts its log thread only after its last fork), so the child may
     // keep running Rust code.
     match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Parent { .. } => Ok(Forked::Parent),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
     }
 }
@@ -81,7 +81,7 @@ pub fn run_monitor(config_arg: &Path) -> i32 {
         1
     };
     match fork() {
-        Ok(Forked::Parent(_)) => return 0,
+        Ok(Forked::Parent) => return 0,
         Ok(Forked::Child) => {}
         Err(e) => return fail(format!("fork: {e}")),
     }
@@ -97,6 +97,9 @@ pub fn run_monitor(config_arg: &Path) -> i32 {
 
 /// Reads config lines until end of file (the launcher is gone) and forks a monitor for each.
 fn zygote() -> i32 {
+    // Monitors are children of this process until it exits; the kernel reaps them (each
+    // monitor sets SIGCHLD back to the default for its own children first).
+    set_sigchld(libc::SIG_IGN);
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut line = String::new();
@@ -122,36 +125,38 @@ fn zygote() -> i32 {
     }
 }
 
-/// Forks twice: the grandchild becomes the monitor of `cfg` (nobody's child, in a session
-/// of its own); the child exits at once and is reaped here.
+/// Sets the disposition of SIGCHLD (`SIG_IGN` or `SIG_DFL`).
+fn set_sigchld(handler: libc::sighandler_t) {
+    // SAFETY: no handler function is installed, only a disposition, in a process that is
+    // single-threaded at this point.
+    unsafe {
+        libc::signal(libc::SIGCHLD, handler);
+    }
+}
+
+/// Forks the monitor of `cfg`: a child in a session of its own, reaped by the kernel
+/// (the zygote ignores SIGCHLD). One fork per launch: a middle process that exits at
+/// once would only cost a second fork and an exit, since a zygote's orphaned monitors
+/// are re-parented just the same when it exits.
 fn spawn_monitor(cfg: &MonitorConfig) {
-    let failed = |e: nix::errno::Errno| {
-        report(&MonitorReport {
-            id: Some(cfg.id.clone()),
-            monitor_pid: std::process::id(),
-            init_pid: None,
-            error: Some(format!("fork: {e}")),
-        });
-    };
     match fork() {
-        Ok(Forked::Parent(child)) => {
-            while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(child, None) {}
-        }
+        Ok(Forked::Parent) => {}
         Ok(Forked::Child) => {
+            // Before anything that waits for a child (the runtime) or execs (an ignored
+            // SIGCHLD would be inherited across exec).
+            set_sigchld(libc::SIG_DFL);
             let _ = nix::unistd::setsid();
-            let code = match fork() {
-                Ok(Forked::Parent(_)) => 0,
-                Ok(Forked::Child) => monitor(cfg),
-                Err(e) => {
-                    failed(e);
-                    1
-                }
-            };
+            let code = monitor(cfg);
             // SAFETY: leaves this forked process without running the zygote's exit
             // handlers or flushing its buffers a second time.
             unsafe { libc::_exit(code) }
         }
-        Err(e) => failed(e),
+        Err(e) => report(&MonitorReport {
+            id: Some(cfg.id.clone()),
+            monitor_pid: std::process::id(),
+            init_pid: None,
+            error: Some(format!("fork: {e}")),
+        }),
     }
 }
 

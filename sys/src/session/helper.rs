@@ -54,7 +54,7 @@ pub fn run_session() -> i32 {
         Err(e) => return report_error(format!("session config: {e}")),
     };
     match fork() {
-        Ok(Forked::Parent(_)) => return 0,
+        Ok(Forked::Parent) => return 0,
         Ok(Forked::Child) => {}
         Err(e) => return report_error(format!("fork: {e}")),
     }
