@@ -11,9 +11,9 @@
 //! of its own; the zygote ignores SIGCHLD, so the kernel reaps its monitors, and they are
 //! re-parented when it exits) and reads the next line: a launch costs a pipe write and
 //! one fork of a small process, not an exec of a new binary (the dynamic loader and libc's
-//! start-up made up most of a monitor's CPU time). A line not
-//! starting with `{` is read as the path of a JSON config file, and a path given instead of
-//! `-` runs one monitor directly, for running one by hand.
+//! start-up made up most of a monitor's CPU time). A line not starting with `{` is read as
+//! the path of a JSON config file, and a path given instead of `-` runs one monitor
+//! directly, for running one by hand.
 //!
 //! Each monitor (`process.rs`) runs the runtime and prints one JSON [`MonitorReport`] line,
 //! naming its container, on the stdout pipe it shares with the zygote (one `write` of less
