@@ -49,19 +49,43 @@ impl ObjectId {
 
     /// The Redis list this object is served on: `<module>.<name@version>`.
     pub fn queue(&self, module: &str) -> String {
-        format!("{module}.{self}")
+        self.key(module, &[])
     }
 
     /// The Redis list of its read-only callers: `<module>.<name@version>:ro`. Requests
     /// popped from it may call only the object's read methods (`Object::reads`); a Redis
     /// ACL that lets a user push only to `*:ro` keys makes that user a read-only caller.
     pub fn read_only_queue(&self, module: &str) -> String {
-        format!("{module}.{self}{READ_ONLY_SUFFIX}")
+        self.key(module, &[READ_ONLY_SUFFIX])
     }
 
     /// The pub/sub channel of one of its events: `<module>.<name@version>.<event>`.
     pub fn channel(&self, module: &str, event: &str) -> String {
-        format!("{module}.{self}.{event}")
+        self.key(module, &[".", event])
+    }
+
+    /// `<module>.<name@version>` and then `tail`, joined without `format!` (a caller
+    /// builds one per call, and the formatting machinery costs more than the copies).
+    fn key(&self, module: &str, tail: &[&str]) -> String {
+        let version = if self.version.is_empty() {
+            0
+        } else {
+            1 + self.version.len()
+        };
+        let tail_len: usize = tail.iter().map(|t| t.len()).sum();
+        let mut key =
+            String::with_capacity(module.len() + 1 + self.name.len() + version + tail_len);
+        key.push_str(module);
+        key.push('.');
+        key.push_str(&self.name);
+        if !self.version.is_empty() {
+            key.push('@');
+            key.push_str(&self.version);
+        }
+        for t in tail {
+            key.push_str(t);
+        }
+        key
     }
 }
 
@@ -365,6 +389,9 @@ mod tests {
         assert_eq!(ObjectId::parse("plain").to_string(), "plain");
         assert_eq!(ObjectId::new("a", "1").queue("m"), "m.a@1");
         assert_eq!(ObjectId::new("a", "1").channel("m", "Ev"), "m.a@1.Ev");
+        assert_eq!(ObjectId::new("a", "1").read_only_queue("m"), "m.a@1:ro");
+        assert_eq!(ObjectId::new("a", "").queue("m"), "m.a");
+        assert_eq!(ObjectId::new("a", "").channel("m", "Ev"), "m.a.Ev");
     }
 
     #[test]
