@@ -4,7 +4,12 @@
 //! baseline on the same connection type, on a private redis-server (unix socket and
 //! loopback TCP).
 //!
-//! Run: `cargo run --release -p imagebus-tests --bin bench-bus [-- --secs 5 --workers 16]`
+//! Run: `cargo run --release -p imagebus-tests --bin bench-bus [-- --secs 5 --workers 16]`;
+//! `--callers N`, `--conn unix|tcp` and `--only ping-pong|floor|per-call|per-client` run a
+//! part of the table only (to profile it). `--trials N` runs each column's rows N times in
+//! turn and adds each row's medians; `× ping-pong` is a row's calls/s over the ping-pong's
+//! of the same trial (its median, on a median line), since this VM's speed drifts by tens
+//! of percent within minutes.
 
 use futures::future::join_all;
 use imagebus_bus::codec::{decode_arg, encode_arg, encode_reply};
@@ -53,8 +58,22 @@ struct Run {
     cpu: (f64, f64),
 }
 
+/// What one row reports.
+#[derive(Clone, Copy)]
+struct Stats {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    errors: usize,
+    /// Percent of one CPU used by this process and by redis-server.
+    bench_pct: f64,
+    redis_pct: f64,
+    /// redis-server CPU per call, in µs.
+    redis_us: f64,
+}
+
 impl Run {
-    fn row(&mut self) -> String {
+    fn stats(&mut self) -> Stats {
         self.micros.sort_unstable();
         let pct = |p: f64| {
             let n = self.micros.len();
@@ -64,25 +83,63 @@ impl Run {
             let i = ((n as f64 * p).ceil() as usize).clamp(1, n) - 1;
             f64::from(self.micros[i]) / 1000.0
         };
-        let rate = self.micros.len() as f64 / self.elapsed.as_secs_f64();
-        let per_call = if self.micros.is_empty() {
-            f64::NAN
-        } else {
-            1e6 * self.cpu.1 / self.micros.len() as f64
-        };
-        format!(
-            "| {:<6} | {:<28} | {:>7} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} | {:>9.0}% | {:>9.0}% | {:>13.1} |",
-            self.transport,
-            self.what,
-            self.callers,
-            rate,
-            pct(0.50),
-            pct(0.99),
-            self.errors,
-            100.0 * self.cpu.0 / self.elapsed.as_secs_f64(),
-            100.0 * self.cpu.1 / self.elapsed.as_secs_f64(),
-            per_call,
-        )
+        let secs = self.elapsed.as_secs_f64();
+        Stats {
+            rate: self.micros.len() as f64 / secs,
+            p50: pct(0.50),
+            p99: pct(0.99),
+            errors: self.errors,
+            bench_pct: 100.0 * self.cpu.0 / secs,
+            redis_pct: 100.0 * self.cpu.1 / secs,
+            redis_us: if self.micros.is_empty() {
+                f64::NAN
+            } else {
+                1e6 * self.cpu.1 / self.micros.len() as f64
+            },
+        }
+    }
+}
+
+/// One line of the table; `ratio` is calls/s ÷ the ping-pong's of the same trial.
+fn line(run: &Run, trial: &str, s: &Stats, ratio: f64) -> String {
+    format!(
+        "| {:<6} | {:<28} | {:>7} | {:>6} | {:>9.0} | {:>8.3} | {:>8.3} | {:>6} | {:>9.0}% | {:>9.0}% | {:>13.1} | {:>11.2} |",
+        run.transport,
+        run.what,
+        run.callers,
+        trial,
+        s.rate,
+        s.p50,
+        s.p99,
+        s.errors,
+        s.bench_pct,
+        s.redis_pct,
+        s.redis_us,
+        ratio,
+    )
+}
+
+/// The median of `v` (NaN when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Each field's median over the trials of one row.
+fn medians(all: &[Stats]) -> Stats {
+    let m = |f: fn(&Stats) -> f64| median(all.iter().map(f).collect());
+    Stats {
+        rate: m(|s| s.rate),
+        p50: m(|s| s.p50),
+        p99: m(|s| s.p99),
+        errors: all.iter().map(|s| s.errors).sum(),
+        bench_pct: m(|s| s.bench_pct),
+        redis_pct: m(|s| s.redis_pct),
+        redis_us: m(|s| s.redis_us),
     }
 }
 
@@ -242,6 +299,110 @@ async fn baseline(
     Ok(run)
 }
 
+/// The floor of the batched design, with redis-rs and nothing else: callers hand a
+/// request id to one pusher task, which sends all that are waiting in one `RPUSH`; one
+/// server loop pops up to 256 with `BLMPOP … COUNT` and pushes them back in one `RPUSH` onto
+/// one reply list; one reader pops that list the same way and wakes each caller by id.
+/// No encoding, dispatch, worker tasks, deadlines, `EXPIRE` or failure handling: what the
+/// bus's default mode could reach at best on this machine, next to the ping-pong.
+async fn floor(
+    url: &str,
+    transport: &'static str,
+    callers: usize,
+    secs: Duration,
+) -> Result<Run, BoxError> {
+    type Waiters =
+        std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>;
+    let stop = CancellationToken::new();
+    let pop = |list: &str| {
+        let mut c = redis::cmd("BLMPOP");
+        c.arg(1).arg(1).arg(list).arg("LEFT").arg("COUNT").arg(256);
+        c
+    };
+    let mut loops = Vec::new();
+    let mut conn = connect(url).await?;
+    let server_stop = stop.clone();
+    loops.push(tokio::spawn(async move {
+        while !server_stop.is_cancelled() {
+            let Ok(popped) = pop("raw.floor")
+                .query_async::<Option<(String, Vec<Vec<u8>>)>>(&mut conn)
+                .await
+            else {
+                return;
+            };
+            if let Some((_, ids)) = popped {
+                let _: Result<(), _> = redis::cmd("RPUSH")
+                    .arg("raw.floor.replies")
+                    .arg(ids)
+                    .query_async(&mut conn)
+                    .await;
+            }
+        }
+    }));
+    let waiters = std::sync::Arc::new(Waiters::default());
+    let mut conn = connect(url).await?;
+    let (reader_stop, reader_waiters) = (stop.clone(), waiters.clone());
+    loops.push(tokio::spawn(async move {
+        while !reader_stop.is_cancelled() {
+            let Ok(popped) = pop("raw.floor.replies")
+                .query_async::<Option<(String, Vec<Vec<u8>>)>>(&mut conn)
+                .await
+            else {
+                return;
+            };
+            for id in popped.map(|(_, ids)| ids).unwrap_or_default() {
+                let id = std::str::from_utf8(&id).ok().and_then(|s| s.parse().ok());
+                let waiter = id.and_then(|id| {
+                    reader_waiters
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&id)
+                });
+                if let Some(w) = waiter {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }));
+    let (push, mut queued) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let mut conn = connect(url).await?;
+    loops.push(tokio::spawn(async move {
+        while let Some(first) = queued.recv().await {
+            let mut ids = vec![first];
+            while let Ok(id) = queued.try_recv() {
+                ids.push(id);
+            }
+            let _: Result<(), _> = redis::cmd("RPUSH")
+                .arg("raw.floor")
+                .arg(ids)
+                .query_async(&mut conn)
+                .await;
+        }
+    }));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let caller_waiters = waiters.clone();
+    let run = measure("redis batched floor", transport, callers, secs, move |_| {
+        let (push, waiters, next) = (push.clone(), caller_waiters.clone(), next.clone());
+        async move {
+            let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            waiters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, tx);
+            push.send(id).is_ok()
+                && tokio::time::timeout(Duration::from_secs(5), rx)
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+        }
+    })
+    .await;
+    stop.cancel();
+    join_all(loops.drain(..2)).await;
+    loops.clear();
+    Ok(run)
+}
+
 /// The client's reply mode.
 #[derive(Clone, Copy)]
 enum Mode {
@@ -315,17 +476,63 @@ async fn main() -> Result<(), BoxError> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         redis.socket().display()
     )?;
-    writeln!(out, "| conn   | what                         | callers |   calls/s | p50 (ms) | p99 (ms) | errors | bench CPU | redis CPU | redis µs/call |")?;
-    writeln!(out, "|--------|------------------------------|---------|-----------|----------|----------|--------|-----------|-----------|---------------|")?;
+    writeln!(out, "| conn   | what                         | callers |  trial |   calls/s | p50 (ms) | p99 (ms) | errors | bench CPU | redis CPU | redis µs/call | × ping-pong |")?;
+    writeln!(out, "|--------|------------------------------|---------|--------|-----------|----------|----------|--------|-----------|-----------|---------------|-------------|")?;
+    let only_callers = flag(&args, "--callers", 0);
+    let only_conn = args
+        .windows(2)
+        .find(|w| w[0] == "--conn")
+        .map(|w| w[1].clone());
+    let only = args
+        .windows(2)
+        .find(|w| w[0] == "--only")
+        .map(|w| w[1].clone());
+    let trials = flag(&args, "--trials", 1).max(1);
+    let row = |name: &str| only.as_deref().is_none_or(|o| o == name);
     for (transport, url) in [("unix", redis.url()), ("tcp", tcp.clone())] {
+        if only_conn.as_deref().is_some_and(|c| c != transport) {
+            continue;
+        }
         for callers in [1, 16, 64] {
-            let mut run = baseline(&url, transport, callers, workers, secs).await?;
-            writeln!(out, "{}", run.row())?;
-            for mode in [Mode::PerCall, Mode::Shared] {
-                let mut run = bus(&url, transport, callers, workers, secs, mode).await?;
-                writeln!(out, "{}", run.row())?;
+            if only_callers != 0 && only_callers != callers as u64 {
+                continue;
             }
-            out.flush()?;
+            // Per row, in table order: the run of the first trial (for its labels), and
+            // each trial's stats and ratio to that trial's ping-pong.
+            let mut rows: Vec<(Run, Vec<(Stats, f64)>)> = Vec::new();
+            for trial in 1..=trials {
+                let mut runs = Vec::new();
+                if row("ping-pong") {
+                    runs.push(baseline(&url, transport, callers, workers, secs).await?);
+                }
+                if row("floor") {
+                    runs.push(floor(&url, transport, callers, secs).await?);
+                }
+                for (mode, name) in [(Mode::PerCall, "per-call"), (Mode::Shared, "per-client")] {
+                    if row(name) {
+                        runs.push(bus(&url, transport, callers, workers, secs, mode).await?);
+                    }
+                }
+                let stats: Vec<Stats> = runs.iter_mut().map(Run::stats).collect();
+                let ping_pong = row("ping-pong").then(|| stats[0].rate);
+                for (i, (run, s)) in runs.into_iter().zip(stats).enumerate() {
+                    let ratio = ping_pong.map_or(f64::NAN, |p| s.rate / p);
+                    writeln!(out, "{}", line(&run, &trial.to_string(), &s, ratio))?;
+                    match rows.get_mut(i) {
+                        Some((_, all)) => all.push((s, ratio)),
+                        None => rows.push((run, vec![(s, ratio)])),
+                    }
+                }
+                out.flush()?;
+            }
+            if trials > 1 {
+                for (run, all) in &rows {
+                    let stats: Vec<Stats> = all.iter().map(|(s, _)| *s).collect();
+                    let ratio = median(all.iter().map(|(_, r)| *r).collect());
+                    writeln!(out, "{}", line(run, "median", &medians(&stats), ratio))?;
+                }
+                out.flush()?;
+            }
         }
     }
     Ok(())
