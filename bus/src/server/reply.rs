@@ -1,8 +1,8 @@
 //! The replier: one task per server that sends the replies of finished calls, as many as
-//! are waiting, in one pipeline on its own connection. Woken by the first reply after an
-//! idle spell, it yields once before it gathers the batch: the calls pulled together with
-//! that one have mostly been scheduled already, and their replies then leave in the same
-//! pipeline instead of one pipeline each (see docs/protocol.md §5 for the figures).
+//! are waiting, in one pipeline on its own connection. After the first reply of each batch
+//! it yields once before it gathers the rest: the calls pulled together with that one have
+//! mostly been scheduled already, and their replies then leave in the same pipeline
+//! instead of one pipeline each (see docs/protocol.md §5 for the figures).
 //!
 //! Replies to the same list go out in one `RPUSH <list> <reply>…` and one `EXPIRE`, in the
 //! order the calls finished; a client with one reply list for all its calls thus costs
