@@ -314,28 +314,16 @@ async fn floor(
     type Waiters =
         std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>;
     let stop = CancellationToken::new();
-    let pop = |list: &str| {
-        let mut c = redis::cmd("BLMPOP");
-        c.arg(1).arg(1).arg(list).arg("LEFT").arg("COUNT").arg(256);
-        c
-    };
     let mut loops = Vec::new();
     let mut conn = connect(url).await?;
     let server_stop = stop.clone();
     loops.push(tokio::spawn(async move {
         while !server_stop.is_cancelled() {
-            let Ok(popped) = pop("raw.floor")
-                .query_async::<Option<(String, Vec<Vec<u8>>)>>(&mut conn)
-                .await
-            else {
+            let Some(ids) = pop_all(&mut conn, "raw.floor").await else {
                 return;
             };
-            if let Some((_, ids)) = popped {
-                let _: Result<(), _> = redis::cmd("RPUSH")
-                    .arg("raw.floor.replies")
-                    .arg(ids)
-                    .query_async(&mut conn)
-                    .await;
+            if !ids.is_empty() {
+                push_all(&mut conn, "raw.floor.replies", ids).await;
             }
         }
     }));
@@ -344,13 +332,10 @@ async fn floor(
     let (reader_stop, reader_waiters) = (stop.clone(), waiters.clone());
     loops.push(tokio::spawn(async move {
         while !reader_stop.is_cancelled() {
-            let Ok(popped) = pop("raw.floor.replies")
-                .query_async::<Option<(String, Vec<Vec<u8>>)>>(&mut conn)
-                .await
-            else {
+            let Some(ids) = pop_all(&mut conn, "raw.floor.replies").await else {
                 return;
             };
-            for id in popped.map(|(_, ids)| ids).unwrap_or_default() {
+            for id in ids {
                 let id = std::str::from_utf8(&id).ok().and_then(|s| s.parse().ok());
                 let waiter = id.and_then(|id| {
                     reader_waiters
@@ -372,11 +357,7 @@ async fn floor(
             while let Ok(id) = queued.try_recv() {
                 ids.push(id);
             }
-            let _: Result<(), _> = redis::cmd("RPUSH")
-                .arg("raw.floor")
-                .arg(ids)
-                .query_async(&mut conn)
-                .await;
+            push_all(&mut conn, "raw.floor", ids).await;
         }
     }));
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -397,10 +378,39 @@ async fn floor(
         }
     })
     .await;
+    // The pusher ends with the callers' senders, the other two loops within a pop.
     stop.cancel();
-    join_all(loops.drain(..2)).await;
-    loops.clear();
+    join_all(loops).await;
     Ok(run)
+}
+
+/// `BLMPOP 1 1 <list> LEFT COUNT 256`: what was waiting (nothing after 1 s), or `None`
+/// once the connection failed.
+async fn pop_all(conn: &mut redis::aio::MultiplexedConnection, list: &str) -> Option<Vec<Vec<u8>>> {
+    let popped: Option<(String, Vec<Vec<u8>>)> = redis::cmd("BLMPOP")
+        .arg(1)
+        .arg(1)
+        .arg(list)
+        .arg("LEFT")
+        .arg("COUNT")
+        .arg(256)
+        .query_async(conn)
+        .await
+        .ok()?;
+    Some(popped.map(|(_, items)| items).unwrap_or_default())
+}
+
+/// One `RPUSH <list> <item>…`; an error only costs the calls their answers.
+async fn push_all<T: redis::ToRedisArgs>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    list: &str,
+    items: T,
+) {
+    let _: Result<(), _> = redis::cmd("RPUSH")
+        .arg(list)
+        .arg(items)
+        .query_async(conn)
+        .await;
 }
 
 /// The client's reply mode.
