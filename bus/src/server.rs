@@ -13,12 +13,13 @@
 //! One puller per server owns a Redis connection and takes requests off every object
 //! queue in batches of at most the number of free workers (`BLMPOP … COUNT n`, or `BLPOP`
 //! then `LPOP … n` on an older Redis; the key order rotates on every pull, so one busy
-//! queue cannot starve the others), and starts each at once on a free worker slot. So
-//! concurrency is bounded by the worker count and queued work stays in Redis
-//! (backpressure). One replier sends the replies of finished calls, as many as are
-//! waiting, in one pipeline (`RPUSH` + `EXPIRE` per reply list). See `pull.rs` and
-//! `reply.rs`.
+//! queue cannot starve the others), and starts each at once on a free worker slot, one
+//! task per pulled batch. So concurrency is bounded by the worker count and queued work
+//! stays in Redis (backpressure). One replier sends the replies of finished calls, as
+//! many as are waiting, in one pipeline (`RPUSH` + `EXPIRE` per reply list). See
+//! `pull.rs`, `batch.rs` and `reply.rs`.
 
+mod batch;
 #[doc(hidden)]
 pub mod inspect;
 mod pull;

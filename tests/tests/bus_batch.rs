@@ -1,7 +1,7 @@
 //! Batching over a real private redis-server (docs/protocol.md, "Batching" and "Reply
 //! lists"): Go-style peers on both sides of a batching server and a shared-list client, a
-//! server killed in the middle of a batch, the reply reader dying, and servers whose Redis
-//! refuses `BLMPOP` or `LPOP … COUNT`.
+//! server killed in the middle of a batch, a slow call inside a batch, the reply reader
+//! dying, and servers whose Redis refuses `BLMPOP` or `LPOP … COUNT`.
 
 mod bus_common;
 
@@ -543,4 +543,106 @@ async fn concurrent_callers_pushes_go_out_as_one_rpush_per_queue() {
         }
     }
     assert!(queued(&mut conn, "test.calc@1").await.is_empty());
+}
+
+/// A Go-style request for `method` on `calc@1` with Go-encoded `inputs`, replying to its
+/// own list.
+fn go_request(n: u64, method: &str, inputs: Vec<Vec<u8>>) -> Request {
+    let id = format!("5b0e7a14-3c2d-4e6f-8a9b-{n:012}");
+    Request {
+        id: id.clone(),
+        inputs: inputs.into_iter().map(ByteBuf::from).collect(),
+        object: calc_id(),
+        reply_to: id,
+        method: method.into(),
+        deadline: None,
+    }
+}
+
+/// The reply on `list` within `secs` seconds (BLPOPs of at most 250 ms, within the
+/// connection's response timeout), decoded; `None` on timeout.
+async fn reply_on(
+    conn: &mut redis::aio::MultiplexedConnection,
+    list: &str,
+    secs: f64,
+) -> Option<Response> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+            .arg(list)
+            .arg(left.as_secs_f64().clamp(0.01, 0.25))
+            .query_async(conn)
+            .await
+            .unwrap();
+        if let Some((_, bytes)) = popped {
+            return Some(decode(&bytes).unwrap());
+        }
+    }
+}
+
+// The calls of one pulled batch run on one task (docs/protocol.md, "Batching"): a slow
+// call must not hold back the replies of the quick ones pulled with it, and a handler
+// that panics must cost only its own call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_call_does_not_hold_back_the_quick_ones_of_its_batch() {
+    let redis = RedisFixture::start();
+    let mut conn = raw(&redis).await;
+    // Queued before the server starts: its first pull takes all nine as one batch.
+    let slow = go_request(0, "Sleep", vec![encode_go(&4000u64).unwrap()]);
+    let panics = go_request(1, "Panic", vec![]);
+    let quick: Vec<Request> = (2..9)
+        .map(|n| {
+            let args = vec![encode_go(&(n as f64)).unwrap(), encode_go(&1.0f64).unwrap()];
+            go_request(n, "Add", args)
+        })
+        .collect();
+    for r in std::iter::once(&slow).chain([&panics]).chain(&quick) {
+        push(&mut conn, "test.calc@1", encode_go(r).unwrap()).await;
+    }
+    let _s = serve(&redis.url(), 9, vec![Arc::new(Calc::default())]).await;
+    let started = Instant::now();
+    for (n, r) in (2..9).zip(&quick) {
+        let resp = reply_on(&mut conn, &r.reply_to, 2.0)
+            .await
+            .unwrap_or_else(|| panic!("no reply to the quick call {n} within 2 s"));
+        assert_eq!(resp.id, r.id);
+        assert_eq!(
+            decode_data::<f64>(&resp.output.data).unwrap(),
+            n as f64 + 1.0
+        );
+    }
+    let resp = reply_on(&mut conn, &panics.reply_to, 2.0)
+        .await
+        .expect("the panicking call is answered");
+    assert_eq!(resp.code.as_deref(), Some("Internal"), "{resp:?}");
+    assert!(
+        resp.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("deliberate test panic"),
+        "{resp:?}"
+    );
+    let quick_took = started.elapsed();
+    assert!(
+        quick_took < Duration::from_secs(3),
+        "the quick calls waited for the slow one: {quick_took:?}"
+    );
+    let len: i64 = redis::cmd("LLEN")
+        .arg(&slow.reply_to)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "the slow call is still running");
+    let resp = reply_on(&mut conn, &slow.reply_to, 8.0)
+        .await
+        .expect("the slow call is answered once it ends");
+    assert_eq!(decode_data::<u64>(&resp.output.data).unwrap(), 4000);
+    assert!(
+        calls_of(&redis, "blmpop") >= 1,
+        "the server pulled with BLMPOP"
+    );
 }

@@ -3,7 +3,8 @@
 //!
 //! A pull asks for as many requests as there are free slots, so a pulled request always
 //! starts at once (its deadline is checked then) and the worker limit holds; what the
-//! workers cannot take stays queued in Redis. How it pulls depends on the server:
+//! workers cannot take stays queued in Redis. Each pulled batch runs on one task
+//! (`batch.rs`). How it pulls depends on the server:
 //! - `BLMPOP <t> <n> <keys…> LEFT COUNT <free>` (Redis ≥ 7.0): up to `free` requests from
 //!   the first non-empty queue, in one command;
 //! - else `BLPOP <keys…> <t>`, then `LPOP <key> <free - 1>` on the queue it popped from
@@ -15,8 +16,9 @@
 //! The key order rotates on every pull, so a flooded queue gives up at most one batch
 //! before the next queue's turn.
 
+use super::batch::{self, Call, SlotBack};
 use super::reply::Replies;
-use super::worker::{self, Caller, Role, Shared, LARGE_PAYLOAD};
+use super::worker::{Caller, Role, Shared, LARGE_PAYLOAD};
 use crate::conn::{self, Backoff};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -127,7 +129,7 @@ pub(super) async fn run(
         }
         while let Some(res) = running.try_join_next() {
             if let Err(e) = res {
-                tracing::error!(error = %e, "{name}: a call task ended abnormally");
+                tracing::error!(error = %e, "{name}: a batch task ended abnormally");
             }
         }
         if stop.is_cancelled() {
@@ -161,26 +163,26 @@ pub(super) async fn run(
         let free = idle.len();
         let pulled = pull(c, *client_id, &keys, free, way, &shared, &stop).await;
         keys.rotate_left(1);
-        let mut start = |(key, payload): Popped, idle: &mut Vec<usize>| {
-            // At most `free` requests come back, so a slot is always there.
-            if let Some(slot) = idle.pop() {
-                let role = match pulls {
-                    Pulls::Objects => Role::Worker(slot),
-                    Pulls::Status => Role::Status,
-                };
-                let from = Caller::of_key(&key);
-                let slot = SlotBack {
-                    slot,
-                    done: done_tx.clone(),
-                };
-                let (shared, replies) = (shared.clone(), replies.clone());
-                running.spawn(async move {
-                    let reply = worker::handle(&shared, role, from, payload).await;
-                    if let Some(reply) = reply {
-                        replies.send(reply);
-                    }
-                    drop(slot);
-                });
+        // At most `free` requests come back, so a slot is always there.
+        let mut take = |items: Vec<Popped>, idle: &mut Vec<usize>| {
+            let calls: Vec<Call> = items
+                .into_iter()
+                .zip(std::iter::from_fn(|| idle.pop()))
+                .map(|((key, payload), slot)| Call {
+                    role: match pulls {
+                        Pulls::Objects => Role::Worker(slot),
+                        Pulls::Status => Role::Status,
+                    },
+                    from: Caller::of_key(&key),
+                    payload,
+                    slot: SlotBack {
+                        slot,
+                        done: done_tx.clone(),
+                    },
+                })
+                .collect();
+            if !calls.is_empty() {
+                running.spawn(batch::run(shared.clone(), replies.clone(), calls));
             }
         };
         match pulled {
@@ -188,15 +190,12 @@ pub(super) async fn run(
                 let large = items.iter().any(|(_, p)| p.len() >= LARGE_PAYLOAD);
                 let key = items.first().map(|(k, _)| k.clone());
                 let single = items.len() == 1;
-                for item in items {
-                    start(item, &mut idle);
-                }
+                take(items, &mut idle);
                 if let (Way::PopCount, true, Some(key)) = (way, single && !idle.is_empty(), key) {
                     match pop_more(c, &key, idle.len()).await {
                         Ok(more) => {
-                            for payload in more {
-                                start((key.clone(), payload), &mut idle);
-                            }
+                            let more = more.into_iter().map(|p| (key.clone(), p)).collect();
+                            take(more, &mut idle);
                         }
                         Err(PullError::Redis(e)) if conn::is_unsupported(&e) => {
                             shared.pull_mode.downgrade(Way::PopCount, &e);
@@ -234,21 +233,8 @@ pub(super) async fn run(
     // Stopping: the requests already taken finish and hand over their replies.
     while let Some(res) = running.join_next().await {
         if let Err(e) = res {
-            tracing::error!(error = %e, "{name}: a call task ended abnormally");
+            tracing::error!(error = %e, "{name}: a batch task ended abnormally");
         }
-    }
-}
-
-/// Gives a worker slot back when the call's task ends, however it ends.
-struct SlotBack {
-    slot: usize,
-    done: mpsc::UnboundedSender<usize>,
-}
-
-impl Drop for SlotBack {
-    fn drop(&mut self) {
-        // The puller is gone when this fails: nobody needs the slot any more.
-        let _ = self.done.send(self.slot);
     }
 }
 

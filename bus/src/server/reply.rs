@@ -1,8 +1,9 @@
 //! The replier: one task per server that sends the replies of finished calls, as many as
-//! are waiting, in one pipeline on its own connection. After the first reply of each batch
-//! it yields once before it gathers the rest: the calls pulled together with that one have
-//! mostly been scheduled already, and their replies then leave in the same pipeline
-//! instead of one pipeline each (see docs/protocol.md §5 for the figures).
+//! are waiting, in one pipeline on its own connection. The replies of one pulled batch
+//! that are ready together arrive in one hand-over (`batch.rs`); after the first
+//! hand-over of each pipeline the replier yields once before it gathers the rest, so that
+//! replies of calls still finishing leave in the same pipeline instead of one pipeline
+//! each (see docs/protocol.md §5 for the figures).
 //!
 //! Replies to the same list go out in one `RPUSH <list> <reply>…` and one `EXPIRE`, in the
 //! order the calls finished; a client with one reply list for all its calls thus costs
@@ -21,13 +22,14 @@ use tokio::sync::mpsc;
 
 /// Longest a reply pipeline may go unanswered before its connection is given up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most replies sent in one pipeline.
+/// A pipeline takes no more hand-overs once it holds this many replies (one hand-over,
+/// a batch's ready replies, may bring it past).
 const MAX_BATCH: usize = 256;
 
 /// Where the calls hand their replies. The replier ends once every sender is gone and
 /// what they sent is out.
 #[derive(Clone)]
-pub(super) struct Replies(mpsc::UnboundedSender<Pending>);
+pub(super) struct Replies(mpsc::UnboundedSender<Vec<Pending>>);
 
 impl Replies {
     /// A sender and the replier task to spawn.
@@ -36,31 +38,37 @@ impl Replies {
         (Self(tx), run(shared, rx))
     }
 
-    pub(super) fn send(&self, reply: Pending) {
-        if let Err(e) = self.0.send(reply) {
-            tracing::warn!(reply_to = %e.0.reply_to, "reply lost: the replier has ended");
+    /// Hands over replies that are ready together (nothing when `replies` is empty).
+    pub(super) fn send_all(&self, replies: Vec<Pending>) {
+        if replies.is_empty() {
+            return;
+        }
+        if let Err(e) = self.0.send(replies) {
+            for p in e.0 {
+                tracing::warn!(reply_to = %p.reply_to, "reply lost: the replier has ended");
+            }
         }
     }
 }
 
-async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Vec<Pending>>) {
     let mut conn: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new(Duration::from_secs(2));
     let mut batch: Vec<Pending> = Vec::new();
     loop {
         if batch.is_empty() {
             match rx.recv().await {
-                Some(p) => batch.push(p),
+                Some(p) => batch = p,
                 None => return,
             }
-            // Let the calls pulled with this one finish first, so that their replies go
+            // Let the calls pulled with these finish first, so that their replies go
             // out in this batch rather than one batch each: one turn of the scheduler,
             // no timer.
             tokio::task::yield_now().await;
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => batch.extend(p),
                 Err(_) => break,
             }
         }
