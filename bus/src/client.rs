@@ -458,7 +458,22 @@ impl Client {
         let mut conn = self.push_conn(mux, deadline).await?;
         // As in the per-call mode: silence 1 s past the deadline means a dead path.
         let guard = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-        let pushed = match mux.pushes.turn(&conn, queue, payload, Instant::now() + guard) {
+        let until = Instant::now() + guard;
+        let turn = match mux.pushes.turn(&conn, queue, payload, until) {
+            push::Turn::Direct(turn) => {
+                // The callers woken with this one (the reader hands out a pop's replies
+                // at once) take their turns first (one scheduler turn, no timer); those
+                // that queued go out with this one, not after it. Without that the calls
+                // of one pop split on every round trip, into ever smaller batches.
+                tokio::task::yield_now().await;
+                match turn.join_queued(queue, payload, until) {
+                    Ok(rx) => push::Turn::Queued(rx),
+                    Err(turn) => push::Turn::Direct(turn),
+                }
+            }
+            queued => queued,
+        };
+        let pushed = match turn {
             push::Turn::Direct(_turn) => {
                 let mut rpush = redis::cmd("RPUSH");
                 rpush.arg(queue).arg(payload);

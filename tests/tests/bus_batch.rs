@@ -646,3 +646,63 @@ async fn a_slow_call_does_not_hold_back_the_quick_ones_of_its_batch() {
         "the server pulled with BLMPOP"
     );
 }
+
+// One runtime thread, as when the reader hands a pop's replies to their callers at once:
+// the first caller to take a turn finds no push in flight, yet waits one scheduler turn
+// for the others and sends theirs with its own, first, in one RPUSH; not its own alone
+// and the rest after it, which would split every batch in two on each round trip.
+#[tokio::test]
+async fn callers_woken_together_push_together_the_first_one_first() {
+    let redis = RedisFixture::start();
+    let mut conn = raw(&redis).await;
+    let client = Client::builder(redis.url())
+        .timeout(Duration::from_millis(800))
+        .build()
+        .await
+        .unwrap();
+    // A served call first, so the push connection and the reader are up: the callers
+    // below then take their turns without waiting for a connection.
+    let _s = serve(&redis.url(), 2, vec![Arc::new(Calc::default())]).await;
+    let warm: f64 = client
+        .call(MODULE, &calc_id(), "Add", args2(1.0, 1.0))
+        .await
+        .unwrap();
+    assert_eq!(warm, 2.0);
+    // No server serves `idle@1`: its requests stay queued until withdrawn.
+    let idle = ObjectId::parse("idle@1");
+    let before = calls_of(&redis, "rpush");
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, idle) = (client.clone(), idle.clone());
+            tokio::spawn(async move {
+                client
+                    .call::<f64>(MODULE, &idle, "Add", args2(i as f64, 1.0))
+                    .await
+            })
+        })
+        .collect();
+    let waiting = eventually(Duration::from_secs(1), || {
+        let mut conn = conn.clone();
+        async move {
+            let q = queued(&mut conn, "test.idle@1").await;
+            (q.len() == 8).then_some(q)
+        }
+    })
+    .await
+    .expect("all eight requests queued");
+    assert_eq!(
+        calls_of(&redis, "rpush") - before,
+        1,
+        "eight callers that took their turns together pushed in one RPUSH"
+    );
+    let first: f64 = imagebus_bus::codec::decode_arg(&waiting[0].inputs, 0).unwrap();
+    assert_eq!(first, 0.0, "the caller that took the first turn goes first");
+    for c in calls {
+        let err = c.await.unwrap().expect_err("no server answers");
+        assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+    }
+    assert!(
+        queued(&mut conn, "test.idle@1").await.is_empty(),
+        "withdrawn"
+    );
+}

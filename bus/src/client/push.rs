@@ -6,11 +6,14 @@
 //! `k` times with one request each. One `RPUSH` of `k` values wakes it once with all `k`,
 //! and costs Redis one command instead of `k`.
 //!
-//! How: a caller that finds no push in flight pushes its own request at once, as a lone
-//! caller always does, so one caller pays no extra hop. Callers that arrive while a push is
-//! in flight queue their requests; when the push ends (or its caller's future is dropped),
-//! a drain task sends everything queued in one pipeline, grouped by queue in arrival
-//! order, and repeats until nothing is queued. Each queued caller learns its own outcome:
+//! How: a caller that finds no push in flight takes the turn and yields once; callers
+//! woken with it (the reader hands out a pop's replies at once) then queue behind it, and
+//! it joins them, first ([`DirectGuard::join_queued`]), so that all go out together. With
+//! nobody queued it pushes its own request, as a lone caller always does, so one caller
+//! pays one scheduler turn and no extra hop. Callers that arrive while a push is in flight
+//! queue their requests; when the push ends (or its caller's future is dropped), a drain
+//! task sends everything queued in one pipeline, grouped by queue in arrival order, and
+//! repeats until nothing is queued. Each queued caller learns its own outcome:
 //! pushed, refused by Redis for its queue (`NOPERM`, `WRONGTYPE`: per command, never
 //! affecting the other queues), the connection failed, or Redis stayed silent.
 
@@ -152,6 +155,37 @@ impl Pushes {
 /// Held by the caller pushing directly; its drop (push done, or the caller's future
 /// dropped) hands over to the drain.
 pub(super) struct DirectGuard(Arc<Pushes>);
+
+impl DirectGuard {
+    /// When callers queued behind this one since it took its turn, queues this request
+    /// first and hands over to the drain, so that all go out in one `RPUSH` per queue;
+    /// the receiver learns this one's outcome. Else the turn stays direct.
+    pub(super) fn join_queued(
+        self,
+        queue: &str,
+        payload: &[u8],
+        until: Instant,
+    ) -> Result<oneshot::Receiver<Pushed>, Self> {
+        let mut s = lock(&self.0.state);
+        if s.queued.is_empty() {
+            drop(s);
+            return Err(self);
+        }
+        let (done, rx) = oneshot::channel();
+        s.queued.insert(
+            0,
+            Job {
+                queue: queue.to_string(),
+                payload: payload.to_vec(),
+                until,
+                done,
+            },
+        );
+        drop(s);
+        drop(self);
+        Ok(rx)
+    }
+}
 
 impl Drop for DirectGuard {
     fn drop(&mut self) {
