@@ -38,18 +38,8 @@ async fn push(conn: &mut redis::aio::MultiplexedConnection, queue: &str, bytes: 
 
 /// A Go zbus client's `Add(i, 1)` request, Go-encoded, replying to its own UUID list.
 fn go_add(i: i64) -> Request {
-    let id = format!("8f1d0c36-9a51-4f4e-bc5c-{i:012}");
-    Request {
-        id: id.clone(),
-        inputs: vec![
-            ByteBuf::from(encode_go(&i).unwrap()),
-            ByteBuf::from(encode_go(&1i64).unwrap()),
-        ],
-        object: calc_id(),
-        reply_to: id,
-        method: "Add".into(),
-        deadline: None,
-    }
+    let args = vec![encode_go(&i).unwrap(), encode_go(&1i64).unwrap()];
+    go_request(i.unsigned_abs(), "Add", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,20 @@ struct Job {
     done: oneshot::Sender<Pushed>,
 }
 
+impl Job {
+    /// A queued push and the receiver of its outcome.
+    fn new(queue: &str, payload: &[u8], until: Instant) -> (Self, oneshot::Receiver<Pushed>) {
+        let (done, rx) = oneshot::channel();
+        let job = Self {
+            queue: queue.to_string(),
+            payload: payload.to_vec(),
+            until,
+            done,
+        };
+        (job, rx)
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// A direct push or a drain task is in flight.
@@ -97,13 +111,8 @@ impl Pushes {
             s.busy = true;
             return Turn::Direct(DirectGuard(self.clone()));
         }
-        let (done, rx) = oneshot::channel();
-        s.queued.push(Job {
-            queue: queue.to_string(),
-            payload: payload.to_vec(),
-            until,
-            done,
-        });
+        let (job, rx) = Job::new(queue, payload, until);
+        s.queued.push(job);
         Turn::Queued(rx)
     }
 
@@ -171,16 +180,8 @@ impl DirectGuard {
             drop(s);
             return Err(self);
         }
-        let (done, rx) = oneshot::channel();
-        s.queued.insert(
-            0,
-            Job {
-                queue: queue.to_string(),
-                payload: payload.to_vec(),
-                until,
-                done,
-            },
-        );
+        let (job, rx) = Job::new(queue, payload, until);
+        s.queued.insert(0, job);
         drop(s);
         drop(self);
         Ok(rx)

@@ -52,9 +52,9 @@ pub(super) async fn run(shared: Arc<Shared>, replies: Replies, calls: Vec<Call>)
                 payload,
                 slot,
             } = call;
-            // A panic outside the handler's own guard (that one answers `Panic`) ends
-            // this call alone, never the rest of its batch; its slot is given back as
-            // the future is dropped.
+            // A panic outside the handler's own guard (a handler's panic is answered,
+            // code `Internal`) ends this call alone, never the rest of its batch; its
+            // slot is given back as the future is dropped.
             AssertUnwindSafe(async move {
                 let reply = worker::handle(shared, role, from, payload).await;
                 drop(slot);

@@ -61,9 +61,9 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Vec<Pending>>)
                 Some(p) => batch = p,
                 None => return,
             }
-            // Let the calls pulled with these finish first, so that their replies go
-            // out in this batch rather than one batch each: one turn of the scheduler,
-            // no timer.
+            // Let calls still finishing (of this pull or others) hand over theirs
+            // first, so that they go out in this pipeline rather than one each: one
+            // turn of the scheduler, no timer.
             tokio::task::yield_now().await;
         }
         while batch.len() < MAX_BATCH {
