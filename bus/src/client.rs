@@ -34,7 +34,7 @@ use crate::broker::Broker;
 use crate::codec;
 use crate::conn::{self, Backoff, Outage};
 use crate::error::RemoteError;
-use crate::protocol::{unix_ms, ObjectId, Request, Response, Status, STATUS_OBJECT};
+use crate::protocol::{unix_ms, ObjectId, RequestRef, Response, Status, STATUS_OBJECT};
 use redis::aio::MultiplexedConnection;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
@@ -55,6 +55,20 @@ pub(crate) const CONNECT_PREFIX: &str = "connecting to ";
 
 /// Longest fail-fast window after a failed connect.
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Bytes of an encoded request besides its strings and arguments: the map, its keys, the
+/// value headers and the deadline.
+const REQUEST_FRAME: usize = 96;
+
+/// A new request id: the client's reply prefix and a UUIDv4, built without `format!`.
+fn request_id(prefix: &str) -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let uuid = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let mut id = String::with_capacity(prefix.len() + uuid.len());
+    id.push_str(prefix);
+    id.push_str(uuid);
+    id
+}
 
 /// Builds a [`Client`].
 #[derive(Debug, Clone)]
@@ -393,21 +407,29 @@ impl Client {
             None => started + self.timeout,
         };
         let timeout = deadline.saturating_duration_since(started);
-        let id = format!("{}{}", self.reply_prefix, uuid::Uuid::new_v4());
+        let id = request_id(&self.reply_prefix);
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let reply_to = match &self.inner.mux {
-            Some(mux) => mux.list.clone(),
-            None => id.clone(),
+            Some(mux) => &mux.list,
+            None => &id,
         };
-        let request = Request {
-            id: id.clone(),
-            inputs,
-            object: object.clone(),
+        // Encoded by reference: the caller's strings and arguments are not copied into an
+        // owned `Request` first, and the buffer is sized for them up front.
+        let request = RequestRef {
+            id: &id,
+            inputs: &inputs,
+            object,
             reply_to,
-            method: method.to_string(),
+            method,
             deadline: Some(unix_ms(SystemTime::now()).saturating_add(timeout_ms)),
         };
-        let payload = codec::encode(&request)?;
+        let sized = inputs.iter().map(|i| i.len() + 5).sum::<usize>()
+            + id.len()
+            + reply_to.len()
+            + object.name.len()
+            + object.version.len()
+            + method.len();
+        let payload = codec::encode_sized(&request, REQUEST_FRAME + sized)?;
         let queue = if self.read_only {
             object.read_only_queue(module)
         } else {

@@ -42,7 +42,16 @@ impl From<CodecError> for RemoteError {
 
 /// Compact msgpack with structs as maps (what rbus sends; Go decodes it).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut buf = Vec::with_capacity(64);
+    encode_sized(value, 64)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes first, for a caller that knows about how
+/// large the value encodes (a request, a reply), so that it is not grown on the way.
+pub fn encode_sized<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let mut buf = Vec::with_capacity(capacity);
     let mut ser = rmp_serde::Serializer::new(&mut buf).with_struct_map();
     value
         .serialize(&mut ser)
