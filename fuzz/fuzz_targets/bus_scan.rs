@@ -5,7 +5,8 @@
 //! Invariants: the walk allocates (almost) nothing; a payload it accepts is one complete
 //! msgpack value that a generic decoder reads to the last byte, and within the budget's
 //! depth and item count; it never accepts within a budget what it refuses in a larger
-//! one; `top_level_fields` returns one field per name, texts within `max_len`.
+//! one; `top_level_fields` returns one field per name, texts within `max_len`, and
+//! `top_level_text` borrows the same text of one key.
 #![no_main]
 
 use imagebus_bus::codec::scan::{self, Budget, Field, ScanError};
@@ -76,4 +77,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(t.len() <= max_len);
         }
     }
+    // The borrowed read of one key agrees with the owned one.
+    assert_eq!(
+        scan::top_level_text(bytes, "ID", max_len),
+        fields[0].text().as_deref()
+    );
 });

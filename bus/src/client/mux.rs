@@ -167,19 +167,18 @@ impl Mux {
 
     /// Hands a reply to its caller, or counts it as stray.
     fn deliver(&self, reply: Vec<u8>) {
-        let id = scan::top_level_fields(&reply, &["ID"], MAX_ID)
-            .into_iter()
-            .next()
-            .and_then(|f| f.text());
-        let waiter = id.as_ref().and_then(|id| lock(&self.waiters).remove(id));
-        let delivered = match waiter {
-            Some(tx) => tx.send(reply).is_ok(),
-            None => false,
+        let waiter = scan::top_level_text(&reply, "ID", MAX_ID)
+            .and_then(|id| lock(&self.waiters).remove(id));
+        let stray = match waiter {
+            Some(tx) => match tx.send(reply) {
+                Ok(()) => return,
+                Err(reply) => reply,
+            },
+            None => reply,
         };
-        if !delivered {
-            self.stray.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(reply_id = ?id, list = %self.list, "a reply for a call that gave up; dropped");
-        }
+        self.stray.fetch_add(1, Ordering::Relaxed);
+        let id = scan::top_level_text(&stray, "ID", MAX_ID);
+        tracing::debug!(reply_id = ?id, list = %self.list, "a reply for a call that gave up; dropped");
     }
 
     /// Fails every waiting call with `Unavailable` (their senders are dropped).

@@ -246,6 +246,33 @@ fn skip(r: &mut Reader<'_>) -> Result<(), ScanError> {
 /// walk failed (a truncated payload) is kept.
 pub fn top_level_fields(bytes: &[u8], names: &[&str], max_len: usize) -> Vec<Field> {
     let mut found = vec![Field::Absent; names.len()];
+    top_level(bytes, names, max_len, |i, value| {
+        found[i] = match value {
+            Some(t) => Field::Text(t.to_string()),
+            None => Field::Other,
+        };
+    });
+    found
+}
+
+/// The string value of the top-level map key `name` of `bytes`, borrowed from it (at most
+/// `max_len` bytes, valid UTF-8): what [`top_level_fields`] gives as `Field::text` for
+/// `name`, without copying it. How a reply is routed to its caller by its `ID`.
+pub fn top_level_text<'a>(bytes: &'a [u8], name: &str, max_len: usize) -> Option<&'a str> {
+    let mut text = None;
+    top_level(bytes, &[name], max_len, |_, value| text = value);
+    text
+}
+
+/// Walks the top-level map of `bytes` and calls `found(i, value)` for each key that is
+/// `names[i]` (a later duplicate again): `Some` for a string of at most `max_len` bytes,
+/// `None` for any other value. Stops at the end of the map or where the walk fails.
+fn top_level<'a>(
+    bytes: &'a [u8],
+    names: &[&str],
+    max_len: usize,
+    mut found: impl FnMut(usize, Option<&'a str>),
+) {
     let is_map = bytes.first().is_some_and(|b| {
         matches!(
             Marker::from_u8(*b),
@@ -253,42 +280,41 @@ pub fn top_level_fields(bytes: &[u8], names: &[&str], max_len: usize) -> Vec<Fie
         )
     });
     if !is_map {
-        return found;
+        return;
     }
     let mut r = Reader { bytes, pos: 0 };
     let Ok(Head::Container(n)) = head(&mut r) else {
-        return found;
+        return;
     };
     for _ in 0..n / 2 {
         let key = match head(&mut r) {
             Ok(Head::Leaf(k)) => k,
-            Ok(Head::Container(_)) | Err(_) => return found,
+            Ok(Head::Container(_)) | Err(_) => return,
         };
+        let wanted = key.and_then(|k| names.iter().position(|n| n.as_bytes() == k));
         let at = r.pos;
         let value = match head(&mut r) {
-            Ok(Head::Leaf(v)) => v.map_or(Field::Other, |v| match std::str::from_utf8(v) {
-                Ok(t) if v.len() <= max_len => Field::Text(t.to_string()),
-                _ => Field::Other,
+            Ok(Head::Leaf(v)) => v.and_then(|v| match std::str::from_utf8(v) {
+                Ok(t) if v.len() <= max_len => Some(t),
+                _ => None,
             }),
             Ok(Head::Container(_)) => {
                 // Skip the container: from its start.
                 r.pos = at;
                 if skip(&mut r).is_err() {
-                    if let Some(i) = key.and_then(|k| names.iter().position(|n| n.as_bytes() == k))
-                    {
-                        found[i] = Field::Other;
+                    if let Some(i) = wanted {
+                        found(i, None);
                     }
-                    return found;
+                    return;
                 }
-                Field::Other
+                None
             }
-            Err(_) => return found,
+            Err(_) => return,
         };
-        if let Some(i) = key.and_then(|k| names.iter().position(|n| n.as_bytes() == k)) {
-            found[i] = value;
+        if let Some(i) = wanted {
+            found(i, value);
         }
     }
-    found
 }
 
 #[cfg(test)]
@@ -412,5 +438,28 @@ mod tests {
         );
         assert_eq!(top_level_fields(&bytes[..4], &["ID"], 64)[0].text(), None);
         assert_eq!(top_level_fields(&bytes, &["ID"], 2), vec![Field::Other]);
+        // The borrowed read of one key gives the same.
+        assert_eq!(top_level_text(&bytes, "ID", 64), Some("abc"));
+        assert_eq!(top_level_text(&bytes, "ReplyTo", 64), Some("r"));
+        assert_eq!(top_level_text(&bytes, "Nope", 64), None);
+        assert_eq!(top_level_text(&bytes, "Inputs", 64), None);
+        assert_eq!(top_level_text(&[0x91, 0x01], "ID", 64), None);
+        assert_eq!(top_level_text(&bytes[..4], "ID", 64), None);
+        assert_eq!(top_level_text(&bytes, "ID", 2), None);
+    }
+
+    #[test]
+    fn a_duplicate_key_reads_as_its_last_value_both_ways() {
+        // {"ID": "first", "ID": "second"}
+        let mut bytes = vec![0x82];
+        for v in ["first", "second"] {
+            bytes.extend_from_slice(&[0xa2, b'I', b'D', 0xa0 | v.len() as u8]);
+            bytes.extend_from_slice(v.as_bytes());
+        }
+        assert_eq!(top_level_text(&bytes, "ID", 64), Some("second"));
+        assert_eq!(
+            top_level_fields(&bytes, &["ID"], 64)[0].text().as_deref(),
+            Some("second")
+        );
     }
 }
