@@ -20,6 +20,9 @@ use tracing::Instrument;
 
 /// Longest reply key accepted (ours and Go's are UUIDs).
 const MAX_REPLY_KEY: usize = 256;
+/// Bytes of an encoded reply besides its id, data and error texts: the maps, their keys,
+/// the value headers and a code.
+const REPLY_FRAME: usize = 64;
 /// After a payload this large, the puller (or the replier) reopens its connection, so that
 /// no buffer sized by the largest request (or reply) outlives it.
 pub(super) const LARGE_PAYLOAD: usize = 1 << 20;
@@ -100,7 +103,7 @@ impl Shared {
                     Some(action) => WorkerStatus {
                         state: "busy".into(),
                         start_time: Timestamp::from_system(state.since),
-                        action: action.clone(),
+                        action: action.to_string(),
                     },
                     // As Go zbus v1.0.1: the time the worker became free.
                     None => WorkerStatus {
@@ -126,8 +129,8 @@ pub(super) struct WorkerSlot {
 
 #[derive(Debug)]
 struct SlotState {
-    /// `[name@version].Method()` while busy; `None` when free.
-    action: Option<String>,
+    /// The call while busy; `None` when free.
+    action: Option<Action>,
     /// When the current call started, or when the worker became free.
     since: SystemTime,
 }
@@ -145,11 +148,54 @@ impl Default for WorkerSlot {
 
 impl WorkerSlot {
     /// Busy with `action` from now, or free from now (`None`).
-    fn set(&self, action: Option<String>) {
+    fn set(&self, action: Option<Action>) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = SlotState {
             action,
             since: SystemTime::now(),
         };
+    }
+}
+
+/// The call a worker is busy with. Kept as the object and the method, and written out as
+/// Go's `[name@version].Method()` only when a status asks: every call sets it, few read it.
+pub(super) struct Action {
+    object: Arc<dyn Object>,
+    method: Method,
+}
+
+/// A method name: the object's own static one when it has it (every call that dispatches),
+/// else a copy (an unknown method, answered with an error).
+enum Method {
+    Known(&'static str),
+    Other(String),
+}
+
+impl Action {
+    fn new(object: &Arc<dyn Object>, method: &str) -> Self {
+        let method = match object.methods().iter().find(|m| **m == method) {
+            Some(known) => Method::Known(known),
+            None => Method::Other(method.to_string()),
+        };
+        Self {
+            object: Arc::clone(object),
+            method,
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let method = match &self.method {
+            Method::Known(m) => m,
+            Method::Other(m) => m.as_str(),
+        };
+        write!(f, "[{}].{method}()", self.object.id())
+    }
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
@@ -208,11 +254,11 @@ pub(super) async fn handle(
         parse(&payload, max)
     };
     let (req, reply_to) = match parsed {
-        Parsed::Request(req) => {
+        Parsed::Request(mut req) => {
             let reply_to = if req.reply_to.is_empty() {
                 req.id.clone()
             } else {
-                req.reply_to.clone()
+                std::mem::take(&mut req.reply_to)
             };
             (*req, reply_to)
         }
@@ -239,13 +285,22 @@ pub(super) async fn handle(
             );
         }
         match role {
-            Role::Status => status_reply(shared, &req.id),
+            Role::Status => status_reply(shared, req.id),
             Role::Worker(slot) => call(shared, slot, from, req).await,
         }
     }
     .instrument(span)
     .await;
-    match codec::encode(&response) {
+    let sized = REPLY_FRAME
+        + response.id.len()
+        + response.output.data.len()
+        + response.error.as_ref().map_or(0, String::len)
+        + response
+            .output
+            .error
+            .as_ref()
+            .map_or(0, |e| e.message.len());
+    match codec::encode_sized(&response, sized) {
         Ok(bytes) => Some(Pending { reply_to, bytes }),
         Err(e) => {
             tracing::error!(request_id = %response.id, error = %e, "cannot encode the reply");
@@ -255,7 +310,7 @@ pub(super) async fn handle(
 }
 
 async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Response {
-    let Some(object) = shared.objects.get(&req.object) else {
+    let Some(object) = shared.objects.get(&req.object).cloned() else {
         tracing::debug!("unknown object");
         let text = format!("unknown object '{}'", crate::echo(&req.object.to_string()));
         return protocol_error(&req.id, ErrorCode::UnknownObject, &text);
@@ -270,7 +325,7 @@ async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Respo
         return protocol_error(&req.id, ErrorCode::PermissionDenied, &text);
     }
     let slot = &shared.slots[slot];
-    slot.set(Some(format!("[{}].{}()", req.object, req.method)));
+    slot.set(Some(Action::new(&object, &req.method)));
     let deadline = req.deadline.map(crate::deadline::from_unix_ms);
     let outcome = AssertUnwindSafe(crate::deadline::scope(
         deadline,
@@ -296,14 +351,14 @@ async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Respo
         }
     };
     match result {
-        Ok(Reply::Value(data)) => response(&req.id, data, None),
+        Ok(Reply::Value(data)) => response(req.id, data, None),
         Ok(Reply::Error(e)) => {
             tracing::debug!(code = %e.code, error = %e.message, "call error");
             let err = CallError {
                 message: crate::error::bounded_message(e.message),
                 code: Some(e.code.as_str().into()),
             };
-            response(&req.id, vec![NIL], Some(err))
+            response(req.id, vec![NIL], Some(err))
         }
         Err(e) => {
             tracing::debug!(error = %e, "protocol error");
@@ -312,17 +367,17 @@ async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Respo
     }
 }
 
-fn status_reply(shared: &Shared, id: &str) -> Response {
+fn status_reply(shared: &Shared, id: String) -> Response {
     match codec::encode(&shared.status()) {
         Ok(data) => response(id, data, None),
-        Err(e) => protocol_error(id, ErrorCode::Internal, &e.to_string()),
+        Err(e) => protocol_error(&id, ErrorCode::Internal, &e.to_string()),
     }
 }
 
-fn response(id: &str, data: Vec<u8>, error: Option<CallError>) -> Response {
+fn response(id: String, data: Vec<u8>, error: Option<CallError>) -> Response {
     let data = if data.is_empty() { vec![NIL] } else { data };
     Response {
-        id: id.to_string(),
+        id,
         output: Output {
             data: ByteBuf::from(data),
             error,
