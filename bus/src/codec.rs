@@ -65,6 +65,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     rmp_serde::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string()))
 }
 
+/// [`decode`] into a value that borrows from `bytes` (its strings, where it asks to).
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    let bytes = if bytes.is_empty() { &[NIL][..] } else { bytes };
+    rmp_serde::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+}
+
 /// Encodes one argument into its `Inputs` item.
 pub fn encode_arg<T: Serialize + ?Sized>(value: &T) -> Result<ByteBuf, RemoteError> {
     encode(value)

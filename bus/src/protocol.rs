@@ -9,6 +9,7 @@
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_bytes::ByteBuf;
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -166,6 +167,96 @@ impl<'a> From<&'a Request> for RequestRef<'a> {
             object: &r.object,
             reply_to: &r.reply_to,
             method: &r.method,
+            deadline: r.deadline,
+        }
+    }
+}
+
+/// A [`Request`] as a server decodes it: its strings borrowed from the payload (the reply
+/// copies only the two it needs), its arguments owned (they go to the handler). It reads
+/// what `Request` reads, field for field (`Cow`: borrowed where the bytes allow it, as
+/// from a slice they always do).
+#[derive(Debug, Deserialize)]
+pub struct RequestIn<'a> {
+    /// See [`Request::id`].
+    #[serde(rename = "ID", borrow)]
+    pub id: Cow<'a, str>,
+    /// See [`Request::inputs`].
+    #[serde(rename = "Inputs", deserialize_with = "nil_as_empty", default)]
+    pub inputs: Vec<ByteBuf>,
+    /// See [`Request::object`].
+    #[serde(rename = "Object", borrow)]
+    pub object: ObjectIdIn<'a>,
+    /// See [`Request::reply_to`].
+    #[serde(rename = "ReplyTo", borrow)]
+    pub reply_to: Cow<'a, str>,
+    /// See [`Request::method`].
+    #[serde(rename = "Method", borrow)]
+    pub method: Cow<'a, str>,
+    /// See [`Request::deadline`].
+    #[serde(rename = "Deadline", default)]
+    pub deadline: Option<u64>,
+}
+
+/// An [`ObjectId`] borrowed from a payload (see [`RequestIn`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ObjectIdIn<'a> {
+    /// See [`ObjectId::name`].
+    #[serde(rename = "Name", borrow)]
+    pub name: Cow<'a, str>,
+    /// See [`ObjectId::version`].
+    #[serde(rename = "Version", borrow)]
+    pub version: Cow<'a, str>,
+}
+
+impl ObjectIdIn<'_> {
+    /// Whether it names `id`.
+    pub fn is(&self, id: &ObjectId) -> bool {
+        self.name == id.name && self.version == id.version
+    }
+}
+
+impl fmt::Display for ObjectIdIn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.version.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}@{}", self.name, self.version)
+        }
+    }
+}
+
+impl RequestIn<'_> {
+    /// `true` when the request carries a deadline that lies before `now`.
+    pub fn expired_at(&self, now: SystemTime) -> bool {
+        self.deadline.is_some_and(|d| d < unix_ms(now))
+    }
+
+    /// The owned request.
+    pub fn into_owned(self) -> Request {
+        Request {
+            id: self.id.into_owned(),
+            inputs: self.inputs,
+            object: ObjectId::new(self.object.name, self.object.version),
+            reply_to: self.reply_to.into_owned(),
+            method: self.method.into_owned(),
+            deadline: self.deadline,
+        }
+    }
+}
+
+impl<'a> From<&'a mut Request> for RequestIn<'a> {
+    /// A view of an owned request; its arguments are taken out of it.
+    fn from(r: &'a mut Request) -> Self {
+        Self {
+            id: Cow::Borrowed(&r.id),
+            inputs: std::mem::take(&mut r.inputs),
+            object: ObjectIdIn {
+                name: Cow::Borrowed(&r.object.name),
+                version: Cow::Borrowed(&r.object.version),
+            },
+            reply_to: Cow::Borrowed(&r.reply_to),
+            method: Cow::Borrowed(&r.method),
             deadline: r.deadline,
         }
     }
@@ -463,6 +554,69 @@ mod tests {
                 crate::codec::encode_go(r).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn a_request_read_in_place_is_the_request_read_owned() {
+        let request = Request {
+            id: "c0ffee".into(),
+            inputs: vec![ByteBuf::from(vec![1u8]), ByteBuf::from(vec![0xc0])],
+            object: ObjectId::new("calculator", "1.0"),
+            reply_to: "imagebus.replies.x".into(),
+            method: "Add".into(),
+            deadline: Some(1_700_000_000_123),
+        };
+        let without_deadline = Request {
+            deadline: None,
+            ..request.clone()
+        };
+        let mut payloads = vec![
+            crate::codec::encode(&request).unwrap(),
+            crate::codec::encode_go(&request).unwrap(),
+            crate::codec::encode_go(&without_deadline).unwrap(),
+            // Structs as arrays.
+            rmp_serde::to_vec(&request).unwrap(),
+            // `Inputs` nil, and a key neither knows.
+            [
+                &[0x86, 0xa2, b'I', b'D', 0xa1, b'x', 0xa6][..],
+                b"Inputs",
+                &[0xc0, 0xa6],
+                b"Object",
+                &[0x82, 0xa4],
+                b"Name",
+                &[0xa1, b'a', 0xa7],
+                b"Version",
+                &[0xa0, 0xa7],
+                b"ReplyTo",
+                &[0xa1, b'r', 0xa6],
+                b"Method",
+                &[0xa1, b'M', 0xa5],
+                b"Extra",
+                &[0x01],
+            ]
+            .concat(),
+        ];
+        // Malformed: truncated, a missing key, a number for a string.
+        let good = payloads[0].clone();
+        payloads.push(good[..good.len() - 3].to_vec());
+        payloads.push([&[0x81, 0xa2, b'I', b'D', 0xa1, b'x'][..]].concat());
+        payloads.push([&[0x81, 0xa2, b'I', b'D', 0x07][..]].concat());
+        for (i, bytes) in payloads.iter().enumerate() {
+            let owned: Result<Request, _> = crate::codec::decode(bytes);
+            let in_place: Result<RequestIn<'_>, _> = crate::codec::decode_borrowed(bytes);
+            match (owned, in_place) {
+                (Ok(owned), Ok(in_place)) => {
+                    assert!(matches!(in_place.id, Cow::Borrowed(_)), "payload {i}");
+                    assert!(in_place.object.is(&owned.object), "payload {i}");
+                    assert_eq!(in_place.object.to_string(), owned.object.to_string());
+                    assert_eq!(in_place.into_owned(), owned, "payload {i}");
+                }
+                (Err(_), Err(_)) => assert!(i >= 5, "payload {i} should decode"),
+                (owned, in_place) => panic!("payload {i}: {owned:?} against {in_place:?}"),
+            }
+        }
+        let mut owned = request.clone();
+        assert_eq!(RequestIn::from(&mut owned).into_owned(), request);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! limit, the `codec::scan` budget walk, the decode, the `Inputs` budget, and for what
 //! does not decode the bounded read of `ID`/`ReplyTo` and the `Decode` answer.
 //!
-//! Invariants: a served request round-trips (decode → encode → decode, both encoders);
+//! Invariants: the request read in place (what every small well-formed one is) is the one
+//! the owned parse reads, and a payload it cannot read gets the owned parse's verdict; a
+//! served request round-trips (decode → encode → decode, both encoders);
 //! its `Inputs` each pass the scan; the answer to a malformed payload decodes as a
 //! `Response` with the `Decode` code and the `ID` that was read; parsing never holds more
 //! than a fixed multiple of the payload in memory (the scan budget's point).
@@ -10,7 +12,7 @@
 
 use imagebus_bus::codec::{self, scan};
 use imagebus_bus::protocol::Response;
-use imagebus_bus::server::inspect::{inspect, Verdict};
+use imagebus_bus::server::inspect::{inspect, inspect_owned, Verdict};
 use imagebus_fuzz::{msgpack_round_trip, peak_during};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
         "parsing {} bytes held {peak} bytes",
         data.len()
     );
+    // Read in place or by the owned parse: the same verdict.
+    assert_eq!(verdict, inspect_owned(data, max));
     match verdict {
         Verdict::Request(req) => {
             assert!(data.len() <= max);

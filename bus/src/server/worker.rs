@@ -6,8 +6,8 @@ use crate::conn::{self, Outage};
 use crate::error::ErrorCode;
 use crate::object::{DispatchError, Object, Reply};
 use crate::protocol::{
-    CallError, ObjectId, Output, Request, Response, Status, Timestamp, WorkerStatus,
-    READ_ONLY_SUFFIX,
+    CallError, ObjectId, ObjectIdIn, Output, Request, RequestIn, Response, Status, Timestamp,
+    WorkerStatus, READ_ONLY_SUFFIX,
 };
 use futures::FutureExt;
 use redis::aio::MultiplexedConnection;
@@ -71,6 +71,15 @@ impl Shared {
             && key != self.status_queue
             && key != self.status_read_only_queue
             && !self.queues.iter().any(|q| q == key)
+    }
+
+    /// The served object `id` names. A module serves a handful of objects: a scan, so that
+    /// the name borrowed from the payload needs no owned `ObjectId` to look it up.
+    fn object(&self, id: &ObjectIdIn<'_>) -> Option<Arc<dyn Object>> {
+        self.objects
+            .iter()
+            .find(|(served, _)| id.is(served))
+            .map(|(_, object)| Arc::clone(object))
     }
 
     pub(super) async fn reset_control(&self) {
@@ -243,27 +252,54 @@ pub(super) async fn handle(
     payload: Vec<u8>,
 ) -> Option<Pending> {
     let max = shared.max_request_bytes;
-    // Walking and decoding a large payload takes a while: off the runtime's threads.
-    let parsed = if payload.len() >= LARGE_PAYLOAD {
-        tokio::task::spawn_blocking(move || parse(&payload, max))
-            .await
-            .unwrap_or_else(|e| {
-                Parsed::Malformed(Malformed::unanswerable(format!("parser task: {e}")))
-            })
-    } else {
-        parse(&payload, max)
-    };
-    let (req, reply_to) = match parsed {
-        Parsed::Request(mut req) => {
-            let reply_to = if req.reply_to.is_empty() {
-                req.id.clone()
-            } else {
-                std::mem::take(&mut req.reply_to)
+    let mut owned: Box<Request>;
+    let req = match read_in_place(&payload, max) {
+        Some(req) => req,
+        None => {
+            owned = match parse_owned(payload, max).await {
+                Parsed::Request(req) => req,
+                Parsed::Malformed(m) => return m.answer(shared),
+                Parsed::BadInputs { req, why } => {
+                    return Malformed::bad_inputs(&req, &why).answer(shared)
+                }
             };
-            (*req, reply_to)
+            RequestIn::from(&mut *owned)
         }
-        Parsed::Malformed(m) => return m.answer(shared),
-        Parsed::BadInputs { req, why } => return Malformed::bad_inputs(&req, &why).answer(shared),
+    };
+    serve(shared, role, from, req).await
+}
+
+/// A request read in place, its strings borrowed from `payload`: what every small
+/// well-formed request is. `None` for anything else (too large for the runtime's threads
+/// or for `max`, beyond the budget, not a request, `Inputs` beyond the budget): the owned
+/// [`parse`] reads it again and tells what is wrong with it.
+pub(super) fn read_in_place(payload: &[u8], max: usize) -> Option<RequestIn<'_>> {
+    if payload.len() >= LARGE_PAYLOAD || payload.len() > max {
+        return None;
+    }
+    scan::check(payload, Budget::REQUEST).ok()?;
+    let req: RequestIn<'_> = codec::decode_borrowed(payload).ok()?;
+    scan::check_all(req.inputs.iter().map(|i| i.as_ref()), Budget::REQUEST).ok()?;
+    Some(req)
+}
+
+/// [`parse`], off the runtime's threads for a large payload (walking and decoding it
+/// takes a while).
+async fn parse_owned(payload: Vec<u8>, max: usize) -> Parsed {
+    if payload.len() < LARGE_PAYLOAD {
+        return parse(&payload, max);
+    }
+    tokio::task::spawn_blocking(move || parse(&payload, max))
+        .await
+        .unwrap_or_else(|e| Parsed::Malformed(Malformed::unanswerable(format!("parser task: {e}"))))
+}
+
+/// Checks where the reply would go, runs the request and encodes its reply.
+async fn serve(shared: &Shared, role: Role, from: Caller, req: RequestIn<'_>) -> Option<Pending> {
+    let reply_to = if req.reply_to.is_empty() {
+        req.id.to_string()
+    } else {
+        req.reply_to.to_string()
     };
     if !shared.may_reply_to(&reply_to) {
         tracing::warn!(request_id = %truncated(&req.id), reply_to = %truncated(&reply_to), "refusing to reply to a queue or an invalid key; request dropped");
@@ -285,7 +321,7 @@ pub(super) async fn handle(
             );
         }
         match role {
-            Role::Status => status_reply(shared, req.id),
+            Role::Status => status_reply(shared, req.id.into_owned()),
             Role::Worker(slot) => call(shared, slot, from, req).await,
         }
     }
@@ -309,27 +345,35 @@ pub(super) async fn handle(
     }
 }
 
-async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Response {
-    let Some(object) = shared.objects.get(&req.object).cloned() else {
+async fn call(shared: &Shared, slot: usize, from: Caller, req: RequestIn<'_>) -> Response {
+    let RequestIn {
+        id,
+        inputs,
+        object: object_id,
+        method,
+        deadline,
+        ..
+    } = req;
+    let Some(object) = shared.object(&object_id) else {
         tracing::debug!("unknown object");
-        let text = format!("unknown object '{}'", crate::echo(&req.object.to_string()));
-        return protocol_error(&req.id, ErrorCode::UnknownObject, &text);
+        let text = format!("unknown object '{}'", crate::echo(&object_id.to_string()));
+        return protocol_error(&id, ErrorCode::UnknownObject, &text);
     };
-    if from == Caller::ReadOnly && !object.reads().contains(&req.method.as_str()) {
+    if from == Caller::ReadOnly && !object.reads().contains(&&*method) {
         tracing::warn!("a read-only caller asked for a method that is not a read; refused");
         let text = format!(
             "read-only caller: {} may not be called, only {}",
-            crate::echo(&req.method),
+            crate::echo(&method),
             object.reads().join(", ")
         );
-        return protocol_error(&req.id, ErrorCode::PermissionDenied, &text);
+        return protocol_error(&id, ErrorCode::PermissionDenied, &text);
     }
     let slot = &shared.slots[slot];
-    slot.set(Some(Action::new(&object, &req.method)));
-    let deadline = req.deadline.map(crate::deadline::from_unix_ms);
+    slot.set(Some(Action::new(&object, &method)));
+    let deadline = deadline.map(crate::deadline::from_unix_ms);
     let outcome = AssertUnwindSafe(crate::deadline::scope(
         deadline,
-        object.dispatch(&req.method, req.inputs),
+        object.dispatch(&method, inputs),
     ))
     .catch_unwind()
     .await;
@@ -344,25 +388,25 @@ async fn call(shared: &Shared, slot: usize, from: Caller, req: Request) -> Respo
                 .unwrap_or_else(|| "non-string panic payload".into());
             tracing::error!(%message, "handler panicked");
             Err(DispatchError::Panic {
-                object: req.object.to_string(),
-                method: req.method.clone(),
+                object: object_id.to_string(),
+                method: method.into_owned(),
                 message,
             })
         }
     };
     match result {
-        Ok(Reply::Value(data)) => response(req.id, data, None),
+        Ok(Reply::Value(data)) => response(id.into_owned(), data, None),
         Ok(Reply::Error(e)) => {
             tracing::debug!(code = %e.code, error = %e.message, "call error");
             let err = CallError {
                 message: crate::error::bounded_message(e.message),
                 code: Some(e.code.as_str().into()),
             };
-            response(req.id, vec![NIL], Some(err))
+            response(id.into_owned(), vec![NIL], Some(err))
         }
         Err(e) => {
             tracing::debug!(error = %e, "protocol error");
-            protocol_error(&req.id, e.code(), &e.to_string())
+            protocol_error(&id, e.code(), &e.to_string())
         }
     }
 }
