@@ -41,7 +41,7 @@ pub const READER_NAME: &str = "imagebus-replies";
 pub(super) struct Mux {
     /// The list every request names as `ReplyTo`.
     pub(super) list: String,
-    waiters: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
+    waiters: Mutex<HashMap<Arc<str>, oneshot::Sender<Vec<u8>>>>,
     /// A call started waiting (wakes a sleeping reader).
     wake: Notify,
     reader: Mutex<Reader>,
@@ -86,10 +86,12 @@ impl Mux {
     /// unregisters it.
     pub(super) fn register(self: &Arc<Self>, id: &str) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(id.to_string(), tx);
+        // One copy of the id, shared by the map's key and the waiter that removes it.
+        let id: Arc<str> = Arc::from(id);
+        lock(&self.waiters).insert(Arc::clone(&id), tx);
         Waiter {
             mux: self.clone(),
-            id: id.to_string(),
+            id,
             rx,
         }
     }
@@ -196,13 +198,13 @@ impl Mux {
 /// A call waiting for its reply.
 pub(super) struct Waiter {
     mux: Arc<Mux>,
-    id: String,
+    id: Arc<str>,
     pub(super) rx: oneshot::Receiver<Vec<u8>>,
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        lock(&self.mux.waiters).remove(&self.id);
+        lock(&self.mux.waiters).remove(&*self.id);
     }
 }
 
