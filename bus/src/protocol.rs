@@ -95,11 +95,16 @@ pub const READ_ONLY_SUFFIX: &str = ":ro";
 
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.version.is_empty() {
-            f.write_str(&self.name)
-        } else {
-            write!(f, "{}@{}", self.name, self.version)
-        }
+        write_object_id(f, &self.name, &self.version)
+    }
+}
+
+/// `name@version`, or `name` alone when the version is empty.
+fn write_object_id(f: &mut fmt::Formatter<'_>, name: &str, version: &str) -> fmt::Result {
+    if version.is_empty() {
+        f.write_str(name)
+    } else {
+        write!(f, "{name}@{version}")
     }
 }
 
@@ -218,18 +223,14 @@ impl ObjectIdIn<'_> {
 
 impl fmt::Display for ObjectIdIn<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.version.is_empty() {
-            f.write_str(&self.name)
-        } else {
-            write!(f, "{}@{}", self.name, self.version)
-        }
+        write_object_id(f, &self.name, &self.version)
     }
 }
 
 impl RequestIn<'_> {
     /// `true` when the request carries a deadline that lies before `now`.
     pub fn expired_at(&self, now: SystemTime) -> bool {
-        self.deadline.is_some_and(|d| d < unix_ms(now))
+        expired(self.deadline, now)
     }
 
     /// The owned request.
@@ -265,8 +266,13 @@ impl<'a> From<&'a mut Request> for RequestIn<'a> {
 impl Request {
     /// `true` when the request carries a deadline that lies before `now`.
     pub fn expired_at(&self, now: SystemTime) -> bool {
-        self.deadline.is_some_and(|d| d < unix_ms(now))
+        expired(self.deadline, now)
     }
+}
+
+/// Whether a request's `Deadline` (unix ms) lies before `now`.
+fn expired(deadline: Option<u64>, now: SystemTime) -> bool {
+    deadline.is_some_and(|d| d < unix_ms(now))
 }
 
 /// Milliseconds since the unix epoch (0 for times before it).
@@ -523,17 +529,22 @@ mod tests {
         assert_eq!(ObjectId::new("a", "").channel("m", "Ev"), "m.a.Ev");
     }
 
+    /// A request with every field set.
+    fn full_request() -> Request {
+        Request {
+            id: "c0ffee".into(),
+            inputs: vec![ByteBuf::from(vec![1u8]), ByteBuf::from(vec![0xc0])],
+            object: ObjectId::new("calculator", "1.0"),
+            reply_to: "imagebus.replies.x".into(),
+            method: "Add".into(),
+            deadline: Some(1_700_000_000_123),
+        }
+    }
+
     #[test]
     fn a_request_by_reference_encodes_to_the_same_bytes() {
         let requests = [
-            Request {
-                id: "c0ffee".into(),
-                inputs: vec![ByteBuf::from(vec![1u8]), ByteBuf::from(vec![0xc0])],
-                object: ObjectId::new("calculator", "1.0"),
-                reply_to: "imagebus.replies.x".into(),
-                method: "Add".into(),
-                deadline: Some(1_700_000_000_123),
-            },
+            full_request(),
             Request {
                 id: String::new(),
                 inputs: Vec::new(),
@@ -558,14 +569,7 @@ mod tests {
 
     #[test]
     fn a_request_read_in_place_is_the_request_read_owned() {
-        let request = Request {
-            id: "c0ffee".into(),
-            inputs: vec![ByteBuf::from(vec![1u8]), ByteBuf::from(vec![0xc0])],
-            object: ObjectId::new("calculator", "1.0"),
-            reply_to: "imagebus.replies.x".into(),
-            method: "Add".into(),
-            deadline: Some(1_700_000_000_123),
-        };
+        let request = full_request();
         let without_deadline = Request {
             deadline: None,
             ..request.clone()
